@@ -1,0 +1,119 @@
+"""The one place that decides what is safe to checkpoint, and when.
+
+A record may be checkpointed only once everything it produced is durable: its alerts were
+accepted by SNS (the pipeline publishes them before it returns) and its S3 lines are in a written
+object. `commit()` spells the order out:
+
+  1. flush every S3 buffer (flagged, then dead letters), each retried and verified by the PUT;
+  2. checkpoint the last record handed to the sinks;
+  3. only then forget the position, so a failed step leaves everything to be redone.
+
+Because a commit always flushes every buffer, a checkpoint is always an object boundary: after a
+crash the replay starts exactly at the first record of the object that was not checkpointed, and
+rebuilds it under the same key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from amazon_kclpy.kcl import CheckpointError
+
+from consumer.logs import get_logger
+from consumer.metrics import METRICS
+from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
+
+log = get_logger(__name__)
+
+CHECKPOINT_ATTEMPTS = 5
+
+
+class LeaseGone(RuntimeError):
+    """The KCL refused a checkpoint because this worker no longer holds the lease."""
+
+
+class CheckpointPolicy:
+    """Tracks the last processed record and commits by count, bytes or age."""
+
+    def __init__(
+        self,
+        sinks: Sequence[S3JsonLinesBatch],
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sinks = sinks
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._sleep = sleep
+        self._pending: RecordPosition | None = None
+        self._last_commit = clock()
+
+    @property
+    def pending(self) -> RecordPosition | None:
+        """The last record handed to the sinks and not yet checkpointed."""
+        return self._pending
+
+    def processed(self, position: RecordPosition | None) -> None:
+        """Every output of the records up to `position` has been handed to a sink."""
+        if position is not None:
+            self._pending = position
+
+    def is_due(self) -> bool:
+        """A buffer is full or old, or progress has waited longer than the age limit."""
+        if any(sink.is_due() for sink in self._sinks):
+            return True
+        return self._pending is not None and self._clock() - self._last_commit >= self._max_age_s
+
+    def commit_if_due(self, checkpointer: Any) -> None:
+        if self.is_due():
+            self.commit(checkpointer)
+
+    def commit(self, checkpointer: Any) -> None:
+        """Flush every sink, then checkpoint the last processed record."""
+        for sink in self._sinks:
+            sink.flush()
+        position = self._pending
+        if position is not None:
+            self._checkpoint(checkpointer, position.sequence_number, position.sub_sequence_number)
+            log.info("checkpointed", sequence_number=position.sequence_number)
+        self._pending = None
+        self._last_commit = self._clock()
+        metrics = METRICS.snapshot_and_reset()
+        if metrics:
+            log.info("metrics", **metrics)
+
+    def commit_shard_end(self, checkpointer: Any) -> None:
+        """At SHARD_END: flush, then the no-argument checkpoint that lets child shards start."""
+        for sink in self._sinks:
+            sink.flush()
+        self._checkpoint(checkpointer, None, None)
+        self._pending = None
+        log.info("checkpointed_shard_end")
+
+    def drop(self) -> None:
+        """Lease lost: forget buffers and position; the new owner replays from the checkpoint."""
+        for sink in self._sinks:
+            sink.discard()
+        self._pending = None
+
+    def _checkpoint(self, checkpointer: Any, sequence: str | None, sub: int | None) -> None:
+        for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
+            try:
+                checkpointer.checkpoint(sequence, sub)
+                METRICS.incr("checkpoints")
+                return
+            except CheckpointError as exc:
+                error = str(getattr(exc, "value", exc))
+                if error in ("ShutdownException", "InvalidStateException"):
+                    # The lease moved; our outputs are idempotent, so the new owner's replay is safe.
+                    METRICS.incr("checkpoints.lease_gone")
+                    raise LeaseGone(error) from exc
+                if attempt == CHECKPOINT_ATTEMPTS:
+                    METRICS.incr("gave_up.checkpoint")
+                    log.error("checkpoint_gave_up", error=error, attempts=attempt)
+                    raise
+                log.warning("checkpoint_retry", error=error, attempt=attempt)
+                self._sleep(min(0.2 * 2**attempt, 5.0))

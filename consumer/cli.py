@@ -1,0 +1,126 @@
+"""The one entry point: `fraudstream worker | local up | local down | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from consumer.config import ConfigError, load_settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Validate the settings, render the KCL properties and exec the MultiLangDaemon."""
+    from consumer import daemon
+
+    try:
+        load_settings()  # fail fast, naming the key, before the JVM starts
+        worker_id = os.environ.get("FRAUD_WORKER_ID") or os.environ.get("HOSTNAME") or "worker"
+        values = daemon.render_properties(os.environ, worker_id)
+        out = Path(os.environ.get("FRAUD_PROPERTIES_OUT", "/tmp/fraudstream/kcl.properties"))
+        daemon.write_properties(values, out)
+        command = daemon.daemon_command(
+            out,
+            os.environ.get("FRAUD_JAVA", "java"),
+            os.environ.get("FRAUD_JVM_OPTIONS", "-Xmx256m -XX:+UseSerialGC"),
+        )
+    except ConfigError as exc:
+        print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
+        return 78
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    sys.stderr.flush()
+    os.execvp(command[0], command)
+    return 0  # not reached
+
+
+def _stack_options(args: argparse.Namespace) -> object:
+    from consumer.local_stack import StackOptions
+
+    return StackOptions(
+        state_dir=Path(args.state_dir),
+        kinesis_port=args.kinesis_port,
+        kinesis_tls_port=args.kinesis_tls_port,
+        moto_port=args.moto_port,
+        redis_port=args.redis_port,
+        workers=getattr(args, "workers", 1),
+        shards=getattr(args, "shards", 2),
+    )
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from consumer import local_stack
+
+    options = _stack_options(args)
+    assert isinstance(options, local_stack.StackOptions)
+    try:
+        if args.action == "up":
+            local_stack.up(options)
+            print(f"local stack up; `source {options.env_file}` to use it")
+        else:
+            local_stack.down(options)
+    except local_stack.StackError as exc:
+        print(f"fraudstream local {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from consumer import demo, local_stack
+
+    options = _stack_options(args)
+    assert isinstance(options, local_stack.StackOptions)
+    return demo.run(options, duration_s=args.duration, rate=args.rate, keep=args.keep)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run the KCL MultiLangDaemon with the fraud processor")
+    worker.add_argument("--dry-run", action="store_true", help="print the java command only")
+    worker.set_defaults(func=cmd_worker)
+
+    def stack_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=os.environ.get("FRAUD_STATE_DIR", ".fraudstream"))
+        p.add_argument("--kinesis-port", type=int, default=_env_int("FRAUD_KINESIS_PORT", 4567))
+        p.add_argument(
+            "--kinesis-tls-port", type=int, default=_env_int("FRAUD_KINESIS_TLS_PORT", 4568)
+        )
+        p.add_argument("--moto-port", type=int, default=_env_int("FRAUD_MOTO_PORT", 4569))
+        p.add_argument("--redis-port", type=int, default=_env_int("FRAUD_REDIS_PORT", 6390))
+
+    local = sub.add_parser("local", help="the embedded local stack")
+    local_sub = local.add_subparsers(dest="action", required=True)
+    up = local_sub.add_parser("up", help="start servers, stream, bucket, topic and workers")
+    stack_arguments(up)
+    up.add_argument("--workers", type=int, default=1)
+    up.add_argument("--shards", type=int, default=2)
+    down = local_sub.add_parser("down", help="stop exactly what `local up` started")
+    stack_arguments(down)
+    local.set_defaults(func=cmd_local)
+
+    demo = sub.add_parser("demo", help="local stack up, a minute of traffic, what was flagged")
+    stack_arguments(demo)
+    demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument("--shards", type=int, default=2)
+    demo.add_argument("--duration", type=float, default=60.0)
+    demo.add_argument("--rate", type=float, default=50.0)
+    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Every setting of the worker, its default and its environment variable, validated at start-up.
+
+The record processor is started by the MultiLangDaemon and inherits its environment, so the
+environment is the one configuration channel that reaches every process the same way, on a laptop
+and in an ECS task. A bad value stops start-up with a message naming the variable, before a single
+record is read: a worker that guesses would judge a whole stream with the wrong thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+T = TypeVar("T")
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulesConfig:
+    """Thresholds of the rules core (CONTRACT section 2 defaults)."""
+
+    high_amount_threshold: Decimal = Decimal("10000")
+    high_amount_severity: str = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class FlushConfig:
+    """When a buffered S3 object is written: whichever limit is reached first."""
+
+    max_records: int = 500
+    max_bytes: int = 4 * 1024 * 1024
+    max_age_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Bounded retries for every output; past the budget the worker exits on purpose."""
+
+    max_attempts: int = 8
+    max_wait_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The worker's whole configuration."""
+
+    bucket: str
+    topic_arn: str
+    redis_url: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    alert_severity: str = "medium"
+    rules: RulesConfig = RulesConfig()
+    flush: FlushConfig = FlushConfig()
+    retry: RetryConfig = RetryConfig()
+    log_level: str = "info"
+
+
+def _required(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "").strip()
+    if not value:
+        raise ConfigError(f"{key}: required but not set")
+    return value
+
+
+def _parsed(env: Mapping[str, str], key: str, default: T, parse: Callable[[str], T]) -> T:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except (ValueError, InvalidOperation) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"must be a positive integer, got {raw!r}")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number, got {raw!r}")
+    return value
+
+
+def _positive_decimal(raw: str) -> Decimal:
+    value = Decimal(raw)
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"must be a positive number, got {raw!r}")
+    return value
+
+
+def _severity(raw: str) -> str:
+    value = raw.lower()
+    if value not in SEVERITIES:
+        raise ValueError(f"must be one of {', '.join(SEVERITIES)}, got {raw!r}")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"must be one of debug, info, warning, error, got {raw!r}")
+    return value
+
+
+def _prefix(raw: str) -> str:
+    value = raw.lstrip("/")
+    return value if value == "" or value.endswith("/") else value + "/"
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"must start with redis://, rediss:// or unix://, got {raw.split(':')[0]!r}")
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    topic_arn = _required(env, "FRAUD_TOPIC_ARN")
+    if not topic_arn.startswith("arn:"):
+        raise ConfigError(f"FRAUD_TOPIC_ARN: must be an SNS topic ARN, got {topic_arn!r}")
+    return Settings(
+        bucket=_required(env, "FRAUD_BUCKET"),
+        topic_arn=topic_arn,
+        redis_url=_parsed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
+        prefix=_parsed(env, "FRAUD_PREFIX", "", _prefix),
+        region=region,
+        alert_severity=_parsed(env, "FRAUD_ALERT_SEVERITY", "medium", _severity),
+        rules=RulesConfig(
+            high_amount_threshold=_parsed(
+                env, "FRAUD_HIGH_AMOUNT_THRESHOLD", Decimal("10000"), _positive_decimal
+            ),
+            high_amount_severity=_parsed(env, "FRAUD_HIGH_AMOUNT_SEVERITY", "high", _severity),
+        ),
+        flush=FlushConfig(
+            max_records=_parsed(env, "FRAUD_FLUSH_MAX_RECORDS", 500, _positive_int),
+            max_bytes=_parsed(env, "FRAUD_FLUSH_MAX_BYTES", 4 * 1024 * 1024, _positive_int),
+            max_age_s=_parsed(env, "FRAUD_FLUSH_MAX_AGE_S", 10.0, _positive_float),
+        ),
+        retry=RetryConfig(
+            max_attempts=_parsed(env, "FRAUD_RETRY_MAX_ATTEMPTS", 8, _positive_int),
+            max_wait_s=_parsed(env, "FRAUD_RETRY_MAX_WAIT_S", 5.0, _positive_float),
+        ),
+        log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
+    )

@@ -1,0 +1,30 @@
+"""In-process counters, aggregated per batch and emitted together (never one API call per record).
+
+For now they are written as one structured `metrics` log line per commit; issue #7 ships the
+same snapshot to CloudWatch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Metrics:
+    """Named counters that accumulate between two snapshots."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def incr(self, name: str, value: int = 1) -> None:
+        self._counts[name] += value
+
+    def get(self, name: str) -> int:
+        return self._counts[name]
+
+    def snapshot_and_reset(self) -> dict[str, int]:
+        counts = dict(self._counts)
+        self._counts.clear()
+        return counts
+
+
+METRICS = Metrics()

@@ -1,0 +1,123 @@
+"""The amazon_kclpy v3 record processor: lifecycle and checkpoint calls, nothing else.
+
+kclpy catches any exception a processor method raises, prints it and still tells the daemon the
+batch is done, so the next checkpoint would move past records that failed: silent loss. Hence
+nothing escapes these methods except SystemExit: bad input is routed to the dead letters by the
+pipeline, and anything that leaves outputs unwritten exits the process on purpose. The
+MultiLangDaemon then stops the worker, and ECS (or the local stack) restarts it from the last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from amazon_kclpy import kcl
+from amazon_kclpy.v3 import processor
+
+from consumer.checkpointing import CheckpointPolicy, LeaseGone
+from consumer.config import ConfigError, Settings, load_settings
+from consumer.logs import configure_logging, get_logger
+from consumer.pipeline import BatchPipeline
+from consumer.wiring import build_pipeline
+
+log = get_logger(__name__)
+
+EXIT_GAVE_UP = 3
+EXIT_BAD_CONFIG = 78
+
+
+def _exit(code: int, event: str, **fields: Any) -> NoReturn:
+    log.error(event, exit_code=code, **fields)
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+class FraudRecordProcessor(processor.RecordProcessorBase):
+    """Processes one shard: judge every record, write outputs, checkpoint after durable writes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        build: Callable[[str, Settings], tuple[BatchPipeline, CheckpointPolicy]] = build_pipeline,
+    ) -> None:
+        self._settings = settings
+        self._build = build
+        self._pipeline: BatchPipeline | None = None
+        self._policy: CheckpointPolicy | None = None
+        self._shard_id = "?"
+
+    def initialize(self, initialize_input: Any) -> None:
+        self._shard_id = initialize_input.shard_id
+        try:
+            self._pipeline, self._policy = self._build(self._shard_id, self._settings)
+        except Exception as exc:
+            _exit(EXIT_GAVE_UP, "initialize_failed", shard_id=self._shard_id, error=repr(exc))
+        log.info(
+            "shard_initialized",
+            shard_id=self._shard_id,
+            sequence_number=initialize_input.sequence_number,
+        )
+
+    def process_records(self, process_records_input: Any) -> None:
+        pipeline, policy = self._require()
+        try:
+            policy.processed(pipeline.process(process_records_input.records))
+            policy.commit_if_due(process_records_input.checkpointer)
+        except LeaseGone:
+            log.warning("lease_gone_on_checkpoint", shard_id=self._shard_id)
+            policy.drop()
+        except Exception as exc:
+            log.exception("process_records_failed", shard_id=self._shard_id)
+            _exit(EXIT_GAVE_UP, "worker_exiting", shard_id=self._shard_id, error=repr(exc))
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        if self._policy is not None:
+            self._policy.drop()
+        log.warning("lease_lost", shard_id=self._shard_id)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        _, policy = self._require()
+        try:
+            policy.commit_shard_end(shard_ended_input.checkpointer)
+        except Exception as exc:
+            _exit(EXIT_GAVE_UP, "shard_end_failed", shard_id=self._shard_id, error=repr(exc))
+        log.info("shard_ended", shard_id=self._shard_id)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        _, policy = self._require()
+        try:
+            policy.commit(shutdown_requested_input.checkpointer)
+        except LeaseGone:
+            policy.drop()
+        except Exception as exc:
+            _exit(EXIT_GAVE_UP, "shutdown_flush_failed", shard_id=self._shard_id, error=repr(exc))
+        log.info("shutdown_checkpointed", shard_id=self._shard_id)
+
+    def _require(self) -> tuple[BatchPipeline, CheckpointPolicy]:
+        if self._pipeline is None or self._policy is None:
+            _exit(EXIT_GAVE_UP, "not_initialized", shard_id=self._shard_id)
+        return self._pipeline, self._policy
+
+
+def main() -> None:
+    """Entry point the MultiLangDaemon runs once per shard (`executableName`)."""
+    # The daemon owns graceful shutdown: SIGTERM goes to it (ECS), and it asks us to checkpoint
+    # through `shutdown_requested`. A SIGTERM that reaches this child directly must not kill it
+    # before that request arrives.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(os.environ.get("FRAUD_LOG_LEVEL", "info"), component="processor")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _exit(EXIT_BAD_CONFIG, "bad_config", error=str(exc))
+    configure_logging(settings.log_level, component="processor")
+    kcl.KCLProcess(FraudRecordProcessor(settings)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Builds the I/O edges (boto3 clients, Redis, sinks) for one shard's pipeline."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+import redis
+from botocore.config import Config
+
+from consumer.checkpointing import CheckpointPolicy
+from consumer.config import Settings
+from consumer.pipeline import BatchPipeline
+from consumer.retry import call_with_retries
+from consumer.sinks.alerts import AlertPublisher
+from consumer.sinks.s3_batches import S3JsonLinesBatch, dead_letter_key, flagged_key
+
+# Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
+_BOTO_CONFIG = Config(
+    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10
+)
+
+
+@cache
+def aws_client(service: str, region: str) -> Any:
+    """One client per service per process; endpoints follow AWS_ENDPOINT_URL_<SERVICE>."""
+    return boto3.session.Session().client(service, region_name=region, config=_BOTO_CONFIG)
+
+
+def check_redis(settings: Settings) -> None:
+    """Fail start-up early (retried, bounded) when Redis is unreachable."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    call_with_retries("redis_ping", client.ping, settings.retry, retry_on=(redis.RedisError,))
+    client.close()
+
+
+def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
+    s3 = aws_client("s3", settings.region)
+    flagged = S3JsonLinesBatch(
+        "flagged", s3, settings.bucket, settings.prefix, flagged_key, settings.flush, settings.retry
+    )
+    dead_letters = S3JsonLinesBatch(
+        "dead_letters",
+        s3,
+        settings.bucket,
+        settings.prefix,
+        dead_letter_key,
+        settings.flush,
+        settings.retry,
+    )
+    alerts = AlertPublisher(aws_client("sns", settings.region), settings.topic_arn, settings.retry)
+    check_redis(settings)
+    pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts)
+    return pipeline, CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s)
