@@ -1,0 +1,306 @@
+"""Decode and validate one Kinesis record into a `Transaction` (CONTRACT section 1).
+
+Every record passes through here before anything else looks at it, so this module has two jobs
+that pull against each other: it must be exact and it must be fast. Exact, because thresholds
+compare the decimal literal the producer wrote (`10000.001 > 10000`), so numbers are parsed to
+`Decimal`, never `float`, and timestamps keep every digit of their fraction. Fast, because it runs
+once per record on the hot path, so the JSON decoder and the timestamp regex are built once and
+the checks are straight-line code.
+
+It also never raises for any input: a poison record (bad UTF-8, a BOM, `NaN`, a 5000-digit integer,
+100 000 levels of nesting, an impossible date) becomes an `InvalidRecord` naming the field and the
+reason, which the caller writes to the dead-letter output; it must never stop a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from typing import Any, NoReturn
+
+__all__ = [
+    "CHANNELS",
+    "ID_MAX_LEN",
+    "MAX_AMOUNT",
+    "InvalidRecord",
+    "Transaction",
+    "parse_event_time",
+    "parse_transaction",
+]
+
+ID_MAX_LEN = 128
+MAX_AMOUNT = Decimal(1_000_000_000)
+CHANNELS: frozenset[str] = frozenset({"card_present", "online", "atm", "transfer"})
+
+_LAT_MIN, _LAT_MAX = Decimal(-90), Decimal(90)
+_LON_MIN, _LON_MAX = Decimal(-180), Decimal(180)
+_ZERO = Decimal(0)
+
+# Arithmetic in this context is exact: the precision and exponent range are the largest the
+# decimal module allows, and the operands are small, so nothing is ever rounded.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# YYYY-MM-DDTHH:MM[:SS[.fraction]] then Z | ±HH:MM | ±HHMM | ±HH. ASCII digits only: [0-9], not
+# \d, which also matches other scripts' digits. `T` and `Z` upper case, as the contract writes them.
+_ISO_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})"
+    r"(?::([0-9]{2})(?:\.([0-9]+))?)?"
+    r"(?:Z|([+-])([0-9]{2})(?::?([0-9]{2}))?)"
+)
+_iso_match = _ISO_RE.fullmatch
+
+
+class _NonStandardConstant(ValueError):
+    """`NaN`, `Infinity` or `-Infinity` in the JSON text."""
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise _NonStandardConstant(f"non-standard constant {name}")
+
+
+# Built once: json.loads(..., parse_float=...) would build a new decoder for every record.
+# Integers stay `int`; every other number becomes the exact `Decimal` of its literal.
+_decode = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A valid transaction. `raw` is the JSON object as received, for pass-through to outputs."""
+
+    transaction_id: str
+    account_id: str
+    amount: Decimal
+    event_time: Decimal
+    currency: str
+    account_balance: Decimal | None
+    origin_country: str | None
+    destination_country: str | None
+    latitude: float | None
+    longitude: float | None
+    merchant_id: str | None
+    merchant_category: str | None
+    channel: str | None
+    device_id: str | None
+    ip_address: str | None
+    account_created_at: Decimal | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRecord:
+    """A record the contract calls invalid; `reason` names the field and what is wrong with it."""
+
+    reason: str
+
+
+def parse_event_time(value: object) -> Decimal | None:
+    """Exact epoch seconds (UTC) of a `timestamp` / `account_created_at` value, or None if invalid.
+
+    Accepted: a JSON integer (`int`, not `bool`) of epoch milliseconds, or an ISO-8601 extended
+    string `YYYY-MM-DDTHH:MM[:SS[.fraction]]` with a zone `Z`, `±HH:MM`, `±HHMM` or `±HH`. The
+    fraction is kept to full precision and the offset is applied exactly. Rejected: float literals
+    (`1.0`, `1e3`, which the decoder hands over as `Decimal`), numeric strings, impossible dates,
+    year 0000, hour 24, leap second 60, zone offsets with hours > 23 or minutes > 59.
+
+    Never raises; returns None for anything it does not accept.
+    """
+    if type(value) is int:
+        # Exact: scaleb in the unbounded context only moves the exponent.
+        return Decimal(value).scaleb(-3, _EXACT)
+    if type(value) is not str:
+        return None
+    m = _iso_match(value)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = m.groups()
+    hh = int(hour)
+    mm = int(minute)
+    ss = int(second) if second is not None else 0
+    if hh > 23 or mm > 59 or ss > 59:
+        return None
+    try:
+        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:  # impossible date, or year 0000 (outside the proleptic Gregorian range)
+        return None
+    seconds = days * 86400 + hh * 3600 + mm * 60 + ss
+    if sign is not None:
+        oh = int(off_h)
+        om = int(off_m) if off_m is not None else 0
+        if oh > 23 or om > 59:
+            return None
+        offset = oh * 3600 + om * 60
+        seconds = seconds - offset if sign == "+" else seconds + offset
+    if fraction is None:
+        return Decimal(seconds)
+    # Built from the digit string (exact whatever its length), added in the unbounded context.
+    return _EXACT.add(Decimal(seconds), Decimal("0." + fraction))
+
+
+# Messages, built once.
+_WANT_ID = "must be a string of 1..128 characters"
+_WANT_AMOUNT = "must be a number > 0 and <= 1e9"
+_WANT_TIME = (
+    "must be an ISO-8601 string YYYY-MM-DDTHH:MM[:SS[.fraction]] with a zone "
+    "(Z, +HH:MM, +HHMM, +HH) or integer epoch milliseconds"
+)
+
+
+_JSON_TYPE_NAMES: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    Decimal: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _is_number(value: object) -> bool:
+    t = type(value)
+    return t is int or t is Decimal  # bool is a subclass of int, but `type` is exact
+
+
+class _Bad(Exception):
+    """Internal: carries an invalid-record reason out of a nested check."""
+
+
+def _optional_str(obj: dict[str, Any], key: str) -> str | None:
+    """The string at `key`, None when absent or null; raises _Bad when present with another type."""
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    raise _Bad(f"{key}: must be a string")
+
+
+def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
+    """Decode one Kinesis record's data and validate it against CONTRACT section 1.
+
+    Never raises for any `bytes` (or `bytearray` / `memoryview`) input: everything the contract
+    calls invalid, including text the JSON parser cannot handle, comes back as an InvalidRecord.
+    """
+    try:
+        text = str(data, "utf-8")  # strict: invalid UTF-8 and encoded surrogates are errors
+    except UnicodeDecodeError as exc:
+        return InvalidRecord(f"not valid UTF-8: {exc.reason} at byte {exc.start}")
+    if text.startswith("\ufeff"):
+        return InvalidRecord("not valid JSON: starts with a UTF-8 byte-order mark")
+    try:
+        obj = _decode(text)
+    except _NonStandardConstant as exc:
+        return InvalidRecord(f"not valid JSON: {exc}")
+    except RecursionError:
+        return InvalidRecord("not valid JSON: nested too deeply")
+    except ValueError as exc:  # JSONDecodeError, or an integer literal past the digit limit
+        return InvalidRecord(f"not valid JSON: {exc}")
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond what Decimal holds
+        return InvalidRecord("not valid JSON: a number is too large")
+    if type(obj) is not dict:
+        return InvalidRecord(f"not a JSON object: got {_JSON_TYPE_NAMES.get(type(obj), 'a value')}")
+    try:
+        return _validate(obj)
+    except _Bad as exc:
+        return InvalidRecord(str(exc))
+
+
+def _validate(obj: dict[str, Any]) -> Transaction:
+    get = obj.get
+
+    transaction_id = get("transaction_id")
+    if transaction_id is None:
+        raise _Bad("transaction_id: missing")
+    if type(transaction_id) is not str or not 0 < len(transaction_id) <= ID_MAX_LEN:
+        raise _Bad(f"transaction_id: {_WANT_ID}")
+
+    account_id = get("account_id")
+    if account_id is None:
+        raise _Bad("account_id: missing")
+    if type(account_id) is not str or not 0 < len(account_id) <= ID_MAX_LEN:
+        raise _Bad(f"account_id: {_WANT_ID}")
+
+    amount = get("amount")
+    if amount is None:
+        raise _Bad("amount: missing")
+    if type(amount) is int:
+        amount = Decimal(amount)
+    elif type(amount) is not Decimal:
+        raise _Bad(f"amount: {_WANT_AMOUNT}")
+    if not _ZERO < amount <= MAX_AMOUNT:
+        raise _Bad(f"amount: {_WANT_AMOUNT}")
+
+    timestamp = get("timestamp")
+    if timestamp is None:
+        raise _Bad("timestamp: missing")
+    event_time = parse_event_time(timestamp)
+    if event_time is None:
+        raise _Bad(f"timestamp: {_WANT_TIME}")
+
+    currency = get("currency")
+    if currency is None:
+        currency = "USD"
+    elif type(currency) is not str:
+        raise _Bad("currency: must be a string")
+
+    account_balance = get("account_balance")
+    if account_balance is not None:
+        if type(account_balance) is int:
+            account_balance = Decimal(account_balance)
+        elif type(account_balance) is not Decimal:
+            raise _Bad("account_balance: must be a number")
+
+    origin_country = _optional_str(obj, "origin_country")
+    if origin_country is not None:
+        origin_country = origin_country.upper()
+    destination_country = _optional_str(obj, "destination_country")
+    if destination_country is not None:
+        destination_country = destination_country.upper()
+
+    lat = get("latitude")
+    lon = get("longitude")
+    latitude: float | None = None
+    longitude: float | None = None
+    if lat is not None or lon is not None:
+        if lat is None:
+            raise _Bad("latitude: missing (latitude and longitude go together)")
+        if lon is None:
+            raise _Bad("longitude: missing (latitude and longitude go together)")
+        if not _is_number(lat) or not _LAT_MIN <= lat <= _LAT_MAX:
+            raise _Bad("latitude: must be a number in -90..90")
+        if not _is_number(lon) or not _LON_MIN <= lon <= _LON_MAX:
+            raise _Bad("longitude: must be a number in -180..180")
+        latitude = float(lat)
+        longitude = float(lon)
+
+    channel = get("channel")
+    if channel is not None and (type(channel) is not str or channel not in CHANNELS):
+        raise _Bad("channel: must be one of card_present, online, atm, transfer")
+
+    account_created_at = get("account_created_at")
+    if account_created_at is not None:
+        account_created_at = parse_event_time(account_created_at)
+        if account_created_at is None:
+            raise _Bad(f"account_created_at: {_WANT_TIME}")
+
+    return Transaction(
+        transaction_id=transaction_id,
+        account_id=account_id,
+        amount=amount,
+        event_time=event_time,
+        currency=currency,
+        account_balance=account_balance,
+        origin_country=origin_country,
+        destination_country=destination_country,
+        latitude=latitude,
+        longitude=longitude,
+        merchant_id=_optional_str(obj, "merchant_id"),
+        merchant_category=_optional_str(obj, "merchant_category"),
+        channel=channel,
+        device_id=_optional_str(obj, "device_id"),
+        ip_address=_optional_str(obj, "ip_address"),
+        account_created_at=account_created_at,
+        raw=obj,
+    )
