@@ -108,7 +108,7 @@ class CheckpointPolicy:
             except CheckpointError as exc:
                 error = str(getattr(exc, "value", exc))
                 if error in ("ShutdownException", "InvalidStateException"):
-                    # The lease moved; our outputs are idempotent, so the new owner's replay is safe.
+                    # The lease moved; outputs are idempotent, so the new owner's replay is safe.
                     METRICS.incr("checkpoints.lease_gone")
                     raise LeaseGone(error) from exc
                 if attempt == CHECKPOINT_ATTEMPTS:

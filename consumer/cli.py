@@ -32,7 +32,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(" ".join(command))
         return 0
     sys.stderr.flush()
-    os.execvp(command[0], command)
+    os.execvp(command[0], command)  # noqa: S606 - the daemon replaces us (PID 1 in a container)
     return 0  # not reached
 
 

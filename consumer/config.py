@@ -123,7 +123,9 @@ def _prefix(raw: str) -> str:
 
 def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"must start with redis://, rediss:// or unix://, got {raw.split(':')[0]!r}")
+        raise ValueError(
+            f"must start with redis://, rediss:// or unix://, got {raw.split(':')[0]!r}"
+        )
     return raw
 
 

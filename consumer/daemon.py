@@ -44,7 +44,9 @@ def render_properties(
     """Base file, then the profile overlay, then KCL_<key> variables, then what we always set."""
     profile = env.get("FRAUD_KCL_PROFILE", "aws")
     if profile not in PROFILES:
-        raise ConfigError(f"FRAUD_KCL_PROFILE: must be one of {', '.join(PROFILES)}, got {profile!r}")
+        raise ConfigError(
+            f"FRAUD_KCL_PROFILE: must be one of {', '.join(PROFILES)}, got {profile!r}"
+        )
     values = parse_properties((properties_dir / "fraudstream.properties").read_text())
     values.update(parse_properties((properties_dir / f"{profile}.properties").read_text()))
     values.update({k[4:]: v for k, v in env.items() if k.startswith("KCL_") and len(k) > 4})

@@ -8,6 +8,7 @@ in <state>/pids/ and its output in <state>/logs/; `local down` stops exactly tho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,10 +146,8 @@ def _stop(pid: int, name: str, grace_s: float) -> None:
         if not _pid_alive(pid):
             break
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # stragglers of the group, even if the leader exited
-    except ProcessLookupError:
-        pass
     _say(f"stopped {name} (pid {pid})")
 
 
@@ -179,7 +178,7 @@ def _wait_for_port(port: int, name: str, options: StackOptions, timeout_s: float
 
 
 def find_kinesis_mock() -> Path:
-    """kinesis-mock's main.js from the npm package `kinesis-local` (installed by scripts/setup.sh)."""
+    """kinesis-mock's main.js, from the npm package `kinesis-local` (scripts/setup.sh)."""
     candidates = [os.environ.get("FRAUD_KINESIS_MOCK_JS", "")]
     candidates.append(str(REPO_ROOT / "node_modules" / "kinesis-local" / "main.js"))
     for candidate in candidates:
@@ -248,11 +247,12 @@ def stack_env(options: StackOptions) -> dict[str, str]:
 
 
 def _client(service: str, env: Mapping[str, str]) -> Any:
-    return boto3.session.Session(
+    session: Any = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_REGION"],
-    ).client(service, endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"])
+    )
+    return session.client(service, endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"])
 
 
 def create_resources(options: StackOptions, env: Mapping[str, str]) -> None:
@@ -387,12 +387,16 @@ def up(options: StackOptions) -> dict[str, str]:
         _wait_for_port(options.redis_port, "redis", options)
         _wait_for_port(options.moto_port, "moto", options)
         _wait_for_port(options.kinesis_port, "kinesis", options)
-        _say(f"servers up: kinesis-mock :{options.kinesis_port}, moto :{options.moto_port}, "
-             f"redis :{options.redis_port}")
+        _say(
+            f"servers up: kinesis-mock :{options.kinesis_port}, moto :{options.moto_port}, "
+            f"redis :{options.redis_port}"
+        )
         create_resources(options, env)
         write_env_file(options, env)
-        _say(f"stream {options.stream} ({options.shards} shards), bucket {options.bucket}, "
-             f"topic {options.topic}; env in {options.env_file}")
+        _say(
+            f"stream {options.stream} ({options.shards} shards), bucket {options.bucket}, "
+            f"topic {options.topic}; env in {options.env_file}"
+        )
         for index in range(1, options.workers + 1):
             start_worker(options, index, env)
         wait_for_leases(options, env)

@@ -16,7 +16,7 @@ from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.outputs import dead_letter_line, flagged_line, to_json
-from consumer.records import InvalidRecord, parse_transaction
+from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules import History, judge, severity_at_least
 from consumer.sinks.alerts import Alert, AlertPublisher
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
@@ -76,6 +76,7 @@ class BatchPipeline:
                 record.timestamp_millis,
             )
             last = position
+            parsed: Transaction | InvalidRecord
             try:
                 data = record.binary_data
             except (binascii.Error, ValueError) as exc:

@@ -37,7 +37,7 @@ def _exit(code: int, event: str, **fields: Any) -> NoReturn:
     raise SystemExit(code)
 
 
-class FraudRecordProcessor(processor.RecordProcessorBase):
+class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     """Processes one shard: judge every record, write outputs, checkpoint after durable writes."""
 
     def __init__(

@@ -68,4 +68,6 @@ def call_with_retries(
     except retry_on as exc:
         METRICS.incr(f"gave_up.{what}")
         log.error("output_gave_up", output=what, attempts=config.max_attempts, error=repr(exc))
-        raise OutputGaveUp(f"{what}: gave up after {config.max_attempts} attempts: {exc!r}") from exc
+        raise OutputGaveUp(
+            f"{what}: gave up after {config.max_attempts} attempts: {exc!r}"
+        ) from exc

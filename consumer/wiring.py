@@ -25,7 +25,8 @@ _BOTO_CONFIG = Config(
 @cache
 def aws_client(service: str, region: str) -> Any:
     """One client per service per process; endpoints follow AWS_ENDPOINT_URL_<SERVICE>."""
-    return boto3.session.Session().client(service, region_name=region, config=_BOTO_CONFIG)
+    session: Any = boto3.session.Session()
+    return session.client(service, region_name=region, config=_BOTO_CONFIG)
 
 
 def check_redis(settings: Settings) -> None:
@@ -35,8 +36,10 @@ def check_redis(settings: Settings) -> None:
     client.close()
 
 
-def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
-    s3 = aws_client("s3", settings.region)
+def assemble_pipeline(
+    shard_id: str, settings: Settings, s3: Any, sns: Any
+) -> tuple[BatchPipeline, CheckpointPolicy]:
+    """The pipeline and its checkpoint policy over the given clients (tests pass moto's)."""
     flagged = S3JsonLinesBatch(
         "flagged", s3, settings.bucket, settings.prefix, flagged_key, settings.flush, settings.retry
     )
@@ -49,7 +52,14 @@ def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, Ch
         settings.flush,
         settings.retry,
     )
-    alerts = AlertPublisher(aws_client("sns", settings.region), settings.topic_arn, settings.retry)
-    check_redis(settings)
+    alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts)
     return pipeline, CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s)
+
+
+def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
+    """The production wiring: real clients, and Redis reachable before the first record."""
+    check_redis(settings)
+    return assemble_pipeline(
+        shard_id, settings, aws_client("s3", settings.region), aws_client("sns", settings.region)
+    )

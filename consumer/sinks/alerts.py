@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from consumer.config import RetryConfig
@@ -86,7 +87,7 @@ class AlertPublisher:
         for start in range(0, len(alerts), SNS_BATCH_LIMIT):
             chunk = alerts[start : start + SNS_BATCH_LIMIT]
             pending = {str(i): self._entry(i, alert) for i, alert in enumerate(chunk)}
-            call_with_retries("sns_alerts", lambda pending=pending: self._send(pending), self._retry)
+            call_with_retries("sns_alerts", partial(self._send, pending), self._retry)
             METRICS.incr("alerts.sent", len(chunk))
 
     def _send(self, pending: dict[str, dict[str, Any]]) -> None:
@@ -120,4 +121,3 @@ def _dedup_id(transaction_id: str) -> str:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
