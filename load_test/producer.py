@@ -1,0 +1,852 @@
+"""Load-test producer: put transactions to a Kinesis stream with PutRecords.
+
+Usage (from the repository root)::
+
+    python -m load_test.producer generate --rate 200 --duration 60 [--accounts 1000]
+        [--fraud-ratio 0.05] [--invalid-ratio 0.0] [--seed 7] [common options]
+    python -m load_test.producer replay --file records.jsonl [common options]
+
+    common options: --stream NAME (env FRAUD_STREAM)  --endpoint-url URL  --region REGION
+                    --max-attempts N  --json
+
+Batching
+    One PutRecords call carries at most 500 entries and at most 5 MiB (data plus partition keys);
+    one entry is at most 1 MiB (data plus partition key) with a partition key of 1..256
+    characters. :class:`Entry` refuses anything larger, so every entry is sendable.
+
+Retries
+    A PutRecords call can succeed for some entries and fail for others (``FailedRecordCount``;
+    the failed result entries carry an ``ErrorCode``). Only the failed entries are sent again,
+    each after its own bounded exponential backoff with jitter
+    (``min(max_delay, base * 2**(n-1))``, uniformly drawn from its upper half, for the n-th
+    failure). A call that fails as a whole with a transient error (throttling, 5xx, connection
+    reset) counts as a failed attempt for every entry in it; any other error (stream missing,
+    access denied, bad request) stops the run with :class:`ProducerError`. An entry that has
+    failed ``max_attempts`` times is given up and counted as ``failed``.
+
+Per-key ordering (why the scheduler looks the way it does)
+    Consumers rely on the records of one partition key (one account) arriving in the order they
+    were produced. Kinesis keeps that order for entries put one after the other, but inside one
+    PutRecords call a partial failure breaks it: if entries A1 and A2 of the same key are in the
+    same call and A1 fails while A2 succeeds, re-sending A1 puts it *after* A2. Retrying failed
+    entries "in their original position" cannot repair this, because A2 is already in the shard.
+
+    So the producer never has two entries of the same partition key in flight: a key's next
+    entry is only sent after its previous entry succeeded (or was finally given up). Entries
+    wait in one FIFO queue per key, and only the head of each queue is eligible. Each batch is
+    filled with eligible heads in file order (a heap ordered by each head's position in the
+    input), so with many keys a batch is full (500 distinct keys) and throughput stays high; a
+    key with a long run of consecutive records only costs one slot per call. A head whose send
+    failed waits for its backoff in a separate delay heap while the other keys keep flowing;
+    because it keeps its original position, it is at the front of the first batch after its
+    backoff. An entry that is given up does not block its key: the key's later entries are
+    still sent, in order (the given-up entry is a gap, counted in ``failed``).
+
+    The scheduler looks ahead at most ``lookahead`` entries (and 64 MiB) into the input, which
+    bounds memory for endless inputs while leaving plenty of distinct keys to fill batches.
+
+Python API
+    ``send(client, stream, entries, ...) -> Summary``, :class:`Producer` for incremental use
+    (the ``generate`` mode), ``load_replay_file(path) -> list[Entry]``; the synthetic records
+    come from :mod:`load_test.synthetic`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import heapq
+import json
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+MAX_BATCH_ENTRIES = 500
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_PARTITION_KEY_CHARS = 256
+
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_BASE_DELAY_S = 0.1
+DEFAULT_MAX_DELAY_S = 5.0
+DEFAULT_LOOKAHEAD = 50_000
+DEFAULT_LOOKAHEAD_BYTES = 64 * 1024 * 1024
+
+# Whole-call errors worth retrying; anything else is a configuration problem.
+RETRIABLE_CALL_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "InternalFailureException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+EXIT_OK = 0
+EXIT_FAILED_ENTRIES = 1
+EXIT_USAGE = 2
+EXIT_FATAL = 3
+EXIT_INTERRUPTED = 130
+
+# boto3's Kinesis client (untyped without boto3-stubs); anything with ``put_records`` works.
+KinesisClient = Any
+ProgressCallback = Callable[["Summary"], None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record to put: its bytes and its partition key."""
+
+    data: bytes
+    partition_key: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes):
+            raise TypeError(f"data must be bytes, not {type(self.data).__name__}")
+        if not isinstance(self.partition_key, str):
+            raise TypeError("partition_key must be a str")
+        if not 1 <= len(self.partition_key) <= MAX_PARTITION_KEY_CHARS:
+            raise ValueError(
+                f"partition key must be 1..{MAX_PARTITION_KEY_CHARS} characters, "
+                f"got {len(self.partition_key)}"
+            )
+        try:
+            self.partition_key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("partition key is not encodable as UTF-8") from exc
+        if self.size > MAX_RECORD_BYTES:
+            raise ValueError(
+                f"record is {self.size} bytes (data + partition key), "
+                f"more than the {MAX_RECORD_BYTES} allowed"
+            )
+
+    @property
+    def size(self) -> int:
+        """Bytes this entry counts against the PutRecords limits."""
+        return len(self.data) + len(self.partition_key.encode("utf-8"))
+
+
+@dataclass
+class Summary:
+    """Counters of a run. ``retried`` counts re-sends of entries (one entry re-sent twice
+    counts 2); ``failed`` counts entries given up after ``max_attempts``."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    batches: int = 0
+    pending: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Entries successfully put per second."""
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "retried": self.retried,
+            "failed": self.failed,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rate": round(self.rate, 1),
+            "batches": self.batches,
+            "error_codes": dict(sorted(self.error_codes.items())),
+        }
+
+    def format_text(self) -> str:
+        return (
+            f"sent {self.sent}, retried {self.retried}, failed {self.failed}, "
+            f"elapsed {self.elapsed_s:.2f} s, rate {self.rate:.1f} records/s"
+        )
+
+
+class ProducerError(RuntimeError):
+    """A non-retriable error stopped the run; ``summary`` holds the counters so far."""
+
+    def __init__(self, message: str, summary: Summary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class _Pending:
+    __slots__ = ("attempts", "entry", "seq")
+
+    def __init__(self, entry: Entry, seq: int) -> None:
+        self.entry = entry
+        self.seq = seq  # position in the input: the scheduling priority
+        self.attempts = 0  # sends made so far
+
+
+class Producer:
+    """Incremental producer: :meth:`add` entries, then :meth:`send_ready` / :meth:`flush`.
+
+    See the module docstring for the batching, retry and per-key ordering rules. ``sleep``,
+    ``clock`` and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        client: KinesisClient,
+        stream: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        base_delay_s: float = DEFAULT_BASE_DELAY_S,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        max_batch_entries: int = MAX_BATCH_ENTRIES,
+        max_batch_bytes: int = MAX_REQUEST_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not stream:
+            raise ValueError("stream must be a stream name or ARN")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 1 <= max_batch_entries <= MAX_BATCH_ENTRIES:
+            raise ValueError(f"max_batch_entries must be 1..{MAX_BATCH_ENTRIES}")
+        if not 1 <= max_batch_bytes <= MAX_REQUEST_BYTES:
+            raise ValueError(f"max_batch_bytes must be 1..{MAX_REQUEST_BYTES}")
+        if base_delay_s < 0 or max_delay_s < 0:
+            raise ValueError("delays must not be negative")
+        self._client = client
+        self._stream_arg = (
+            {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
+        )
+        self._on_progress = on_progress
+        self.max_attempts = max_attempts
+        self._base_delay = base_delay_s
+        self._max_delay = max_delay_s
+        self._max_entries = max_batch_entries
+        self._max_bytes = max_batch_bytes
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+
+        self._queues: dict[str, deque[_Pending]] = {}  # per key, FIFO; head = next to send
+        self._ready: list[tuple[int, str]] = []  # heap of (head seq, key), eligible now
+        self._delayed: list[tuple[float, int, str]] = []  # heap of (not before, seq, key)
+        self._next_seq = 0
+        self._pending = 0
+        self._pending_bytes = 0
+
+        self._start = clock()
+        self._sent = 0
+        self._retried = 0
+        self._failed = 0
+        self._batches = 0
+        self._errors: dict[str, int] = {}
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Entries added and not yet finished (sent or given up)."""
+        return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    @property
+    def ready_keys(self) -> int:
+        """Keys whose head entry could go into the next batch right now (ignores backoffs
+        that have expired since the last call)."""
+        return len(self._ready)
+
+    def summary(self) -> Summary:
+        return Summary(
+            sent=self._sent,
+            retried=self._retried,
+            failed=self._failed,
+            elapsed_s=max(0.0, self._clock() - self._start),
+            batches=self._batches,
+            pending=self._pending,
+            error_codes=dict(self._errors),
+        )
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def add(self, entry: Entry) -> None:
+        """Queue an entry behind the earlier entries of its partition key."""
+        if not isinstance(entry, Entry):
+            raise TypeError(f"expected an Entry, got {type(entry).__name__}")
+        item = _Pending(entry, self._next_seq)
+        self._next_seq += 1
+        key = entry.partition_key
+        queue = self._queues.get(key)
+        if queue is None:
+            self._queues[key] = deque((item,))
+            heapq.heappush(self._ready, (item.seq, key))
+        else:
+            queue.append(item)  # becomes eligible when everything before it is finished
+        self._pending += 1
+        self._pending_bytes += entry.size
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, key = heapq.heappop(self._delayed)
+            heapq.heappush(self._ready, (seq, key))
+
+    def _next_batch(self) -> list[_Pending]:
+        self._promote(self._clock())
+        batch: list[_Pending] = []
+        total = 0
+        while self._ready and len(batch) < self._max_entries:
+            _, key = self._ready[0]
+            head = self._queues[key][0]
+            size = head.entry.size
+            if batch and total + size > self._max_bytes:
+                break  # keep input order: do not skip ahead to smaller entries
+            heapq.heappop(self._ready)
+            batch.append(head)
+            total += size
+        return batch
+
+    def send_batch(self) -> bool:
+        """Send one PutRecords call with the eligible entries; False if none is eligible."""
+        batch = self._next_batch()
+        if not batch:
+            return False
+        self._put(batch)
+        return True
+
+    def send_ready(self) -> int:
+        """Send calls until no entry is eligible (entries in backoff stay queued); returns the
+        number of calls made."""
+        calls = 0
+        while self.send_batch():
+            calls += 1
+        return calls
+
+    def wait_for_retry(self) -> None:
+        """Sleep until the earliest backoff expires (no-op if nothing is backing off)."""
+        if self._delayed:
+            delay = self._delayed[0][0] - self._clock()
+            if delay > 0:
+                self._sleep(delay)
+
+    def flush(self) -> Summary:
+        """Send everything queued, waiting out backoffs; returns the summary."""
+        while self._pending:
+            if not self.send_batch():
+                if not self._delayed:  # pragma: no cover - would be a scheduler bug
+                    raise AssertionError("entries pending but none eligible or delayed")
+                self.wait_for_retry()
+        return self.summary()
+
+    def send_all(
+        self,
+        entries: Iterable[Entry],
+        *,
+        lookahead: int = DEFAULT_LOOKAHEAD,
+        lookahead_bytes: int = DEFAULT_LOOKAHEAD_BYTES,
+    ) -> Summary:
+        """Add and send ``entries`` (consumed lazily, at most ``lookahead`` ahead), then flush."""
+        lookahead = max(1, lookahead)
+        for entry in entries:
+            self.add(entry)
+            if self.ready_keys >= self._max_entries:
+                self.send_batch()  # a full batch is available: send it now
+            while self._pending >= lookahead or self._pending_bytes >= lookahead_bytes:
+                if not self.send_batch():
+                    self.wait_for_retry()
+        return self.flush()
+
+    def _backoff(self, failures: int) -> float:
+        cap = min(self._max_delay, self._base_delay * 2.0 ** min(failures - 1, 30))
+        return cap / 2 + self._rng.uniform(0, cap / 2)
+
+    def _put(self, batch: list[_Pending]) -> None:
+        records = [{"Data": p.entry.data, "PartitionKey": p.entry.partition_key} for p in batch]
+        self._retried += sum(1 for p in batch if p.attempts > 0)
+        self._batches += 1
+        results: list[str | None]
+        try:
+            response = self._client.put_records(Records=records, **self._stream_arg)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "Unknown")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code not in RETRIABLE_CALL_ERRORS and status < 500:
+                self._unsend(batch)
+                raise ProducerError(
+                    f"PutRecords failed: {code}: {error.get('Message', '')}".rstrip(": "),
+                    self.summary(),
+                ) from exc
+            results = [code] * len(batch)
+        except (BotoConnectionError, HTTPClientError) as exc:
+            results = [type(exc).__name__] * len(batch)
+        else:
+            out = response.get("Records") if isinstance(response, dict) else None
+            if not isinstance(out, list) or len(out) != len(batch):
+                self._unsend(batch)
+                raise ProducerError(
+                    f"PutRecords returned {len(out) if isinstance(out, list) else 'no'} results "
+                    f"for {len(batch)} entries",
+                    self.summary(),
+                )
+            results = [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
+        self._complete(batch, results)
+        if self._on_progress is not None:
+            self._on_progress(self.summary())
+
+    def _unsend(self, batch: list[_Pending]) -> None:
+        # The run stops; put the heads back so pending/summary stay truthful.
+        for p in batch:
+            heapq.heappush(self._ready, (p.seq, p.entry.partition_key))
+
+    def _complete(self, batch: list[_Pending], results: Sequence[str | None]) -> None:
+        now = self._clock()
+        for item, code in zip(batch, results, strict=True):
+            key = item.entry.partition_key
+            item.attempts += 1
+            if code is None:
+                self._sent += 1
+                self._finish(key)
+                continue
+            self._errors[code] = self._errors.get(code, 0) + 1
+            if item.attempts >= self.max_attempts:
+                self._failed += 1
+                self._finish(key)
+            else:
+                not_before = now + self._backoff(item.attempts)
+                heapq.heappush(self._delayed, (not_before, item.seq, key))
+
+    def _finish(self, key: str) -> None:
+        queue = self._queues[key]
+        done = queue.popleft()
+        self._pending -= 1
+        self._pending_bytes -= done.entry.size
+        if queue:
+            heapq.heappush(self._ready, (queue[0].seq, key))
+        else:
+            del self._queues[key]
+
+
+def send(
+    client: KinesisClient,
+    stream: str,
+    entries: Iterable[Entry],
+    *,
+    on_progress: ProgressCallback | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    base_delay_s: float = DEFAULT_BASE_DELAY_S,
+    max_delay_s: float = DEFAULT_MAX_DELAY_S,
+    max_batch_entries: int = MAX_BATCH_ENTRIES,
+    max_batch_bytes: int = MAX_REQUEST_BYTES,
+    lookahead: int = DEFAULT_LOOKAHEAD,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> Summary:
+    """Put ``entries`` to ``stream`` (a name, or an ARN starting with ``arn:``) keeping each
+    partition key's order; returns the summary. Raises :class:`ProducerError` on a
+    non-retriable error. Entries that fail ``max_attempts`` times are counted in ``failed``."""
+    producer = Producer(
+        client,
+        stream,
+        on_progress=on_progress,
+        max_attempts=max_attempts,
+        base_delay_s=base_delay_s,
+        max_delay_s=max_delay_s,
+        max_batch_entries=max_batch_entries,
+        max_batch_bytes=max_batch_bytes,
+        sleep=sleep,
+        clock=clock,
+        rng=rng,
+    )
+    return producer.send_all(entries, lookahead=lookahead)
+
+
+# -- replay files ---------------------------------------------------------------------------------
+
+
+class ReplayFileError(ValueError):
+    """A malformed line in a replay file."""
+
+    def __init__(self, source: str, line: int, message: str) -> None:
+        super().__init__(f"{source}:{line}: {message}")
+        self.source = source
+        self.line = line
+        self.message = message
+
+
+def _random_key(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def account_key(data: bytes) -> str | None:
+    """The record's ``account_id`` if the data is a JSON object with a usable string one."""
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    account = parsed.get("account_id")
+    if not isinstance(account, str) or not 1 <= len(account) <= MAX_PARTITION_KEY_CHARS:
+        return None
+    try:
+        account.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return account
+
+
+def parse_replay_line(raw: bytes, *, rng: random.Random) -> Entry | None:
+    """One replay line to an entry (None for a blank line); ValueError if malformed."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"line is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if not text.strip():
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    has_data = obj.get("data") is not None
+    has_b64 = obj.get("data_b64") is not None
+    if has_data and has_b64:
+        raise ValueError('has both "data" and "data_b64"; give exactly one')
+    if has_data:
+        if not isinstance(obj["data"], str):
+            raise ValueError('"data" must be a string (the record as text)')
+        try:
+            data = obj["data"].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError('"data" is not encodable as UTF-8; use "data_b64"') from exc
+    elif has_b64:
+        if not isinstance(obj["data_b64"], str):
+            raise ValueError('"data_b64" must be a base64 string')
+        try:
+            data = base64.b64decode(obj["data_b64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f'"data_b64" is not valid base64: {exc}') from exc
+    else:
+        raise ValueError('needs a "data" or "data_b64" field')
+    key = obj.get("partition_key")
+    if key is None:
+        key = account_key(data) or _random_key(rng)
+    elif not isinstance(key, str):
+        raise ValueError('"partition_key" must be a string')
+    return Entry(data=data, partition_key=key)
+
+
+def parse_replay_lines(
+    lines: Iterable[bytes], *, source: str = "<replay>", rng: random.Random | None = None
+) -> list[Entry]:
+    """Parse replay lines; raises :class:`ReplayFileError` naming the first bad line."""
+    rng = rng if rng is not None else random.Random()
+    entries: list[Entry] = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            entry = parse_replay_line(raw, rng=rng)
+        except (ValueError, TypeError) as exc:
+            raise ReplayFileError(source, number, str(exc)) from exc
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def load_replay_file(
+    path: str | os.PathLike[str], *, rng: random.Random | None = None
+) -> list[Entry]:
+    """Read a replay file (``-`` = stdin): one JSON object per line, ``{"data": "<record>"}``
+    or ``{"data_b64": "<base64>"}``, optional ``"partition_key"`` (default: the record's
+    ``account_id`` when the data is a JSON object with a string one, else a random key per
+    line); other keys ignored; blank lines skipped. Raises :class:`ReplayFileError` (a
+    ``ValueError``) with the line number of the first malformed line."""
+    if str(path) == "-":
+        return parse_replay_lines(sys.stdin.buffer, source="<stdin>", rng=rng)
+    with Path(path).open("rb") as handle:
+        return parse_replay_lines(handle, source=str(path), rng=rng)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+class ProgressPrinter:
+    """Progress on stderr: one ``\\r``-updated line on a TTY, a line every few seconds
+    otherwise."""
+
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        interval_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._interval = interval_s if interval_s is not None else (0.25 if self._tty else 5.0)
+        self._clock = clock
+        self._last = clock()
+        self._shown = False
+
+    def __call__(self, summary: Summary) -> None:
+        now = self._clock()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        line = (
+            f"sent={summary.sent} retried={summary.retried} failed={summary.failed} "
+            f"pending={summary.pending} rate={summary.rate:.1f}/s"
+        )
+        if self._tty:
+            self._stream.write("\r" + line + "\x1b[K")
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._tty and self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._shown = False
+
+
+def make_client(region: str, endpoint_url: str | None) -> KinesisClient:
+    """A Kinesis client; ``endpoint_url=None`` keeps boto3's own endpoint resolution (which
+    honours ``AWS_ENDPOINT_URL_KINESIS`` / ``AWS_ENDPOINT_URL``)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
+    )
+    return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def run_generate(
+    producer: Producer,
+    next_entry: Callable[[], Entry],
+    *,
+    rate: float,
+    duration_s: float,
+    tick_s: float = 0.1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Produce ``round(rate * duration_s)`` entries on a wall-clock schedule (entry i is due
+    at ``start + i / rate``): every tick, create the entries that are due and send what is
+    eligible, in batches; never sleeps per record. Returns the number of entries created
+    (the caller flushes)."""
+    total = max(0, round(rate * duration_s))
+    start = clock()
+    produced = 0
+    while produced < total:
+        round_start = clock()
+        due = min(total, math.floor((round_start - start) * rate) + 1)
+        for _ in range(due - produced):
+            producer.add(next_entry())
+        produced = max(produced, due)
+        producer.send_ready()
+        if produced >= total:
+            break
+        wake_at = max(start + produced / rate, round_start + tick_s)
+        delay = wake_at - clock()
+        if delay > 0:
+            sleep(delay)
+    return produced
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--stream",
+        default=default(os.environ.get("FRAUD_STREAM")),
+        help="stream name or ARN (default: $FRAUD_STREAM)",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=default(None),
+        help="Kinesis endpoint (default: boto3's resolution, e.g. $AWS_ENDPOINT_URL_KINESIS)",
+    )
+    parser.add_argument(
+        "--region",
+        default=default(os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"),
+        help="AWS region (default: $AWS_DEFAULT_REGION or us-east-1)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=default(DEFAULT_MAX_ATTEMPTS),
+        help=f"sends per entry before giving up (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="also print the summary as one JSON object on the last line of stdout",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m load_test.producer",
+        description="Put transactions to a Kinesis stream (load test).",
+    )
+    _add_common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="mode", required=True)
+
+    gen = sub.add_parser("generate", help="synthetic transactions at a fixed rate")
+    gen.add_argument("--rate", type=_positive_float, required=True, help="records per second")
+    gen.add_argument("--duration", type=_positive_float, required=True, help="seconds")
+    gen.add_argument("--accounts", type=_positive_int, default=1000, help="default 1000")
+    gen.add_argument("--fraud-ratio", type=_ratio, default=0.05, help="default 0.05")
+    gen.add_argument("--invalid-ratio", type=_ratio, default=0.0, help="default 0.0")
+    gen.add_argument("--seed", type=int, default=None, help="seed for reproducible records")
+    _add_common(gen, suppress=True)
+
+    rep = sub.add_parser("replay", help="records from a file, in file order")
+    rep.add_argument(
+        "--file",
+        required=True,
+        help='JSON Lines: {"data": ...} or {"data_b64": ...}, optional "partition_key"; - = stdin',
+    )
+    _add_common(rep, suppress=True)
+    return parser
+
+
+def _report(summary: Summary, extra: dict[str, Any], as_json: bool) -> None:
+    text = "summary: " + summary.format_text()
+    if "generated" in extra:
+        text += (
+            f" (generated {extra['generated']}: fraud {extra['fraud']}, invalid {extra['invalid']})"
+        )
+    print(text)
+    if as_json:
+        print(json.dumps({**summary.to_dict(), **extra}, separators=(",", ":")))
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.stream:
+        parser.error("--stream is required (or set FRAUD_STREAM)")
+
+    extra: dict[str, Any] = {"mode": args.mode}
+    entries: list[Entry] = []
+    generator: Any = None
+    if args.mode == "replay":
+        try:
+            entries = load_replay_file(args.file)
+        except ReplayFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        if args.fraud_ratio + args.invalid_ratio > 1.0:
+            parser.error("--fraud-ratio + --invalid-ratio must not exceed 1")
+        from load_test.synthetic import TransactionGenerator
+
+        generator = TransactionGenerator(
+            accounts=args.accounts,
+            fraud_ratio=args.fraud_ratio,
+            invalid_ratio=args.invalid_ratio,
+            seed=args.seed,
+        )
+
+    progress = ProgressPrinter()
+    producer = Producer(
+        make_client(args.region, args.endpoint_url),
+        args.stream,
+        on_progress=progress,
+        max_attempts=args.max_attempts,
+    )
+    code = EXIT_OK
+    try:
+        if generator is not None:
+            run_generate(
+                producer,
+                lambda: generator.next_record().to_entry(),
+                rate=args.rate,
+                duration_s=args.duration,
+            )
+            summary = producer.flush()
+        else:
+            summary = producer.send_all(entries)
+    except ProducerError as exc:
+        progress.finish()
+        print(f"error: {exc}", file=sys.stderr)
+        summary, code = exc.summary, EXIT_FATAL
+    except KeyboardInterrupt:
+        progress.finish()
+        print("interrupted", file=sys.stderr)
+        summary, code = producer.summary(), EXIT_INTERRUPTED
+    else:
+        progress.finish()
+        if summary.failed:
+            code = EXIT_FAILED_ENTRIES
+    if generator is not None:
+        extra.update(
+            generated=sum(generator.counts.values()),
+            fraud=generator.fraud_count,
+            invalid=generator.invalid_count,
+        )
+    _report(summary, extra, args.json)
+    return code
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy: load_test.synthetic builds
+    # load_test.producer.Entry objects, which are not instances of __main__.Entry.
+    from load_test.producer import main as _main
+
+    sys.exit(_main())
