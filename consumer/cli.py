@@ -68,11 +68,12 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from consumer import demo, local_stack
+    from consumer.demo import run as run_demo
+    from consumer.local_stack import StackOptions
 
     options = _stack_options(args)
-    assert isinstance(options, local_stack.StackOptions)
-    return demo.run(options, duration_s=args.duration, rate=args.rate, keep=args.keep)
+    assert isinstance(options, StackOptions)
+    return run_demo(options, duration_s=args.duration, rate=args.rate, keep=args.keep)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -1,9 +1,8 @@
-"""End to end under the real MultiLangDaemon: produce, then check S3, SNS and DynamoDB themselves."""
+"""End to end under the real MultiLangDaemon: produce, then read S3, SNS and DynamoDB themselves."""
 
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import socket
 import time
@@ -13,6 +12,12 @@ from typing import Any
 
 import pytest
 
+from consumer.readback import (
+    drain_queue,
+    last_sequence_per_shard,
+    lease_checkpoints,
+    read_jsonl_objects,
+)
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, cli, free_port
@@ -58,58 +63,6 @@ def expected_high_amounts(entries: list[Entry]) -> set[str]:
     return ids
 
 
-def s3_lines(stack: Stack, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    s3 = stack.client("s3")
-    lines = []
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=stack.env["FRAUD_BUCKET"], Prefix=prefix
-    )
-    for page in pages:
-        for item in page.get("Contents", []):
-            body = s3.get_object(Bucket=stack.env["FRAUD_BUCKET"], Key=item["Key"])["Body"]
-            for line in gzip.decompress(body.read()).splitlines():
-                lines.append((item["Key"], json.loads(line)))
-    return lines
-
-
-def last_sequence_per_shard(stack: Stack) -> dict[str, str]:
-    kinesis = stack.client("kinesis")
-    stream = stack.env["FRAUD_STREAM"]
-    last = {}
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            if page["Records"]:
-                last[shard["ShardId"]] = page["Records"][-1]["SequenceNumber"]
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
-    return last
-
-
-def checkpoints(stack: Stack) -> dict[str, str]:
-    items = stack.client("dynamodb").scan(
-        TableName=stack.env["FRAUD_APP_NAME"], ConsistentRead=True
-    )["Items"]
-    return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
-
-
-def drain_alerts(stack: Stack) -> list[dict[str, Any]]:
-    sqs = stack.client("sqs")
-    url = stack.env["FRAUD_ALERTS_QUEUE_URL"]
-    messages = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return messages
-        for message in got:
-            messages.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
 def test_high_amounts_invalid_records_alerts_and_checkpoints(stack: Stack) -> None:
     entries = build_records()
     expected = expected_high_amounts(entries)
@@ -117,16 +70,16 @@ def test_high_amounts_invalid_records_alerts_and_checkpoints(stack: Stack) -> No
 
     summary = send(stack.client("kinesis"), stack.env["FRAUD_STREAM"], entries)
     assert summary.failed == 0 and summary.sent == len(entries)
-    last = last_sequence_per_shard(stack)
+    last = last_sequence_per_shard(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
+    dynamodb, table = stack.client("dynamodb"), stack.env["FRAUD_APP_NAME"]
 
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if checkpoints(stack) == last:
-            break
+    while time.monotonic() < deadline and lease_checkpoints(dynamodb, table) != last:
         time.sleep(1)
-    assert checkpoints(stack) == last, "the checkpoint did not reach the last record of each shard"
+    assert lease_checkpoints(dynamodb, table) == last, "checkpoints did not reach the last records"
 
-    flagged = s3_lines(stack, "flagged/")
+    s3, bucket = stack.client("s3"), stack.env["FRAUD_BUCKET"]
+    flagged = read_jsonl_objects(s3, bucket, "flagged/")
     ids = [line["transaction_id"] for _, line in flagged]
     assert sorted(ids) == sorted(expected)  # each high amount exactly once, nothing else
     for key, line in flagged:
@@ -134,11 +87,11 @@ def test_high_amounts_invalid_records_alerts_and_checkpoints(stack: Stack) -> No
         assert line["reasons"][0]["rule"] == "high_amount" and line["severity"] == "high"
         assert line["transaction"]["transaction_id"] == line["transaction_id"]
 
-    dead = s3_lines(stack, "dead-letter/")
+    dead = read_jsonl_objects(s3, bucket, "dead-letter/")
     assert sorted(base64.b64decode(line["data"]) for _, line in dead) == sorted(INVALID)
     assert all(line["error"] for _, line in dead)
 
-    alerts = drain_alerts(stack)
+    alerts = drain_queue(stack.client("sqs"), stack.env["FRAUD_ALERTS_QUEUE_URL"])
     assert sorted(json.loads(a["Message"])["transaction_id"] for a in alerts) == sorted(expected)
     assert all(a["MessageAttributes"]["severity"]["Value"] == "high" for a in alerts)
 

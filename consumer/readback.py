@@ -1,0 +1,56 @@
+"""Read-only views of what the consumer produced: S3 lines, alerts, checkpoints, stream ends.
+
+Used by the demo, the integration tests and (later) `fraudstream status`: one implementation of
+"what is in S3 / SNS / the lease table", checked against the real stand-ins.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+
+def read_jsonl_objects(s3: Any, bucket: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """(key, parsed line) for every line of every gzip JSON Lines object under `prefix`."""
+    lines: list[tuple[str, dict[str, Any]]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            lines += [(item["Key"], json.loads(x)) for x in gzip.decompress(body).splitlines()]
+    return lines
+
+
+def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Receive and delete every message in the queue; SNS envelopes as parsed JSON."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return messages
+        for message in got:
+            messages.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str]:
+    """shard id -> checkpoint (a sequence number, TRIM_HORIZON, SHARD_END ...)."""
+    items = dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+    return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
+
+
+def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
+    """shard id -> sequence number of its newest record (shards with records only)."""
+    last: dict[str, str] = {}
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            if page["Records"]:
+                last[shard["ShardId"]] = page["Records"][-1]["SequenceNumber"]
+            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = page.get("NextShardIterator")
+    return last
