@@ -1,20 +1,33 @@
-"""Runs every rule over one transaction and its account history and combines the result."""
+"""Runs every enabled rule over one transaction and its account history, and combines them.
+
+The rules core is pure: it knows nothing of Redis, boto3 or the KCL, so the same code serves the
+stream, an offline backtest and the benchmarks, and it is tested with plain data. It runs once
+per record on the hot path (tens of thousands of times a second), so `judge` walks the history
+once (consumer.rules.scan) and allocates nothing when no rule fires.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 
-from consumer.config import SEVERITIES, RulesConfig
 from consumer.records import Transaction
-from consumer.rules.amount import high_amount
+from consumer.rules.amount import high_amount, low_balance_high_amount
+from consumer.rules.config import SEVERITIES, RulesConfig
+from consumer.rules.device import new_device_high_amount
+from consumer.rules.exact import EXACT
+from consumer.rules.geo import cross_border, impossible_travel, travel_reach_s
+from consumer.rules.history import AccountHistory
+from consumer.rules.scan import scan
+from consumer.rules.velocity import card_testing, is_small, velocity
 
-_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One rule that fired, and in words why."""
+    """One rule that fired, and in words why (no account ids)."""
 
     rule: str
     detail: str
@@ -22,7 +35,10 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The verdict on one transaction: flagged when at least one rule fired."""
+    """The verdict on one transaction: flagged when at least one rule fired.
+
+    `reasons` are in RULE_IDS order; `severity` is the highest of theirs, None when not flagged.
+    """
 
     reasons: tuple[Reason, ...]
     severity: str | None
@@ -30,16 +46,6 @@ class Decision:
     @property
     def flagged(self) -> bool:
         return bool(self.reasons)
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """What the account did before this transaction in the stream (filled by the state store).
-
-    The skeleton's only rule needs no history; the stateful rules read it.
-    """
-
-    transactions: Sequence[Transaction] = ()
 
 
 NOT_FLAGGED = Decision(reasons=(), severity=None)
@@ -50,13 +56,96 @@ def severity_at_least(severity: str | None, threshold: str) -> bool:
     return severity is not None and _RANK[severity] >= _RANK[threshold]
 
 
-def judge(txn: Transaction, history: History, config: RulesConfig) -> Decision:
-    """Apply every rule; the severity is the highest of the rules that fired."""
-    fired: list[tuple[Reason, str]] = []
-    detail = high_amount(txn, config)
-    if detail is not None:
-        fired.append((Reason("high_amount", detail), config.high_amount_severity))
-    if not fired:
+def state_horizon_s(config: RulesConfig) -> Decimal:
+    """The longest event-time span any rule looks back, in seconds.
+
+    An earlier entry with `t' <= t - horizon` cannot change the decision on a transaction at t:
+    it is outside both count windows, and for impossible_travel even the antipode would be
+    reached at no more than the maximum speed. The travel reach is rounded up to the next whole
+    second (strictly above it, a margin against float rounding). The state store keeps this much
+    event time per account, plus its own lateness allowance. Disabled rules count too, so that
+    enabling one finds its history already there.
+    """
+    reach = Decimal(math.floor(travel_reach_s(config)) + 1)
+    return max(config.velocity_window_s, config.card_testing_window_s, reach)
+
+
+def judge(txn: Transaction, history: AccountHistory, config: RulesConfig) -> Decision:
+    """Apply every enabled rule to `txn`, which `history` (its account, earlier in the stream,
+    never `txn` itself) precedes. Reasons come in RULE_IDS order; the severity is the highest of
+    the rules that fired, as config.severities ranks them."""
+    enabled = config.enabled
+    fired: list[Reason] | None = None
+
+    if "high_amount" in enabled:
+        detail = high_amount(txn, config)
+        if detail is not None:
+            fired = [Reason("high_amount", detail)]
+
+    # One pass over the history for velocity, card_testing and impossible_travel.
+    t = txn.event_time
+    want_velocity = "velocity" in enabled
+    want_card = "card_testing" in enabled and is_small(txn, config)
+    want_travel = "impossible_travel" in enabled and txn.latitude is not None
+    recent = history.recent
+    in_velocity = small_in_card = 0
+    previous = None
+    if recent and (want_velocity or want_card or want_travel):
+        in_velocity, small_in_card, previous = scan(
+            recent,
+            t,
+            EXACT.subtract(t, config.velocity_window_s) if want_velocity else t,
+            EXACT.subtract(t, config.card_testing_window_s) if want_card else t,
+            config.card_testing_max_amount,
+            want_travel,
+        )
+
+    if want_velocity:
+        detail = velocity(in_velocity, config)
+        if detail is not None:
+            fired = _add(fired, "velocity", detail)
+
+    if "cross_border" in enabled:
+        detail = cross_border(txn)
+        if detail is not None:
+            fired = _add(fired, "cross_border", detail)
+
+    if "low_balance_high_amount" in enabled:
+        detail = low_balance_high_amount(txn, config)
+        if detail is not None:
+            fired = _add(fired, "low_balance_high_amount", detail)
+
+    if want_travel and previous is not None:
+        detail = impossible_travel(txn, previous, config)
+        if detail is not None:
+            fired = _add(fired, "impossible_travel", detail)
+
+    if want_card:
+        detail = card_testing(txn, small_in_card, config)
+        if detail is not None:
+            fired = _add(fired, "card_testing", detail)
+
+    if "new_device_high_amount" in enabled:
+        detail = new_device_high_amount(txn, history, config)
+        if detail is not None:
+            fired = _add(fired, "new_device_high_amount", detail)
+
+    if fired is None:
         return NOT_FLAGGED
-    severity = max((sev for _, sev in fired), key=_RANK.__getitem__)
-    return Decision(reasons=tuple(reason for reason, _ in fired), severity=severity)
+    severities = config.severities
+    severity = severities[fired[0].rule]
+    rank = _RANK[severity]
+    for reason in fired:
+        candidate = severities[reason.rule]
+        if _RANK[candidate] > rank:
+            severity = candidate
+            rank = _RANK[candidate]
+    return Decision(reasons=tuple(fired), severity=severity)
+
+
+def _add(fired: list[Reason] | None, rule: str, detail: str) -> list[Reason]:
+    reason = Reason(rule, detail)
+    if fired is None:
+        return [reason]
+    fired.append(reason)
+    return fired

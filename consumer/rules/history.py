@@ -1,0 +1,40 @@
+"""What the rules may know about an account: its transactions earlier in the stream.
+
+The state store builds an AccountHistory for each transaction from Redis plus the earlier
+records of the same batch, hiding everything that came later in the stream (a replay after a
+crash must see exactly what the first pass saw). The rules never see positions beyond their
+own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One earlier transaction of the account, reduced to what the rules read."""
+
+    position: str  # stream position, fixed width: string order == stream order
+    event_time: Decimal  # exact epoch seconds
+    amount: Decimal
+    latitude: float | None
+    longitude: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountHistory:
+    """The account's history as one transaction must see it."""
+
+    # Earlier transactions of the account (strictly before this one in the stream) whose event
+    # time lies within the state horizon, in stream order.
+    recent: Sequence[HistoryEntry] = ()
+    # True when an earlier transaction of the account used this transaction's device_id.
+    device_seen_before: bool = False
+    # True when the account has at least one earlier transaction in the stream.
+    has_earlier: bool = False
+
+
+EMPTY_HISTORY = AccountHistory()
