@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from decimal import InvalidOperation
 from typing import TypeVar
 
-T = TypeVar("T")
+from consumer.rules.config import SEVERITIES, RulesConfig
+from consumer.rules_settings import RulesConfigError, load_rules_config
 
-SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
-
-
-@dataclass(frozen=True, slots=True)
-class RulesConfig:
-    """Thresholds of the rules core (CONTRACT section 2 defaults)."""
-
-    high_amount_threshold: Decimal = Decimal("10000")
-    high_amount_severity: str = "high"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +39,23 @@ class RetryConfig:
 
     max_attempts: int = 8
     max_wait_s: float = 5.0
+    # Per output call, retries included. Worst batch: Redis load + alerts + Redis save + two S3
+    # PUTs, each up to deadline_s plus one SDK call (<= 26 s): under timeoutInSeconds (300).
+    deadline_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """How long account state lives in Redis (see consumer/state.py for why)."""
+
+    # Event-time disorder tolerated within an account beyond the longest rule window.
+    lateness_s: int = 3600
+    # Producer-retry duplicates are recognised for this long (CONTRACT: 24 h).
+    dedup_ttl_s: int = 86400
+    # How long an account remembers its devices and that it has history.
+    memory_ttl_s: int = 90 * 86400
+    # At most this many recent transactions of one account are kept.
+    max_entries: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +65,14 @@ class Settings:
     bucket: str
     topic_arn: str
     redis_url: str
+    redis_cluster: bool = False
     prefix: str = ""
     region: str = "us-east-1"
     alert_severity: str = "medium"
-    rules: RulesConfig = RulesConfig()
+    rules: RulesConfig = field(default_factory=RulesConfig)
     flush: FlushConfig = FlushConfig()
     retry: RetryConfig = RetryConfig()
+    state: StateConfig = StateConfig()
     log_level: str = "info"
 
 
@@ -95,18 +107,18 @@ def _positive_float(raw: str) -> float:
     return value
 
 
-def _positive_decimal(raw: str) -> Decimal:
-    value = Decimal(raw)
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"must be a positive number, got {raw!r}")
-    return value
-
-
 def _severity(raw: str) -> str:
     value = raw.lower()
     if value not in SEVERITIES:
         raise ValueError(f"must be one of {', '.join(SEVERITIES)}, got {raw!r}")
     return value
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes")
 
 
 def _log_level(raw: str) -> str:
@@ -129,6 +141,13 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _rules(env: Mapping[str, str]) -> RulesConfig:
+    try:
+        return load_rules_config(env)
+    except RulesConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -140,15 +159,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bucket=_required(env, "FRAUD_BUCKET"),
         topic_arn=topic_arn,
         redis_url=_parsed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
+        redis_cluster=_parsed(env, "FRAUD_REDIS_CLUSTER", False, _boolean),
         prefix=_parsed(env, "FRAUD_PREFIX", "", _prefix),
         region=region,
         alert_severity=_parsed(env, "FRAUD_ALERT_SEVERITY", "medium", _severity),
-        rules=RulesConfig(
-            high_amount_threshold=_parsed(
-                env, "FRAUD_HIGH_AMOUNT_THRESHOLD", Decimal("10000"), _positive_decimal
-            ),
-            high_amount_severity=_parsed(env, "FRAUD_HIGH_AMOUNT_SEVERITY", "high", _severity),
-        ),
+        rules=_rules(env),
         flush=FlushConfig(
             max_records=_parsed(env, "FRAUD_FLUSH_MAX_RECORDS", 500, _positive_int),
             max_bytes=_parsed(env, "FRAUD_FLUSH_MAX_BYTES", 4 * 1024 * 1024, _positive_int),
@@ -157,6 +172,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry=RetryConfig(
             max_attempts=_parsed(env, "FRAUD_RETRY_MAX_ATTEMPTS", 8, _positive_int),
             max_wait_s=_parsed(env, "FRAUD_RETRY_MAX_WAIT_S", 5.0, _positive_float),
+            deadline_s=_parsed(env, "FRAUD_RETRY_DEADLINE_S", 30.0, _positive_float),
+        ),
+        state=StateConfig(
+            lateness_s=_parsed(env, "FRAUD_STATE_LATENESS_S", 3600, _positive_int),
+            dedup_ttl_s=_parsed(env, "FRAUD_DEDUP_TTL_S", 86400, _positive_int),
+            memory_ttl_s=_parsed(env, "FRAUD_STATE_MEMORY_TTL_S", 90 * 86400, _positive_int),
+            max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
         ),
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
     )

@@ -1,8 +1,9 @@
 """One batch of Kinesis records in, outputs handed to the sinks: decode, judge, route.
 
 Nothing here checkpoints: the CheckpointPolicy decides when handed-over outputs are durable.
-Every record leaves this function in exactly one place: the dead letters (invalid), the flagged
-buffer (and the alert list), or nowhere (judged and clean).
+Every record leaves this function in exactly one place: the dead letters (invalid), nowhere
+(a producer-retry duplicate, counted), the flagged buffer and maybe the alert list, or nowhere
+(judged and clean). Its effect on the account's history goes to Redis, once per batch.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
+import simplejson
+
 from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.outputs import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
-from consumer.rules import History, judge, severity_at_least
+from consumer.retry import REDIS_ERRORS, call_with_retries
+from consumer.rules import judge, severity_at_least
 from consumer.sinks.alerts import Alert, AlertPublisher
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
+from consumer.state import AccountStateStore, Position, position_of
 
 log = get_logger(__name__)
-
-NO_HISTORY = History()
 
 
 class KinesisRecord(Protocol):
@@ -37,6 +40,8 @@ class KinesisRecord(Protocol):
     def sub_sequence_number(self) -> int | None: ...
     @property
     def timestamp_millis(self) -> int: ...
+    @property
+    def data(self) -> str: ...
 
 
 def _utc_now() -> datetime:
@@ -53,6 +58,7 @@ class BatchPipeline:
         flagged: S3JsonLinesBatch,
         dead_letters: S3JsonLinesBatch,
         alerts: AlertPublisher,
+        store: AccountStateStore,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.shard_id = shard_id
@@ -60,14 +66,18 @@ class BatchPipeline:
         self._flagged = flagged
         self._dead_letters = dead_letters
         self._alerts = alerts
+        self._store = store
         self._now = now
 
     def process(self, records: Iterable[KinesisRecord]) -> RecordPosition | None:
-        """Route every record; publish this batch's alerts; return the last record's position."""
-        alerts: list[Alert] = []
+        """Route every record; publish this batch's alerts; return the last record's position.
+
+        Order: decode everything, decide everything in memory, publish the alerts, then save
+        the state with the alerted marks. Whatever part of that a crash interrupts, the replay
+        decides the same: state writes are idempotent and hidden from earlier positions.
+        """
         last: RecordPosition | None = None
-        detected_at = self._now()
-        judged = flagged = invalid = 0
+        valid: list[tuple[RecordPosition, Position, Transaction]] = []
         for record in records:
             position = RecordPosition(
                 self.shard_id,
@@ -76,40 +86,87 @@ class BatchPipeline:
                 record.timestamp_millis,
             )
             last = position
-            parsed: Transaction | InvalidRecord
             try:
                 data = record.binary_data
             except (binascii.Error, ValueError) as exc:
-                data, parsed = b"", InvalidRecord(f"data: not base64 ({exc})")
-            else:
-                parsed = parse_transaction(data)
-            if isinstance(parsed, InvalidRecord):
-                invalid += 1
-                line = to_json(dead_letter_line(data, position, parsed.reason))
-                self._dead_letters.add(line.encode(), position)
-                log.info(
-                    "record_invalid", sequence_number=position.sequence_number, error=parsed.reason
-                )
+                self._dead_letter(str(record.data).encode(), position, f"data: not base64 ({exc})")
                 continue
-            judged += 1
-            decision = judge(parsed, NO_HISTORY, self._settings.rules)
-            if not decision.flagged:
+            parsed = parse_transaction(data)
+            if isinstance(parsed, InvalidRecord):
+                self._dead_letter(data, position, parsed.reason)
+                continue
+            valid.append(
+                (
+                    position,
+                    position_of(record.sequence_number, position.sub_sequence_number),
+                    parsed,
+                )
+            )
+        if valid:
+            self._judge(valid)
+        return last
+
+    def _dead_letter(self, data: bytes, position: RecordPosition, reason: str) -> None:
+        METRICS.incr("records.invalid")
+        self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
+        log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
+
+    def _judge(self, valid: list[tuple[RecordPosition, Position, Transaction]]) -> None:
+        settings = self._settings
+        retry = settings.retry
+        view = call_with_retries(
+            "redis_load",
+            lambda: self._store.load([(pos, txn) for _, pos, txn in valid]),
+            retry,
+            retry_on=REDIS_ERRORS,
+        )
+        detected_at = self._now()
+        alerts: list[Alert] = []
+        duplicates = flagged = 0
+        for record_position, pos, txn in valid:
+            if view.is_duplicate(txn, pos):
+                duplicates += 1
+                log.info("record_duplicate", sequence_number=record_position.sequence_number)
+                continue
+            try:
+                decision = judge(txn, view.history(txn, pos), settings.rules)
+                view.add(txn, pos)
+                if not decision.flagged or decision.severity is None:
+                    continue
+                message = to_json(flagged_line(txn, decision, record_position, detected_at))
+            except Exception as exc:
+                # A record that breaks the judge must not stop the shard (a crash loop): it is
+                # kept with its reason, and the bug shows in the logs and the dead letters.
+                log.exception("record_not_judged", sequence_number=record_position.sequence_number)
+                self._dead_letter(txn_bytes(txn), record_position, f"internal: {exc!r}")
                 continue
             flagged += 1
-            message = to_json(flagged_line(parsed, decision, position, detected_at))
-            self._flagged.add(message.encode(), position)
-            if severity_at_least(decision.severity, self._settings.alert_severity):
+            self._flagged.add(message.encode(), record_position)
+            if severity_at_least(
+                decision.severity, settings.alert_severity
+            ) and not view.already_alerted(txn.transaction_id):
                 alerts.append(
                     Alert(
-                        transaction_id=parsed.transaction_id,
-                        account_id=parsed.account_id,
-                        severity=decision.severity or "low",
+                        transaction_id=txn.transaction_id,
+                        account_id=txn.account_id,
+                        severity=decision.severity,
                         rules=tuple(r.rule for r in decision.reasons),
                         message=message,
+                        position=record_position,
                     )
                 )
-        self._alerts.publish(alerts)
-        METRICS.incr("records.judged", judged)
+        for rejected in self._alerts.publish(alerts):
+            reason = f"alert rejected by SNS ({rejected.code}): {rejected.reason}"
+            self._dead_letter(rejected.alert.message.encode(), rejected.alert.position, reason)
+        alerted = [alert.transaction_id for alert in alerts]
+        call_with_retries(
+            "redis_save", lambda: self._store.save(view, alerted), retry, retry_on=REDIS_ERRORS
+        )
+        METRICS.incr("records.judged", len(valid) - duplicates)
+        METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
-        METRICS.incr("records.invalid", invalid)
-        return last
+
+
+def txn_bytes(txn: Transaction) -> bytes:
+    """The record as received, re-encoded (for the rare dead letter of a valid record)."""
+    return simplejson.dumps(txn.raw, use_decimal=True, ensure_ascii=True).encode()

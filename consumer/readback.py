@@ -39,18 +39,22 @@ def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str]:
     return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
 
 
-def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
-    """shard id -> sequence number of its newest record (shards with records only)."""
-    last: dict[str, str] = {}
+def stream_records(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
+    """(shard id, sequence number, data) of every record in the stream, in each shard's order."""
+    records: list[tuple[str, str, bytes]] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         iterator = kinesis.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            if page["Records"]:
-                last[shard["ShardId"]] = page["Records"][-1]["SequenceNumber"]
+            records += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = page.get("NextShardIterator")
-    return last
+    return records
+
+
+def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
+    """shard id -> sequence number of its newest record (shards with records only)."""
+    return {shard: sequence for shard, sequence, _ in stream_records(kinesis, stream)}

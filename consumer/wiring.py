@@ -7,14 +7,17 @@ from typing import Any
 
 import boto3
 import redis
+import redis.cluster
 from botocore.config import Config
 
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings
 from consumer.pipeline import BatchPipeline
-from consumer.retry import call_with_retries
+from consumer.retry import REDIS_ERRORS, call_with_retries
+from consumer.rules import state_horizon_s
 from consumer.sinks.alerts import AlertPublisher
 from consumer.sinks.s3_batches import S3JsonLinesBatch, dead_letter_key, flagged_key
+from consumer.state import AccountStateStore
 
 # Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
 _BOTO_CONFIG = Config(
@@ -29,15 +32,26 @@ def aws_client(service: str, region: str) -> Any:
     return session.client(service, region_name=region, config=_BOTO_CONFIG)
 
 
-def check_redis(settings: Settings) -> None:
+def redis_client(settings: Settings) -> Any:
+    """A client for REDIS_URL: `rediss://` for TLS, `redis://:token@host` or
+    `redis://user:token@host` for AUTH; FRAUD_REDIS_CLUSTER=true for cluster mode."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "health_check_interval": 30,
+    }
+    if settings.redis_cluster:
+        return redis.cluster.RedisCluster.from_url(settings.redis_url, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def check_redis(client: Any, settings: Settings) -> None:
     """Fail start-up early (retried, bounded) when Redis is unreachable."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
-    call_with_retries("redis_ping", client.ping, settings.retry, retry_on=(redis.RedisError,))
-    client.close()
+    call_with_retries("redis_ping", client.ping, settings.retry, retry_on=REDIS_ERRORS)
 
 
 def assemble_pipeline(
-    shard_id: str, settings: Settings, s3: Any, sns: Any
+    shard_id: str, settings: Settings, s3: Any, sns: Any, redis_conn: Any
 ) -> tuple[BatchPipeline, CheckpointPolicy]:
     """The pipeline and its checkpoint policy over the given clients (tests pass moto's)."""
     flagged = S3JsonLinesBatch(
@@ -53,13 +67,19 @@ def assemble_pipeline(
         settings.retry,
     )
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
-    pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts)
+    store = AccountStateStore(redis_conn, settings.state, state_horizon_s(settings.rules))
+    pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts, store)
     return pipeline, CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s)
 
 
 def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
     """The production wiring: real clients, and Redis reachable before the first record."""
-    check_redis(settings)
+    redis_conn = redis_client(settings)
+    check_redis(redis_conn, settings)
     return assemble_pipeline(
-        shard_id, settings, aws_client("s3", settings.region), aws_client("sns", settings.region)
+        shard_id,
+        settings,
+        aws_client("s3", settings.region),
+        aws_client("sns", settings.region),
+        redis_conn,
     )

@@ -18,9 +18,9 @@ def test_defaults_follow_the_contract() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("FRAUD_HIGH_AMOUNT_THRESHOLD", "-5"),
-        ("FRAUD_HIGH_AMOUNT_THRESHOLD", "NaN"),
-        ("FRAUD_HIGH_AMOUNT_THRESHOLD", "ten"),
+        ("FRAUD_RULE_HIGH_AMOUNT_THRESHOLD", "-5"),
+        ("FRAUD_RULE_HIGH_AMOUNT_THRESHOLD", "NaN"),
+        ("FRAUD_RULE_HIGH_AMOUNT_THRESHOLD", "ten"),
         ("FRAUD_ALERT_SEVERITY", "urgent"),
         ("FRAUD_FLUSH_MAX_RECORDS", "0"),
         ("FRAUD_FLUSH_MAX_AGE_S", "inf"),
@@ -45,7 +45,7 @@ def test_overrides_are_read_and_normalised() -> None:
     settings = load_settings(
         {
             **BASE,
-            "FRAUD_HIGH_AMOUNT_THRESHOLD": "500.25",
+            "FRAUD_RULE_HIGH_AMOUNT_THRESHOLD": "500.25",
             "FRAUD_ALERT_SEVERITY": "HIGH",
             "FRAUD_PREFIX": "/team/fraud",
             "REDIS_URL": "rediss://:secret@cache:6379/0",

@@ -1,0 +1,29 @@
+"""In-memory stand-ins for the S3 batches and the alert publisher, for pipeline-level tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from consumer.sinks.alerts import Alert
+from consumer.sinks.s3_batches import RecordPosition
+
+
+class CollectingBatch:
+    """Collects the lines a pipeline hands to an S3 batch."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def add(self, line: bytes, position: RecordPosition) -> None:
+        self.lines.append(json.loads(line))
+
+
+class CollectingAlerts:
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+
+    def publish(self, alerts: Sequence[Alert]) -> list[Any]:
+        self.sent.extend(alerts)
+        return []

@@ -1,0 +1,128 @@
+"""Redis account state on a real redis-server: replay, duplicates, keys, TTLs, round trips."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import redis
+from redis.crc import key_slot
+
+from consumer.config import StateConfig
+from consumer.records import Transaction, parse_transaction
+from consumer.state import AccountStateStore, Position
+
+HORIZON = Decimal("80064")  # the order of the travel reach at the default 900 km/h
+CONFIG = StateConfig(lateness_s=3600, dedup_ttl_s=86400, memory_ttl_s=7776000, max_entries=50)
+
+
+def txn(
+    tid: str, account: str = "acct-{1}", ts_ms: int = 1_795_500_000_000, **extra: Any
+) -> Transaction:
+    fields = "".join(f', "{k}": {v!r}'.replace("'", '"') for k, v in extra.items())
+    parsed = parse_transaction(
+        f'{{"transaction_id": "{tid}", "account_id": "{account}", "amount": 10, '
+        f'"timestamp": {ts_ms}{fields}}}'.encode()
+    )
+    assert isinstance(parsed, Transaction), parsed
+    return parsed
+
+
+class CountingRedis:
+    """Counts pipeline round trips to the real server."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.round_trips = 0
+
+    def pipeline(self, transaction: bool = False) -> Any:
+        pipe = self.client.pipeline(transaction=transaction)
+        real_execute = pipe.execute
+
+        def execute() -> Any:
+            self.round_trips += 1
+            return real_execute()
+
+        pipe.execute = execute
+        return pipe
+
+
+def judge_all(store: AccountStateStore, items: list[tuple[Position, Transaction]]) -> list[str]:
+    """A minimal batch: duplicates, history sizes; then save."""
+    view = store.load(items)
+    out = []
+    for position, t in items:
+        if view.is_duplicate(t, position):
+            out.append("dup")
+            continue
+        history = view.history(t, position)
+        out.append(
+            f"{len(history.recent)}:{int(history.has_earlier)}:{int(history.device_seen_before)}"
+        )
+        view.add(t, position)
+    store.save(view)
+    return out
+
+
+def test_a_batch_costs_two_round_trips_whatever_its_size(redis_conn: redis.Redis) -> None:
+    counting = CountingRedis(redis_conn)
+    store = AccountStateStore(counting, CONFIG, HORIZON)
+    items = [((100 + n, 0), txn(f"t{n}", account=f"a{n % 7}", device_id="d")) for n in range(200)]
+    judge_all(store, items)
+    assert counting.round_trips == 2
+
+
+def test_history_hides_what_came_later_in_the_stream_on_replay(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    items = [((n, 0), txn(f"t{n}", device_id="dev")) for n in (1, 2, 3)]
+    first = judge_all(store, items)
+    assert first == ["0:0:0", "1:1:1", "2:1:1"]
+    # A crash after saving: records 2 and 3 come again, in another batch shape.
+    assert judge_all(store, items[1:2]) + judge_all(store, items[2:]) == first[1:]
+
+
+def test_duplicates_are_other_positions_of_a_seen_transaction_id(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    original, retry = txn("same"), txn("same", account="someone-else")
+    assert judge_all(store, [((1, 0), original), ((2, 0), retry)]) == ["0:0:0", "dup"]
+    assert judge_all(store, [((3, 0), retry)]) == ["dup"]  # across batches
+    assert judge_all(store, [((1, 0), original)]) == ["0:0:0"]  # a replay is judged again
+    # The duplicate added nothing to the account's history.
+    assert judge_all(store, [((4, 0), txn("next"))]) == ["1:1:0"]
+
+
+def test_every_key_of_an_account_shares_a_slot_and_has_a_ttl(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    judge_all(store, [((1, 0), txn("t1", account="acct:{odd}", device_id="d1"))])
+    keys = [k.decode() for k in redis_conn.keys("fs:acct:*")]
+    assert len(keys) == 3
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    for key in redis_conn.keys("*"):
+        ttl = redis_conn.ttl(key)
+        assert 0 < ttl <= CONFIG.memory_ttl_s, key
+    recent_ttl = redis_conn.ttl(next(k for k in redis_conn.keys("*recent")))
+    assert recent_ttl <= int(HORIZON) + CONFIG.lateness_s + 1
+    assert redis_conn.ttl(b"fs:txn:{t1}") <= CONFIG.dedup_ttl_s
+
+
+def test_a_far_future_record_does_not_wipe_history_a_replay_needs(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    base = 1_795_500_000_000
+    items = [((n, 0), txn(f"t{n}", ts_ms=base + n * 1000)) for n in (1, 2, 3)]
+    future = ((4, 0), txn("future", ts_ms=base + 10 * 86_400_000))
+    first = judge_all(store, [*items, future])
+    # Crash before the checkpoint: everything comes again and sees what it saw.
+    assert judge_all(store, [*items, future]) == first == ["0:0:0", "1:1:0", "2:1:0", "3:1:0"]
+
+
+def test_loads_read_only_the_horizon_and_the_set_is_capped(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    base = 1_795_500_000_000
+    keep_ms = (int(HORIZON) + CONFIG.lateness_s) * 1000
+    old = ((1, 0), txn("old", ts_ms=base))
+    new = ((2, 0), txn("new", ts_ms=base + keep_ms + 2000))
+    # The old entry is beyond the horizon of the new one: not loaded, though still stored.
+    assert judge_all(store, [old]) + judge_all(store, [new]) == ["0:0:0", "0:1:0"]
+    many = [((10 + n, 0), txn(f"m{n}", ts_ms=base + keep_ms + 3000 + n)) for n in range(80)]
+    judge_all(store, many)
+    assert redis_conn.zcard("fs:acct:{acct-{1}}:recent") == CONFIG.max_entries
