@@ -8,9 +8,9 @@ object. `commit()` spells the order out:
   2. checkpoint the last record handed to the sinks;
   3. only then forget the position, so a failed step leaves everything to be redone.
 
-Because a commit always flushes every buffer, a checkpoint is always an object boundary: after a
-crash the replay starts exactly at the first record of the object that was not checkpointed, and
-rebuilds it under the same key.
+Because a commit always flushes every buffer, and a refused checkpoint ends the work on the shard
+(lease gone) or the worker (anything else), at most one written object is ever unconfirmed, and
+it starts right after the last checkpoint: the replay rebuilds it under the same key.
 """
 
 from __future__ import annotations
@@ -28,14 +28,27 @@ from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 log = get_logger(__name__)
 
 CHECKPOINT_ATTEMPTS = 5
+# The daemon's answers that mean "this worker no longer owns the shard".
+LEASE_GONE_ERRORS = frozenset({"ShutdownException"})
+# Answers a retry cannot change: the protocol or the lease table is not what we think.
+FATAL_ERRORS = frozenset({"InvalidStateException", "IllegalArgumentException"})
 
 
 class LeaseGone(RuntimeError):
     """The KCL refused a checkpoint because this worker no longer holds the lease."""
 
 
+class CheckpointFailed(RuntimeError):
+    """A checkpoint could not be taken; the worker must exit and resume from the last one."""
+
+
 class CheckpointPolicy:
-    """Tracks the last processed record and commits by count, bytes or age."""
+    """Tracks the last processed record and commits by count, bytes or age.
+
+    After the KCL answers that the lease is gone, the policy is spent: it drops its buffers,
+    and `lease_gone` tells the processor to do no further work on the shard. Writing on would
+    produce objects that no checkpoint confirms, racing the new owner's replay.
+    """
 
     def __init__(
         self,
@@ -50,6 +63,7 @@ class CheckpointPolicy:
         self._sleep = sleep
         self._pending: RecordPosition | None = None
         self._last_commit = clock()
+        self.lease_gone = False
 
     @property
     def pending(self) -> RecordPosition | None:
@@ -71,10 +85,9 @@ class CheckpointPolicy:
         if self.is_due():
             self.commit(checkpointer)
 
-    def commit(self, checkpointer: Any) -> None:
-        """Flush every sink, then checkpoint the last processed record."""
-        for sink in self._sinks:
-            sink.flush()
+    def commit(self, checkpointer: Any) -> bool:
+        """Flush every sink, then checkpoint the last processed record; False if nothing was."""
+        self._flush_all()
         position = self._pending
         if position is not None:
             self._checkpoint(checkpointer, position.sequence_number, position.sub_sequence_number)
@@ -84,11 +97,11 @@ class CheckpointPolicy:
         metrics = METRICS.snapshot_and_reset()
         if metrics:
             log.info("metrics", **metrics)
+        return position is not None
 
     def commit_shard_end(self, checkpointer: Any) -> None:
         """At SHARD_END: flush, then the no-argument checkpoint that lets child shards start."""
-        for sink in self._sinks:
-            sink.flush()
+        self._flush_all()
         self._checkpoint(checkpointer, None, None)
         self._pending = None
         log.info("checkpointed_shard_end")
@@ -99,6 +112,10 @@ class CheckpointPolicy:
             sink.discard()
         self._pending = None
 
+    def _flush_all(self) -> None:
+        for sink in self._sinks:
+            sink.flush()
+
     def _checkpoint(self, checkpointer: Any, sequence: str | None, sub: int | None) -> None:
         for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
             try:
@@ -107,13 +124,15 @@ class CheckpointPolicy:
                 return
             except CheckpointError as exc:
                 error = str(getattr(exc, "value", exc))
-                if error in ("ShutdownException", "InvalidStateException"):
-                    # The lease moved; outputs are idempotent, so the new owner's replay is safe.
+                if error in LEASE_GONE_ERRORS:
+                    # Outputs are idempotent, so the new owner's replay is safe; we stop here.
                     METRICS.incr("checkpoints.lease_gone")
+                    self.lease_gone = True
+                    self.drop()
                     raise LeaseGone(error) from exc
-                if attempt == CHECKPOINT_ATTEMPTS:
+                if error in FATAL_ERRORS or attempt == CHECKPOINT_ATTEMPTS:
                     METRICS.incr("gave_up.checkpoint")
-                    log.error("checkpoint_gave_up", error=error, attempts=attempt)
-                    raise
+                    log.error("checkpoint_failed", error=error, attempts=attempt)
+                    raise CheckpointFailed(error) from exc
                 log.warning("checkpoint_retry", error=error, attempt=attempt)
                 self._sleep(min(0.2 * 2**attempt, 5.0))

@@ -18,7 +18,8 @@ from consumer.sinks.s3_batches import RecordPosition
 
 
 def to_json(value: dict[str, Any]) -> str:
-    return simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii: any string the parser accepted can be written, whatever code points it holds.
+    return simplejson.dumps(value, use_decimal=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def flagged_line(

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
@@ -65,12 +65,13 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
 
     def process_records(self, process_records_input: Any) -> None:
         pipeline, policy = self._require()
+        if policy.lease_gone:
+            return  # the KCL said another worker owns the shard: no more outputs from us
         try:
             policy.processed(pipeline.process(process_records_input.records))
             policy.commit_if_due(process_records_input.checkpointer)
         except LeaseGone:
             log.warning("lease_gone_on_checkpoint", shard_id=self._shard_id)
-            policy.drop()
         except Exception as exc:
             log.exception("process_records_failed", shard_id=self._shard_id)
             _exit(EXIT_GAVE_UP, "worker_exiting", shard_id=self._shard_id, error=repr(exc))
@@ -82,21 +83,29 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         _, policy = self._require()
+        if policy.lease_gone:
+            return
         try:
             policy.commit_shard_end(shard_ended_input.checkpointer)
+        except LeaseGone:
+            log.warning("lease_gone_at_shard_end", shard_id=self._shard_id)
+            return
         except Exception as exc:
             _exit(EXIT_GAVE_UP, "shard_end_failed", shard_id=self._shard_id, error=repr(exc))
         log.info("shard_ended", shard_id=self._shard_id)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         _, policy = self._require()
+        if policy.lease_gone:
+            return
         try:
-            policy.commit(shutdown_requested_input.checkpointer)
+            committed = policy.commit(shutdown_requested_input.checkpointer)
         except LeaseGone:
-            policy.drop()
+            log.warning("lease_gone_at_shutdown", shard_id=self._shard_id)
+            return
         except Exception as exc:
             _exit(EXIT_GAVE_UP, "shutdown_flush_failed", shard_id=self._shard_id, error=repr(exc))
-        log.info("shutdown_checkpointed", shard_id=self._shard_id)
+        log.info("shutdown_flushed", shard_id=self._shard_id, checkpointed=committed)
 
     def _require(self) -> tuple[BatchPipeline, CheckpointPolicy]:
         if self._pipeline is None or self._policy is None:
@@ -110,13 +119,24 @@ def main() -> None:
     # through `shutdown_requested`. A SIGTERM that reaches this child directly must not kill it
     # before that request arrives.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    protocol_out = claim_stdout()
     configure_logging(os.environ.get("FRAUD_LOG_LEVEL", "info"), component="processor")
     try:
         settings = load_settings()
     except ConfigError as exc:
         _exit(EXIT_BAD_CONFIG, "bad_config", error=str(exc))
     configure_logging(settings.log_level, component="processor")
-    kcl.KCLProcess(FraudRecordProcessor(settings)).run()
+    kcl.KCLProcess(FraudRecordProcessor(settings), sys.stdin, protocol_out, sys.stderr).run()
+
+
+def claim_stdout() -> TextIO:
+    """Keep the real stdout for the protocol alone; send anything else written to fd 1 or
+    sys.stdout (a library's print, a stray log handler) to stderr instead."""
+    protocol_out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return protocol_out
 
 
 if __name__ == "__main__":

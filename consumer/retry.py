@@ -11,11 +11,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -26,13 +29,40 @@ from consumer.metrics import METRICS
 T = TypeVar("T")
 log = get_logger(__name__)
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    BotoCoreError,
-    ClientError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
+# Errors of the SDK or the network that a later attempt may not see. A ClientError is retried
+# only when AWS says so (throttling, 5xx); AccessDenied or NoSuchBucket give up at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (BotoCoreError, ClientError, OSError)
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSThrottlingException",
+    }
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _THROTTLING or status >= 500
+    return True
+
+
+# Redis is retried on every error the client raises (connection, timeout, busy, read-only replica).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionError, TimeoutError)
 
 
 class OutputGaveUp(RuntimeError):
@@ -57,9 +87,11 @@ def call_with_retries(
         log.warning("output_retry", output=what, attempt=state.attempt_number, error=repr(exc))
 
     retrying = Retrying(
-        stop=stop_after_attempt(config.max_attempts),
+        # Attempts and a deadline: the whole budget stays well inside the daemon's
+        # timeoutInSeconds, which halts the JVM rather than letting us exit cleanly.
+        stop=stop_after_attempt(config.max_attempts) | stop_after_delay(config.deadline_s),
         wait=wait_random_exponential(multiplier=0.1, max=config.max_wait_s),
-        retry=retry_if_exception_type(retry_on),
+        retry=retry_if_exception_type(retry_on) & retry_if_exception(is_transient),
         before_sleep=_log_retry,
         reraise=True,
     )
@@ -67,7 +99,7 @@ def call_with_retries(
         return retrying(fn)
     except retry_on as exc:
         METRICS.incr(f"gave_up.{what}")
-        log.error("output_gave_up", output=what, attempts=config.max_attempts, error=repr(exc))
+        log.error("output_gave_up", output=what, error=repr(exc))
         raise OutputGaveUp(
             f"{what}: gave up after {config.max_attempts} attempts: {exc!r}"
         ) from exc

@@ -8,16 +8,18 @@ with the account masked to its last four characters.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import simplejson
+
 from consumer.config import RetryConfig
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.retry import PartialFailure, call_with_retries
+from consumer.sinks.s3_batches import RecordPosition
 
 log = get_logger(__name__)
 
@@ -35,6 +37,7 @@ class Alert:
     severity: str
     rules: tuple[str, ...]
     message: str  # JSON text: the same fields as the S3 line
+    position: RecordPosition  # where the record is, to dead-letter an alert SNS refuses
 
 
 def mask_account(account_id: str) -> str:
@@ -52,6 +55,15 @@ def subject_for(alert: Alert) -> str:
     return subject[:SUBJECT_LIMIT]
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedAlert:
+    """An alert SNS refused for good (a sender fault): it must be kept somewhere durable."""
+
+    alert: Alert
+    code: str
+    reason: str
+
+
 class AlertPublisher:
     """Publishes alerts to one topic; a FIFO topic also gets group and deduplication ids."""
 
@@ -63,9 +75,8 @@ class AlertPublisher:
 
     def _entry(self, index: int, alert: Alert) -> dict[str, Any]:
         message = alert.message
-        if len(message.encode()) > SNS_MESSAGE_LIMIT - 4096:
-            # A huge record cannot ride in an alert; the full line is in S3.
-            message = json.dumps({"transaction_id": alert.transaction_id, "truncated": True})
+        if len(message.encode()) > SNS_MESSAGE_LIMIT - ENTRY_OVERHEAD:
+            message = _without_transaction(message)
         entry: dict[str, Any] = {
             "Id": str(index),
             "Message": message,
@@ -73,43 +84,94 @@ class AlertPublisher:
             "MessageAttributes": {
                 "severity": {"DataType": "String", "StringValue": alert.severity},
                 "rules": {"DataType": "String", "StringValue": ",".join(alert.rules)},
-                "transaction_id": {"DataType": "String", "StringValue": alert.transaction_id},
+                "transaction_id": {
+                    "DataType": "String",
+                    "StringValue": _attribute_safe(alert.transaction_id),
+                },
             },
         }
         if self._fifo:
             entry["MessageDeduplicationId"] = _dedup_id(alert.transaction_id)
             # Order per account without putting the account id itself on the message.
-            entry["MessageGroupId"] = hashlib.sha256(alert.account_id.encode()).hexdigest()[:32]
+            entry["MessageGroupId"] = _digest(alert.account_id)[:32]
         return entry
 
-    def publish(self, alerts: Sequence[Alert]) -> None:
-        """Publish every alert (at least once); raise OutputGaveUp past the retry budget."""
-        for start in range(0, len(alerts), SNS_BATCH_LIMIT):
-            chunk = alerts[start : start + SNS_BATCH_LIMIT]
-            pending = {str(i): self._entry(i, alert) for i, alert in enumerate(chunk)}
-            call_with_retries("sns_alerts", partial(self._send, pending), self._retry)
-            METRICS.incr("alerts.sent", len(chunk))
+    def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]:
+        """Publish every alert at least once, in PublishBatch calls of at most 10 entries and
+        256 KiB; return those SNS rejected for good; raise OutputGaveUp past the retry budget."""
+        rejected: list[RejectedAlert] = []
+        for chunk in _chunks([self._entry(i, a) for i, a in enumerate(alerts)]):
+            pending = {entry["Id"]: entry for entry in chunk}
+            call_with_retries(
+                "sns_alerts", partial(self._send, pending, alerts, rejected), self._retry
+            )
+        METRICS.incr("alerts.sent", len(alerts) - len(rejected))
+        return rejected
 
-    def _send(self, pending: dict[str, dict[str, Any]]) -> None:
-        """One PublishBatch of what is still pending; successes leave `pending`."""
+    def _send(
+        self,
+        pending: dict[str, dict[str, Any]],
+        alerts: Sequence[Alert],
+        rejected: list[RejectedAlert],
+    ) -> None:
+        """One PublishBatch of what is still pending; successes and rejections leave it."""
         response = self._sns.publish_batch(
             TopicArn=self._topic_arn, PublishBatchRequestEntries=list(pending.values())
         )
         for ok in response.get("Successful", []):
             pending.pop(ok["Id"], None)
         failed = response.get("Failed", [])
-        if failed:
-            METRICS.incr("alerts.failed_entries", len(failed))
-            codes = sorted({f.get("Code", "?") for f in failed})
-            sender_faults = [f for f in failed if f.get("SenderFault")]
-            if sender_faults:
-                # Our request is wrong for these entries: retrying cannot help. Log and count.
-                for fault in sender_faults:
-                    pending.pop(fault["Id"], None)
-                    METRICS.incr("alerts.rejected")
-                    log.error("alert_rejected", code=fault.get("Code"), msg=fault.get("Message"))
-            if pending:
-                raise PartialFailure(f"{len(pending)} alerts failed: {', '.join(codes)}")
+        if not failed:
+            return
+        METRICS.incr("alerts.failed_entries", len(failed))
+        for fault in failed:
+            if fault.get("SenderFault"):
+                # Our request is wrong for this entry: retrying cannot help. The caller keeps
+                # it durably (dead letters) before the record is checkpointed.
+                pending.pop(fault["Id"], None)
+                METRICS.incr("alerts.rejected")
+                code, reason = fault.get("Code", "?"), fault.get("Message", "")
+                log.error("alert_rejected", code=code, reason=reason)
+                rejected.append(RejectedAlert(alerts[int(fault["Id"])], code, reason))
+        if pending:
+            codes = sorted({f.get("Code", "?") for f in failed if not f.get("SenderFault")})
+            raise PartialFailure(f"{len(pending)} alerts failed: {', '.join(codes)}")
+
+
+ENTRY_OVERHEAD = 4096  # subject, attributes and ids of one entry, generously
+SNS_BATCH_BYTES = 256 * 1024
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split entries into PublishBatch calls: at most 10 each and 256 KiB in total."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry["Message"].encode()) + ENTRY_OVERHEAD
+        if current and (len(current) == SNS_BATCH_LIMIT or size + entry_size > SNS_BATCH_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _without_transaction(message: str) -> str:
+    """A record too large for SNS: every field but the record itself (which is in S3)."""
+    line = simplejson.loads(message, use_decimal=True)
+    line.pop("transaction", None)
+    line["transaction_truncated"] = True
+    return str(simplejson.dumps(line, use_decimal=True, separators=(",", ":")))
+
+
+def _attribute_safe(value: str) -> str:
+    """SNS attribute values refuse control characters; an odd id travels as its digest."""
+    if len(value) <= 256 and value.isprintable():
+        return value
+    return _digest(value)
 
 
 def _dedup_id(transaction_id: str) -> str:
@@ -120,4 +182,4 @@ def _dedup_id(transaction_id: str) -> str:
 
 
 def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +37,8 @@ def seq(n: int) -> str:
 
 
 class Aws:
-    def __init__(self, events: list[str]) -> None:
+    def __init__(self, events: list[str], redis_conn: Any) -> None:
+        self.redis = redis_conn
         self.s3 = boto3.client("s3", region_name="us-east-1")
         self.s3.create_bucket(Bucket="bkt")
         self.sns = boto3.client("sns", region_name="us-east-1")
@@ -74,9 +78,9 @@ def events() -> list[str]:
 
 
 @pytest.fixture
-def aws(events: list[str]) -> Iterator[Aws]:
+def aws(events: list[str], redis_conn: Any) -> Iterator[Aws]:
     with mock_aws():
-        yield Aws(events)
+        yield Aws(events, redis_conn)
 
 
 def run(
@@ -96,7 +100,7 @@ def run(
     daemon = FakeDaemon(script, events)
     daemon.checkpoint_errors.extend(checkpoint_errors)
     processor = FraudRecordProcessor(
-        config, build=lambda shard, s: assemble_pipeline(shard, s, aws.s3, aws.sns)
+        config, build=lambda shard, s: assemble_pipeline(shard, s, aws.s3, aws.sns, aws.redis)
     )
     kcl.KCLProcess(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
     return daemon
@@ -185,23 +189,100 @@ def test_shard_end_flushes_then_checkpoints_the_end(aws: Aws, events: list[str])
     assert daemon.checkpoints == [None]
 
 
-def test_a_checkpoint_refused_for_a_lost_lease_drops_the_position(
+def test_after_the_kcl_says_the_lease_is_gone_the_processor_writes_nothing_more(
     aws: Aws, events: list[str]
 ) -> None:
-    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
-    later = [msg.record(txn("t-2", "5"), seq(2), ARRIVAL)]
+    one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-2", "20000"), seq(2), ARRIVAL)]
     script = [
         msg.initialize(SHARD),
-        msg.process_records(batch),
-        msg.process_records(later),
+        msg.process_records(one),
+        msg.process_records(two),
         msg.shutdown_requested(),
     ]
     daemon = run(aws, script, events, ("ShutdownException",), flush=FlushConfig(max_records=1))
-    # The refused checkpoint is not retried; the worker stays up and later commits work.
+    # The worker stays up (other shards go on), but this shard produces nothing further:
+    # a second unconfirmed object would race the new owner's replay.
     assert daemon.status_replies() == [
         "initialize",
         "processRecords",
         "processRecords",
         "shutdownRequested",
     ]
-    assert daemon.checkpoints == [seq(2)]
+    assert daemon.checkpoints == []
+    assert events == ["put:flagged"]
+
+
+@pytest.mark.parametrize("error", ["InvalidStateException", "IllegalArgumentException"])
+def test_a_checkpoint_refused_for_other_reasons_exits_the_worker(
+    aws: Aws, events: list[str], error: str
+) -> None:
+    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    with pytest.raises(SystemExit) as exited:
+        run(
+            aws,
+            [msg.initialize(SHARD), msg.process_records(batch)],
+            events,
+            (error,),
+            flush=FlushConfig(max_records=1),
+        )
+    assert exited.value.code == EXIT_GAVE_UP
+
+
+def test_a_refused_checkpoint_then_a_crash_duplicates_nothing(aws: Aws, events: list[str]) -> None:
+    one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-2", "20000"), seq(2), ARRIVAL)]
+    with pytest.raises(SystemExit):
+        run(
+            aws,
+            [msg.initialize(SHARD), msg.process_records(one), msg.process_records(two)],
+            events,
+            ("InvalidStateException",),
+            flush=FlushConfig(max_records=1),
+        )
+    # The restarted worker replays from the last checkpoint (none), batched differently.
+    run(
+        aws,
+        [msg.initialize(SHARD), msg.process_records(one + two), msg.shutdown_requested()],
+        events,
+    )
+    ids = [line["transaction_id"] for lines in aws.objects("flagged/").values() for line in lines]
+    assert sorted(ids) == ["t-1", "t-2"]
+
+
+def test_an_alert_sns_rejects_for_good_is_kept_in_the_dead_letters(
+    aws: Aws, events: list[str]
+) -> None:
+    class RejectingSns:
+        def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[Any]) -> Any:
+            failed = [
+                {"Id": e["Id"], "Code": "InvalidParameter", "SenderFault": True, "Message": "no"}
+                for e in PublishBatchRequestEntries
+            ]
+            return {"Successful": [], "Failed": failed}
+
+    aws.sns = RejectingSns()
+    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    daemon = run(
+        aws, [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()], events
+    )
+    assert daemon.checkpoints == [seq(1)]
+    [(_, [letter])] = aws.objects("dead-letter/").items()
+    assert letter["error"].startswith("alert rejected by SNS (InvalidParameter)")
+    assert json.loads(base64.b64decode(letter["data"]))["transaction_id"] == "t-1"
+    assert len(aws.objects("flagged/")) == 1  # the S3 line is there all the same
+
+
+def test_stray_writes_to_stdout_cannot_reach_the_protocol() -> None:
+    code = (
+        "import sys; from consumer.processor import claim_stdout\n"
+        "out = claim_stdout()\n"
+        "print('stray print'); sys.stdout.write('stray write\\n')\n"
+        "import os; os.write(1, b'stray fd write\\n')\n"
+        'out.write(\'{"action": "status"}\\n\'); out.flush()\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout == '{"action": "status"}\n'
+    assert "stray print" in result.stderr and "stray fd write" in result.stderr

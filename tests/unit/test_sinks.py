@@ -4,6 +4,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.config import FlushConfig, RetryConfig
@@ -110,22 +111,57 @@ def test_discard_drops_the_buffer_without_writing(s3: Any) -> None:
     assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
 
 
+class FlakyS3:
+    """Raises the given S3 error codes on the first calls, then accepts."""
+
+    def __init__(self, *codes: str) -> None:
+        self.codes = list(codes)
+        self.calls = 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.codes:
+            code = self.codes.pop(0)
+            status = 503 if code == "SlowDown" else 403
+            raise ClientError(
+                {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                "PutObject",
+            )
+        return {}
+
+
+def test_s3_throttling_is_retried_and_then_succeeds() -> None:
+    s3 = FlakyS3("SlowDown", "SlowDown")
+    batch = S3JsonLinesBatch("flagged", s3, "b", "", flagged_key, FlushConfig(), FAST_RETRY)
+    batch.add(b"{}", position(1))
+    assert batch.flush() is not None
+    assert s3.calls == 3
+
+
 def test_s3_gives_up_after_the_retry_budget() -> None:
+    s3 = FlakyS3(*["SlowDown"] * 10)
+    batch = S3JsonLinesBatch("flagged", s3, "b", "", flagged_key, FlushConfig(), FAST_RETRY)
+    batch.add(b"{}", position(1))
+    with pytest.raises(OutputGaveUp, match="s3_flagged"):
+        batch.flush()
+    assert s3.calls == FAST_RETRY.max_attempts
+    assert len(batch) == 1  # nothing forgotten: the next worker replays it
+
+
+def test_a_permanent_s3_error_gives_up_at_once() -> None:
     with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")  # no bucket: every PUT fails
+        s3 = boto3.client("s3", region_name="us-east-1")  # no bucket: NoSuchBucket
         batch = S3JsonLinesBatch(
             "flagged", s3, "missing", "", flagged_key, FlushConfig(), FAST_RETRY
         )
         batch.add(b"{}", position(1))
-        with pytest.raises(OutputGaveUp, match="3 attempts"):
+        with pytest.raises(OutputGaveUp, match="NoSuchBucket"):
             batch.flush()
-        assert len(batch) == 1  # nothing forgotten: the next worker replays it
 
 
-def alert(n: int, account: str = "acct-1234567") -> Alert:
-    return Alert(
-        f"t-{n}", account, "high", ("high_amount",), json.dumps({"transaction_id": f"t-{n}"})
-    )
+def alert(n: int, account: str = "acct-1234567", message: str | None = None) -> Alert:
+    body = message or json.dumps({"transaction_id": f"t-{n}", "severity": "high"})
+    return Alert(f"t-{n}", account, "high", ("high_amount",), body, position(n))
 
 
 def test_subject_masks_the_account() -> None:
@@ -199,19 +235,22 @@ def test_fifo_topics_get_the_transaction_id_as_deduplication_key() -> None:
 class FlakySns:
     """Fails chosen entries on the first call, then accepts everything."""
 
-    def __init__(self, fail_ids: set[str], failures: int = 1) -> None:
+    def __init__(self, fail_ids: set[str], failures: int = 1, sender_fault: bool = False) -> None:
         self.fail_ids = fail_ids
         self.failures = failures
+        self.sender_fault = sender_fault
         self.calls: list[list[str]] = []
+        self.entries: list[list[dict[str, Any]]] = []
 
     def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[Any]) -> Any:
         ids = [e["Id"] for e in PublishBatchRequestEntries]
         self.calls.append(ids)
+        self.entries.append(PublishBatchRequestEntries)
         failing = self.fail_ids if len(self.calls) <= self.failures else set()
         return {
             "Successful": [{"Id": i} for i in ids if i not in failing],
             "Failed": [
-                {"Id": i, "Code": "InternalError", "SenderFault": False}
+                {"Id": i, "Code": "InternalError", "SenderFault": self.sender_fault}
                 for i in ids
                 if i in failing
             ],
@@ -231,3 +270,52 @@ def test_alerts_give_up_visibly_after_the_budget() -> None:
     with pytest.raises(OutputGaveUp, match="sns_alerts"):
         AlertPublisher(sns, "arn:aws:sns:us-east-1:1:t", FAST_RETRY).publish([alert(0)])
     assert len(sns.calls) == FAST_RETRY.max_attempts
+
+
+def test_batches_stay_under_the_256_kib_request_limit() -> None:
+    sns = FlakySns(set(), failures=0)
+    big = [
+        alert(n, message=json.dumps({"transaction_id": f"t-{n}", "pad": "x" * 60_000}))
+        for n in range(10)
+    ]
+    AlertPublisher(sns, "arn:aws:sns:us-east-1:1:t", FAST_RETRY).publish(big)
+    assert sum(len(call) for call in sns.calls) == 10
+    for entries in sns.entries:
+        assert sum(len(e["Message"].encode()) for e in entries) <= 256 * 1024
+
+
+def test_a_record_too_large_for_sns_keeps_every_other_field() -> None:
+    sns = FlakySns(set(), failures=0)
+    line = {
+        "transaction_id": "t-1",
+        "severity": "high",
+        "reasons": [],
+        "transaction": {"pad": "x" * 300_000},
+    }
+    AlertPublisher(sns, "arn:aws:sns:us-east-1:1:t", FAST_RETRY).publish(
+        [alert(1, message=json.dumps(line))]
+    )
+    sent = json.loads(sns.entries[0][0]["Message"])
+    assert sent == {
+        "transaction_id": "t-1",
+        "severity": "high",
+        "reasons": [],
+        "transaction_truncated": True,
+    }
+
+
+def test_alerts_sns_rejects_for_good_are_returned_not_retried() -> None:
+    sns = FlakySns({"1"}, failures=99, sender_fault=True)
+    rejected = AlertPublisher(sns, "arn:aws:sns:us-east-1:1:t", FAST_RETRY).publish(
+        [alert(0), alert(1), alert(2)]
+    )
+    assert [r.alert.transaction_id for r in rejected] == ["t-1"]
+    assert len(sns.calls) == 1
+
+
+def test_odd_transaction_ids_travel_as_a_digest_in_attributes() -> None:
+    sns = FlakySns(set(), failures=0)
+    odd = Alert("t\x01\n", "acct-1", "high", ("high_amount",), "{}", position(1))
+    AlertPublisher(sns, "arn:aws:sns:us-east-1:1:t", FAST_RETRY).publish([odd])
+    value = sns.entries[0][0]["MessageAttributes"]["transaction_id"]["StringValue"]
+    assert value.isalnum() and len(value) == 64
