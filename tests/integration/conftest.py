@@ -8,9 +8,11 @@ way the daemon does.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from consumer.local_stack import StackOptions, read_env_file, running_pids
+from consumer.local_stack import StackOptions, read_env_file, running_pids, start_worker
 
 
 def free_port() -> int:
@@ -44,6 +46,17 @@ class Stack:
     options: StackOptions
     port_args: list[str]
     env: dict[str, str]
+
+    def kill_worker(self, index: int = 1) -> None:
+        """SIGKILL a worker's daemon and its processors: no flush, no checkpoint, no goodbye."""
+        pid = running_pids(self.options)[f"worker-{index}"]
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while f"worker-{index}" in running_pids(self.options) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def start_worker(self, index: int = 1) -> None:
+        start_worker(self.options, index, self.env)
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -76,6 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         kinesis_tls_port=ports["--kinesis-tls-port"],
         moto_port=ports["--moto-port"],
         redis_port=ports["--redis-port"],
+        worker_env=worker_env,
     )
     try:
         assert started.returncode == 0, started.stderr[-4000:] + _worker_log_tail(state_dir)

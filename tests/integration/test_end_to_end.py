@@ -7,27 +7,31 @@ import json
 import socket
 import time
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from consumer.readback import (
-    drain_queue,
-    last_sequence_per_shard,
-    lease_checkpoints,
-    read_jsonl_objects,
-)
+from consumer.readback import drain_queue, read_jsonl_objects
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, cli, free_port
+from tests.integration.expectations import (
+    assert_s3_matches,
+    expected_from_stream,
+    wait_for_checkpoints,
+)
+from tests.integration.scenarios import scenario_entries
 
 pytestmark = pytest.mark.integration
 
 
-def valid(amount: str, account: str = "acct-0042") -> bytes:
+THRESHOLD_IDS: dict[str, str] = {}
+
+
+def valid(amount: str, account: str = "acct-0042", tid: str | None = None) -> bytes:
+    tid = tid or str(uuid.uuid4())
     return (
-        f'{{"transaction_id":"{uuid.uuid4()}","account_id":"{account}","amount":{amount},'
+        f'{{"transaction_id":"{tid}","account_id":"{account}","amount":{amount},'
         f'"timestamp":"2026-11-28T10:00:00.123+02:00","origin_country":"DE"}}'
     ).encode()
 
@@ -45,55 +49,47 @@ INVALID = [
 def build_records() -> list[Entry]:
     entries = [r.to_entry() for r in generate_records(240, fraud_ratio=0.15, seed=7)]
     # Both sides of the threshold, exactly as written.
-    entries += [Entry(valid(a), "acct-0042") for a in ("10000", "10000.00", "10000.001", "1e5")]
+    for amount in ("10000", "10000.00", "10000.001", "1e5"):
+        THRESHOLD_IDS[amount] = tid = f"threshold-{amount}-{uuid.uuid4()}"
+        entries.append(
+            Entry(valid(amount, account=f"acct-t-{amount}", tid=tid), f"acct-t-{amount}")
+        )
+    entries += scenario_entries("e2e")
     entries += [Entry(data, f"bad-{i}") for i, data in enumerate(INVALID)]
     return entries
 
 
-def expected_high_amounts(entries: list[Entry]) -> set[str]:
-    """An oracle independent of the consumer's code: parse and compare the literal."""
-    ids = set()
-    for entry in entries:
-        try:
-            txn = json.loads(entry.data, parse_float=Decimal)
-        except ValueError:
-            continue
-        if isinstance(txn, dict) and entry.data not in INVALID and txn["amount"] > 10000:
-            ids.add(txn["transaction_id"])
-    return ids
-
-
-def test_high_amounts_invalid_records_alerts_and_checkpoints(stack: Stack) -> None:
+def test_every_rule_invalid_records_alerts_and_checkpoints(stack: Stack) -> None:
     entries = build_records()
-    expected = expected_high_amounts(entries)
-    assert len(expected) >= 10  # the data set really exercises the rule
-
     summary = send(stack.client("kinesis"), stack.env["FRAUD_STREAM"], entries)
     assert summary.failed == 0 and summary.sent == len(entries)
-    last = last_sequence_per_shard(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
-    dynamodb, table = stack.client("dynamodb"), stack.env["FRAUD_APP_NAME"]
+    wait_for_checkpoints(stack)
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and lease_checkpoints(dynamodb, table) != last:
-        time.sleep(1)
-    assert lease_checkpoints(dynamodb, table) == last, "checkpoints did not reach the last records"
+    expected = expected_from_stream(stack)
+    assert len(expected.flagged) >= 20  # the data really exercises the rules
+    assert len(expected.invalid) >= len(INVALID)
+    assert_s3_matches(stack, expected)
 
+    # Spot checks against the contract, independent of the oracle.
     s3, bucket = stack.client("s3"), stack.env["FRAUD_BUCKET"]
-    flagged = read_jsonl_objects(s3, bucket, "flagged/")
-    ids = [line["transaction_id"] for _, line in flagged]
-    assert sorted(ids) == sorted(expected)  # each high amount exactly once, nothing else
-    for key, line in flagged:
-        assert key.startswith("flagged/dt=") and "/hour=" in key and key.endswith(".jsonl.gz")
-        assert line["reasons"][0]["rule"] == "high_amount" and line["severity"] == "high"
-        assert line["transaction"]["transaction_id"] == line["transaction_id"]
-
+    lines = {line["transaction_id"]: line for _, line in read_jsonl_objects(s3, bucket, "flagged/")}
     dead = read_jsonl_objects(s3, bucket, "dead-letter/")
-    assert sorted(base64.b64decode(line["data"]) for _, line in dead) == sorted(INVALID)
-    assert all(line["error"] for _, line in dead)
+    assert set(INVALID) <= {base64.b64decode(line["data"]) for _, line in dead}
+    for amount, fires in (("10000", False), ("10000.00", False), ("10000.001", True)):
+        tid = THRESHOLD_IDS[amount]
+        assert (tid in lines and "high_amount" in rules_of(lines[tid])) == fires, amount
 
     alerts = drain_queue(stack.client("sqs"), stack.env["FRAUD_ALERTS_QUEUE_URL"])
-    assert sorted(json.loads(a["Message"])["transaction_id"] for a in alerts) == sorted(expected)
-    assert all(a["MessageAttributes"]["severity"]["Value"] == "high" for a in alerts)
+    alerted = [json.loads(a["Message"])["sequence_number"] for a in alerts]
+    assert sorted(alerted) == sorted(expected.alerted)  # each exactly once outside a crash
+    for alert in alerts:
+        message = json.loads(alert["Message"])
+        assert alert["MessageAttributes"]["severity"]["Value"] == message["severity"]
+        assert message["account_id"] not in alert["Subject"]
+
+
+def rules_of(line: dict[str, Any]) -> set[str]:
+    return {reason["rule"] for reason in line["reasons"]}
 
 
 def test_local_up_twice_does_not_start_a_second_stack(stack: Stack) -> None:

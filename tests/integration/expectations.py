@@ -1,0 +1,74 @@
+"""What S3, the dead letters and SNS must hold for everything in the stream, from the oracle."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from consumer.readback import (
+    last_sequence_per_shard,
+    lease_checkpoints,
+    read_jsonl_objects,
+    stream_records,
+)
+from consumer.rules.config import SEVERITIES, RulesConfig
+from tests.integration.conftest import Stack
+from tests.support.oracle import reference_decisions
+
+
+@dataclass
+class Expected:
+    flagged: dict[str, frozenset[str]]  # sequence number -> rules
+    alerted: set[str]  # sequence numbers with severity >= medium
+    invalid: set[str]
+    duplicates: set[str]
+
+
+def expected_from_stream(stack: Stack, config: RulesConfig | None = None) -> Expected:
+    config = config or RulesConfig()
+    records = stream_records(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
+    outcomes = reference_decisions([(seq, data) for _, seq, data in records], config)
+    flagged = {seq: rules for seq, outcome, rules in outcomes if outcome == "judged" and rules}
+    medium = SEVERITIES.index("medium")
+    alerted = {
+        seq
+        for seq, rules in flagged.items()
+        if max(SEVERITIES.index(config.severities[r]) for r in rules) >= medium
+    }
+    return Expected(
+        flagged=flagged,
+        alerted=alerted,
+        invalid={seq for seq, outcome, _ in outcomes if outcome == "invalid"},
+        duplicates={seq for seq, outcome, _ in outcomes if outcome == "duplicate"},
+    )
+
+
+def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> None:
+    last = last_sequence_per_shard(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
+    dynamodb, table = stack.client("dynamodb"), stack.env["FRAUD_APP_NAME"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and lease_checkpoints(dynamodb, table) != last:
+        time.sleep(1)
+    assert lease_checkpoints(dynamodb, table) == last, "checkpoints did not reach the last records"
+
+
+def assert_s3_matches(stack: Stack, expected: Expected) -> None:
+    s3, bucket = stack.client("s3"), stack.env["FRAUD_BUCKET"]
+    flagged = read_jsonl_objects(s3, bucket, "flagged/")
+    per_id = Counter(line["transaction_id"] for _, line in flagged)
+    assert [tid for tid, n in per_id.items() if n > 1] == [], "a transaction in two lines"
+    found = {
+        line["sequence_number"]: frozenset(r["rule"] for r in line["reasons"])
+        for _, line in flagged
+    }
+    missing = set(expected.flagged) - set(found)
+    extra = set(found) - set(expected.flagged)
+    assert not missing and not extra, f"missing {len(missing)}, unexpected {len(extra)}"
+    assert found == expected.flagged  # and each with exactly the rules the contract says
+    assert not set(found) & expected.duplicates
+    for key, _ in flagged:
+        assert key.startswith("flagged/dt=") and "/hour=" in key and key.endswith(".jsonl.gz")
+    dead = read_jsonl_objects(s3, bucket, "dead-letter/")
+    assert {line["sequence_number"] for _, line in dead} == expected.invalid
+    assert all(line["error"] for _, line in dead)
