@@ -57,6 +57,9 @@ def render_properties(
     values["applicationName"] = env.get("FRAUD_APP_NAME", "fraudstream")
     values["regionName"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     values["workerId"] = worker_id
+    if " " in sys.executable:
+        # The daemon splits executableName on spaces; it cannot be quoted.
+        raise ConfigError(f"the Python path {sys.executable!r} contains a space: install elsewhere")
     values["executableName"] = f"{sys.executable} -m consumer.processor"
     kinesis = env.get("AWS_ENDPOINT_URL_KINESIS")
     dynamodb = env.get("AWS_ENDPOINT_URL_DYNAMODB")
@@ -78,7 +81,9 @@ def jars_dir() -> Path:
     return Path(amazon_kclpy.__file__).resolve().parent / "jars"
 
 
-def daemon_command(properties: Path, java: str, jvm_options: str) -> list[str]:
+def daemon_command(
+    properties: Path, java: str, jvm_options: str, properties_dir: Path = PROPERTIES_DIR
+) -> list[str]:
     """The java command line for the MultiLangDaemon (what amazon_kclpy_helper prints)."""
     jars = jars_dir()
     if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):
@@ -93,5 +98,5 @@ def daemon_command(properties: Path, java: str, jvm_options: str) -> list[str]:
         "--properties-file",
         str(properties),
         "--log-configuration",
-        str(PROPERTIES_DIR / "logback.xml"),
+        str(properties_dir / "logback.xml"),
     ]
