@@ -10,12 +10,19 @@ the checks are straight-line code.
 It also never raises for any input: a poison record (bad UTF-8, a BOM, `NaN`, a 5000-digit integer,
 100 000 levels of nesting, an impossible date) becomes an `InvalidRecord` naming the field and the
 reason, which the caller writes to the dead-letter output; it must never stop a shard.
+
+A valid record must also survive what the worker does with it next: its raw object is re-encoded
+as JSON (simplejson, which recurses) and its strings become UTF-8 Redis keys. So two things the
+decoder accepts are invalid here: a lone surrogate escape (`"\\ud800"` decodes to a string that
+has no UTF-8 form) and nesting deeper than `MAX_DEPTH` levels. Both checks run only when a cheap
+test on the raw text says they could matter, so a typical record pays a few hundred nanoseconds.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
@@ -25,6 +32,7 @@ __all__ = [
     "CHANNELS",
     "ID_MAX_LEN",
     "MAX_AMOUNT",
+    "MAX_DEPTH",
     "InvalidRecord",
     "Transaction",
     "parse_event_time",
@@ -33,6 +41,9 @@ __all__ = [
 
 ID_MAX_LEN = 128
 MAX_AMOUNT = Decimal(1_000_000_000)
+# Deepest nesting of a record's JSON value; the object itself is level 1. Far below the recursion
+# limit, so re-encoding the raw object (simplejson recurses once per level) cannot overflow.
+MAX_DEPTH = 64
 CHANNELS: frozenset[str] = frozenset({"card_present", "online", "atm", "transfer"})
 
 _LAT_MIN, _LAT_MAX = Decimal(-90), Decimal(90)
@@ -66,6 +77,68 @@ def _reject_constant(name: str) -> NoReturn:
 # Built once: json.loads(..., parse_float=...) would build a new decoder for every record.
 # Integers stay `int`; every other number becomes the exact `Decimal` of its literal.
 _decode = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant).decode
+
+# A lone surrogate (U+D800..U+DFFF) can only come from a `\uXXXX` escape: the strict UTF-8 decode
+# rejects encoded ones, and the decoder joins a high-low pair of escapes into one code point.
+_surrogate = re.compile(r"[\ud800-\udfff]").search
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The reason if a key or string anywhere in the decoded `value` holds a lone surrogate.
+
+    Iterative, so it is safe at any depth.
+    """
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node = pop()
+        if type(node) is dict:
+            for key, item in node.items():
+                if (m := _surrogate(key)) is not None:
+                    return _surrogate_reason(m.group(), "a key")
+                t = type(item)
+                if t is str:
+                    if (m := _surrogate(item)) is not None:
+                        return _surrogate_reason(m.group(), "a string")
+                elif t is dict or t is list:
+                    push(item)
+        elif type(node) is list:
+            for item in node:
+                t = type(item)
+                if t is str:
+                    if (m := _surrogate(item)) is not None:
+                        return _surrogate_reason(m.group(), "a string")
+                elif t is dict or t is list:
+                    push(item)
+        elif type(node) is str and (m := _surrogate(node)) is not None:
+            return _surrogate_reason(m.group(), "a string")
+    return None
+
+
+def _surrogate_reason(char: str, where: str) -> str:
+    return f"not valid JSON: lone surrogate escape (\\u{ord(char):04x}) in {where}"
+
+
+def _deeper_than_max(value: object) -> bool:
+    """Whether the decoded `value` nests deeper than MAX_DEPTH levels. Iterative, no recursion."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if type(node) is dict:
+            children: Iterable[object] = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        depth += 1
+        for child in children:
+            t = type(child)
+            if t is dict or t is list:
+                push((child, depth))
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +272,16 @@ def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
         return InvalidRecord(f"not valid JSON: {exc}")
     except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond what Decimal holds
         return InvalidRecord("not valid JSON: a number is too large")
+    # Each precise check runs only when a cheap test on the raw text says it could matter: more
+    # than MAX_DEPTH brackets (string contents included), and an escape \ud... or \uD... (or text
+    # merely looking like one, as in an escaped backslash before "ud"); the memchr for a backslash
+    # first keeps the common case, a record without escapes, at a few nanoseconds.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than_max(obj):
+        return InvalidRecord(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
+    if "\\" in text and ("\\ud" in text or "\\uD" in text):
+        reason = _lone_surrogate(obj)
+        if reason is not None:
+            return InvalidRecord(reason)
     if type(obj) is not dict:
         return InvalidRecord(f"not a JSON object: got {_JSON_TYPE_NAMES.get(type(obj), 'a value')}")
     try:

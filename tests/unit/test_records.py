@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import simplejson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -679,6 +680,128 @@ def test_moderate_nesting_in_unknown_field_is_kept() -> None:
     assert isinstance(t.raw["extra"], list)
 
 
+# Nesting is capped at 64 levels (the object itself is level 1), so the raw object can always be
+# re-encoded (simplejson recurses per level). `extra` is level 2: n containers in it make 1 + n.
+DEEP = "not valid JSON: nested deeper than 64 levels"
+
+
+def _nest(levels: int, kind: str) -> str:
+    """JSON text of `levels` nested containers around 1: arrays, objects, or both alternating."""
+    openers = {"array": ["["], "object": ['{"k": '], "mixed": ["[", '{"k": ']}[kind]
+    closers = {"[": "]", '{"k": ': "}"}
+    chain = [openers[i % len(openers)] for i in range(levels)]
+    return "".join(chain) + "1" + "".join(closers[o] for o in reversed(chain))
+
+
+@pytest.mark.parametrize("kind", ["array", "object", "mixed"])
+def test_nesting_64_levels_is_valid_and_re_encodes(kind: str) -> None:
+    t = ok(literal(extra=_nest(63, kind)))
+    assert simplejson.loads(simplejson.dumps(t.raw, use_decimal=True), use_decimal=True) == t.raw
+    # 64 at the top level too: the object, then 63 more levels.
+    ok(
+        b'{"transaction_id": "tx-1", "account_id": "a", "amount": 1, "timestamp": 0, "x": '
+        + _nest(63, kind).encode()
+        + b"}"
+    )
+
+
+@pytest.mark.parametrize("kind", ["array", "object", "mixed"])
+@pytest.mark.parametrize("levels", [64, 65, 100, 500, 900])
+def test_nesting_beyond_64_levels_is_invalid(kind: str, levels: int) -> None:
+    assert bad(literal(extra=_nest(levels, kind))) == DEEP
+
+
+def test_nesting_depth_counts_the_deepest_branch_only() -> None:
+    # Many shallow containers side by side are fine; one deep branch among them is not.
+    wide = "[" + ", ".join(["[]", "{}", '{"a": [1]}'] * 40) + "]"
+    ok(literal(extra=wide))
+    assert bad(literal(extra="[" + wide + ", " + _nest(63, "mixed") + "]")) == DEEP
+    ok(literal(extra="[" + wide + ", " + _nest(62, "mixed") + "]"))
+    assert bad(literal(extra=_nest(30, "array"), other=_nest(64, "object"))) == DEEP
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    t = ok(with_(extra="[" * 100 + "{" * 100, merchant_id="{[" * 70))
+    assert t.raw["extra"] == "[" * 100 + "{" * 100
+    ok(literal(extra='["' + "[" * 100 + '", ' + _nest(62, "array") + "]"))
+
+
+def test_deep_top_level_value_that_is_not_an_object() -> None:
+    assert bad(_nest(65, "array").encode()) == DEEP
+    assert bad(_nest(64, "array").encode()) == "not a JSON object: got an array"
+
+
+# A lone surrogate escape decodes to a string with no UTF-8 form (it would crash the worker when
+# used as a Redis key); only a high surrogate escape directly followed by a low one is a character.
+def members(text: str) -> bytes:
+    """BASE with `text`, literal JSON members (keys written as is), added at the end."""
+    return VALID[:-1] + b", " + text.encode() + b"}"
+
+
+def _lone(escape: str, where: str) -> str:
+    return f"not valid JSON: lone surrogate escape ({escape.lower()}) in {where}"
+
+
+LONE_SURROGATES = ["\\ud800", "\\udbff", "\\udc00", "\\udfff", "\\uD83D", "\\uDE00"]
+
+
+@pytest.mark.parametrize("esc", LONE_SURROGATES)
+def test_lone_surrogate_in_a_string_value_is_invalid(esc: str) -> None:
+    assert bad(literal(extra=f'"{esc}"')) == _lone(esc, "a string")
+    assert bad(literal(extra=f'"abc{esc}def"')) == _lone(esc, "a string")
+    assert bad(literal(merchant_id=f'"m-{esc}"')) == _lone(esc, "a string")
+    assert bad(literal(transaction_id=f'"{esc}"')) == _lone(esc, "a string")
+
+
+@pytest.mark.parametrize("esc", LONE_SURROGATES)
+def test_lone_surrogate_in_a_key_is_invalid(esc: str) -> None:
+    assert bad(members(f'"x{esc}": 1')) == _lone(esc, "a key")
+    assert bad(members(f'"{esc}": "ok"')) == _lone(esc, "a key")
+    assert bad(literal(extra=f'{{"{esc}": 1}}')) == _lone(esc, "a key")
+
+
+@pytest.mark.parametrize("esc", LONE_SURROGATES)
+def test_lone_surrogate_in_a_nested_unknown_field_is_invalid(esc: str) -> None:
+    assert bad(literal(extra=f'[1, {{"a": [null, "x{esc}y"]}}]')) == _lone(esc, "a string")
+    assert bad(literal(extra=f'{{"a": {{"b": [{{"c{esc}": 0}}]}}}}')) == _lone(esc, "a key")
+    assert bad(literal(extra=_nest(60, "mixed").replace("1", f'"{esc}"'))) == _lone(esc, "a string")
+
+
+@pytest.mark.parametrize(
+    ("text", "lone"),
+    [
+        ('"\\ud83d\\u0041"', "\\ud83d"),  # high then not-a-low
+        ('"\\ud83d\\ud83d\\ude00"', "\\ud83d"),  # first high unpaired, then a proper pair
+        ('"\\ude00\\ud83d"', "\\ude00"),  # low before high is not a pair
+        ('"\\ud83d"', "\\ud83d"),
+        ('"x\\ud83d"', "\\ud83d"),  # high at the end of the string
+        ('"\\ud83d x \\ude00"', "\\ud83d"),  # not adjacent
+        ('"\\\\\\ud800"', "\\ud800"),  # escaped backslash, then a real escape
+    ],
+)
+def test_surrogate_escapes_that_do_not_pair(text: str, lone: str) -> None:
+    assert bad(literal(extra=text)) == _lone(lone, "a string")
+
+
+@pytest.mark.parametrize("pair", ["\\ud83d\\ude00", "\\uD83D\\uDE00", "\\ud83D\\uDe00"])
+def test_paired_surrogate_escapes_are_valid_and_kept(pair: str) -> None:
+    t = ok(members(f'"extra": "a{pair}b", "k{pair}": ["{pair}"], "merchant_id": "{pair}"'))
+    assert t.raw["extra"] == "a\U0001f600b"
+    assert t.raw["k\U0001f600"] == ["\U0001f600"]
+    assert t.merchant_id == "\U0001f600"
+    simplejson.dumps(t.raw, use_decimal=True, ensure_ascii=False).encode("utf-8")
+
+
+def test_escaped_backslash_before_ud800_text_is_valid() -> None:
+    # JSON "\\ud800" is a backslash followed by the five characters ud800: no surrogate at all.
+    t = ok(members('"extra": "\\\\ud800", "merchant_id": "\\\\uDC00\\\\", "\\\\ud800": 1'))
+    assert t.raw["extra"] == "\\ud800"
+    assert t.merchant_id == "\\uDC00\\"
+    assert t.raw["\\ud800"] == 1
+    t = ok(literal(extra='"\\\\\\\\ud800 \\\\\\ud83d\\ude00"'))
+    assert t.raw["extra"] == "\\\\ud800 \\\U0001f600"
+
+
 @pytest.mark.parametrize(
     ("data", "got"),
     [
@@ -820,9 +943,40 @@ def test_fuzz_records_never_raise_and_valid_ones_hold_invariants(obj: dict[str, 
             assert -90 <= result.latitude <= 90
             assert -180 <= result.longitude <= 180
         assert result.channel in (None, "card_present", "online", "atm", "transfer")
+        # What the worker does next: re-encode the raw object, use its strings as UTF-8.
+        simplejson.dumps(result.raw, use_decimal=True, ensure_ascii=False).encode("utf-8")
     else:
         field = result.reason.split(":", 1)[0]
         assert field in FIELDS or result.reason.startswith("not ")
+
+
+# Strings of surrogates (paired or not), backslashes and the letters of an escape.
+_surrogate_soup = st.lists(
+    st.sampled_from(["a", "\ud800", "\udbff", "\udc00", "\udfff", "\ud83d", "\ude00", "\\", "u"]),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=_surrogate_soup, value=_surrogate_soup, nested=st.booleans())
+def test_fuzz_surrogate_escapes_valid_iff_utf8_encodable(
+    key: str, value: str, nested: bool
+) -> None:
+    obj: dict[str, Any] = dict(BASE)
+    obj[key] = {"n": [value]} if nested else value
+    data = json.dumps(obj).encode()  # ensure_ascii: every surrogate written as an escape
+    decoded = json.loads(data)  # what the escapes mean: adjacent high-low pairs joined
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    result = parse_transaction(data)
+    if encodable:
+        assert isinstance(result, Transaction), result
+    else:
+        assert isinstance(result, InvalidRecord)
+        assert result.reason.startswith("not valid JSON: lone surrogate escape (\\ud")
 
 
 @settings(max_examples=300, deadline=None)
