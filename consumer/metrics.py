@@ -18,6 +18,12 @@ class Metrics:
     def incr(self, name: str, value: int = 1) -> None:
         self._counts[name] += value
 
+    def observe_ms(self, name: str, millis: float) -> None:
+        """A duration: its count, total and maximum since the last snapshot."""
+        self._counts[f"{name}.count"] += 1
+        self._counts[f"{name}.total_ms"] += round(millis)
+        self._counts[f"{name}.max_ms"] = max(self._counts[f"{name}.max_ms"], round(millis))
+
     def get(self, name: str) -> int:
         return self._counts[name]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
@@ -22,12 +23,14 @@ from amazon_kclpy.v3 import processor
 from consumer.checkpointing import CheckpointPolicy, LeaseGone
 from consumer.config import ConfigError, Settings, load_settings
 from consumer.logs import configure_logging, get_logger
+from consumer.metrics import METRICS
 from consumer.pipeline import BatchPipeline
 from consumer.wiring import build_pipeline
 
 log = get_logger(__name__)
 
 EXIT_GAVE_UP = 3
+SLOW_BATCH_S = 0.5
 EXIT_BAD_CONFIG = 78
 
 
@@ -67,9 +70,23 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         pipeline, policy = self._require()
         if policy.lease_gone:
             return  # the KCL said another worker owns the shard: no more outputs from us
+        started = time.monotonic()
         try:
-            policy.processed(pipeline.process(process_records_input.records))
+            records = process_records_input.records
+            policy.processed(pipeline.process(records))
+            judged = time.monotonic()
             policy.commit_if_due(process_records_input.checkpointer)
+            METRICS.observe_ms("batch.process", (judged - started) * 1000)
+            METRICS.observe_ms("batch.total", (time.monotonic() - started) * 1000)
+            if time.monotonic() - started > SLOW_BATCH_S:
+                log.warning(
+                    "slow_batch",
+                    shard_id=self._shard_id,
+                    records=len(records),
+                    process_ms=round((judged - started) * 1000),
+                    total_ms=round((time.monotonic() - started) * 1000),
+                    millis_behind_latest=process_records_input.millis_behind_latest,
+                )
         except LeaseGone:
             log.warning("lease_gone_on_checkpoint", shard_id=self._shard_id)
         except Exception as exc:

@@ -1,0 +1,227 @@
+"""A load test against the running local stack, ending in a report (text, JSON and a PNG chart).
+
+    fraudstream local up --workers 1
+    python -m load_test.run --rate 1000 --duration 300 --out reports/
+
+It produces labelled synthetic traffic at the given rate, samples the workers' memory (the
+Java daemon and its Python processors) while it runs, waits until every shard is checkpointed at
+its last record, then reads back what the consumer wrote: the flagged lines in S3, the alerts
+that SNS delivered to the tap queue, and the workers' own counters from their logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from consumer.local_stack import StackOptions, read_env_file, running_pids
+from consumer.readback import (
+    drain_queue,
+    last_sequence_per_shard,
+    lease_checkpoints,
+    read_jsonl_objects,
+)
+from load_test.producer import Producer, ProgressPrinter, run_generate
+from load_test.report import (
+    Report,
+    parse_time,
+    percentiles,
+    plot,
+    render_text,
+    rule_counts,
+    score_labels,
+    timeline,
+)
+from load_test.synthetic import TransactionGenerator
+
+PAGE_KB = 4
+
+
+def _client(env: dict[str, str], service: str) -> Any:
+    session: Any = boto3.session.Session()
+    return session.client(
+        service,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
+    )
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) * PAGE_KB / 1024
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(parts[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of each worker's daemon (JVM) and of its largest Python processor, every second."""
+
+    def __init__(self, options: StackOptions) -> None:
+        super().__init__(daemon=True)
+        self._options = options
+        self._halt = threading.Event()
+        self.peak: dict[str, float] = {"daemon_jvm": 0.0, "processor_max": 0.0, "worker_total": 0.0}
+
+    def run(self) -> None:
+        while not self._halt.wait(1.0):
+            for name, pid in running_pids(self._options).items():
+                if not name.startswith("worker-"):
+                    continue
+                jvm = _rss_mb(pid)
+                processors = [_rss_mb(child) for child in _children(pid)]
+                self.peak["daemon_jvm"] = max(self.peak["daemon_jvm"], jvm)
+                self.peak["processor_max"] = max(self.peak["processor_max"], *processors, 0.0)
+                self.peak["worker_total"] = max(self.peak["worker_total"], jvm + sum(processors))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+def _worker_counters(options: StackOptions, since: float) -> dict[str, int]:
+    """Sum the workers' `metrics` log lines written after `since`."""
+    totals: dict[str, int] = {}
+    for log in options.logs.glob("worker-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"event": "metrics"' not in line:
+                continue
+            entry = json.loads(line)
+            if parse_time(entry["timestamp"]) < since:
+                continue
+            for key, value in entry.items():
+                if isinstance(value, int):
+                    totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m load_test.run", description=__doc__)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--accounts", type=int, default=50_000)
+    parser.add_argument("--fraud-ratio", type=float, default=0.05)
+    parser.add_argument("--invalid-ratio", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--state-dir", default=".fraudstream")
+    parser.add_argument("--out", default="reports")
+    parser.add_argument("--catch-up-timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+
+    options = StackOptions(state_dir=Path(args.state_dir))
+    env = read_env_file(options)
+    kinesis, sqs, s3 = _client(env, "kinesis"), _client(env, "sqs"), _client(env, "s3")
+    drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])  # alerts of earlier runs
+
+    labels: dict[str, frozenset[str]] = {}
+    put_time: dict[str, float] = {}
+    generator = TransactionGenerator(
+        accounts=args.accounts,
+        fraud_ratio=args.fraud_ratio,
+        invalid_ratio=args.invalid_ratio,
+        seed=args.seed,
+    )
+
+    def next_entry() -> Any:
+        record = generator.next_record()
+        if not record.is_invalid:
+            body = json.loads(record.data)
+            labels[body["transaction_id"]] = frozenset(record.expected_rules)
+            put_time[body["transaction_id"]] = parse_time(body["timestamp"])
+        return record.to_entry()
+
+    sampler = MemorySampler(options)
+    sampler.start()
+    started = time.time()
+    progress = ProgressPrinter()
+    producer = Producer(kinesis, env["FRAUD_STREAM"], on_progress=progress)
+    run_generate(producer, next_entry, rate=args.rate, duration_s=args.duration)
+    summary = producer.flush()
+    progress.finish()
+    produced_at = time.time()
+
+    last = last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
+    dynamodb = _client(env, "dynamodb")
+    while lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"]) != last:
+        if time.time() - produced_at > args.catch_up_timeout:
+            print("the workers did not catch up in time", file=sys.stderr)
+            break
+        time.sleep(0.5)
+    caught_up = time.time() - produced_at
+    sampler.stop()
+
+    found: dict[str, frozenset[str]] = {}
+    s3_latency: list[float] = []
+    modified = {
+        item["Key"]: item["LastModified"].timestamp()
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=env["FRAUD_BUCKET"], Prefix="flagged/"
+        )
+        for item in page.get("Contents", [])
+    }
+    for key, line in read_jsonl_objects(s3, env["FRAUD_BUCKET"], "flagged/"):
+        tid = line["transaction_id"]
+        if tid in labels:
+            found[tid] = frozenset(r["rule"] for r in line["reasons"])
+            s3_latency.append(modified[key] - put_time[tid])
+    alert_pairs = []
+    for alert in drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"]):
+        tid = json.loads(alert["Message"])["transaction_id"]
+        if tid in put_time:
+            alert_pairs.append((put_time[tid], parse_time(alert["Timestamp"])))
+
+    counters = _worker_counters(options, started)
+    report = Report(
+        produced=summary.sent,
+        produce_seconds=round(produced_at - started, 2),
+        judged=counters.get("records.judged", 0),
+        invalid=counters.get("records.invalid", 0),
+        duplicates=counters.get("records.duplicate", 0),
+        flagged=len(found),
+        alerts=len(alert_pairs),
+        flagged_by_rule=rule_counts(found),
+        alert_latency_s=percentiles([published - put for put, published in alert_pairs]),
+        s3_latency_s=percentiles(s3_latency),
+        catch_up_seconds=round(caught_up, 2),
+        throughput_per_s=round(summary.sent / max(produced_at - started, 1e-9), 1),
+        peak_rss_mb={k: round(v, 1) for k, v in sampler.peak.items()},
+        timeline=timeline(started, list(put_time.values()), alert_pairs),
+    )
+    score_labels(labels, found, report)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
+    (out / f"load-{stamp}.json").write_text(report.to_json())
+    charted = plot(report, out / f"load-{stamp}.png")
+    print(render_text(report))
+    print(
+        f"report: {out / f'load-{stamp}.json'}"
+        + (f", chart: {out / f'load-{stamp}.png'}" if charted else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
