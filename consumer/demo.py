@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from consumer import local_stack
+from consumer.local_stack import stack_client
 from consumer.readback import (
     drain_queue,
     last_sequence_per_shard,
@@ -28,19 +29,6 @@ from consumer.sinks.alerts import mask_account
 
 def _title(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 70 - len(text)))
-
-
-def _client(env: dict[str, str], service: str) -> Any:
-    import boto3
-
-    session: Any = boto3.session.Session()
-    return session.client(
-        service,
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
-    )
 
 
 def _produce(env: dict[str, str], duration_s: float, rate: float) -> dict[str, Any]:
@@ -72,7 +60,7 @@ def _produce(env: dict[str, str], duration_s: float, rate: float) -> dict[str, A
 
 
 def _wait_for_checkpoints(env: dict[str, str], timeout_s: float = 120.0) -> float:
-    kinesis, dynamodb = _client(env, "kinesis"), _client(env, "dynamodb")
+    kinesis, dynamodb = stack_client(env, "kinesis"), stack_client(env, "dynamodb")
     last = last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -83,10 +71,10 @@ def _wait_for_checkpoints(env: dict[str, str], timeout_s: float = 120.0) -> floa
 
 
 def _show(env: dict[str, str], produced: dict[str, Any]) -> None:
-    s3 = _client(env, "s3")
+    s3 = stack_client(env, "s3")
     flagged = read_jsonl_objects(s3, env["FRAUD_BUCKET"], "flagged/")
     dead = read_jsonl_objects(s3, env["FRAUD_BUCKET"], "dead-letter/")
-    alerts = drain_queue(_client(env, "sqs"), env["FRAUD_ALERTS_QUEUE_URL"])
+    alerts = drain_queue(stack_client(env, "sqs"), env["FRAUD_ALERTS_QUEUE_URL"])
 
     _title("What happened")
     print(f"records produced : {produced.get('sent')}  ({produced.get('rate')} records/s)")

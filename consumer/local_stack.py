@@ -246,7 +246,8 @@ def stack_env(options: StackOptions) -> dict[str, str]:
     }
 
 
-def _client(service: str, env: Mapping[str, str]) -> Any:
+def stack_client(env: Mapping[str, str], service: str) -> Any:
+    """A boto3 client for one service of the local stack, from its environment (local.env)."""
     session: Any = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
@@ -256,17 +257,17 @@ def _client(service: str, env: Mapping[str, str]) -> Any:
 
 
 def create_resources(options: StackOptions, env: Mapping[str, str]) -> None:
-    kinesis = _client("kinesis", env)
+    kinesis = stack_client(env, "kinesis")
     existing = kinesis.list_streams().get("StreamNames", [])
     if options.stream not in existing:
         kinesis.create_stream(StreamName=options.stream, ShardCount=options.shards)
     kinesis.get_waiter("stream_exists").wait(
         StreamName=options.stream, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
     )
-    _client("s3", env).create_bucket(Bucket=options.bucket)
-    sns = _client("sns", env)
+    stack_client(env, "s3").create_bucket(Bucket=options.bucket)
+    sns = stack_client(env, "sns")
     topic_arn = sns.create_topic(Name=options.topic)["TopicArn"]
-    sqs = _client("sqs", env)
+    sqs = stack_client(env, "sqs")
     queue_url = sqs.create_queue(QueueName=f"{options.topic}-tap")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
@@ -276,7 +277,7 @@ def create_resources(options: StackOptions, env: Mapping[str, str]) -> None:
 
 def lease_owners(options: StackOptions, env: Mapping[str, str]) -> dict[str, str]:
     """shard id -> worker id, from the KCL's lease table (empty while it does not exist yet)."""
-    dynamodb = _client("dynamodb", env)
+    dynamodb = stack_client(env, "dynamodb")
     try:
         items = dynamodb.scan(TableName=options.app_name, ConsistentRead=True)["Items"]
     except dynamodb.exceptions.ResourceNotFoundException:
@@ -289,7 +290,7 @@ def lease_owners(options: StackOptions, env: Mapping[str, str]) -> dict[str, str
 
 
 def _open_shards(options: StackOptions, env: Mapping[str, str]) -> set[str]:
-    shards = _client("kinesis", env).list_shards(StreamName=options.stream)["Shards"]
+    shards = stack_client(env, "kinesis").list_shards(StreamName=options.stream)["Shards"]
     return {s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
 
 

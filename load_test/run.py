@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from consumer.local_stack import StackOptions, read_env_file, running_pids
+from consumer.local_stack import StackOptions, read_env_file, running_pids, stack_client
 from consumer.readback import (
     drain_queue,
     last_sequence_per_shard,
@@ -42,17 +40,6 @@ from load_test.report import (
 from load_test.synthetic import TransactionGenerator
 
 PAGE_KB = 4
-
-
-def _client(env: dict[str, str], service: str) -> Any:
-    session: Any = boto3.session.Session()
-    return session.client(
-        service,
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
-    )
 
 
 def _rss_mb(pid: int) -> float:
@@ -131,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
     options = StackOptions(state_dir=Path(args.state_dir))
     env = read_env_file(options)
-    kinesis, sqs, s3 = _client(env, "kinesis"), _client(env, "sqs"), _client(env, "s3")
+    kinesis, sqs, s3 = (
+        stack_client(env, "kinesis"),
+        stack_client(env, "sqs"),
+        stack_client(env, "s3"),
+    )
     drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])  # alerts of earlier runs
 
     labels: dict[str, frozenset[str]] = {}
@@ -162,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     produced_at = time.time()
 
     last = last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
-    dynamodb = _client(env, "dynamodb")
+    dynamodb = stack_client(env, "dynamodb")
     while lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"]) != last:
         if time.time() - produced_at > args.catch_up_timeout:
             print("the workers did not catch up in time", file=sys.stderr)

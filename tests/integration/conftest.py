@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from consumer.local_stack import StackOptions, read_env_file, running_pids, start_worker
+from consumer.local_stack import (
+    StackOptions,
+    read_env_file,
+    running_pids,
+    stack_client,
+    start_worker,
+)
 
 
 def free_port() -> int:
@@ -59,13 +64,7 @@ class Stack:
         start_worker(self.options, index, self.env)
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=self.env["AWS_REGION"],
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            endpoint_url=self.env[f"AWS_ENDPOINT_URL_{service.upper()}"],
-        )
+        return stack_client(self.env, service)
 
 
 @pytest.fixture(scope="session")

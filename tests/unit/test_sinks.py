@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.config import FlushConfig, RetryConfig
+from consumer.readback import drain_queue
 from consumer.retry import OutputGaveUp
 from consumer.sinks.alerts import Alert, AlertPublisher, mask_account, subject_for
 from consumer.sinks.s3_batches import (
@@ -179,17 +180,6 @@ def sqs_tap(sns: Any, topic_arn: str) -> tuple[Any, str]:
     return sqs, url
 
 
-def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
-    bodies = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return bodies
-        for message in got:
-            bodies.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
 def test_alerts_go_out_in_batches_of_ten_with_attributes() -> None:
     with mock_aws():
         sns = boto3.client("sns", region_name="us-east-1")
@@ -205,7 +195,7 @@ def test_alerts_go_out_in_batches_of_ten_with_attributes() -> None:
         sns.publish_batch = counting
         AlertPublisher(sns, topic, FAST_RETRY).publish([alert(n) for n in range(23)])
         assert calls == [10, 10, 3]
-        received = drain(sqs, url)
+        received = drain_queue(sqs, url)
         assert sorted(json.loads(m["Message"])["transaction_id"] for m in received) == sorted(
             f"t-{n}" for n in range(23)
         )
