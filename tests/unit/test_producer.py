@@ -743,8 +743,11 @@ def test_generator_is_deterministic_with_a_seed() -> None:
 
 
 def test_generated_ratios_are_roughly_right() -> None:
+    # 100 records/s: 5000 accounts keep ordinary traffic under the velocity limit.
     records = list(
-        generate_records(6000, seed=4, fraud_ratio=0.1, invalid_ratio=0.05, now=fixed_clock())
+        generate_records(
+            6000, seed=4, accounts=5000, fraud_ratio=0.1, invalid_ratio=0.05, now=fixed_clock()
+        )
     )
     fraud = sum(1 for r in records if r.expected_rules)
     invalid = sum(1 for r in records if r.is_invalid)
@@ -752,9 +755,10 @@ def test_generated_ratios_are_roughly_right() -> None:
     assert 0.04 <= invalid / len(records) <= 0.06
     kinds = Counter(r.kind for r in records if r.is_fraud)
     assert {f"fraud:{name}" for name in FRAUD_ARCHETYPES} == set(kinds)
-    assert kinds["fraud:high_amount"] > kinds["fraud:new_device_high_amount"]
+    assert fraud == sum(kinds.values())  # only archetypes are labelled
+    assert kinds["fraud:large_amount"] > kinds["fraud:large_amount_abroad"]
 
-    default = list(generate_records(4000, seed=5, now=fixed_clock()))
+    default = list(generate_records(4000, seed=5, accounts=5000, now=fixed_clock()))
     assert 0.04 <= sum(1 for r in default if r.expected_rules) / 4000 <= 0.06
     assert not any(r.is_invalid for r in default)
 
@@ -772,7 +776,7 @@ def test_every_valid_generated_record_satisfies_the_contract() -> None:
         assert contract_error(record.data) is None, (contract_error(record.data), record.data)
         obj = parse(record)
         assert obj["account_id"] == record.account_id
-        assert re.fullmatch(r"acct-\d{6}", obj["account_id"])
+        assert re.fullmatch(r"acct-[0-9a-f]{8}-\d{6,}", obj["account_id"])
         assert re.fullmatch(
             r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
             obj["transaction_id"],
@@ -784,12 +788,11 @@ def test_every_valid_generated_record_satisfies_the_contract() -> None:
             == expected_ts.strftime("%Y-%m-%dT%H:%M:%S.")
             + f"{expected_ts.microsecond // 1000:03d}Z"
         )
+        assert ("latitude" in obj) == ("longitude" in obj)
         for name in (
             "currency",
             "origin_country",
             "destination_country",
-            "latitude",
-            "longitude",
             "merchant_id",
             "merchant_category",
             "channel",
@@ -801,70 +804,6 @@ def test_every_valid_generated_record_satisfies_the_contract() -> None:
     assert len({parse(r)["transaction_id"] for r in records if not r.is_invalid}) == sum(
         1 for r in records if not r.is_invalid
     )
-
-
-def rules_by_design(obj: dict[str, Any]) -> set[str]:
-    """The single-record rule conditions of section 2 (the history-free part)."""
-    fired = set()
-    amount = obj["amount"]
-    if amount > 10000:
-        fired.add("high_amount")
-    if obj["origin_country"].upper() != obj["destination_country"].upper():
-        fired.add("cross_border")
-    balance = obj.get("account_balance")
-    if balance is not None and amount >= 1000 and amount > Decimal("0.9") * balance:
-        fired.add("low_balance_high_amount")
-    return fired
-
-
-def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6371 * math.asin(math.sqrt(h))
-
-
-def test_labels_match_what_each_record_is_designed_to_trigger() -> None:
-    # 1 record per second over 200 accounts: the generator can keep every account under the
-    # velocity threshold, so the labels are the whole truth for the history rules too.
-    records = list(
-        generate_records(
-            3000, seed=21, accounts=200, fraud_ratio=0.15, now=fixed_clock(step_ms=1000)
-        )
-    )
-    history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        obj = parse(record)
-        label = set(record.expected_rules)
-        design = rules_by_design(obj)
-        past = history[obj["account_id"]]
-        if (
-            past
-            and obj["amount"] >= 1000
-            and obj["device_id"] not in {p["device_id"] for p in past}
-        ):
-            design.add("new_device_high_amount")
-        if obj["amount"] <= Decimal("5.00"):
-            design.add("card_testing")
-        ts = datetime.fromisoformat(obj["timestamp"])
-        in_window = [
-            p for p in past if ts - timedelta(seconds=60) < datetime.fromisoformat(p["timestamp"])
-        ]
-        if len(in_window) + 1 > 3:
-            design.add("velocity")
-        if past:
-            prev = past[-1]
-            assert (
-                haversine_km(
-                    (prev["latitude"], prev["longitude"]), (obj["latitude"], obj["longitude"])
-                )
-                < 100
-            )
-        assert design == label, (record.kind, obj)
-        past.append(obj)
-    assert sum(1 for r in records if r.expected_rules) > 300
 
 
 def test_velocity_is_avoided_when_accounts_allow_it() -> None:
