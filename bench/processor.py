@@ -1,0 +1,80 @@
+"""Our side: the production record processor, run as its own process like the daemon runs it.
+
+`python -m bench.processor ...` is what the MultiLangDaemon would start per shard, with one
+difference: the edges point at the bench's moto and redis-server (boto3 clients with
+endpoint_url, redis.Redis.from_url) instead of coming from the environment. Everything between
+stdin and the outputs is the production code: amazon_kclpy's KCLProcess, FraudRecordProcessor,
+consumer.wiring.assemble_pipeline with the production Settings defaults (flush at 500 records /
+4 MiB / 10 s, info logs on stderr). At the end it writes its peak RSS (VmHWM) to --results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+from amazon_kclpy import kcl
+
+from bench.servers import aws_client, peak_rss_mb
+from consumer.checkpointing import CheckpointPolicy
+from consumer.config import Settings
+from consumer.logs import configure_logging
+from consumer.pipeline import BatchPipeline
+from consumer.processor import FraudRecordProcessor, claim_stdout
+from consumer.wiring import assemble_pipeline
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.processor", description=__doc__)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--endpoint-url", required=True, help="moto server for S3 and SNS")
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--topic-arn", required=True)
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    protocol_out = claim_stdout()
+    configure_logging("info", component="processor")
+    settings = Settings(bucket=args.bucket, topic_arn=args.topic_arn, redis_url=args.redis_url)
+    s3 = aws_client("s3", args.endpoint_url)
+    sns = aws_client("sns", args.endpoint_url)
+    redis_conn = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
+    redis_conn.ping()
+
+    def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
+        return assemble_pipeline(shard_id, settings, s3, sns, redis_conn)
+
+    process = kcl.KCLProcess(
+        FraudRecordProcessor(settings, build=build), sys.stdin, protocol_out, sys.stderr
+    )
+    profiler: Any = None
+    if args.profile is not None:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    process.run()
+    if profiler is not None:
+        profiler.stop()
+        from bench.hotspots import render
+
+        session = profiler.last_session
+        text = profiler.output_text(unicode=True, color=False, show_all=False)
+        args.profile.write_text(render(session.root_frame()) + "\n\n" + text)
+        args.profile.with_suffix(".html").write_text(profiler.output_html())
+        session.save(str(args.profile.with_suffix(".pyisession")))
+    args.results.write_text(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+if __name__ == "__main__":
+    main()
