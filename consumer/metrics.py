@@ -6,6 +6,7 @@ same snapshot to CloudWatch.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 
@@ -14,9 +15,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()  # alerts are published from a small thread pool
 
     def incr(self, name: str, value: int = 1) -> None:
-        self._counts[name] += value
+        with self._lock:
+            self._counts[name] += value
 
     def observe_ms(self, name: str, millis: float) -> None:
         """A duration: its count, total and maximum since the last snapshot."""
@@ -28,8 +31,9 @@ class Metrics:
         return self._counts[name]
 
     def snapshot_and_reset(self) -> dict[str, int]:
-        counts = dict(self._counts)
-        self._counts.clear()
+        with self._lock:
+            counts = dict(self._counts)
+            self._counts.clear()
         return counts
 
 

@@ -22,8 +22,8 @@ Keys:
   fs:acct:{A}:recent   ZSET  score = event time, member = "seq.sub|event_time|amount|lat|lon"
   fs:acct:{A}:devices  HASH  device id -> position of its first use
   fs:acct:{A}:first    STR   position of the account's first transaction
-  fs:txn:{T}           STR   position of the first valid record with this transaction id
-  fs:txn:{T}:alerted   STR   "1" once the alert of T was accepted by SNS
+  fs:txn:{T}           STR   position of the first valid record with this transaction id,
+                             with "|A" appended once its alert was accepted by SNS
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
+
+from redis.cluster import RedisCluster
 
 from consumer.config import StateConfig
 from consumer.records import Transaction
@@ -68,7 +71,7 @@ def _txn_key(transaction_id: str) -> str:
     return f"fs:txn:{{{transaction_id}}}"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Stored:
     """An entry of the recent set: its history form plus the member it is stored as."""
 
@@ -83,7 +86,9 @@ def _encode_entry(position: Position, txn: Transaction) -> str:
     return f"{encode_position(position)}|{txn.event_time}|{txn.amount}|{lat}|{lon}"
 
 
+@lru_cache(maxsize=50_000)
 def _decode_entry(member: str | bytes) -> _Stored:
+    """Decoding is pure, and the same members come back batch after batch: memoised."""
     text = member.decode() if isinstance(member, bytes) else member
     pos, event_time, amount, lat, lon = text.split("|")
     position = decode_position(pos)
@@ -128,6 +133,9 @@ class BatchView:
     @property
     def new_seen(self) -> dict[str, Position]:
         return self._new_seen
+
+    def first_seen(self, transaction_id: str) -> Position | None:
+        return self._seen.get(transaction_id)
 
     def is_duplicate(self, txn: Transaction, position: Position) -> bool:
         """Seen before under another position: a producer retry, not a replay."""
@@ -174,87 +182,213 @@ class BatchView:
             account.first = position
 
 
+# Scripts over any number of accounts (three keys each). On a single Redis one call carries the
+# whole batch, so the client packs one command instead of thousands; on a cluster each call
+# carries one account, whose keys share a hash slot. Either way the work runs inside Redis.
+_LOAD = """
+local out = {}
+local a = 1
+for k = 1, #KEYS, 3 do
+  local min_score, devices = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[k], min_score, '+inf')
+  local firsts = {}
+  if devices > 0 then
+    firsts = redis.call('HMGET', KEYS[k + 1], unpack(ARGV, a, a + devices - 1))
+  end
+  a = a + devices
+  out[#out + 1] = {recent, firsts, redis.call('GET', KEYS[k + 2])}
+end
+return out
+"""
+
+_SAVE = """
+local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
+local a = 6
+for k = 1, accounts * 3, 3 do
+  local first, members, devices = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local last = a + 2 * members - 1
+  while a <= last do
+    local stop = math.min(last, a + 999)
+    redis.call('ZADD', KEYS[k], unpack(ARGV, a, stop))
+    a = stop + 1
+  end
+  if members > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1)
+    redis.call('EXPIRE', KEYS[k], keep_ttl)
+  end
+  for _ = 1, devices do
+    redis.call('HSETNX', KEYS[k + 1], ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('EXPIRE', KEYS[k + 1], memory_ttl) end
+  if first ~= '' then redis.call('SET', KEYS[k + 2], first, 'NX', 'EX', memory_ttl) end
+  redis.call('EXPIRE', KEYS[k + 2], memory_ttl)
+end
+for k = accounts * 3 + 1, #KEYS do
+  if ARGV[a + 1] == 'NX' then
+    redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
+  else
+    redis.call('SET', KEYS[k], ARGV[a], 'XX', 'KEEPTTL')
+  end
+  a = a + 2
+end
+return 1
+"""
+
+_ALERTED = "|A"
+
+
 class AccountStateStore:
-    """Loads and saves the state a batch needs, each in one pipelined round trip."""
+    """Loads and saves the state a batch needs, each in one pipelined round trip.
+
+    On a single Redis (ElastiCache without cluster mode) a batch is one script call and one MGET
+    to load, and one script call to save. On a cluster: one script call per account and one
+    command per transaction id each way, still pipelined in one round trip per direction.
+    """
 
     def __init__(self, redis: Any, config: StateConfig, horizon_s: Decimal) -> None:
         self._redis = redis
         self._config = config
         self._keep_s = float(horizon_s) + config.lateness_s
+        self._cluster = isinstance(redis, RedisCluster)
+        self._load_script = redis.register_script(_LOAD)
+        self._save_script = redis.register_script(_SAVE)
+
+    def _groups(self, account_ids: Sequence[str]) -> list[list[str]]:
+        """Accounts per script call: all of them, or one per call on a cluster."""
+        if self._cluster:
+            return [[account_id] for account_id in account_ids]
+        return [list(account_ids)] if account_ids else []
 
     def load(self, items: Sequence[tuple[Position, Transaction]]) -> BatchView:
-        accounts: dict[str, list[Transaction]] = {}
+        wanted: dict[str, tuple[float, set[str]]] = {}
         for _, txn in items:
-            accounts.setdefault(txn.account_id, []).append(txn)
+            oldest, devices = wanted.get(txn.account_id, (float("inf"), set()))
+            if txn.device_id is not None:
+                devices.add(txn.device_id)
+            wanted[txn.account_id] = (min(oldest, float(txn.event_time)), devices)
+        asked = {account_id: sorted(devices) for account_id, (_, devices) in wanted.items()}
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
         pipe = self._redis.pipeline(transaction=False)
-        for account_id, txns in accounts.items():
-            oldest = min(float(t.event_time) for t in txns) - self._keep_s - 1
-            pipe.zrangebyscore(_account_key(account_id, "recent"), oldest, "+inf")
-            devices = sorted({t.device_id for t in txns if t.device_id is not None})
-            if devices:
-                pipe.hmget(_account_key(account_id, "devices"), devices)
-            pipe.get(_account_key(account_id, "first"))
-        for txn_id in txn_ids:
-            pipe.get(_txn_key(txn_id))
-            pipe.get(_txn_key(txn_id) + ":alerted")
-        replies = iter(pipe.execute())
+        groups = self._groups(list(wanted))
+        for group in groups:
+            keys: list[str] = []
+            args: list[Any] = []
+            for account_id in group:
+                keys += _account_keys(account_id)
+                args += (wanted[account_id][0] - self._keep_s - 1, len(asked[account_id]))
+                args += asked[account_id]
+            self._load_script(keys=keys, args=args, client=pipe)
+        if self._cluster:
+            for txn_id in txn_ids:
+                pipe.execute_command("GET", _txn_key(txn_id))
+        elif txn_ids:
+            pipe.execute_command("MGET", *[_txn_key(txn_id) for txn_id in txn_ids])
+        replies = pipe.execute()
 
+        per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
         loaded: dict[str, _Account] = {}
-        for account_id, txns in accounts.items():
-            recent = [_decode_entry(m) for m in next(replies)]
-            recent.sort(key=lambda s: s.position)
-            asked = sorted({t.device_id for t in txns if t.device_id is not None})
-            known: dict[str, Position] = {}
-            if asked:
-                for device, first in zip(asked, next(replies), strict=True):
-                    if first is not None:
-                        known[device] = decode_position(first)
-            first_raw = next(replies)
+        for account_id, (members, firsts, first_raw) in zip(wanted, per_account, strict=True):
+            recent = [_decode_entry(m) for m in members]
+            recent.sort(key=lambda stored: stored.position)
+            known = {
+                device: decode_position(first)
+                for device, first in zip(asked[account_id], firsts, strict=True)
+                if first is not None
+            }
             loaded[account_id] = _Account(
                 recent=recent,
                 devices=known,
                 first=decode_position(first_raw) if first_raw is not None else None,
-                members={s.member for s in recent},
+                members={stored.member for stored in recent},
             )
+        txn_replies = replies[len(groups) :]
+        values = txn_replies if self._cluster else (txn_replies[0] if txn_ids else [])
         seen: dict[str, Position | None] = {}
         alerted: set[str] = set()
-        for txn_id in txn_ids:
-            first_seen, was_alerted = next(replies), next(replies)
-            seen[txn_id] = decode_position(first_seen) if first_seen is not None else None
-            if was_alerted is not None:
+        for txn_id, value in zip(txn_ids, values, strict=True):
+            if value is None:
+                seen[txn_id] = None
+                continue
+            text = value.decode() if isinstance(value, bytes) else value
+            if text.endswith(_ALERTED):
                 alerted.add(txn_id)
+                text = text[: -len(_ALERTED)]
+            seen[txn_id] = decode_position(text)
         return BatchView(loaded, seen, alerted)
 
     def save(self, view: BatchView, alerted: Iterable[str] = ()) -> int:
-        """Write what the batch added (idempotently); return the number of commands sent."""
+        """Write what the batch added (idempotently); return the number of commands sent.
+
+        No trimming by event time: a record far in the future would wipe entries that a replay
+        of not-yet-checkpointed records still needs. Loads read only the horizon; the key
+        expires when the account goes quiet, and a runaway account is capped at its newest
+        max_entries by event time.
+        """
         config = self._config
-        keep_ttl = int(self._keep_s) + 1
-        pipe = self._redis.pipeline(transaction=False)
-        for account_id, account in view.accounts.items():
-            recent_key = _account_key(account_id, "recent")
-            if account.new_members:
-                pipe.zadd(recent_key, account.new_members)
-                # No trimming by event time here: a record far in the future would wipe
-                # entries that a replay of not-yet-checkpointed records still needs. Loads
-                # read only the horizon; the key expires when the account goes quiet, and a
-                # runaway account is capped at its newest max_entries by event time.
-                pipe.zremrangebyrank(recent_key, 0, -config.max_entries - 1)
-                pipe.expire(recent_key, keep_ttl)
-            if account.new_devices:
-                devices_key = _account_key(account_id, "devices")
-                for device, position in account.new_devices.items():
-                    pipe.hsetnx(devices_key, device, encode_position(position))
-                pipe.expire(devices_key, config.memory_ttl_s)
-            if account.first is not None:
-                first_key = _account_key(account_id, "first")
-                pipe.set(first_key, encode_position(account.first), nx=True)
-                pipe.expire(first_key, config.memory_ttl_s)
+        changed = [
+            account_id
+            for account_id, account in view.accounts.items()
+            if account.new_members or account.new_devices  # only duplicates: nothing to write
+        ]
+        alerted_now = set(alerted)
+        txn_writes: list[tuple[str, str, str]] = []  # key, value, NX (first sight) | XX (mark)
         for txn_id, position in view.new_seen.items():
-            pipe.set(_txn_key(txn_id), encode_position(position), nx=True, ex=config.dedup_ttl_s)
-        for txn_id in alerted:
-            pipe.set(_txn_key(txn_id) + ":alerted", "1", ex=config.dedup_ttl_s)
+            value = encode_position(position) + (_ALERTED if txn_id in alerted_now else "")
+            txn_writes.append((_txn_key(txn_id), value, "NX"))
+        for txn_id in alerted_now - view.new_seen.keys():
+            # Seen in an earlier batch, alerted only now: mark it, keeping its first position.
+            first_seen = view.first_seen(txn_id)
+            if first_seen is not None:
+                txn_writes.append((_txn_key(txn_id), encode_position(first_seen) + _ALERTED, "XX"))
+
+        pipe = self._redis.pipeline(transaction=False)
+        groups = self._groups(changed)
+        in_script = [] if self._cluster else txn_writes
+        for index, group in enumerate(groups or ([[]] if in_script else [])):
+            keys: list[str] = []
+            args: list[Any] = [
+                int(self._keep_s) + 1,
+                config.memory_ttl_s,
+                config.max_entries,
+                len(group),
+                config.dedup_ttl_s,
+            ]
+            for account_id in group:
+                account = view.accounts[account_id]
+                keys += _account_keys(account_id)
+                args += (
+                    encode_position(account.first) if account.first is not None else "",
+                    len(account.new_members),
+                    len(account.new_devices),
+                )
+                for member, score in account.new_members.items():
+                    args += (score, member)
+                for device, position in account.new_devices.items():
+                    args += (device, encode_position(position))
+            if index == 0:
+                for key, value, mode in in_script:
+                    keys.append(key)
+                    args += (value, mode)
+            self._save_script(keys=keys, args=args, client=pipe)
+        if self._cluster:
+            for key, value, mode in txn_writes:
+                if mode == "NX":
+                    pipe.execute_command("SET", key, value, "NX", "EX", config.dedup_ttl_s)
+                else:
+                    pipe.execute_command("SET", key, value, "XX", "KEEPTTL")
         commands = len(pipe)
         if commands:
             pipe.execute()
         return commands
+
+
+def _account_keys(account_id: str) -> list[str]:
+    return [
+        _account_key(account_id, "recent"),
+        _account_key(account_id, "devices"),
+        _account_key(account_id, "first"),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from consumer.sinks.s3_batches import RecordPosition
 log = get_logger(__name__)
 
 SNS_BATCH_LIMIT = 10
+PUBLISH_THREADS = 4
 SNS_MESSAGE_LIMIT = 256 * 1024
 SUBJECT_LIMIT = 100
 
@@ -72,6 +74,7 @@ class AlertPublisher:
         self._topic_arn = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
         self._retry = retry
+        self._pool = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="sns")
 
     def _entry(self, index: int, alert: Alert) -> dict[str, Any]:
         message = alert.message
@@ -100,11 +103,26 @@ class AlertPublisher:
         """Publish every alert at least once, in PublishBatch calls of at most 10 entries and
         256 KiB; return those SNS rejected for good; raise OutputGaveUp past the retry budget."""
         rejected: list[RejectedAlert] = []
-        for chunk in _chunks([self._entry(i, a) for i, a in enumerate(alerts)]):
-            pending = {entry["Id"]: entry for entry in chunk}
-            call_with_retries(
-                "sns_alerts", partial(self._send, pending, alerts, rejected), self._retry
+        calls = [
+            partial(
+                call_with_retries,
+                "sns_alerts",
+                partial(self._send, {entry["Id"]: entry for entry in chunk}, alerts, rejected),
+                self._retry,
             )
+            for chunk in _chunks([self._entry(i, a) for i, a in enumerate(alerts)])
+        ]
+        if len(calls) == 1 or self._fifo:
+            # FIFO topics keep each account's alerts in order: one call after the other.
+            for call in calls:
+                call()
+        else:
+            # Standard topics: the calls of a batch wait on the network side by side.
+            futures = [self._pool.submit(call) for call in calls]
+            errors = [future.exception() for future in futures]
+            for error in errors:
+                if error is not None:
+                    raise error
         METRICS.incr("alerts.sent", len(alerts) - len(rejected))
         return rejected
 
