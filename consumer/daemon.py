@@ -22,6 +22,14 @@ PROPERTIES_DIR = Path(
 )
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 PROFILES = ("aws", "local")
+# The setters of multilang's PollingConfigBean (KCL 3.1.3).
+POLLING_KEYS = (
+    "idleTimeBetweenReadsInMillis",
+    "maxGetRecordsThreadPool",
+    "maxRecords",
+    "millisBehindLatestThresholdForReducedTps",
+    "retryGetRecordsInSeconds",
+)
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -50,6 +58,10 @@ def render_properties(
     values = parse_properties((properties_dir / "fraudstream.properties").read_text())
     values.update(parse_properties((properties_dir / f"{profile}.properties").read_text()))
     values.update({k[4:]: v for k, v in env.items() if k.startswith("KCL_") and len(k) > 4})
+    if values.get("retrievalMode", "").upper() == "FANOUT":
+        # Naming any polling key switches the daemon back to polling: drop them for fan-out.
+        for key in POLLING_KEYS:
+            values.pop(key, None)
     stream = env.get("FRAUD_STREAM", "").strip()
     if not stream:
         raise ConfigError("FRAUD_STREAM: required but not set")

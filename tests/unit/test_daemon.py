@@ -55,3 +55,11 @@ def test_properties_round_trip_and_command(tmp_path: Path) -> None:
 def test_a_malformed_properties_line_is_reported() -> None:
     with pytest.raises(ConfigError, match="line 2"):
         daemon.parse_properties("a = 1\nno equals sign here\n")
+
+
+def test_enhanced_fan_out_drops_every_polling_key() -> None:
+    values = daemon.render_properties({**ENV, "KCL_retrievalMode": "FANOUT"}, "w")
+    assert values["retrievalMode"] == "FANOUT"
+    assert not set(daemon.POLLING_KEYS) & set(values)
+    polling = daemon.render_properties(ENV, "w")
+    assert polling["retrievalMode"] == "POLLING" and "maxRecords" in polling
