@@ -86,6 +86,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from consumer.rules.config import RULE_IDS
 from load_test.producer import Entry
 
 # (country, currency, home city latitude, longitude)
@@ -139,16 +140,7 @@ MERCHANT_CATEGORIES: tuple[str, ...] = (
 
 ORDINARY_CHANNELS: tuple[str, ...] = ("card_present", "card_present", "online", "atm", "transfer")
 
-# The contract's rule ids, in its order (labels list them in this order).
-RULE_IDS: tuple[str, ...] = (
-    "high_amount",
-    "velocity",
-    "cross_border",
-    "low_balance_high_amount",
-    "impossible_travel",
-    "card_testing",
-    "new_device_high_amount",
-)
+# Labels list the contract's rule ids in the contract's order (RULE_IDS).
 
 # Fraud archetypes: name -> (relative weight among started archetypes, every rule its records
 # can carry). Each record's own label is the subset that fires on it.
