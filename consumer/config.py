@@ -56,6 +56,8 @@ class StateConfig:
     memory_ttl_s: int = 90 * 86400
     # At most this many recent transactions of one account are kept.
     max_entries: int = 2000
+    # Accounts whose state each processor keeps in memory between batches (0: none).
+    cache_accounts: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,13 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError(f"must be a positive integer, got {raw!r}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"must be a whole number >= 0, got {raw!r}")
     return value
 
 
@@ -179,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             dedup_ttl_s=_parsed(env, "FRAUD_DEDUP_TTL_S", 86400, _positive_int),
             memory_ttl_s=_parsed(env, "FRAUD_STATE_MEMORY_TTL_S", 90 * 86400, _positive_int),
             max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
+            cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
         ),
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
     )

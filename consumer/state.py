@@ -28,6 +28,8 @@ Keys:
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,7 +88,7 @@ def _encode_entry(position: Position, txn: Transaction) -> str:
     return f"{encode_position(position)}|{txn.event_time}|{txn.amount}|{lat}|{lon}"
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=20_000)
 def _decode_entry(member: str | bytes) -> _Stored:
     """Decoding is pure, and the same members come back batch after batch: memoised."""
     text = member.decode() if isinstance(member, bytes) else member
@@ -110,6 +112,20 @@ class _Account:
     members: set[str] = field(default_factory=set)
     new_members: dict[str, float] = field(default_factory=dict)
     new_devices: dict[str, Position] = field(default_factory=dict)
+    # Devices whose first use is known here, or known to be absent from Redis.
+    checked: set[str] = field(default_factory=set)
+    last_used: float = 0.0
+
+    def prune(self, min_score: float, max_entries: int) -> None:
+        """Forget entries older than any decision can use, and beyond the newest max_entries
+        by event time (the cap save applies in Redis)."""
+        keep = [s for s in self.recent if float(s.entry.event_time) >= min_score]
+        if len(keep) > max_entries:
+            newest = sorted(keep, key=lambda s: float(s.entry.event_time))[-max_entries:]
+            keep = sorted(newest, key=lambda s: s.position)
+        if len(keep) != len(self.recent):
+            self.recent = keep
+            self.members = {s.member for s in keep}
 
 
 class BatchView:
@@ -174,6 +190,7 @@ class BatchView:
                 account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
             account.new_members[member] = float(txn.event_time)
         if txn.device_id is not None:
+            account.checked.add(txn.device_id)
             known = account.devices.get(txn.device_id)
             if known is None or position < known:
                 account.devices[txn.device_id] = position
@@ -255,6 +272,10 @@ class AccountStateStore:
         self._keep_s = float(horizon_s) + config.lateness_s
         self._cluster = isinstance(redis, RedisCluster)
         self._load_script = redis.register_script(_LOAD)
+        self._cache: OrderedDict[str, _Account] = OrderedDict()
+        self._cache_size = config.cache_accounts
+        # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
+        self._cache_idle_s = min(self._keep_s, config.memory_ttl_s) / 2
         self._save_script = redis.register_script(_SAVE)
 
     def _groups(self, account_ids: Sequence[str]) -> list[list[str]]:
@@ -270,10 +291,15 @@ class AccountStateStore:
             if txn.device_id is not None:
                 devices.add(txn.device_id)
             wanted[txn.account_id] = (min(oldest, float(txn.event_time)), devices)
-        asked = {account_id: sorted(devices) for account_id, (_, devices) in wanted.items()}
+        loaded: dict[str, _Account] = self._from_cache(wanted)
+        asked = {
+            account_id: sorted(devices)
+            for account_id, (_, devices) in wanted.items()
+            if account_id not in loaded
+        }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
         pipe = self._redis.pipeline(transaction=False)
-        groups = self._groups(list(wanted))
+        groups = self._groups(list(asked))
         for group in groups:
             keys: list[str] = []
             args: list[Any] = []
@@ -290,8 +316,7 @@ class AccountStateStore:
         replies = pipe.execute()
 
         per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
-        loaded: dict[str, _Account] = {}
-        for account_id, (members, firsts, first_raw) in zip(wanted, per_account, strict=True):
+        for account_id, (members, firsts, first_raw) in zip(asked, per_account, strict=True):
             recent = [_decode_entry(m) for m in members]
             recent.sort(key=lambda stored: stored.position)
             known = {
@@ -304,7 +329,9 @@ class AccountStateStore:
                 devices=known,
                 first=decode_position(first_raw) if first_raw is not None else None,
                 members={stored.member for stored in recent},
+                checked=set(asked[account_id]),
             )
+            self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
         values = txn_replies if self._cluster else (txn_replies[0] if txn_ids else [])
         seen: dict[str, Position | None] = {}
@@ -383,7 +410,48 @@ class AccountStateStore:
         commands = len(pipe)
         if commands:
             pipe.execute()
+        for account in view.accounts.values():  # written: the deltas are now in Redis too
+            account.new_members = {}
+            account.new_devices = {}
         return commands
+
+    def _from_cache(self, wanted: dict[str, tuple[float, set[str]]]) -> dict[str, _Account]:
+        """Accounts this process already holds, when the cache can answer for them exactly.
+
+        An account lives on one shard and a shard on one processor, so no one else writes it
+        while we hold the lease; a new processor (after a crash or a lease move) starts empty.
+        An account idle for the expiry time, or asked about a device never checked, goes to
+        Redis.
+        """
+        if not self._cache_size:
+            return {}
+        now = time.monotonic()
+        hits: dict[str, _Account] = {}
+        for account_id, (oldest, devices) in wanted.items():
+            account = self._cache.get(account_id)
+            if account is None:
+                continue
+            if now - account.last_used > self._cache_idle_s or not devices <= account.checked:
+                del self._cache[account_id]
+                devices |= account.checked  # the reload answers for these too
+                continue
+            # Extra older entries change no decision (the rules look back less than keep_s);
+            # keeping another lateness allowance makes the cache forgive later, older records.
+            account.prune(
+                oldest - self._keep_s - self._config.lateness_s - 1, self._config.max_entries
+            )
+            account.last_used = now
+            self._cache.move_to_end(account_id)
+            hits[account_id] = account
+        return hits
+
+    def _remember(self, account_id: str, account: _Account) -> None:
+        if not self._cache_size:
+            return
+        account.last_used = time.monotonic()
+        self._cache[account_id] = account
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
 
 def _account_keys(account_id: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -127,7 +128,7 @@ def test_a_far_future_record_does_not_wipe_history_a_replay_needs(redis_conn: re
 
 
 def test_loads_read_only_the_horizon_and_the_set_is_capped(redis_conn: redis.Redis) -> None:
-    store = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    store = AccountStateStore(redis_conn, dataclasses.replace(CONFIG, cache_accounts=0), HORIZON)
     base = 1_795_500_000_000
     keep_ms = (int(HORIZON) + CONFIG.lateness_s) * 1000
     old = ((1, 0), txn("old", ts_ms=base))
@@ -156,3 +157,29 @@ def test_the_cluster_path_writes_the_same_state_as_the_single_redis_path(
         return decided, state
 
     assert run(cluster=True) == run(cluster=False)
+
+
+def test_cached_accounts_skip_the_load_and_decide_as_redis_would(redis_conn: redis.Redis) -> None:
+    def run(cache: int) -> tuple[list[str], int]:
+        redis_conn.flushall()
+        counting = CountingRedis(redis_conn)
+        store = AccountStateStore(
+            counting, dataclasses.replace(CONFIG, cache_accounts=cache), HORIZON
+        )
+        before = redis_conn.info("commandstats").get("cmdstat_zrangebyscore", {}).get("calls", 0)
+        decided = []
+        for n in range(6):  # six batches of the same two accounts, one new device midway
+            device = "d2" if n == 3 else "d1"
+            items = [
+                ((10 * n + k, 0), txn(f"t{n}-{k}", account=f"a{k}", device_id=device))
+                for k in (1, 2)
+            ]
+            decided += judge_all(store, items)
+        after = redis_conn.info("commandstats").get("cmdstat_zrangebyscore", {}).get("calls", 0)
+        return decided, after - before
+
+    cached, cached_loads = run(cache=100)
+    uncached, uncached_loads = run(cache=0)
+    assert cached == uncached
+    assert uncached_loads == 12  # every batch loads both accounts
+    assert cached_loads == 4  # first batch, and the batch with an unseen device
