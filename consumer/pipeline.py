@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -68,13 +69,15 @@ class BatchPipeline:
         self._alerts = alerts
         self._store = store
         self._now = now
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
 
     def process(self, records: Iterable[KinesisRecord]) -> RecordPosition | None:
         """Route every record; publish this batch's alerts; return the last record's position.
 
-        Order: decode everything, decide everything in memory, publish the alerts, then save
-        the state with the alerted marks. Whatever part of that a crash interrupts, the replay
-        decides the same: state writes are idempotent and hidden from earlier positions.
+        Order: decode everything, decide everything in memory, then publish the alerts while
+        the state is saved, and mark the alerted transactions once SNS accepted them. Whatever
+        part of that a crash interrupts, the replay decides the same: state writes are
+        idempotent and hidden from earlier positions.
         """
         last: RecordPosition | None = None
         valid: list[tuple[RecordPosition, Position, Transaction]] = []
@@ -155,13 +158,31 @@ class BatchPipeline:
                         position=record_position,
                     )
                 )
-        for rejected in self._alerts.publish(alerts):
+        # The state save and the alerts wait on the network side by side; the alerted marks
+        # follow only once SNS has accepted the alerts (a crash in between re-sends on replay,
+        # never loses an alert).
+        saving = self._saver.submit(
+            call_with_retries,
+            "redis_save",
+            lambda: self._store.save(view),
+            retry,
+            retry_on=REDIS_ERRORS,
+        )
+        try:
+            rejected_alerts = self._alerts.publish(alerts)
+        finally:
+            saving.result()
+        for rejected in rejected_alerts:
             reason = f"alert rejected by SNS ({rejected.code}): {rejected.reason}"
             self._dead_letter(rejected.alert.message.encode(), rejected.alert.position, reason)
-        alerted = [alert.transaction_id for alert in alerts]
-        call_with_retries(
-            "redis_save", lambda: self._store.save(view, alerted), retry, retry_on=REDIS_ERRORS
-        )
+        if alerts:
+            alerted = [alert.transaction_id for alert in alerts]
+            call_with_retries(
+                "redis_mark_alerted",
+                lambda: self._store.mark_alerted(view, alerted),
+                retry,
+                retry_on=REDIS_ERRORS,
+            )
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)

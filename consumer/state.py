@@ -415,6 +415,19 @@ class AccountStateStore:
             account.new_devices = {}
         return commands
 
+    def mark_alerted(self, view: BatchView, transaction_ids: Iterable[str]) -> int:
+        """After SNS accepted their alerts: mark them, so a replay does not send them again."""
+        pipe = self._redis.pipeline(transaction=False)
+        for txn_id in transaction_ids:
+            first_seen = view.first_seen(txn_id)
+            if first_seen is not None:
+                value = encode_position(first_seen) + _ALERTED
+                pipe.execute_command("SET", _txn_key(txn_id), value, "XX", "KEEPTTL")
+        commands = len(pipe)
+        if commands:
+            pipe.execute()
+        return commands
+
     def _from_cache(self, wanted: dict[str, tuple[float, set[str]]]) -> dict[str, _Account]:
         """Accounts this process already holds, when the cache can answer for them exactly.
 
