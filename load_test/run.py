@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consumer.local_stack import StackOptions, read_env_file, running_pids, stack_client
+from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
 from consumer.readback import (
     drain_queue,
     last_sequence_per_shard,

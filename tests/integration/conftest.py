@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from consumer.local_stack import (
+from consumer.cli.local_stack import (
     StackOptions,
     read_env_file,
     running_pids,

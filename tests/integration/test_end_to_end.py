@@ -93,7 +93,7 @@ def rules_of(line: dict[str, Any]) -> set[str]:
 
 
 def test_local_up_twice_does_not_start_a_second_stack(stack: Stack) -> None:
-    from consumer.local_stack import running_pids
+    from consumer.cli.local_stack import running_pids
 
     before = running_pids(stack.options)
     again = cli("local", "up", *stack.port_args, timeout=60)

@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIND_HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",

@@ -16,8 +16,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from consumer import local_stack
-from consumer.local_stack import stack_client
+from consumer.cli import local_stack
+from consumer.cli.local_stack import stack_client
 from consumer.readback import (
     drain_queue,
     last_sequence_per_shard,

@@ -37,7 +37,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _stack_options(args: argparse.Namespace) -> object:
-    from consumer.local_stack import StackOptions
+    from consumer.cli.local_stack import StackOptions
 
     return StackOptions(
         state_dir=Path(args.state_dir),
@@ -51,7 +51,7 @@ def _stack_options(args: argparse.Namespace) -> object:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from consumer import local_stack
+    from consumer.cli import local_stack
 
     options = _stack_options(args)
     assert isinstance(options, local_stack.StackOptions)
@@ -68,8 +68,8 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from consumer.demo import run as run_demo
-    from consumer.local_stack import StackOptions
+    from consumer.cli.demo import run as run_demo
+    from consumer.cli.local_stack import StackOptions
 
     options = _stack_options(args)
     assert isinstance(options, StackOptions)
