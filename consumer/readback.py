@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from typing import Any
 
 
@@ -58,3 +59,17 @@ def stream_records(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
 def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
     """shard id -> sequence number of its newest record (shards with records only)."""
     return {shard: sequence for shard, sequence, _ in stream_records(kinesis, stream)}
+
+
+def wait_for_checkpoints(
+    kinesis: Any, dynamodb: Any, stream: str, table: str, timeout_s: float, poll_s: float = 1.0
+) -> float | None:
+    """Wait until every shard is checkpointed at its newest record; the seconds it took, or
+    None when `timeout_s` passed first."""
+    last = last_sequence_per_shard(kinesis, stream)
+    started = time.monotonic()
+    while lease_checkpoints(dynamodb, table) != last:
+        if time.monotonic() - started > timeout_s:
+            return None
+        time.sleep(poll_s)
+    return time.monotonic() - started

@@ -20,12 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
-from consumer.readback import (
-    drain_queue,
-    last_sequence_per_shard,
-    lease_checkpoints,
-    read_jsonl_objects,
-)
+from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
 from load_test.producer import Producer, ProgressPrinter, run_generate
 from load_test.report import (
     Report,
@@ -152,13 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     progress.finish()
     produced_at = time.time()
 
-    last = last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
-    dynamodb = stack_client(env, "dynamodb")
-    while lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"]) != last:
-        if time.time() - produced_at > args.catch_up_timeout:
-            print("the workers did not catch up in time", file=sys.stderr)
-            break
-        time.sleep(0.5)
+    if (
+        wait_for_checkpoints(
+            kinesis,
+            stack_client(env, "dynamodb"),
+            env["FRAUD_STREAM"],
+            env["FRAUD_APP_NAME"],
+            args.catch_up_timeout,
+            poll_s=0.5,
+        )
+        is None
+    ):
+        print("the workers did not catch up in time", file=sys.stderr)
     caught_up = time.time() - produced_at
     sampler.stop()
 

@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consumer.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from consumer.cli.local_stack import StackOptions
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -36,7 +40,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def _stack_options(args: argparse.Namespace) -> object:
+def _stack_options(args: argparse.Namespace) -> StackOptions:
+    # Imported here: `fraudstream worker` (the container's entry point) does not need boto3.
     from consumer.cli.local_stack import StackOptions
 
     return StackOptions(
@@ -54,7 +59,6 @@ def cmd_local(args: argparse.Namespace) -> int:
     from consumer.cli import local_stack
 
     options = _stack_options(args)
-    assert isinstance(options, local_stack.StackOptions)
     try:
         if args.action == "up":
             local_stack.up(options)
@@ -69,10 +73,8 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from consumer.cli.demo import run as run_demo
-    from consumer.cli.local_stack import StackOptions
 
     options = _stack_options(args)
-    assert isinstance(options, StackOptions)
     return run_demo(options, duration_s=args.duration, rate=args.rate, keep=args.keep)
 
 

@@ -12,18 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from typing import Any
 
 from consumer.cli import local_stack
 from consumer.cli.local_stack import stack_client
-from consumer.readback import (
-    drain_queue,
-    last_sequence_per_shard,
-    lease_checkpoints,
-    read_jsonl_objects,
-)
+from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
 from consumer.sinks.alerts import mask_account
 
 
@@ -60,14 +54,16 @@ def _produce(env: dict[str, str], duration_s: float, rate: float) -> dict[str, A
 
 
 def _wait_for_checkpoints(env: dict[str, str], timeout_s: float = 120.0) -> float:
-    kinesis, dynamodb = stack_client(env, "kinesis"), stack_client(env, "dynamodb")
-    last = last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"]) == last:
-            return time.monotonic() - started
-        time.sleep(1)
-    raise local_stack.StackError("the workers did not checkpoint the last records in time")
+    waited = wait_for_checkpoints(
+        stack_client(env, "kinesis"),
+        stack_client(env, "dynamodb"),
+        env["FRAUD_STREAM"],
+        env["FRAUD_APP_NAME"],
+        timeout_s,
+    )
+    if waited is None:
+        raise local_stack.StackError("the workers did not checkpoint the last records in time")
+    return waited
 
 
 def _show(env: dict[str, str], produced: dict[str, Any]) -> None:

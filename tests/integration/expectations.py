@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 
-from consumer.readback import (
-    last_sequence_per_shard,
-    lease_checkpoints,
-    read_jsonl_objects,
-    stream_records,
-)
+from consumer import readback
+from consumer.readback import read_jsonl_objects, stream_records
 from consumer.rules.config import SEVERITIES, RulesConfig
 from tests.integration.conftest import Stack
 from tests.support.oracle import reference_decisions
@@ -45,12 +40,14 @@ def expected_from_stream(stack: Stack, config: RulesConfig | None = None) -> Exp
 
 
 def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> None:
-    last = last_sequence_per_shard(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
-    dynamodb, table = stack.client("dynamodb"), stack.env["FRAUD_APP_NAME"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and lease_checkpoints(dynamodb, table) != last:
-        time.sleep(1)
-    assert lease_checkpoints(dynamodb, table) == last, "checkpoints did not reach the last records"
+    waited = readback.wait_for_checkpoints(
+        stack.client("kinesis"),
+        stack.client("dynamodb"),
+        stack.env["FRAUD_STREAM"],
+        stack.env["FRAUD_APP_NAME"],
+        timeout_s,
+    )
+    assert waited is not None, "checkpoints did not reach the last records"
 
 
 def assert_s3_matches(stack: Stack, expected: Expected) -> None:
