@@ -245,12 +245,8 @@ for k = 1, accounts * 3, 3 do
   redis.call('EXPIRE', KEYS[k + 2], memory_ttl)
 end
 for k = accounts * 3 + 1, #KEYS do
-  if ARGV[a + 1] == 'NX' then
-    redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
-  else
-    redis.call('SET', KEYS[k], ARGV[a], 'XX', 'KEEPTTL')
-  end
-  a = a + 2
+  redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
+  a = a + 1
 end
 return 1
 """
@@ -347,7 +343,7 @@ class AccountStateStore:
             seen[txn_id] = decode_position(text)
         return BatchView(loaded, seen, alerted)
 
-    def save(self, view: BatchView, alerted: Iterable[str] = ()) -> int:
+    def save(self, view: BatchView) -> int:
         """Write what the batch added (idempotently); return the number of commands sent.
 
         No trimming by event time: a record far in the future would wipe entries that a replay
@@ -361,16 +357,11 @@ class AccountStateStore:
             for account_id, account in view.accounts.items()
             if account.new_members or account.new_devices  # only duplicates: nothing to write
         ]
-        alerted_now = set(alerted)
-        txn_writes: list[tuple[str, str, str]] = []  # key, value, NX (first sight) | XX (mark)
-        for txn_id, position in view.new_seen.items():
-            value = encode_position(position) + (_ALERTED if txn_id in alerted_now else "")
-            txn_writes.append((_txn_key(txn_id), value, "NX"))
-        for txn_id in alerted_now - view.new_seen.keys():
-            # Seen in an earlier batch, alerted only now: mark it, keeping its first position.
-            first_seen = view.first_seen(txn_id)
-            if first_seen is not None:
-                txn_writes.append((_txn_key(txn_id), encode_position(first_seen) + _ALERTED, "XX"))
+        # First sight of each transaction id (the alerted mark follows in mark_alerted).
+        txn_writes = [
+            (_txn_key(txn_id), encode_position(position))
+            for txn_id, position in view.new_seen.items()
+        ]
 
         pipe = self._redis.pipeline(transaction=False)
         groups = self._groups(changed)
@@ -397,16 +388,13 @@ class AccountStateStore:
                 for device, position in account.new_devices.items():
                     args += (device, encode_position(position))
             if index == 0:
-                for key, value, mode in in_script:
+                for key, value in in_script:
                     keys.append(key)
-                    args += (value, mode)
+                    args.append(value)
             self._save_script(keys=keys, args=args, client=pipe)
         if self._cluster:
-            for key, value, mode in txn_writes:
-                if mode == "NX":
-                    pipe.execute_command("SET", key, value, "NX", "EX", config.dedup_ttl_s)
-                else:
-                    pipe.execute_command("SET", key, value, "XX", "KEEPTTL")
+            for key, value in txn_writes:
+                pipe.execute_command("SET", key, value, "NX", "EX", config.dedup_ttl_s)
         commands = len(pipe)
         if commands:
             pipe.execute()
