@@ -1,12 +1,13 @@
 """The one place that decides what is safe to checkpoint, and when.
 
 A record may be checkpointed only once everything it produced is durable: its alerts were
-accepted by SNS (the pipeline publishes them before it returns) and its S3 lines are in a written
-object. `commit()` spells the order out:
+accepted by SNS (published in the background, see consumer/alert_dispatch.py) and its S3 lines
+are in a written object. `commit()` spells the order out:
 
-  1. flush every S3 buffer (flagged, then dead letters), each retried and verified by the PUT;
-  2. checkpoint the last record handed to the sinks;
-  3. only then forget the position, so a failed step leaves everything to be redone.
+  1. settle the alerts in flight (SNS refusals become dead letters);
+  2. flush every S3 buffer (flagged, then dead letters), each retried and verified by the PUT;
+  3. checkpoint the last record handed to the sinks;
+  4. only then forget the position, so a failed step leaves everything to be redone.
 
 Because a commit always flushes every buffer, and a refused checkpoint ends the work on the shard
 (lease gone) or the worker (anything else), at most one written object is ever unconfirmed, and
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from amazon_kclpy.kcl import CheckpointError
 
@@ -42,6 +43,13 @@ class CheckpointFailed(RuntimeError):
     """A checkpoint could not be taken; the worker must exit and resume from the last one."""
 
 
+class InFlight(Protocol):
+    """Outputs still on their way (the alerts): settled before a flush, dropped with the lease."""
+
+    def settle_alerts(self) -> None: ...
+    def discard_alerts(self) -> None: ...
+
+
 class CheckpointPolicy:
     """Tracks the last processed record and commits by count, bytes or age.
 
@@ -56,8 +64,10 @@ class CheckpointPolicy:
         max_age_s: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._sinks = sinks
+        self._in_flight = in_flight
         self._max_age_s = max_age_s
         self._clock = clock
         self._sleep = sleep
@@ -108,11 +118,15 @@ class CheckpointPolicy:
 
     def drop(self) -> None:
         """Lease lost: forget buffers and position; the new owner replays from the checkpoint."""
+        if self._in_flight is not None:
+            self._in_flight.discard_alerts()
         for sink in self._sinks:
             sink.discard()
         self._pending = None
 
     def _flush_all(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.settle_alerts()
         for sink in self._sinks:
             sink.flush()
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
 import simplejson
 
+from consumer.alert_dispatch import AlertDispatcher
 from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
@@ -23,9 +23,9 @@ from consumer.outputs import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import judge, severity_at_least
-from consumer.sinks.alerts import Alert, AlertPublisher
+from consumer.sinks.alerts import Alert, AlertPublisher, RejectedAlert
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
-from consumer.state import AccountStateStore, Position, position_of
+from consumer.state import AccountStateStore, BatchView, Position, position_of
 
 log = get_logger(__name__)
 
@@ -69,16 +69,18 @@ class BatchPipeline:
         self._alerts = alerts
         self._store = store
         self._now = now
-        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
+        self._dispatch = AlertDispatcher()
 
     def process(self, records: Iterable[KinesisRecord]) -> RecordPosition | None:
-        """Route every record; publish this batch's alerts; return the last record's position.
+        """Route every record; queue this batch's alerts; return the last record's position.
 
-        Order: decode everything, decide everything in memory, then publish the alerts while
-        the state is saved, and mark the alerted transactions once SNS accepted them. Whatever
-        part of that a crash interrupts, the replay decides the same: state writes are
-        idempotent and hidden from earlier positions.
+        Order: decode everything, decide everything in memory, save the state, then hand the
+        alerts to the background dispatcher (publish, then mark the alerted transactions once
+        SNS accepted them); `settle_alerts` waits for them before any checkpoint. Whatever part
+        of that a crash interrupts, the replay decides the same: state writes are idempotent
+        and hidden from earlier positions.
         """
+        self._dead_letter_rejected(self._dispatch.poll())
         last: RecordPosition | None = None
         valid: list[tuple[RecordPosition, Position, Transaction]] = []
         for record in records:
@@ -158,34 +160,46 @@ class BatchPipeline:
                         position=record_position,
                     )
                 )
-        # The state save and the alerts wait on the network side by side; the alerted marks
-        # follow only once SNS has accepted the alerts (a crash in between re-sends on replay,
-        # never loses an alert).
-        saving = self._saver.submit(
-            call_with_retries,
-            "redis_save",
-            lambda: self._store.save(view),
-            retry,
-            retry_on=REDIS_ERRORS,
+        # The state save must finish before the next batch loads; the alerts need not: they are
+        # published in the background (the alerted marks follow once SNS accepted them) and
+        # settled before the next checkpoint. A crash before that re-sends them on replay.
+        call_with_retries(
+            "redis_save", lambda: self._store.save(view), retry, retry_on=REDIS_ERRORS
         )
-        try:
-            rejected_alerts = self._alerts.publish(alerts)
-        finally:
-            saving.result()
-        for rejected in rejected_alerts:
-            reason = f"alert rejected by SNS ({rejected.code}): {rejected.reason}"
-            self._dead_letter(rejected.alert.message.encode(), rejected.alert.position, reason)
         if alerts:
-            alerted = [alert.transaction_id for alert in alerts]
-            call_with_retries(
-                "redis_mark_alerted",
-                lambda: self._store.mark_alerted(view, alerted),
-                retry,
-                retry_on=REDIS_ERRORS,
+            self._dead_letter_rejected(
+                self._dispatch.submit(lambda: self._publish_and_mark(alerts, view))
             )
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
+
+    def _publish_and_mark(self, alerts: list[Alert], view: BatchView) -> list[RejectedAlert]:
+        """The background half of a batch: publish its alerts, then mark them, so a replay does
+        not send them again (one SNS refused goes to the dead letters, also once)."""
+        rejected = self._alerts.publish(alerts)
+        alerted = [alert.transaction_id for alert in alerts]
+        call_with_retries(
+            "redis_mark_alerted",
+            lambda: self._store.mark_alerted(view, alerted),
+            self._settings.retry,
+            retry_on=REDIS_ERRORS,
+        )
+        return rejected
+
+    def settle_alerts(self) -> None:
+        """Wait until every queued alert is published and marked (before a checkpoint); keep
+        the ones SNS refused in the dead letters. Raises if a publish gave up."""
+        self._dead_letter_rejected(self._dispatch.settle())
+
+    def discard_alerts(self) -> None:
+        """Lease lost: queued alerts are dropped; the new owner's replay judges them again."""
+        self._dispatch.discard()
+
+    def _dead_letter_rejected(self, rejected: list[RejectedAlert]) -> None:
+        for refusal in rejected:
+            reason = f"alert rejected by SNS ({refusal.code}): {refusal.reason}"
+            self._dead_letter(refusal.alert.message.encode(), refusal.alert.position, reason)
 
 
 def txn_bytes(txn: Transaction) -> bytes:

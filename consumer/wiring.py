@@ -69,7 +69,8 @@ def assemble_pipeline(
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     store = AccountStateStore(redis_conn, settings.state, state_horizon_s(settings.rules))
     pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts, store)
-    return pipeline, CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s)
+    policy = CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s, in_flight=pipeline)
+    return pipeline, policy
 
 
 def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:

@@ -7,12 +7,14 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from amazon_kclpy import kcl
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.config import FlushConfig, RetryConfig, Settings
@@ -271,6 +273,60 @@ def test_an_alert_sns_rejects_for_good_is_kept_in_the_dead_letters(
     assert letter["error"].startswith("alert rejected by SNS (InvalidParameter)")
     assert json.loads(base64.b64decode(letter["data"]))["transaction_id"] == "t-1"
     assert len(aws.objects("flagged/")) == 1  # the S3 line is there all the same
+
+
+class SlowRecordingSns:
+    """SNS that takes its time, and notes when each PublishBatch is accepted."""
+
+    def __init__(self, real: Any, events: list[str], delay_s: float) -> None:
+        self._real = real
+        self._events = events
+        self._delay_s = delay_s
+
+    def publish_batch(self, **kwargs: Any) -> Any:
+        time.sleep(self._delay_s)
+        response = self._real.publish_batch(**kwargs)
+        self._events.append(f"published:{len(kwargs['PublishBatchRequestEntries'])}")
+        return response
+
+
+def test_alerts_go_out_in_the_background_and_the_checkpoint_waits_for_them(
+    aws: Aws, events: list[str]
+) -> None:
+    aws.sns = SlowRecordingSns(aws.sns, events, delay_s=0.3)
+    one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-2", "12.50"), seq(2), ARRIVAL)]
+    script = [
+        msg.initialize(SHARD),
+        msg.process_records(one),
+        msg.process_records(two),
+        msg.shutdown_requested(),
+    ]
+    started = time.monotonic()
+    daemon = run(aws, script, events)
+    assert time.monotonic() - started >= 0.3
+    # Settled first (SNS accepted the alert), then the S3 buffers, then the checkpoint.
+    assert events == ["published:1", "put:flagged", f"checkpoint:{seq(2)}"]
+    assert daemon.checkpoints == [seq(2)]
+    assert [a["transaction_id"] for a in aws.alerts()] == ["t-1"]
+
+
+def test_alerts_that_stay_unpublishable_exit_the_worker_without_checkpointing(
+    aws: Aws, events: list[str]
+) -> None:
+    class ThrottledSns:
+        def publish_batch(self, **kwargs: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "Throttling", "Message": "slow down"}}, "PublishBatch"
+            )
+
+    aws.sns = ThrottledSns()
+    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    with pytest.raises(SystemExit) as exited:
+        run(aws, script, events)
+    assert exited.value.code == EXIT_GAVE_UP
+    assert not any(e.startswith("checkpoint") for e in events)
 
 
 def test_stray_writes_to_stdout_cannot_reach_the_protocol() -> None:
