@@ -37,11 +37,13 @@ class FlushConfig:
 class RetryConfig:
     """Bounded retries for every output; past the budget the worker exits on purpose."""
 
-    max_attempts: int = 8
+    # The budget is time: a dependency away for up to about a minute (an ElastiCache failover,
+    # an S3 or SNS blip) is ridden through without a restart, which would cost the leases.
+    max_attempts: int = 30
     max_wait_s: float = 5.0
-    # Per output call, retries included. Worst batch: Redis load + alerts + Redis save + two S3
-    # PUTs, each up to deadline_s plus one SDK call (<= 26 s): under timeoutInSeconds (300).
-    deadline_s: float = 30.0
+    # Per output call, retries included. Worst batch: Redis load + Redis save + two S3 PUTs in
+    # the call, each up to deadline_s plus one last attempt: under timeoutInSeconds (600).
+    deadline_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +181,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_age_s=_parsed(env, "FRAUD_FLUSH_MAX_AGE_S", 10.0, _positive_float),
         ),
         retry=RetryConfig(
-            max_attempts=_parsed(env, "FRAUD_RETRY_MAX_ATTEMPTS", 8, _positive_int),
+            max_attempts=_parsed(env, "FRAUD_RETRY_MAX_ATTEMPTS", 30, _positive_int),
             max_wait_s=_parsed(env, "FRAUD_RETRY_MAX_WAIT_S", 5.0, _positive_float),
-            deadline_s=_parsed(env, "FRAUD_RETRY_DEADLINE_S", 30.0, _positive_float),
+            deadline_s=_parsed(env, "FRAUD_RETRY_DEADLINE_S", 60.0, _positive_float),
         ),
         state=StateConfig(
             lateness_s=_parsed(env, "FRAUD_STATE_LATENESS_S", 3600, _positive_int),

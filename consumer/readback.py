@@ -34,6 +34,9 @@ def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+SHARD_END = "SHARD_END"  # the KCL's checkpoint for a finished (split or merged) parent shard
+
+
 def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str]:
     """shard id -> checkpoint (a sequence number, TRIM_HORIZON, SHARD_END ...)."""
     items = dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
@@ -64,12 +67,16 @@ def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
 def wait_for_checkpoints(
     kinesis: Any, dynamodb: Any, stream: str, table: str, timeout_s: float, poll_s: float = 1.0
 ) -> float | None:
-    """Wait until every shard is checkpointed at its newest record; the seconds it took, or
-    None when `timeout_s` passed first."""
+    """Wait until every shard with records is checkpointed at its newest record (or finished:
+    SHARD_END); the seconds it took, or None when `timeout_s` passed first."""
     last = last_sequence_per_shard(kinesis, stream)
     started = time.monotonic()
-    while lease_checkpoints(dynamodb, table) != last:
+    while not _checkpointed(lease_checkpoints(dynamodb, table), last):
         if time.monotonic() - started > timeout_s:
             return None
         time.sleep(poll_s)
     return time.monotonic() - started
+
+
+def _checkpointed(checkpoints: dict[str, str], last: dict[str, str]) -> bool:
+    return all(checkpoints.get(shard) in (sequence, SHARD_END) for shard, sequence in last.items())

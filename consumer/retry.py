@@ -99,7 +99,15 @@ def call_with_retries(
         return retrying(fn)
     except retry_on as exc:
         METRICS.incr(f"gave_up.{what}")
-        log.error("output_gave_up", output=what, error=repr(exc))
+        attempts = retrying.statistics.get("attempt_number", 1)
+        elapsed = retrying.statistics.get("delay_since_first_attempt", 0.0)
+        log.error(
+            "output_gave_up",
+            output=what,
+            attempts=attempts,
+            seconds=round(elapsed, 1),
+            error=repr(exc),
+        )
         raise OutputGaveUp(
-            f"{what}: gave up after {config.max_attempts} attempts: {exc!r}"
+            f"{what}: gave up after {attempts} attempts in {elapsed:.1f} s: {exc!r}"
         ) from exc

@@ -334,6 +334,16 @@ def start_worker(options: StackOptions, index: int, env: Mapping[str, str]) -> i
     return _start(options, name, [sys.executable, "-m", "consumer.cli", "worker"], worker_env)
 
 
+def start_redis(
+    options: StackOptions, redis_server: str | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    """redis-server on the stack's port, working in the state directory: no periodic snapshots,
+    but a `SHUTDOWN SAVE` leaves dump.rdb there and a restart loads it (the restart scenario)."""
+    binary = redis_server or _binary("redis-server", "install it: apt-get install -y redis-server")
+    argv = [binary, "--bind", BIND_HOST, "--port", str(options.redis_port), "--save", ""]
+    return _start(options, "redis", argv, env or {**os.environ, **LOCAL_CREDENTIALS})
+
+
 def write_env_file(options: StackOptions, env: Mapping[str, str]) -> None:
     lines = ["# Written by `fraudstream local up`: source it to talk to the local stack."]
     lines += [f"export {key}={json.dumps(value)}" for key, value in env.items()]
@@ -368,12 +378,7 @@ def up(options: StackOptions) -> dict[str, str]:
     kinesis_js = loopback_kinesis_mock(options)
     base = {**os.environ, **LOCAL_CREDENTIALS}
     try:
-        _start(
-            options,
-            "redis",
-            [redis_server, "--bind", BIND_HOST, "--port", str(options.redis_port), "--save", ""],
-            base,
-        )
+        start_redis(options, redis_server, base)
         _start(options, "moto", [moto_server, "-H", BIND_HOST, "-p", str(options.moto_port)], base)
         kinesis_env = {
             **base,
