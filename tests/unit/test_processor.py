@@ -360,3 +360,26 @@ def test_metrics_of_the_batches_are_in_cloudwatch_after_shutdown(
     assert stat("BatchProcessingTime", "SampleCount") == 2
     assert stat("S3FlushLatency", "SampleCount") == 2
     assert stat("RedisLatency", "SampleCount") >= 2  # a load and a save per batch, at least
+
+
+def test_a_cloudwatch_outage_costs_the_metrics_not_the_records(aws: Aws, events: list[str]) -> None:
+    class DownCloudWatch:
+        calls = 0
+
+        def put_metric_data(self, **kwargs: Any) -> None:
+            DownCloudWatch.calls += 1
+            raise ConnectionResetError("cloudwatch unreachable")
+
+    METRICS.snapshot_and_reset()
+    publisher = CloudWatchPublisher(DownCloudWatch(), MetricsConfig(interval_s=3600))
+    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    try:
+        daemon = run(aws, script, events, publisher=publisher)
+    finally:
+        publisher.close()
+    assert daemon.status_replies() == ["initialize", "processRecords", "shutdownRequested"]
+    assert daemon.checkpoints == [seq(1)]
+    assert len(aws.objects("flagged/")) == 1
+    assert 1 <= DownCloudWatch.calls <= 2 * 3  # bounded: the shutdown flush and the close
+    assert METRICS.snapshot_and_reset()["metrics.dropped_datums"] > 0
