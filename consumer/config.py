@@ -63,6 +63,22 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """CloudWatch metrics (consumer/cloudwatch.py): on by default, everywhere.
+
+    On AWS this is what the dashboard and alarms read. The local stack points the CloudWatch
+    client at its moto server (AWS_ENDPOINT_URL_CLOUDWATCH), so the same code path runs locally
+    at the cost of one small request a minute per shard; FRAUD_METRICS_ENABLED=false turns it off.
+    """
+
+    enabled: bool = True
+    namespace: str = "Fraudstream"
+    interval_s: float = 60.0
+    # The `Application` dimension: the KCL application name (FRAUD_APP_NAME, as in the properties).
+    application: str = "fraudstream"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The worker's whole configuration."""
 
@@ -78,6 +94,7 @@ class Settings:
     retry: RetryConfig = RetryConfig()
     state: StateConfig = StateConfig()
     log_level: str = "info"
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -152,6 +169,27 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _namespace(raw: str) -> str:
+    if len(raw) > 255 or not raw.isascii() or not raw.isprintable() or raw.startswith("AWS/"):
+        raise ValueError(
+            f"must be 1-255 printable ASCII characters, not starting with AWS/, got {raw!r}"
+        )
+    return raw
+
+
+def _metrics_interval(raw: str) -> float:
+    value = _positive_float(raw)
+    if value < 1:
+        raise ValueError(f"must be at least 1 (seconds), got {raw!r}")
+    return value
+
+
+def _dimension_value(raw: str) -> str:
+    if len(raw) > 255 or not raw.isprintable():
+        raise ValueError(f"must be 1-255 printable characters, got {raw!r}")
+    return raw
+
+
 def _rules(env: Mapping[str, str]) -> RulesConfig:
     try:
         return load_rules_config(env)
@@ -193,4 +231,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
         ),
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
+        metrics=MetricsConfig(
+            enabled=_parsed(env, "FRAUD_METRICS_ENABLED", True, _boolean),
+            namespace=_parsed(env, "FRAUD_METRICS_NAMESPACE", "Fraudstream", _namespace),
+            interval_s=_parsed(env, "FRAUD_METRICS_INTERVAL_S", 60.0, _metrics_interval),
+            application=_parsed(env, "FRAUD_APP_NAME", "fraudstream", _dimension_value),
+        ),
     )

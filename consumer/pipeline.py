@@ -9,6 +9,7 @@ Every record leaves this function in exactly one place: the dead letters (invali
 from __future__ import annotations
 
 import binascii
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -111,8 +112,10 @@ class BatchPipeline:
             self._judge(valid)
         return last
 
-    def _dead_letter(self, data: bytes, position: RecordPosition, reason: str) -> None:
-        METRICS.incr("records.invalid")
+    def _dead_letter(
+        self, data: bytes, position: RecordPosition, reason: str, metric: str = "records.invalid"
+    ) -> None:
+        METRICS.incr(metric)
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
@@ -128,6 +131,7 @@ class BatchPipeline:
         detected_at = self._now()
         alerts: list[Alert] = []
         duplicates = flagged = 0
+        hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
         for record_position, pos, txn in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
@@ -143,9 +147,13 @@ class BatchPipeline:
                 # A record that breaks the judge must not stop the shard (a crash loop): it is
                 # kept with its reason, and the bug shows in the logs and the dead letters.
                 log.exception("record_not_judged", sequence_number=record_position.sequence_number)
-                self._dead_letter(txn_bytes(txn), record_position, f"internal: {exc!r}")
+                self._dead_letter(
+                    txn_bytes(txn), record_position, f"internal: {exc!r}", "records.internal_error"
+                )
                 continue
             flagged += 1
+            hits.update(f"flagged.rule.{r.rule}" for r in decision.reasons)
+            hits[f"flagged.severity.{decision.severity}"] += 1
             self._flagged.add(message.encode(), record_position)
             if severity_at_least(
                 decision.severity, settings.alert_severity
@@ -173,6 +181,8 @@ class BatchPipeline:
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
+        for name, hit_count in hits.items():
+            METRICS.incr(name, hit_count)
 
     def _publish_and_mark(self, alerts: list[Alert], view: BatchView) -> list[RejectedAlert]:
         """The background half of a batch: publish its alerts, then mark them, so a replay does
@@ -199,7 +209,12 @@ class BatchPipeline:
     def _dead_letter_rejected(self, rejected: list[RejectedAlert]) -> None:
         for refusal in rejected:
             reason = f"alert rejected by SNS ({refusal.code}): {refusal.reason}"
-            self._dead_letter(refusal.alert.message.encode(), refusal.alert.position, reason)
+            self._dead_letter(
+                refusal.alert.message.encode(),
+                refusal.alert.position,
+                reason,
+                "alerts.dead_lettered",
+            )
 
 
 def txn_bytes(txn: Transaction) -> bytes:

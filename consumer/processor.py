@@ -10,6 +10,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -21,11 +22,12 @@ from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 from consumer.checkpointing import CheckpointPolicy, LeaseGone
+from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import ConfigError, Settings, load_settings
 from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
 from consumer.pipeline import BatchPipeline
-from consumer.wiring import build_pipeline
+from consumer.wiring import build_pipeline, build_publisher
 
 log = get_logger(__name__)
 
@@ -47,15 +49,19 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         self,
         settings: Settings,
         build: Callable[[str, Settings], tuple[BatchPipeline, CheckpointPolicy]] = build_pipeline,
+        publisher: CloudWatchPublisher | None = None,
     ) -> None:
         self._settings = settings
         self._build = build
+        self._publisher = publisher
         self._pipeline: BatchPipeline | None = None
         self._policy: CheckpointPolicy | None = None
         self._shard_id = "?"
 
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
+        if self._publisher is not None:
+            self._publisher.start()
         try:
             self._pipeline, self._policy = self._build(self._shard_id, self._settings)
         except Exception as exc:
@@ -71,6 +77,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         if policy.lease_gone:
             return  # the KCL said another worker owns the shard: no more outputs from us
         started = time.monotonic()
+        behind = process_records_input.millis_behind_latest
+        if behind is not None:
+            METRICS.observe_ms("kcl.millis_behind_latest", behind)
         try:
             records = process_records_input.records
             policy.processed(pipeline.process(records))
@@ -85,7 +94,7 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                     records=len(records),
                     process_ms=round((judged - started) * 1000),
                     total_ms=round((time.monotonic() - started) * 1000),
-                    millis_behind_latest=process_records_input.millis_behind_latest,
+                    millis_behind_latest=behind,
                 )
         except LeaseGone:
             log.warning("lease_gone_on_checkpoint", shard_id=self._shard_id)
@@ -97,6 +106,7 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         if self._policy is not None:
             self._policy.drop()
         log.warning("lease_lost", shard_id=self._shard_id)
+        self._flush_metrics()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         _, policy = self._require()
@@ -110,6 +120,7 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         except Exception as exc:
             _exit(EXIT_GAVE_UP, "shard_end_failed", shard_id=self._shard_id, error=repr(exc))
         log.info("shard_ended", shard_id=self._shard_id)
+        self._flush_metrics()
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         _, policy = self._require()
@@ -123,6 +134,12 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         except Exception as exc:
             _exit(EXIT_GAVE_UP, "shutdown_flush_failed", shard_id=self._shard_id, error=repr(exc))
         log.info("shutdown_flushed", shard_id=self._shard_id, checkpointed=committed)
+        self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        """The shard's work here is over: publish its last numbers now (bounded, never raises)."""
+        if self._publisher is not None:
+            self._publisher.flush()
 
     def _require(self) -> tuple[BatchPipeline, CheckpointPolicy]:
         if self._pipeline is None or self._policy is None:
@@ -143,7 +160,12 @@ def main() -> None:
     except ConfigError as exc:
         _exit(EXIT_BAD_CONFIG, "bad_config", error=str(exc))
     configure_logging(settings.log_level, component="processor")
-    kcl.KCLProcess(FraudRecordProcessor(settings), sys.stdin, protocol_out, sys.stderr).run()
+    publisher = build_publisher(settings)
+    if publisher is not None:
+        # Also on the way out after a give-up (SystemExit): the numbers that explain it.
+        atexit.register(publisher.close)
+    processor = FraudRecordProcessor(settings, publisher=publisher)
+    kcl.KCLProcess(processor, sys.stdin, protocol_out, sys.stderr).run()
 
 
 def claim_stdout() -> TextIO:

@@ -1,7 +1,8 @@
 """Read-only views of what the consumer produced: S3 lines, alerts, checkpoints, stream ends.
 
-Used by the demo, the integration tests and (later) `fraudstream status`: one implementation of
-"what is in S3 / SNS / the lease table", checked against the real stand-ins.
+Used by the demo, the integration tests, `fraudstream status` and `fraudstream ops scale`: one
+implementation of "what is in S3 / SNS / the lease table / the stream", checked against the real
+stand-ins.
 """
 
 from __future__ import annotations
@@ -32,6 +33,39 @@ def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         for message in got:
             messages.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def list_shards(kinesis: Any, stream: str, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every shard of the stream, open and closed, over as many ListShards pages as it takes.
+
+    The pages after the first carry the NextToken alone: Kinesis refuses StreamName with it.
+    """
+    shards: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"StreamName": stream, "MaxResults": page_size}
+    while True:
+        page = kinesis.list_shards(**request)
+        shards += page.get("Shards", [])
+        token = page.get("NextToken")
+        if not token:
+            return shards
+        request = {"NextToken": token, "MaxResults": page_size}
+
+
+def is_open(shard: dict[str, Any]) -> bool:
+    """A closed shard (a split or merge parent) has an ending sequence number."""
+    return "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})
+
+
+def lease_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of the KCL lease table (leaseKey, leaseOwner, checkpoint, ...), all pages."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**request)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 SHARD_END = "SHARD_END"  # the KCL's checkpoint for a finished (split or merged) parent shard

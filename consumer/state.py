@@ -39,6 +39,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from consumer.config import StateConfig
+from consumer.metrics import METRICS
 from consumer.records import Transaction
 from consumer.rules.history import AccountHistory, HistoryEntry
 
@@ -63,6 +64,16 @@ def decode_position(text: str | bytes) -> Position:
 def sortable(position: Position) -> str:
     """Fixed width, so that string order is stream order (Kinesis: up to 129 digits)."""
     return f"{position[0]:0>130}.{position[1]:0>10}"
+
+
+def _timed_execute(pipe: Any, metric: str) -> Any:
+    """Send a pipeline; its round trip (when it has commands) goes to the RedisLatency metric."""
+    if not len(pipe):
+        return pipe.execute()
+    started = time.monotonic()
+    replies = pipe.execute()
+    METRICS.observe_ms(metric, (time.monotonic() - started) * 1000)
+    return replies
 
 
 def _account_key(account_id: str, kind: str) -> str:
@@ -309,7 +320,7 @@ class AccountStateStore:
                 pipe.execute_command("GET", _txn_key(txn_id))
         elif txn_ids:
             pipe.execute_command("MGET", *[_txn_key(txn_id) for txn_id in txn_ids])
-        replies = pipe.execute()
+        replies = _timed_execute(pipe, "redis.load")
 
         per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
         for account_id, (members, firsts, first_raw) in zip(asked, per_account, strict=True):
@@ -397,7 +408,7 @@ class AccountStateStore:
                 pipe.execute_command("SET", key, value, "NX", "EX", config.dedup_ttl_s)
         commands = len(pipe)
         if commands:
-            pipe.execute()
+            _timed_execute(pipe, "redis.save")
         for account in view.accounts.values():  # written: the deltas are now in Redis too
             account.new_members = {}
             account.new_devices = {}
@@ -413,7 +424,7 @@ class AccountStateStore:
                 pipe.execute_command("SET", _txn_key(txn_id), value, "XX", "KEEPTTL")
         commands = len(pipe)
         if commands:
-            pipe.execute()
+            _timed_execute(pipe, "redis.mark_alerted")
         return commands
 
     def _from_cache(self, wanted: dict[str, tuple[float, set[str]]]) -> dict[str, _Account]:

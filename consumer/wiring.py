@@ -11,6 +11,7 @@ import redis.cluster
 from botocore.config import Config
 
 from consumer.checkpointing import CheckpointPolicy
+from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
 from consumer.pipeline import BatchPipeline
 from consumer.retry import REDIS_ERRORS, call_with_retries
@@ -22,6 +23,12 @@ from consumer.state import AccountStateStore
 # Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
 _BOTO_CONFIG = Config(
     retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10
+)
+
+
+# Metrics are best effort (consumer/cloudwatch.py): short timeouts, our own few retries only.
+_METRICS_BOTO_CONFIG = Config(
+    retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5
 )
 
 
@@ -84,3 +91,15 @@ def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, Ch
         aws_client("sns", settings.region),
         redis_conn,
     )
+
+
+def build_publisher(settings: Settings) -> CloudWatchPublisher | None:
+    """The CloudWatch publisher, or None when FRAUD_METRICS_ENABLED=false. Its endpoint follows
+    AWS_ENDPOINT_URL_CLOUDWATCH like every other client (the local stack's moto server)."""
+    if not settings.metrics.enabled:
+        return None
+    session: Any = boto3.session.Session()
+    cloudwatch = session.client(
+        "cloudwatch", region_name=settings.region, config=_METRICS_BOTO_CONFIG
+    )
+    return CloudWatchPublisher(cloudwatch, settings.metrics)

@@ -1,12 +1,13 @@
-"""The one entry point: `fraudstream worker | local up | local down | demo`."""
+"""The one entry point: `fraudstream worker | local up | local down | demo | status | ops scale`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumer.config import ConfigError, load_settings
 
@@ -78,6 +79,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options, duration_s=args.duration, rate=args.rate, keep=args.keep)
 
 
+def aws_client(service: str) -> Any:
+    """A client with the region and endpoint from the environment (AWS_REGION,
+    AWS_ENDPOINT_URL_<SERVICE>), as the worker's: `source .fraudstream/local.env` for the
+    local stack."""
+    import boto3
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    session: Any = boto3.session.Session()
+    return session.client(service, region_name=region)
+
+
+def _fail(command: str, exc: Exception) -> int:
+    print(f"fraudstream {command}: {exc}", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from consumer.cli.status import render_json, render_table, shard_statuses
+
+    try:
+        statuses = shard_statuses(
+            aws_client("kinesis"), aws_client("dynamodb"), args.stream, args.table
+        )
+    except (BotoCoreError, ClientError) as exc:
+        return _fail("status", exc)
+    print(render_json(args.stream, args.table, statuses) if args.json else render_table(statuses))
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from consumer.cli.scale import ScaleError, scale
+
+    try:
+        result = scale(
+            aws_client("kinesis"),
+            aws_client("ecs"),
+            stream=args.stream,
+            cluster=args.cluster,
+            service=args.service,
+            shards_per_task=args.shards_per_task,
+            minimum=args.min,
+            maximum=args.max,
+            dry_run=args.dry_run,
+        )
+    except (ScaleError, BotoCoreError, ClientError) as exc:
+        return _fail("ops scale", exc)
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -117,6 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=50.0)
     demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     demo.set_defaults(func=cmd_demo)
+
+    stream_default = os.environ.get("FRAUD_STREAM")
+    status = sub.add_parser(
+        "status", help="per shard: lease owner, checkpoint, how far behind (reads only)"
+    )
+    status.add_argument(
+        "--stream", default=stream_default, required=stream_default is None, help="$FRAUD_STREAM"
+    )
+    status.add_argument(
+        "--table",
+        default=os.environ.get("FRAUD_APP_NAME", "fraudstream"),
+        help="the KCL lease table: the application name ($FRAUD_APP_NAME)",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document instead")
+    status.set_defaults(func=cmd_status)
+
+    ops = sub.add_parser("ops", help="operating the service on AWS")
+    ops_sub = ops.add_subparsers(dest="action", required=True)
+    scale = ops_sub.add_parser(
+        "scale", help="set the ECS service's desired count from the stream's open shards"
+    )
+    scale.add_argument(
+        "--stream", default=stream_default, required=stream_default is None, help="$FRAUD_STREAM"
+    )
+    scale.add_argument("--cluster", required=True)
+    scale.add_argument("--service", required=True)
+    scale.add_argument("--shards-per-task", type=int, required=True)
+    scale.add_argument("--min", type=int, default=1, help="fewest tasks (default 1)")
+    scale.add_argument("--max", type=int, required=True, help="most tasks")
+    scale.add_argument("--dry-run", action="store_true", help="print what it would do only")
+    scale.set_defaults(func=cmd_scale)
     return parser
 
 

@@ -120,6 +120,7 @@ class S3JsonLinesBatch:
             ),
             self._retry,
         )
+        METRICS.observe_ms("s3.flush", (time.monotonic() - started) * 1000)
         METRICS.incr(f"s3_{self.name}.objects")
         METRICS.incr(f"s3_{self.name}.lines", len(self._lines))
         log.info(

@@ -80,7 +80,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for flag, port in ports.items():
         port_args += [flag, str(port)]
     # Flush by age quickly so the test does not wait for the production default.
-    worker_env = {"FRAUD_FLUSH_MAX_AGE_S": "2", "FRAUD_FLUSH_MAX_RECORDS": "50"}
+    # Metrics every 2 s into moto's CloudWatch, so a test sees them without waiting a minute.
+    worker_env = {
+        "FRAUD_FLUSH_MAX_AGE_S": "2",
+        "FRAUD_FLUSH_MAX_RECORDS": "50",
+        "FRAUD_METRICS_INTERVAL_S": "2",
+    }
     started = cli("local", "up", "--workers", "1", "--shards", "2", *port_args, env=worker_env)
     options = StackOptions(
         state_dir=state_dir,

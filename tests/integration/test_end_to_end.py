@@ -21,6 +21,7 @@ from tests.integration.expectations import (
     wait_for_checkpoints,
 )
 from tests.integration.scenarios import scenario_entries
+from tests.integration.test_ops import wait_for_metric
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,11 @@ def test_every_rule_invalid_records_alerts_and_checkpoints(stack: Stack) -> None
         message = json.loads(alert["Message"])
         assert alert["MessageAttributes"]["severity"]["Value"] == message["severity"]
         assert message["account_id"] not in alert["Subject"]
+
+    # The workers' counters reach CloudWatch (the moto server), under the contract's names.
+    assert wait_for_metric(stack, "RecordsFlagged", len(expected.flagged))
+    assert wait_for_metric(stack, "RecordsInvalid", len(expected.invalid))
+    assert wait_for_metric(stack, "RecordsJudged", len(expected.flagged))
 
 
 def rules_of(line: dict[str, Any]) -> set[str]:

@@ -27,6 +27,11 @@ def test_defaults_follow_the_contract() -> None:
         ("FRAUD_RETRY_MAX_ATTEMPTS", "1.5"),
         ("REDIS_URL", "http://localhost:6379"),
         ("FRAUD_TOPIC_ARN", "my-topic"),
+        ("FRAUD_METRICS_ENABLED", "maybe"),
+        ("FRAUD_METRICS_INTERVAL_S", "0.5"),
+        ("FRAUD_METRICS_INTERVAL_S", "soon"),
+        ("FRAUD_METRICS_NAMESPACE", "AWS/Kinesis"),
+        ("FRAUD_METRICS_NAMESPACE", "x" * 256),
     ],
 )
 def test_a_bad_value_names_its_key(key: str, value: str) -> None:
@@ -55,3 +60,20 @@ def test_overrides_are_read_and_normalised() -> None:
     assert settings.alert_severity == "high"
     assert settings.prefix == "team/fraud/"
     assert settings.redis_url.startswith("rediss://")
+
+
+def test_metrics_are_on_by_default_and_configurable() -> None:
+    default = load_settings(BASE).metrics
+    assert (default.enabled, default.namespace, default.interval_s) == (True, "Fraudstream", 60.0)
+    assert default.application == "fraudstream"
+    custom = load_settings(
+        {
+            **BASE,
+            "FRAUD_METRICS_ENABLED": "false",
+            "FRAUD_METRICS_NAMESPACE": "Team/Fraud",
+            "FRAUD_METRICS_INTERVAL_S": "30",
+            "FRAUD_APP_NAME": "fraud-prod",
+        }
+    ).metrics
+    assert (custom.enabled, custom.namespace, custom.interval_s) == (False, "Team/Fraud", 30.0)
+    assert custom.application == "fraud-prod"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,7 +18,9 @@ from amazon_kclpy import kcl
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from consumer.config import FlushConfig, RetryConfig, Settings
+from consumer.cloudwatch import CloudWatchPublisher
+from consumer.config import FlushConfig, MetricsConfig, RetryConfig, Settings
+from consumer.metrics import METRICS
 from consumer.processor import EXIT_GAVE_UP, FraudRecordProcessor
 from consumer.wiring import assemble_pipeline
 from tests.support import kcl_messages as msg
@@ -90,6 +93,7 @@ def run(
     script: list[str],
     events: list[str],
     checkpoint_errors: tuple[str, ...] = (),
+    publisher: CloudWatchPublisher | None = None,
     **settings: Any,
 ) -> FakeDaemon:
     config = Settings(
@@ -102,7 +106,9 @@ def run(
     daemon = FakeDaemon(script, events)
     daemon.checkpoint_errors.extend(checkpoint_errors)
     processor = FraudRecordProcessor(
-        config, build=lambda shard, s: assemble_pipeline(shard, s, aws.s3, aws.sns, aws.redis)
+        config,
+        build=lambda shard, s: assemble_pipeline(shard, s, aws.s3, aws.sns, aws.redis),
+        publisher=publisher,
     )
     kcl.KCLProcess(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
     return daemon
@@ -342,3 +348,94 @@ def test_stray_writes_to_stdout_cannot_reach_the_protocol() -> None:
     )
     assert result.stdout == '{"action": "status"}\n'
     assert "stray print" in result.stderr and "stray fd write" in result.stderr
+
+
+def test_metrics_of_the_batches_are_in_cloudwatch_after_shutdown(
+    aws: Aws, events: list[str]
+) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    METRICS.snapshot_and_reset()  # counts other tests left behind
+    # An interval far longer than the test: only the final flush at shutdown publishes.
+    config = MetricsConfig(namespace="FraudTest", application="fraud-app", interval_s=3600)
+    publisher = CloudWatchPublisher(cloudwatch, config)
+    first = [
+        msg.record(txn("t-1", "10000.01"), seq(1), ARRIVAL),  # high_amount
+        msg.record(txn("t-2", "12.50"), seq(2), ARRIVAL),
+        msg.record(b"{not json", seq(3), ARRIVAL),
+    ]
+    second = [
+        msg.record(txn("t-1", "10000.01"), seq(4), ARRIVAL),  # a producer retry of t-1
+        msg.record(txn("t-5", "30000"), seq(5), ARRIVAL),
+    ]
+    script = [
+        msg.initialize(SHARD),
+        msg.process_records(first, millis_behind_latest=4000),
+        msg.process_records(second, millis_behind_latest=1500),
+        msg.shutdown_requested(),
+    ]
+    try:
+        daemon = run(aws, script, events, publisher=publisher)
+    finally:
+        publisher.close()
+    assert daemon.checkpoints == [seq(5)]
+    assert publisher.calls == 1  # one PutMetricData for the whole run
+
+    listed = cloudwatch.list_metrics(Namespace="FraudTest")["Metrics"]
+    assert all({"Name": "Application", "Value": "fraud-app"} in m["Dimensions"] for m in listed)
+    names = {m["MetricName"] for m in listed}
+    assert {"RecordsJudged", "BatchProcessingTime", "RedisLatency", "S3FlushLatency"} <= names
+
+    def stat(metric: str, statistic: str, **extra: str) -> float:
+        now = datetime.now(UTC)
+        dimensions = [{"Name": "Application", "Value": "fraud-app"}]
+        dimensions += [{"Name": k, "Value": v} for k, v in extra.items()]
+        points = cloudwatch.get_metric_statistics(
+            Namespace="FraudTest",
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=now - timedelta(minutes=5),
+            EndTime=now + timedelta(minutes=5),
+            Period=60,
+            Statistics=[statistic],
+        )["Datapoints"]
+        assert len(points) == 1, (metric, points)
+        return float(points[0][statistic])
+
+    assert stat("RecordsJudged", "Sum") == 3
+    assert stat("RecordsFlagged", "Sum") == 2
+    assert stat("FlaggedByRule", "Sum", Rule="high_amount") == 2
+    assert stat("FlaggedBySeverity", "Sum", Severity="high") == 2
+    assert stat("RecordsDuplicate", "Sum") == 1
+    assert stat("RecordsInvalid", "Sum") == 1
+    assert stat("DeadLetters", "Sum") == 1
+    assert stat("AlertsSent", "Sum") == 2
+    assert stat("S3Flushes", "Sum") == 2
+    assert stat("Checkpoints", "Sum") == 1
+    assert stat("ProcessingErrors", "Sum") == 0
+    assert stat("MillisBehindLatest", "Maximum") == 4000
+    assert stat("BatchProcessingTime", "SampleCount") == 2
+    assert stat("S3FlushLatency", "SampleCount") == 2
+    assert stat("RedisLatency", "SampleCount") >= 2  # a load and a save per batch, at least
+
+
+def test_a_cloudwatch_outage_costs_the_metrics_not_the_records(aws: Aws, events: list[str]) -> None:
+    class DownCloudWatch:
+        calls = 0
+
+        def put_metric_data(self, **kwargs: Any) -> None:
+            DownCloudWatch.calls += 1
+            raise ConnectionResetError("cloudwatch unreachable")
+
+    METRICS.snapshot_and_reset()
+    publisher = CloudWatchPublisher(DownCloudWatch(), MetricsConfig(interval_s=3600))
+    batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    try:
+        daemon = run(aws, script, events, publisher=publisher)
+    finally:
+        publisher.close()
+    assert daemon.status_replies() == ["initialize", "processRecords", "shutdownRequested"]
+    assert daemon.checkpoints == [seq(1)]
+    assert len(aws.objects("flagged/")) == 1
+    assert 1 <= DownCloudWatch.calls <= 2 * 3  # bounded: the shutdown flush and the close
+    assert METRICS.snapshot_and_reset()["metrics.dropped_datums"] > 0
