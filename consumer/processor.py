@@ -14,6 +14,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
@@ -34,6 +35,7 @@ log = get_logger(__name__)
 EXIT_GAVE_UP = 3
 SLOW_BATCH_S = 0.5
 EXIT_BAD_CONFIG = 78
+EXIT_ORPHANED = 4
 
 
 def _exit(code: int, event: str, **fields: Any) -> NoReturn:
@@ -165,7 +167,38 @@ def main() -> None:
         # Also on the way out after a give-up (SystemExit): the numbers that explain it.
         atexit.register(publisher.close)
     processor = FraudRecordProcessor(settings, publisher=publisher)
-    kcl.KCLProcess(processor, sys.stdin, protocol_out, sys.stderr).run()
+    exit_when_orphaned(os.getppid())
+    try:
+        kcl.KCLProcess(processor, sys.stdin, protocol_out, sys.stderr).run()
+    except SystemExit as stop:
+        # A deliberate exit (give-up, bad config, failed checkpoint) must end the process now:
+        # the daemon waits for it before it stops the worker, and background threads (alerts
+        # still retrying) would hold a normal interpreter exit for up to their whole deadline.
+        # Nothing they could still write would be checkpointed by this process anyway.
+        if publisher is not None:
+            publisher.close()
+        sys.stderr.flush()
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def exit_when_orphaned(daemon_pid: int, poll_s: float = 1.0) -> threading.Thread:
+    """Exit within `poll_s` once the daemon is gone (this process re-parented).
+
+    A processor that outlives its daemon (the JVM exited or was killed while we were retrying)
+    can never checkpoint again, and a late S3 write from it could overwrite the object the next
+    owner's replay wrote under the same key with fewer lines. So it stops at once.
+    """
+
+    def watch() -> None:
+        while os.getppid() == daemon_pid:
+            time.sleep(poll_s)
+        log.error("daemon_gone", daemon_pid=daemon_pid)
+        sys.stderr.flush()
+        os._exit(EXIT_ORPHANED)
+
+    watcher = threading.Thread(target=watch, name="orphan-guard", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def claim_stdout() -> TextIO:

@@ -287,7 +287,10 @@ def test_outputs_down_past_the_retry_budget_exit_the_worker_and_resume(
     stopped = {f"worker-{i}" for i in (1, 2)} - set(faulty.workers())
     assert stopped, "no worker exited although its outputs stayed unwritable"
     gave_up = [e for w in stopped for e in faulty.log_events(w, "output_gave_up")]
-    assert gave_up and all(e["seconds"] >= 55 for e in gave_up)
+    # Never before the outage the budget is meant to ride through (attempts or 60 s, first).
+    assert gave_up and all(e["seconds"] >= OUTAGE_S for e in gave_up)
+    # And promptly after: background retries do not hold the exit (processor.main, os._exit).
+    assert exited_after < 90
     faulty.aws_proxy.set_mode("pass")
     healed_at = time.monotonic()
     faulty.restart_missing_workers()

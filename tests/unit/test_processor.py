@@ -439,3 +439,34 @@ def test_a_cloudwatch_outage_costs_the_metrics_not_the_records(aws: Aws, events:
     assert len(aws.objects("flagged/")) == 1
     assert 1 <= DownCloudWatch.calls <= 2 * 3  # bounded: the shutdown flush and the close
     assert METRICS.snapshot_and_reset()["metrics.dropped_datums"] > 0
+
+
+def test_a_processor_whose_daemon_is_gone_exits_on_its_own(tmp_path: Any) -> None:
+    """The daemon dies while the processor is busy (here: sleeping): it must not live on."""
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, time\n"
+        "from consumer.processor import exit_when_orphaned\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "exit_when_orphaned(os.getppid(), poll_s=0.05)\n"
+        "time.sleep(60)\n"
+    )
+    daemon = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "time.sleep(1.5)\n"  # the child is up and watching; then the 'daemon' dies
+    )
+    subprocess.run([sys.executable, "-c", daemon], check=True, timeout=30)
+    child_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:\tZ") for line in status)
+    except FileNotFoundError:
+        return False
