@@ -608,7 +608,7 @@ class _Compiler:
             if item.type.kind != left.type.kind:
                 raise self.error(
                     element,
-                    f"cannot look for {left.type.describe()} among {item.type.describe()}s",
+                    f"cannot look for {left.type.describe()} in a list with {item.type.describe()}",
                 )
             if left.feature is not None:
                 item = self._literal_for(left, element, item)
