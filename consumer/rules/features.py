@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from functools import reduce
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -93,40 +94,29 @@ class Facts:
         return value
 
     def window_features(self) -> None:
-        """Every window feature the plan wants, in one pass over the history."""
+        """Every window feature the plan wants, from one filtered pass over the history."""
         txn = self.txn
         t = txn.event_time
         plan = self._plan
-        windows = plan.windows
-        lows = [EXACT.subtract(t, Decimal(seconds)) for seconds in windows]
-        n = len(windows)
-        counts = [1] * n
-        sums = [txn.amount] * n
-        want_countries = plan.countries
-        countries: list[set[str]] = []
-        if want_countries:
-            own = txn.destination_country
-            countries = [{own} if own is not None else set() for _ in range(n)]
-        widest = lows[-1] if lows else t  # windows ascend, so the last bound is the lowest
-        add = EXACT.add
-        for entry in self.history.recent:
-            et = entry.event_time
-            if et > t or et <= widest:
-                continue
-            amount = entry.amount
-            country = entry.country
-            for i in range(n):
-                if et > lows[i]:
-                    counts[i] += 1
-                    sums[i] = add(sums[i], amount)
-                    if want_countries and country is not None:
-                        countries[i].add(country)
+        subtract = EXACT.subtract
+        lows = [subtract(t, seconds) for seconds in plan.windows]
+        widest = lows[-1]  # windows ascend, so the last bound is the lowest
+        # Entries within the widest window (`t - W < t' <= t`); the narrower ones filter these.
+        inside = [e for e in self.history.recent if widest < e.event_time <= t]
         values = self.values
-        for i, suffix in enumerate(plan.suffixes):
-            values["txn_count_" + suffix] = counts[i]
-            values["amount_sum_" + suffix] = sums[i]
-            if want_countries:
-                values["distinct_countries_" + suffix] = len(countries[i])
+        own_country = txn.destination_country
+        for suffix, low in zip(plan.suffixes, lows, strict=True):
+            members = inside if low is widest else [e for e in inside if e.event_time > low]
+            values["txn_count_" + suffix] = len(members) + 1
+            if plan.sums:
+                values["amount_sum_" + suffix] = reduce(
+                    EXACT.add, [e.amount for e in members], txn.amount
+                )
+            if plan.countries:
+                countries = {e.country for e in members}
+                countries.add(own_country)
+                countries.discard(None)
+                values["distinct_countries_" + suffix] = len(countries)
 
     def travel_features(self) -> None:
         """Distance and speed from the point impossible_travel compares with: of the located
@@ -152,8 +142,9 @@ class Facts:
 class FeaturePlan:
     """The window features a rule set reads, so that one history pass computes all of them."""
 
-    windows: tuple[int, ...] = ()  # seconds, ascending
+    windows: tuple[Decimal, ...] = ()  # seconds, ascending
     suffixes: tuple[str, ...] = ()  # the matching WINDOWS keys
+    sums: bool = False
     countries: bool = False
 
     @staticmethod
@@ -168,8 +159,9 @@ class FeaturePlan:
         ]
         wanted.sort()
         return FeaturePlan(
-            windows=tuple(seconds for seconds, _ in wanted),
+            windows=tuple(Decimal(seconds) for seconds, _ in wanted),
             suffixes=tuple(suffix for _, suffix in wanted),
+            sums=any(name.startswith("amount_sum_") for name in names),
             countries=any(name.startswith("distinct_countries_") for name in names),
         )
 

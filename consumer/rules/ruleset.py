@@ -147,20 +147,23 @@ def judge_with_ruleset(
     contract = judge(txn, history, ruleset.config)
     live = ruleset.live
     shadow = ruleset.shadow
+    if not live and not shadow:
+        if contract is NOT_FLAGGED:
+            return ruleset._quiet
+        return RuleSetDecision(ruleset.version, contract, (), (), contract)
     hits: list[Reason] | None = None
     shadow_hits: list[Reason] | None = None
-    if live or shadow:
-        facts = Facts(txn, history, ruleset.plan)
-        for rule in live:
-            if rule.when.test(facts):
-                if hits is None:
-                    hits = []
-                hits.append(Reason(rule.id, _detail(rule, facts)))
-        for rule in shadow:
-            if rule.when.test(facts):
-                if shadow_hits is None:
-                    shadow_hits = []
-                shadow_hits.append(Reason(rule.id, _detail(rule, facts)))
+    facts = Facts(txn, history, ruleset.plan)
+    for rule in live:
+        if rule.when.test(facts):
+            if hits is None:
+                hits = []
+            hits.append(Reason(rule.id, _detail(rule, facts)))
+    for rule in shadow:
+        if rule.when.test(facts):
+            if shadow_hits is None:
+                shadow_hits = []
+            shadow_hits.append(Reason(rule.id, _detail(rule, facts)))
     if hits is None and shadow_hits is None and contract is NOT_FLAGGED:
         return ruleset._quiet
     custom = tuple(hits) if hits is not None else ()

@@ -562,3 +562,15 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
         load_ruleset(b"version: \xff\n", "yaml")
     with pytest.raises(RuleSetError, match="larger than"):
         load_ruleset(b"#" * (1 << 20) + b"\nversion: v1\n", "yaml")
+
+
+def test_the_documented_example_loads_and_judges() -> None:
+    ruleset = load_ruleset(ROOT / "docs" / "rules.example.yaml")
+    assert [r.id for r in ruleset.live] == ["big_online_after_burst", "drain_at_night"]
+    assert [r.id for r in ruleset.shadow] == ["new_country_new_device"]
+    assert ruleset.config == RulesConfig()
+    assert ruleset.history_needs == frozenset({"countries"})
+    night = _txn(amount="990", account_balance=1000, timestamp=1795482000000)  # 01:00 UTC
+    result = judge_with_ruleset(night, AccountHistory(), ruleset)
+    assert [r.rule for r in result.decision.reasons] == ["drain_at_night"]
+    assert result.decision.severity == "medium"
