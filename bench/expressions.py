@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.workload import START, SimulatedClock
 from consumer.records import Transaction, parse_transaction
 from consumer.rules import AccountHistory, HistoryEntry, RulesConfig, judge
 from consumer.rules.expressions import compile_expression
@@ -55,7 +56,11 @@ def workload(count: int, accounts: int, seed: int) -> list[tuple[Transaction, Ac
     out: list[tuple[Transaction, AccountHistory]] = []
     seen_devices: dict[str, set[str]] = {}
     seen_countries: dict[str, set[str]] = {}
-    for record in generate_records(count, accounts=accounts, fraud_ratio=0.05, seed=seed):
+    # The hot-path benchmark's event-time clock: accounts / 40 records/s, so an ordinary account
+    # pays about every 40 s and the contract rules fire on the fraud share, not on everything.
+    clock = SimulatedClock(START, accounts / 40)
+    records = generate_records(count, accounts=accounts, fraud_ratio=0.05, seed=seed, now=clock)
+    for record in records:
         t = parse_transaction(record.data)
         if not isinstance(t, Transaction):
             continue
@@ -142,18 +147,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, (severity, when) in CONDITIONS.items()
     ]
     custom = RuleSet("bench-1", config, rules)
-    judge_s = best_of(args.repeat, lambda: [judge(t, h, config) for t, h in work])
-    default_s = best_of(args.repeat, lambda: [judge_with_ruleset(t, h, default) for t, h in work])
-    custom_s = best_of(args.repeat, lambda: [judge_with_ruleset(t, h, custom) for t, h in work])
+    # Interleaved, best of each: on a shared machine, timing one variant after the other
+    # measures the load as much as the code.
+    variants: dict[str, Callable[[], object]] = {
+        "judge": lambda: [judge(t, h, config) for t, h in work],
+        "default": lambda: [judge_with_ruleset(t, h, default) for t, h in work],
+        "custom": lambda: [judge_with_ruleset(t, h, custom) for t, h in work],
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(args.repeat):
+        for key, run_variant in variants.items():
+            best[key] = min(best[key], best_of(1, run_variant))
+    judge_s, default_s, custom_s = best["judge"], best["default"], best["custom"]
     result["judge_us"] = round(judge_s / n * 1e6, 2)
     result["ruleset_default_us"] = round(default_s / n * 1e6, 2)
     result["ruleset_7_custom_us"] = round(custom_s / n * 1e6, 2)
     result["custom_rules_us_per_rule"] = round((custom_s - judge_s) / n / len(rules) * 1e6, 2)
+    result["contract_flagged"] = sum(judge(t, h, config).flagged for t, h in work)
     hits = [judge_with_ruleset(t, h, custom) for t, h in work]
     result["live_hits"] = sum(len(r.custom) for r in hits)
     result["shadow_hits"] = sum(len(r.shadow) for r in hits)
 
-    _log(f"{n} transactions, {mean_history:.1f} history entries on average, best of {args.repeat}")
+    _log(
+        f"{n} transactions ({result['contract_flagged']} flagged by the contract rules),"
+        f" {mean_history:.1f} history entries on average, best of {args.repeat}"
+    )
     _log(f"compile one condition                 {result['compile_us']:8.1f} us")
     for name, micros in per_condition.items():
         _log(f"condition {name:<28}{micros:8.2f} us / txn   {CONDITIONS[name][1]}")

@@ -74,7 +74,7 @@ class ExpressionError(ValueError):
         self.offset = start
         self.line = source.count("\n", 0, start) + 1
         self.column = start - line_start + 1
-        text = source[line_start:line_end].rstrip("\r")
+        text = source[line_start:line_end].rstrip("\r").replace("\t", " ")
         caret_at = start - line_start
         width = max(1, min(end, line_end) - start)
         if len(text) > 100:  # show the neighbourhood of a long line only

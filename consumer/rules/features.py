@@ -90,7 +90,11 @@ class Facts:
         value = self.values.get(name, _MISSING)
         if value is _MISSING:
             _COMPUTE[name](self)
-            value = self.values[name]
+            value = self.values.get(name, _MISSING)
+            if value is _MISSING:  # a window feature the plan did not list: widen it
+                self._plan = FeaturePlan.for_names(self._plan.names | {name})
+                _COMPUTE[name](self)
+                value = self.values[name]
         return value
 
     def window_features(self) -> None:
@@ -98,6 +102,8 @@ class Facts:
         txn = self.txn
         t = txn.event_time
         plan = self._plan
+        if not plan.windows:
+            return
         subtract = EXACT.subtract
         lows = [subtract(t, seconds) for seconds in plan.windows]
         widest = lows[-1]  # windows ascend, so the last bound is the lowest
@@ -146,6 +152,7 @@ class FeaturePlan:
     suffixes: tuple[str, ...] = ()  # the matching WINDOWS keys
     sums: bool = False
     countries: bool = False
+    names: frozenset[str] = frozenset()
 
     @staticmethod
     def for_names(names: frozenset[str]) -> FeaturePlan:
@@ -163,6 +170,7 @@ class FeaturePlan:
             suffixes=tuple(suffix for _, suffix in wanted),
             sums=any(name.startswith("amount_sum_") for name in names),
             countries=any(name.startswith("distinct_countries_") for name in names),
+            names=names,
         )
 
 

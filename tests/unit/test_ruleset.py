@@ -574,3 +574,15 @@ def test_the_documented_example_loads_and_judges() -> None:
     result = judge_with_ruleset(night, AccountHistory(), ruleset)
     assert [r.rule for r in result.decision.reasons] == ["drain_at_night"]
     assert result.decision.severity == "medium"
+
+
+def test_a_window_feature_outside_the_plan_is_still_computed() -> None:
+    t = _txn()
+    history = AccountHistory(
+        recent=[HistoryEntry("1", t.event_time - 30, Decimal("2.5"), None, None, "FR")],
+        has_earlier=True,
+    )
+    facts = Facts(t, history, FeaturePlan())
+    assert FEATURES["amount_sum_1m"].get(facts) == Decimal("102.5")
+    assert FEATURES["distinct_countries_1h"].get(facts) == 1
+    assert FEATURES["txn_count_24h"].get(facts) == 2
