@@ -99,6 +99,14 @@ def test_the_default_rule_set_is_the_contract_default() -> None:
     assert str(ruleset.config.card_testing_max_amount) == "5.00"
 
 
+def test_the_default_file_spells_out_every_parameter_severity_and_switch() -> None:
+    document = yaml.safe_load(DEFAULT_FILE.read_text())
+    assert list(document["rules"]) == list(RULE_IDS)
+    for rule, params in PARAMETERS.items():
+        assert set(document["rules"][rule]) == {*params, "severity", "enabled"}, rule
+    assert document["custom"] == []
+
+
 def test_parameter_names_are_the_toml_loaders() -> None:
     assert {rule: {p: f for p, (f, _) in ps.items()} for rule, ps in PARAMETERS.items()} == {
         rule: {p: f for p, (f, _) in ps.items()} for rule, ps in TOML_PARAMETERS.items()
