@@ -22,6 +22,9 @@ class HistoryEntry:
     amount: Decimal
     latitude: float | None
     longitude: float | None
+    # Its destination_country (upper case). Only rule sets with country features read it
+    # (RuleSet.history_needs says "countries"); the contract rules never do.
+    country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,9 @@ class AccountHistory:
     device_seen_before: bool = False
     # True when the account has at least one earlier transaction in the stream.
     has_earlier: bool = False
+    # True when an earlier transaction of the account had this transaction's destination_country
+    # (read only by rule sets whose RuleSet.history_needs says "countries").
+    country_seen_before: bool = False
 
 
 EMPTY_HISTORY = AccountHistory()
