@@ -106,7 +106,7 @@ def read_stages(dockerfile: Path) -> list[Stage]:
     return stages
 
 
-def read_dockerignore(context: Path) -> PatternMatcher:
+def read_dockerignore(context: Path) -> list[str]:
     path = context / ".dockerignore"
     patterns: list[str] = []
     if path.exists():
@@ -114,17 +114,27 @@ def read_dockerignore(context: Path) -> PatternMatcher:
             text = raw.strip()
             if text and not text.startswith("#"):
                 patterns.append(text)
-    return PatternMatcher(patterns)
+    return patterns
 
 
-def context_files(context: Path, ignore: PatternMatcher) -> set[str]:
+def context_files(context: Path, patterns: list[str]) -> set[str]:
     """Every file the build context sends to the builder, relative to the context, with `/`."""
+    ignore = PatternMatcher(patterns)
+    negated = [p[1:].strip("/") for p in patterns if p.startswith("!")]
+
+    def skipped(rel: str) -> bool:
+        # An excluded directory no `!pattern` can reach into is not walked (.venv, node_modules).
+        if not ignore.matches(rel):
+            return False
+        return not any(n.startswith(rel + "/") or glob.has_magic(n.split("/")[0]) for n in negated)
+
     files: set[str] = set()
     for directory, dirnames, filenames in os.walk(context):
         rel_dir = os.path.relpath(directory, context)
-        dirnames[:] = [d for d in dirnames if d != ".git"]
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        dirnames[:] = [d for d in dirnames if d != ".git" and not skipped(prefix + d)]
         for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            rel = prefix + name
             if not ignore.matches(rel):
                 files.add(rel)
     return files
@@ -224,8 +234,7 @@ class Checker:
         self.dockerfile = dockerfile
         self.context = context
         self.stages = read_stages(dockerfile)
-        self.ignore = read_dockerignore(context)
-        self.files = context_files(context, self.ignore)
+        self.files = context_files(context, read_dockerignore(context))
         self.project = Project.load(context)
         self.problems: list[Problem] = []
 

@@ -156,6 +156,8 @@ def test_the_command_line_exits_nonzero_and_names_the_line(
     assert checker.main(["--context", str(context)]) == 1
     err = capsys.readouterr().err
     line = next(
-        n for n, t in enumerate((context / "Dockerfile").read_text().splitlines(), 1) if "USER 0" in t
+        n
+        for n, t in enumerate((context / "Dockerfile").read_text().splitlines(), 1)
+        if "USER 0" in t
     )
     assert f":{line}: the final USER is root" in err
