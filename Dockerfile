@@ -38,12 +38,12 @@ COPY --from=build /opt/fraudstream /opt/fraudstream
 COPY properties /app/properties
 # No secrets here: REDIS_URL (with the AUTH token) reaches the task from Secrets Manager, and
 # AWS credentials from the task role. FRAUD_JVM_OPTIONS is sized per task in the template;
-# this default is for 2 leased shards (deploy/ecs/README.md, "Sizing").
+# this default fits 4 leased shards of 10,000-record batches (deploy/ecs/README.md, "Sizing").
 ENV PATH=/opt/fraudstream/bin:$PATH \
     FRAUD_PROPERTIES_DIR=/app/properties \
     FRAUD_PROPERTIES_OUT=/tmp/fraudstream/kcl.properties \
     FRAUD_KCL_PROFILE=aws \
-    FRAUD_JVM_OPTIONS="-Xms256m -Xmx256m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError" \
+    FRAUD_JVM_OPTIONS="-Xms640m -Xmx640m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
