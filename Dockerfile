@@ -9,8 +9,10 @@
 FROM python:3.11-slim-bookworm AS build
 # Debian's stable packages move only for security fixes: pinning their versions would break the
 # build at every point release instead of taking the fix.
+# The slim images drop /usr/share/man; the JDK's postinst links its man pages there (mkdir).
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
@@ -28,11 +30,13 @@ RUN python -m venv /opt/fraudstream \
 # --- run: a JRE and Python, no compilers or Maven, a non-root user -------------------------------
 FROM python:3.11-slim-bookworm AS runtime
 # hadolint ignore=DL3008
-RUN apt-get update \
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 fraudstream \
- && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin fraudstream
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin fraudstream \
+ && chown 10001:10001 /tmp && chmod 1777 /tmp
 # The virtualenv's python links to /usr/local/bin/python3.11 of the same base image.
 COPY --from=build /opt/fraudstream /opt/fraudstream
 COPY properties /app/properties
@@ -47,6 +51,10 @@ ENV PATH=/opt/fraudstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
+# The task runs with a read-only root filesystem and a scratch volume on /tmp (the rendered KCL
+# properties, the JVM's perf data). ECS creates such a volume root-owned 0755 unless the image
+# declares the path as a VOLUME: then it takes this directory's owner and mode.
+VOLUME ["/tmp"]
 USER 10001:10001
 # ECS stops a task with SIGTERM, then SIGKILL after the task definition's stopTimeout.
 STOPSIGNAL SIGTERM

@@ -408,3 +408,18 @@ def test_a_start_timestamp_is_rendered_after_the_base_initial_position() -> None
     env = {"FRAUD_STREAM": "s", "KCL_initialPositionInStreamExtended": "1795500000"}
     keys = list(render_properties(env, "worker-1"))
     assert keys.index("initialPositionInStreamExtended") > keys.index("initialPositionInStream")
+
+
+def test_the_read_only_worker_writes_its_properties_to_a_volume_the_image_owns(
+    template: dict[str, Any],
+) -> None:
+    """Read-only root: the rendered KCL properties need a mounted path, and the image must
+    declare it a VOLUME, or ECS mounts it root-owned and the non-root worker cannot write."""
+    container = worker_container(template)
+    assert container["ReadonlyRootFilesystem"] is True
+    dockerfile = (REPO / "Dockerfile").read_text()
+    out = re.search(r"FRAUD_PROPERTIES_OUT=(\S+)", dockerfile)
+    assert out, "the Dockerfile sets FRAUD_PROPERTIES_OUT"
+    mounts = [m["ContainerPath"] for m in container["MountPoints"]]
+    (mount,) = [m for m in mounts if out.group(1).startswith(m.rstrip("/") + "/")]
+    assert re.search(rf'^VOLUME \["{re.escape(mount)}"\]', dockerfile, re.M)
