@@ -82,7 +82,7 @@ def resource_text(resource: Any) -> str:
 
 
 def contract_metric_names() -> set[str]:
-    text = (REPO / "deploy" / "ecs" / "metric-names.md").read_text()
+    text = (REPO / "docs" / "metrics.md").read_text()
     return set(re.findall(r"^\| ([A-Z][A-Za-z0-9]+) \|", text, re.M))
 
 
