@@ -289,8 +289,9 @@ def test_outputs_down_past_the_retry_budget_exit_the_worker_and_resume(
     gave_up = [e for w in stopped for e in faulty.log_events(w, "output_gave_up")]
     # Never before the outage the budget is meant to ride through (attempts or 60 s, first).
     assert gave_up and all(e["seconds"] >= OUTAGE_S for e in gave_up)
-    # And promptly after: background retries do not hold the exit (processor.main, os._exit).
-    assert exited_after < 90
+    # And promptly after: the 60 s budget, then the daemon's shutdown of the worker's other
+    # shards (shutdownGraceMillis 20 s); background retries do not hold the exit (os._exit).
+    assert exited_after < 100
     faulty.aws_proxy.set_mode("pass")
     healed_at = time.monotonic()
     faulty.restart_missing_workers()
