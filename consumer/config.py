@@ -76,6 +76,9 @@ class Settings:
     retry: RetryConfig = RetryConfig()
     state: StateConfig = StateConfig()
     log_level: str = "info"
+    # A record whose timestamp lies further than this after its arrival in the stream is
+    # dead-lettered: it is a producer's bug (epoch microseconds, a wrong clock), not a payment.
+    timestamp_max_ahead_s: int = 86400
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -191,4 +194,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
         ),
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
+        timestamp_max_ahead_s=_parsed(env, "FRAUD_TIMESTAMP_MAX_AHEAD_S", 86400, _positive_int),
     )

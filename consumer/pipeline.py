@@ -26,6 +26,7 @@ from consumer.rules import judge, severity_at_least
 from consumer.sinks.alerts import Alert, AlertPublisher
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 from consumer.state import AccountStateStore, Position, position_of
+from consumer.timeliness import too_far_ahead
 
 log = get_logger(__name__)
 
@@ -81,6 +82,7 @@ class BatchPipeline:
         """
         last: RecordPosition | None = None
         valid: list[tuple[RecordPosition, Position, Transaction]] = []
+        max_ahead_s = self._settings.timestamp_max_ahead_s
         for record in records:
             position = RecordPosition(
                 self.shard_id,
@@ -97,6 +99,10 @@ class BatchPipeline:
             parsed = parse_transaction(data)
             if isinstance(parsed, InvalidRecord):
                 self._dead_letter(data, position, parsed.reason)
+                continue
+            ahead = too_far_ahead(parsed, record.timestamp_millis, max_ahead_s)
+            if ahead is not None:
+                self._dead_letter(data, position, ahead)
                 continue
             valid.append(
                 (
