@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import pytest
@@ -266,7 +267,13 @@ CASES: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("data", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"), [c[1:] for c in CASES], ids=[slug(c[0]) for c in CASES]
+)
 def test_bad_record_is_dead_lettered_with_its_reason_and_the_shard_flows(
     redis_conn: Any, data: bytes, reason: str
 ) -> None:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +36,7 @@ from tests.support.memory_aws import raw_of
 from tests.support.oracle import reference_decisions
 
 EXAMPLES = int(os.environ.get("FRAUD_FUZZ_EXAMPLES", "300"))
+TOTALS: Counter[str] = Counter()  # over every example run, printed at the end (pytest -s)
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -187,6 +191,13 @@ def expected_invalid(data: bytes) -> str | None:
     return too_far_ahead(parsed, ARRIVAL, 86_400)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _print_totals() -> Iterator[None]:
+    yield
+    if TOTALS:
+        print(f"\nfuzzed processor runs: {dict(TOTALS)}")
+
+
 @FUZZ
 @given(
     st.lists(st.lists(any_record, min_size=0, max_size=40), min_size=1, max_size=5),
@@ -225,6 +236,14 @@ def test_fuzz_processor_batches_conserve_every_record(
         for line in out.flagged
     } == flagged
     assert len(out.flagged) + len(out.dead_letters) <= len(records)
+    TOTALS.update(
+        runs=1,
+        batches=len(batches),
+        records=len(records),
+        dead_lettered=len(letters),
+        judged=len(judged),
+        flagged=len(out.flagged),
+    )
 
 
 def test_mutations_reach_both_outcomes() -> None:
