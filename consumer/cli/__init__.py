@@ -20,11 +20,11 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a resource is missing or unreachable
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Validate the settings, render the KCL properties and exec the MultiLangDaemon."""
-    from consumer import daemon, preflight
+    from consumer import daemon, preflight, settings_keys
 
     try:
         # Fail fast, naming the key, before the JVM starts.
-        warnings = preflight.check_environment(os.environ)
+        warnings = settings_keys.check_environment(os.environ)
         settings = load_settings()
         worker_id = os.environ.get("FRAUD_WORKER_ID") or os.environ.get("HOSTNAME") or "worker"
         values = daemon.render_properties(os.environ, worker_id)

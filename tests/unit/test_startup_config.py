@@ -24,13 +24,8 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from consumer.config import ConfigError, Settings, load_settings
-from consumer.preflight import (
-    KNOWN_KEYS,
-    PreflightError,
-    check_environment,
-    redis_location,
-    run_preflight,
-)
+from consumer.preflight import PreflightError, redis_location, run_preflight
+from consumer.settings_keys import KNOWN_KEYS, check_environment
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
