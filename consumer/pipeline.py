@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
-import simplejson
-
 from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
@@ -29,6 +27,10 @@ from consumer.state import AccountStateStore, Position, position_of
 from consumer.timeliness import too_far_ahead
 
 log = get_logger(__name__)
+
+# A valid record on its way to the judge: where it is, its state position, the transaction, and
+# its bytes as received (what a dead letter keeps if judging it fails).
+_Valid = tuple[RecordPosition, Position, Transaction, bytes]
 
 
 class KinesisRecord(Protocol):
@@ -81,7 +83,7 @@ class BatchPipeline:
         idempotent and hidden from earlier positions.
         """
         last: RecordPosition | None = None
-        valid: list[tuple[RecordPosition, Position, Transaction]] = []
+        valid: list[_Valid] = []
         max_ahead_s = self._settings.timestamp_max_ahead_s
         for record in records:
             position = RecordPosition(
@@ -109,6 +111,7 @@ class BatchPipeline:
                     position,
                     position_of(record.sequence_number, position.sub_sequence_number),
                     parsed,
+                    data,
                 )
             )
         if valid:
@@ -120,19 +123,19 @@ class BatchPipeline:
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
-    def _judge(self, valid: list[tuple[RecordPosition, Position, Transaction]]) -> None:
+    def _judge(self, valid: list[_Valid]) -> None:
         settings = self._settings
         retry = settings.retry
         view = call_with_retries(
             "redis_load",
-            lambda: self._store.load([(pos, txn) for _, pos, txn in valid]),
+            lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid]),
             retry,
             retry_on=REDIS_ERRORS,
         )
         detected_at = self._now()
         alerts: list[Alert] = []
         duplicates = flagged = 0
-        for record_position, pos, txn in valid:
+        for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
@@ -147,7 +150,7 @@ class BatchPipeline:
                 # A record that breaks the judge must not stop the shard (a crash loop): it is
                 # kept with its reason, and the bug shows in the logs and the dead letters.
                 log.exception("record_not_judged", sequence_number=record_position.sequence_number)
-                self._dead_letter(txn_bytes(txn), record_position, f"internal: {exc!r}")
+                self._dead_letter(data, record_position, f"internal: {exc!r}")
                 continue
             flagged += 1
             self._flagged.add(message.encode(), record_position)
@@ -192,8 +195,3 @@ class BatchPipeline:
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
-
-
-def txn_bytes(txn: Transaction) -> bytes:
-    """The record as received, re-encoded (for the rare dead letter of a valid record)."""
-    return simplejson.dumps(txn.raw, use_decimal=True, ensure_ascii=True).encode()

@@ -511,3 +511,25 @@ def test_garbage_across_many_batches_keeps_checkpointing(redis_conn: Any) -> Non
     assert out.checkpoints == [seq(51 * (b + 1)) for b in range(20)]
     assert len(out.dead_letters) == 20 * 50
     assert [line["transaction_id"] for line in out.flagged] == [f"v-{b}" for b in range(20)]
+
+
+def test_a_record_that_breaks_the_judge_is_kept_byte_for_byte(
+    redis_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The internal-error dead letter holds the record as received, not a re-encoding of it."""
+    import consumer.pipeline
+
+    real_judge = consumer.pipeline.judge
+
+    def judge(txn: Transaction, history: Any, config: Any) -> Any:
+        if txn.transaction_id == "breaks":
+            raise ZeroDivisionError("a bug in a rule")
+        return real_judge(txn, history, config)
+
+    monkeypatch.setattr(consumer.pipeline, "judge", judge)
+    odd = (
+        b' {"transaction_id" : "breaks", "account_id":"acct-good", "amount": 1e5,'
+        b' "amount": 2E+4, "timestamp": 1795910300000, "note": "caf\\u00e9"}\n'
+    )
+    _, letter = run_sandwiched(redis_conn, odd)
+    assert letter["error"] == "internal: ZeroDivisionError('a bug in a rule')"

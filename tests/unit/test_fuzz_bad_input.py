@@ -2,8 +2,8 @@
 
 Properties:
 - the decoder never raises, whatever the bytes; an invalid record's reason names a contract
-  field or starts with "not "; a valid record re-encodes (the form a valid record takes in a dead
-  letter) to bytes that decode to the same transaction;
+  field or starts with "not "; a valid record re-encodes (as the flagged line and the alert carry
+  it) to bytes that decode to the same transaction;
 - the real processor, over the daemon protocol, never exits on any mix of random bytes, random
   JSON, mutated valid records and valid ones in batches of random sizes: every record is either
   dead-lettered (exactly the invalid ones, bytes kept) or judged (its id is in Redis, and exactly
@@ -27,7 +27,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.pipeline import txn_bytes
+from consumer.outputs import to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.config import RulesConfig
 from consumer.timeliness import too_far_ahead
@@ -165,8 +165,8 @@ def test_fuzz_decoder_never_raises_and_reasons_name_the_problem(data: bytes) -> 
         assert _reason_is_clear(result.reason), result.reason
         return
     assert isinstance(result, Transaction)
-    # A valid record that cannot be judged is dead-lettered re-encoded: it must decode the same.
-    again = parse_transaction(txn_bytes(result))
+    # A flagged line carries the record re-encoded (outputs.to_json): it must decode the same.
+    again = parse_transaction(to_json(result.raw).encode())
     assert isinstance(again, Transaction), again
     assert again.transaction_id == result.transaction_id
     assert again.account_id == result.account_id
