@@ -64,6 +64,11 @@ def _check_bucket(s3: Any, settings: Settings, report: Report) -> None:
         code, status = _aws_error(exc)
         if status == 404 or code in ("404", "NoSuchBucket", "NotFound"):
             report.problems.append(f"FRAUD_BUCKET: bucket {settings.bucket!r} does not exist")
+        elif status == 301 or code in ("301", "PermanentRedirect"):
+            report.warnings.append(
+                f"FRAUD_BUCKET: bucket {settings.bucket!r} is in another region than "
+                f"{settings.region}; going on"
+            )
         elif status == 403 or code in ("403", "AccessDenied", "Forbidden"):
             report.warnings.append(
                 f"FRAUD_BUCKET: cannot check bucket {settings.bucket!r} (access denied to "
@@ -174,4 +179,5 @@ def run_preflight(
                 report.problems.append(f"{key}: cannot be checked: {error!r}")
     if report.problems:
         raise PreflightError("; ".join(sorted(report.problems)))
+    report.warnings.sort()
     return report

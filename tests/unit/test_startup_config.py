@@ -216,9 +216,20 @@ def test_access_denied_on_bucket_and_topic_is_a_warning_not_a_failure(
         return boto3.client(service, region_name=region)
 
     report = run_preflight(settings(redis_url), "txns", client=client)
-    assert [w.split(":", 1)[0] for w in report.warnings] == ["FRAUD_BUCKET", "FRAUD_TOPIC_ARN"] or [
-        w.split(":", 1)[0] for w in report.warnings
-    ] == ["FRAUD_TOPIC_ARN", "FRAUD_BUCKET"]
+    assert [w.split(":", 1)[0] for w in report.warnings] == ["FRAUD_BUCKET", "FRAUD_TOPIC_ARN"]
+    assert all("access denied" in w for w in report.warnings)
+
+
+def test_a_bucket_in_another_region_is_a_warning(aws: None, redis_url: str) -> None:
+    def client(service: str, region: str) -> Any:
+        if service == "s3":
+            return _Denied("301", 301)
+        return boto3.client(service, region_name=region)
+
+    report = run_preflight(settings(redis_url), "txns", client=client)
+    assert report.warnings == [
+        "FRAUD_BUCKET: bucket 'bkt' is in another region than us-east-1; going on"
+    ]
 
 
 def test_access_denied_on_the_stream_fails(aws: None, redis_url: str) -> None:
