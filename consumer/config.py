@@ -95,6 +95,9 @@ class Settings:
     state: StateConfig = StateConfig()
     log_level: str = "info"
     metrics: MetricsConfig = MetricsConfig()
+    # A record whose timestamp lies further than this after its arrival in the stream is
+    # dead-lettered: it is a producer's bug (epoch microseconds, a wrong clock), not a payment.
+    timestamp_max_ahead_s: int = 86400
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -237,4 +240,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             interval_s=_parsed(env, "FRAUD_METRICS_INTERVAL_S", 60.0, _metrics_interval),
             application=_parsed(env, "FRAUD_APP_NAME", "fraudstream", _dimension_value),
         ),
+        timestamp_max_ahead_s=_parsed(env, "FRAUD_TIMESTAMP_MAX_AHEAD_S", 86400, _positive_int),
     )

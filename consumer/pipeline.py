@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-import simplejson
-
 from consumer.alert_dispatch import AlertDispatcher
 from consumer.config import Settings
 from consumer.logs import get_logger
@@ -27,8 +25,13 @@ from consumer.rules import judge, severity_at_least
 from consumer.sinks.alerts import Alert, AlertPublisher, RejectedAlert
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 from consumer.state import AccountStateStore, BatchView, Position, position_of
+from consumer.timeliness import too_far_ahead
 
 log = get_logger(__name__)
+
+# A valid record on its way to the judge: where it is, its state position, the transaction, and
+# its bytes as received (what a dead letter keeps if judging it fails).
+_Valid = tuple[RecordPosition, Position, Transaction, bytes]
 
 
 class KinesisRecord(Protocol):
@@ -83,7 +86,8 @@ class BatchPipeline:
         """
         self._dead_letter_rejected(self._dispatch.poll())
         last: RecordPosition | None = None
-        valid: list[tuple[RecordPosition, Position, Transaction]] = []
+        valid: list[_Valid] = []
+        max_ahead_s = self._settings.timestamp_max_ahead_s
         for record in records:
             position = RecordPosition(
                 self.shard_id,
@@ -101,11 +105,16 @@ class BatchPipeline:
             if isinstance(parsed, InvalidRecord):
                 self._dead_letter(data, position, parsed.reason)
                 continue
+            ahead = too_far_ahead(parsed, record.timestamp_millis, max_ahead_s)
+            if ahead is not None:
+                self._dead_letter(data, position, ahead)
+                continue
             valid.append(
                 (
                     position,
                     position_of(record.sequence_number, position.sub_sequence_number),
                     parsed,
+                    data,
                 )
             )
         if valid:
@@ -119,12 +128,12 @@ class BatchPipeline:
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
-    def _judge(self, valid: list[tuple[RecordPosition, Position, Transaction]]) -> None:
+    def _judge(self, valid: list[_Valid]) -> None:
         settings = self._settings
         retry = settings.retry
         view = call_with_retries(
             "redis_load",
-            lambda: self._store.load([(pos, txn) for _, pos, txn in valid]),
+            lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid]),
             retry,
             retry_on=REDIS_ERRORS,
         )
@@ -132,7 +141,7 @@ class BatchPipeline:
         alerts: list[Alert] = []
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
-        for record_position, pos, txn in valid:
+        for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
@@ -148,7 +157,7 @@ class BatchPipeline:
                 # kept with its reason, and the bug shows in the logs and the dead letters.
                 log.exception("record_not_judged", sequence_number=record_position.sequence_number)
                 self._dead_letter(
-                    txn_bytes(txn), record_position, f"internal: {exc!r}", "records.internal_error"
+                    data, record_position, f"internal: {exc!r}", "records.internal_error"
                 )
                 continue
             flagged += 1
@@ -215,8 +224,3 @@ class BatchPipeline:
                 reason,
                 "alerts.dead_lettered",
             )
-
-
-def txn_bytes(txn: Transaction) -> bytes:
-    """The record as received, re-encoded (for the rare dead letter of a valid record)."""
-    return simplejson.dumps(txn.raw, use_decimal=True, ensure_ascii=True).encode()

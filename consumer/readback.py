@@ -79,14 +79,27 @@ def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str]:
 
 def stream_records(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
     """(shard id, sequence number, data) of every record in the stream, in each shard's order."""
-    records: list[tuple[str, str, bytes]] = []
+    return [(shard, sequence, data) for shard, sequence, data, _ in stream_entries(kinesis, stream)]
+
+
+def stream_entries(kinesis: Any, stream: str) -> list[tuple[str, str, bytes, int]]:
+    """(shard id, sequence number, data, arrival in epoch ms) of every record, in shard order."""
+    records: list[tuple[str, str, bytes, int]] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         iterator = kinesis.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            records += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
+            records += [
+                (
+                    shard["ShardId"],
+                    r["SequenceNumber"],
+                    r["Data"],
+                    round(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                )
+                for r in page["Records"]
+            ]
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = page.get("NextShardIterator")

@@ -269,7 +269,8 @@ def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
     except RecursionError:
         return InvalidRecord("not valid JSON: nested too deeply")
     except ValueError as exc:  # JSONDecodeError, or an integer literal past the digit limit
-        return InvalidRecord(f"not valid JSON: {exc}")
+        # The digit-limit message ends in advice for Python programmers, not for producers.
+        return InvalidRecord(f"not valid JSON: {str(exc).partition('; use sys.')[0]}")
     except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond what Decimal holds
         return InvalidRecord("not valid JSON: a number is too large")
     # Each precise check runs only when a cheap test on the raw text says it could matter: more

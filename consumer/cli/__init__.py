@@ -15,12 +15,18 @@ if TYPE_CHECKING:
     from consumer.cli.local_stack import StackOptions
 
 
+EXIT_BAD_CONFIG = 78  # EX_CONFIG: a setting is missing or invalid
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a resource is missing or unreachable
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Validate the settings, render the KCL properties and exec the MultiLangDaemon."""
-    from consumer import daemon
+    from consumer import daemon, preflight, settings_keys
 
     try:
-        load_settings()  # fail fast, naming the key, before the JVM starts
+        # Fail fast, naming the key, before the JVM starts.
+        warnings = settings_keys.check_environment(os.environ)
+        settings = load_settings()
         worker_id = os.environ.get("FRAUD_WORKER_ID") or os.environ.get("HOSTNAME") or "worker"
         values = daemon.render_properties(os.environ, worker_id)
         out = Path(os.environ.get("FRAUD_PROPERTIES_OUT", "/tmp/fraudstream/kcl.properties"))
@@ -32,7 +38,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
-        return 78
+        return EXIT_BAD_CONFIG
+    if not args.no_preflight:
+        try:
+            warnings += preflight.run_preflight(settings, values["streamName"]).warnings
+        except preflight.PreflightError as exc:
+            print(f"fraudstream: start-up check failed: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    for warning in warnings:
+        print(f"fraudstream: warning: {warning}", file=sys.stderr)
     if args.dry_run:
         print(" ".join(command))
         return 0
@@ -42,7 +56,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _stack_options(args: argparse.Namespace) -> StackOptions:
-    # Imported here: `fraudstream worker` (the container's entry point) does not need boto3.
+    # Imported here: `fraudstream worker` (the container's entry point) does not need it.
     from consumer.cli.local_stack import StackOptions
 
     return StackOptions(
@@ -143,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the KCL MultiLangDaemon with the fraud processor")
     worker.add_argument("--dry-run", action="store_true", help="print the java command only")
+    worker.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip the start-up checks of Redis, the bucket, the topic and the stream",
+    )
     worker.set_defaults(func=cmd_worker)
 
     def stack_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,8 +6,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 from consumer import readback
-from consumer.readback import read_jsonl_objects, stream_records
+from consumer.config import Settings
+from consumer.readback import read_jsonl_objects, stream_entries
+from consumer.records import Transaction, parse_transaction
 from consumer.rules.config import SEVERITIES, RulesConfig
+from consumer.timeliness import too_far_ahead
 from tests.integration.conftest import Stack
 from tests.support.oracle import reference_decisions
 
@@ -22,8 +25,14 @@ class Expected:
 
 def expected_from_stream(stack: Stack, config: RulesConfig | None = None) -> Expected:
     config = config or RulesConfig()
-    records = stream_records(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
-    outcomes = reference_decisions([(seq, data) for _, seq, data in records], config)
+    records = stream_entries(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
+    # Beyond the contract's text: a timestamp more than a day after the record's arrival is
+    # invalid (consumer/timeliness.py); an invalid record enters no state, so it leaves the
+    # oracle's input.
+    ahead = {seq for _, seq, data, arrival in records if too_far_ahead_bytes(data, arrival)}
+    outcomes = reference_decisions(
+        [(seq, data) for _, seq, data, _ in records if seq not in ahead], config
+    )
     flagged = {seq: rules for seq, outcome, rules in outcomes if outcome == "judged" and rules}
     medium = SEVERITIES.index("medium")
     alerted = {
@@ -34,9 +43,18 @@ def expected_from_stream(stack: Stack, config: RulesConfig | None = None) -> Exp
     return Expected(
         flagged=flagged,
         alerted=alerted,
-        invalid={seq for seq, outcome, _ in outcomes if outcome == "invalid"},
+        invalid={seq for seq, outcome, _ in outcomes if outcome == "invalid"} | ahead,
         duplicates={seq for seq, outcome, _ in outcomes if outcome == "duplicate"},
     )
+
+
+def too_far_ahead_bytes(data: bytes, arrival_ms: int) -> str | None:
+    """The future-timestamp reason for a valid record, at the default limit; else None."""
+    parsed = parse_transaction(data)
+    if not isinstance(parsed, Transaction):
+        return None
+    default = Settings(bucket="", topic_arn="", redis_url="").timestamp_max_ahead_s
+    return too_far_ahead(parsed, arrival_ms, default)
 
 
 def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> None:
