@@ -126,7 +126,7 @@ class NaivePeer:
             return
         self.counts["flagged"] += 1
         detected_at = datetime.now(UTC)
-        message = to_json(flagged_line(txn, decision, position, detected_at))
+        message = to_json(flagged_line(txn, decision, position, detected_at, "builtin"))
         at = position.arrival
         self._s3.put_object(
             Bucket=self._bucket,

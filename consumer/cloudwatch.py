@@ -53,6 +53,7 @@ COUNTS: dict[str, str] = {
     "s3_dead_letters.objects": "S3Flushes",
     "records.internal_error": "ProcessingErrors",
     "checkpoints": "Checkpoints",
+    "ruleset.refused": "RuleSetRefused",
 }
 # Counts sent every interval, zero included: a live worker with nothing to do reports zeros,
 # so an alarm on missing data means no worker, not a quiet stream.
@@ -91,6 +92,7 @@ OUTPUTS: dict[str, str] = {
 # Prefixes of the per-rule and per-severity counts the pipeline keeps.
 FLAGGED_RULE = "flagged.rule."
 FLAGGED_SEVERITY = "flagged.severity."
+SHADOW_RULE = "shadow.rule."
 GAVE_UP = "gave_up."
 
 
@@ -125,6 +127,8 @@ def to_datums(
             count(COUNTS[name], value)
         elif name.startswith(FLAGGED_RULE):
             count("FlaggedByRule", value, "Rule", name[len(FLAGGED_RULE) :])
+        elif name.startswith(SHADOW_RULE):
+            count("ShadowHitsByRule", value, "Rule", name[len(SHADOW_RULE) :])
         elif name.startswith(FLAGGED_SEVERITY):
             count("FlaggedBySeverity", value, "Severity", name[len(FLAGGED_SEVERITY) :])
         elif name.startswith(GAVE_UP):

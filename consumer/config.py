@@ -98,6 +98,10 @@ class Settings:
     # A record whose timestamp lies further than this after its arrival in the stream is
     # dead-lettered: it is a producer's bug (epoch microseconds, a wrong clock), not a payment.
     timestamp_max_ahead_s: int = 86400
+    # A rule-set file or s3://bucket/key (docs/rules-as-data.md), checked for a new version every
+    # ruleset_check_s seconds; None: the seven contract rules as FRAUD_RULES_FILE/FRAUD_RULE_* say.
+    ruleset: str | None = None
+    ruleset_check_s: float = 30.0
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -193,6 +197,30 @@ def _dimension_value(raw: str) -> str:
     return raw
 
 
+def _ruleset_source(raw: str) -> str:
+    if raw.startswith("s3://"):
+        bucket, _, key = raw[len("s3://") :].partition("/")
+        if not bucket or not key:
+            raise ValueError(f"must be s3://<bucket>/<key> or a file path, got {raw!r}")
+    elif not raw.lower().endswith((".yaml", ".yml", ".json")):
+        raise ValueError(f"must name a .yaml, .yml or .json file, got {raw!r}")
+    return raw
+
+
+def _ruleset(env: Mapping[str, str]) -> str | None:
+    source = env.get("FRAUD_RULESET", "").strip()
+    if not source:
+        return None
+    # One source of truth for the rules: a rule set file replaces the older settings.
+    older = sorted(k for k in env if k == "FRAUD_RULES_FILE" or k.startswith("FRAUD_RULE_"))
+    if older:
+        raise ConfigError(
+            f"FRAUD_RULESET: set together with {', '.join(older)}; put those parameters in the "
+            "rule set file instead"
+        )
+    return _parsed(env, "FRAUD_RULESET", "", _ruleset_source)
+
+
 def _rules(env: Mapping[str, str]) -> RulesConfig:
     try:
         return load_rules_config(env)
@@ -241,4 +269,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             application=_parsed(env, "FRAUD_APP_NAME", "fraudstream", _dimension_value),
         ),
         timestamp_max_ahead_s=_parsed(env, "FRAUD_TIMESTAMP_MAX_AHEAD_S", 86400, _positive_int),
+        ruleset=_ruleset(env),
+        ruleset_check_s=_parsed(env, "FRAUD_RULESET_CHECK_S", 30.0, _positive_float),
     )

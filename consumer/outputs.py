@@ -23,9 +23,14 @@ def to_json(value: dict[str, Any]) -> str:
 
 
 def flagged_line(
-    txn: Transaction, decision: Decision, position: RecordPosition, detected_at: datetime
+    txn: Transaction,
+    decision: Decision,
+    position: RecordPosition,
+    detected_at: datetime,
+    rules_version: str,
 ) -> dict[str, Any]:
-    """One line of a flagged object; the same fields are the body of the alert."""
+    """One line of a flagged object; the same fields are the body of the alert. `rules_version`
+    names the rule set that judged it (docs/rules-as-data.md)."""
     return {
         "transaction_id": txn.transaction_id,
         "account_id": txn.account_id,
@@ -35,6 +40,7 @@ def flagged_line(
         "shard_id": position.shard_id,
         "sequence_number": position.sequence_number,
         "detected_at": detected_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "rules_version": rules_version,
     }
 
 

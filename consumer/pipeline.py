@@ -21,7 +21,11 @@ from consumer.metrics import METRICS
 from consumer.outputs import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
-from consumer.rules import judge, severity_at_least
+from consumer.rules import severity_at_least
+from consumer.rules.config import SEVERITIES
+from consumer.rules.engine import Decision
+from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset
+from consumer.ruleset_source import RuleSetSource, builtin_ruleset
 from consumer.sinks.alerts import Alert, AlertPublisher, RejectedAlert
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 from consumer.state import AccountStateStore, BatchView, Position, position_of
@@ -65,8 +69,14 @@ class BatchPipeline:
         alerts: AlertPublisher,
         store: AccountStateStore,
         now: Callable[[], datetime] = _utc_now,
+        rulesets: RuleSetSource | None = None,
+        shadow: S3JsonLinesBatch | None = None,
     ) -> None:
         self.shard_id = shard_id
+        self._rulesets = rulesets or RuleSetSource(
+            None, check_every_s=0, fallback=builtin_ruleset(settings.rules)
+        )
+        self._shadow = shadow
         self._settings = settings
         self._flagged = flagged
         self._dead_letters = dead_letters
@@ -141,17 +151,23 @@ class BatchPipeline:
         alerts: list[Alert] = []
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
+        ruleset = self._rulesets.current()  # one version judges the whole batch
         for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
                 continue
             try:
-                decision = judge(txn, view.history(txn, pos), settings.rules)
+                verdict = judge_with_ruleset(txn, view.history(txn, pos), ruleset)
                 view.add(txn, pos)
+                if verdict.shadow:
+                    self._shadow_hits(txn, verdict, ruleset, record_position, detected_at)
+                decision = verdict.decision
                 if not decision.flagged or decision.severity is None:
                     continue
-                message = to_json(flagged_line(txn, decision, record_position, detected_at))
+                message = to_json(
+                    flagged_line(txn, decision, record_position, detected_at, ruleset.version)
+                )
             except Exception as exc:
                 # A record that breaks the judge must not stop the shard (a crash loop): it is
                 # kept with its reason, and the bug shows in the logs and the dead letters.
@@ -192,6 +208,25 @@ class BatchPipeline:
         METRICS.incr("records.flagged", flagged)
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
+
+    def _shadow_hits(
+        self,
+        txn: Transaction,
+        verdict: RuleSetDecision,
+        ruleset: RuleSet,
+        position: RecordPosition,
+        detected_at: datetime,
+    ) -> None:
+        """Shadow rules are watched, never acted on: counted, and written under `shadow/`."""
+        for reason in verdict.shadow:
+            METRICS.incr(f"shadow.rule.{reason.rule}")
+        if self._shadow is None:
+            return
+        top = max((ruleset.severity(r.rule) for r in verdict.shadow), key=SEVERITIES.index)
+        shadow_decision = Decision(reasons=verdict.shadow, severity=top)
+        line = flagged_line(txn, shadow_decision, position, detected_at, verdict.rules_version)
+        line["flagged_by_live_rules"] = verdict.decision.flagged
+        self._shadow.add(to_json(line).encode(), position)
 
     def _publish_and_mark(self, alerts: list[Alert], view: BatchView) -> list[RejectedAlert]:
         """The background half of a batch: publish its alerts, then mark them, so a replay does

@@ -38,6 +38,8 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_STATE_CACHE_ACCOUNTS",
         "FRAUD_LOG_LEVEL",
         "FRAUD_TIMESTAMP_MAX_AHEAD_S",
+        "FRAUD_RULESET",
+        "FRAUD_RULESET_CHECK_S",
         "FRAUD_METRICS_ENABLED",
         "FRAUD_METRICS_NAMESPACE",
         "FRAUD_METRICS_INTERVAL_S",

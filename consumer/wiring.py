@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -16,8 +17,15 @@ from consumer.config import Settings
 from consumer.pipeline import BatchPipeline
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
+from consumer.rules.config import RulesConfig
+from consumer.ruleset_source import RuleSetSource, builtin_ruleset, fetcher_for
 from consumer.sinks.alerts import AlertPublisher
-from consumer.sinks.s3_batches import S3JsonLinesBatch, dead_letter_key, flagged_key
+from consumer.sinks.s3_batches import (
+    S3JsonLinesBatch,
+    dead_letter_key,
+    flagged_key,
+    shadow_key,
+)
 from consumer.state import AccountStateStore
 
 # Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
@@ -73,11 +81,33 @@ def assemble_pipeline(
         settings.flush,
         settings.retry,
     )
+    shadow = S3JsonLinesBatch(
+        "shadow", s3, settings.bucket, settings.prefix, shadow_key, settings.flush, settings.retry
+    )
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
-    store = AccountStateStore(redis_conn, settings.state, state_horizon_s(settings.rules))
-    pipeline = BatchPipeline(shard_id, settings, flagged, dead_letters, alerts, store)
-    policy = CheckpointPolicy([flagged, dead_letters], settings.flush.max_age_s, in_flight=pipeline)
+    rulesets = ruleset_source(settings, lambda: s3)
+    store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s)
+    pipeline = BatchPipeline(
+        shard_id, settings, flagged, dead_letters, alerts, store, rulesets=rulesets, shadow=shadow
+    )
+    policy = CheckpointPolicy(
+        [flagged, shadow, dead_letters], settings.flush.max_age_s, in_flight=pipeline
+    )
     return pipeline, policy
+
+
+def ruleset_source(settings: Settings, s3: Callable[[], Any]) -> RuleSetSource:
+    """FRAUD_RULESET (a file or S3 object, hot-reloaded), else the contract rules as configured.
+
+    The state store keeps at least the history the contract rules at their defaults need, so a
+    reloaded version within that envelope never waits for a restart."""
+    envelope = state_horizon_s(RulesConfig())
+    if settings.ruleset is None:
+        initial = builtin_ruleset(settings.rules)
+        return RuleSetSource(None, 0, max(envelope, initial.state_horizon_s), fallback=initial)
+    source = RuleSetSource(fetcher_for(settings.ruleset, s3), settings.ruleset_check_s)
+    source.max_horizon_s = max(envelope, source.max_horizon_s)
+    return source
 
 
 def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:

@@ -51,6 +51,12 @@ def flagged_key(prefix: str, first: RecordPosition) -> str:
     return f"{prefix}flagged/dt={at:%Y-%m-%d}/hour={at:%H}/{first.object_name}"
 
 
+def shadow_key(prefix: str, first: RecordPosition) -> str:
+    """`<prefix>shadow/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.jsonl.gz`: shadow hits."""
+    at = first.arrival
+    return f"{prefix}shadow/dt={at:%Y-%m-%d}/hour={at:%H}/{first.object_name}"
+
+
 def dead_letter_key(prefix: str, first: RecordPosition) -> str:
     """`<prefix>dead-letter/dt=YYYY-MM-DD/<shard>-<first sequence>.jsonl.gz`."""
     return f"{prefix}dead-letter/dt={first.arrival:%Y-%m-%d}/{first.object_name}"
