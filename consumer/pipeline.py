@@ -95,6 +95,9 @@ class BatchPipeline:
         and hidden from earlier positions.
         """
         self._dead_letter_rejected(self._dispatch.poll())
+        # Checked at every batch, empty ones too: a new version is in force (and logged) within
+        # FRAUD_RULESET_CHECK_S on a quiet shard as well, and one version judges the whole batch.
+        ruleset = self._rulesets.current()
         last: RecordPosition | None = None
         valid: list[_Valid] = []
         max_ahead_s = self._settings.timestamp_max_ahead_s
@@ -128,7 +131,7 @@ class BatchPipeline:
                 )
             )
         if valid:
-            self._judge(valid)
+            self._judge(valid, ruleset)
         return last
 
     def _dead_letter(
@@ -138,7 +141,7 @@ class BatchPipeline:
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
-    def _judge(self, valid: list[_Valid]) -> None:
+    def _judge(self, valid: list[_Valid], ruleset: RuleSet) -> None:
         settings = self._settings
         retry = settings.retry
         view = call_with_retries(
@@ -151,7 +154,6 @@ class BatchPipeline:
         alerts: list[Alert] = []
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
-        ruleset = self._rulesets.current()  # one version judges the whole batch
         for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1

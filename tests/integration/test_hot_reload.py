@@ -1,0 +1,134 @@
+"""A rule set changed under the running daemon (issue #8): a new version judges from the next batch
+on with no restart and nothing lost; a broken version is refused and the one in force keeps
+working. Its own stack: the decisions here depend on when the file changed."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer import readback
+from consumer.cli.local_stack import StackOptions, down, running_pids, up
+from consumer.readback import read_jsonl_objects
+from load_test.producer import Entry, send
+from tests.integration.conftest import Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def ruleset(version: str, threshold: str) -> str:
+    return f'version: "{version}"\nrules:\n  high_amount:\n    threshold: "{threshold}"\n'
+
+
+@pytest.fixture(scope="module")
+def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
+    state_dir = tmp_path_factory.mktemp("reload") / ".fraudstream"
+    state_dir.mkdir(parents=True)
+    rules = state_dir / "rules.yaml"
+    rules.write_text(ruleset("v1", "10000"))
+    options = StackOptions(
+        state_dir=state_dir,
+        kinesis_port=free_port(),
+        kinesis_tls_port=free_port(),
+        moto_port=free_port(),
+        redis_port=free_port(),
+        workers=1,
+        shards=2,
+        worker_env={
+            "FRAUD_FLUSH_MAX_AGE_S": "1",
+            "FRAUD_RULESET": str(rules),
+            "FRAUD_RULESET_CHECK_S": "1",
+        },
+    )
+    try:
+        env = up(options)
+        yield Stack(options, [], env), rules
+    finally:
+        down(options)
+
+
+def burst(stack: Stack, tag: str, count: int = 40) -> set[str]:
+    """`count` transactions of 600, one new account each: only high_amount can judge them."""
+    ids, entries = set(), []
+    for n in range(count):
+        tid = f"{tag}-{n}-{uuid.uuid4().hex[:6]}"
+        account = f"acct-{tid}"
+        body = (
+            f'{{"transaction_id":"{tid}","account_id":"{account}","amount":600,'
+            f'"timestamp":{int(time.time() * 1000)}}}'
+        )
+        entries.append(Entry(body.encode(), account))
+        ids.add(tid)
+    assert send(stack.client("kinesis"), stack.env["FRAUD_STREAM"], entries).failed == 0
+    return ids
+
+
+def caught_up(stack: Stack) -> None:
+    waited = readback.wait_for_checkpoints(
+        stack.client("kinesis"),
+        stack.client("dynamodb"),
+        stack.env["FRAUD_STREAM"],
+        stack.env["FRAUD_APP_NAME"],
+        120,
+    )
+    assert waited is not None
+
+
+def flagged_versions(stack: Stack) -> dict[str, str]:
+    lines = read_jsonl_objects(stack.client("s3"), stack.env["FRAUD_BUCKET"], "flagged/")
+    return {line["transaction_id"]: line["rules_version"] for _, line in lines}
+
+
+def worker_events(stack: Stack, event: str) -> list[dict[str, object]]:
+    text = (stack.options.logs / "worker-1.log").read_text(errors="replace")
+    found = []
+    for line in text.splitlines():
+        if f'"{event}"' in line:
+            entry = json.loads(line)
+            if entry.get("event") == event:
+                found.append(entry)
+    return found
+
+
+def wait_for_events(stack: Stack, event: str, count: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(worker_events(stack, event)) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(worker_events(stack, event)) >= count, f"no {event} in the worker log"
+
+
+def test_a_new_version_judges_the_next_batches_and_a_broken_one_is_refused(
+    reloading: tuple[Stack, Path],
+) -> None:
+    stack, rules = reloading
+    worker_pid = running_pids(stack.options)["worker-1"]
+
+    before = burst(stack, "before")
+    caught_up(stack)
+    assert not before & set(flagged_versions(stack))  # 600 < 10000: nothing flagged under v1
+
+    rules.write_text(ruleset("v2", "500"))
+    wait_for_events(stack, "ruleset_loaded", 2)  # one processor per shard
+    after = burst(stack, "after")
+    caught_up(stack)
+    versions = flagged_versions(stack)
+    assert {tid: versions.get(tid) for tid in after} == dict.fromkeys(after, "v2")
+    assert not before & set(versions)  # decisions already made stay made
+
+    rules.write_text("version: v3\nrules: {high_amount: {threshold: -5}}\n")
+    wait_for_events(stack, "ruleset_refused", 2)
+    still = burst(stack, "still")
+    caught_up(stack)
+    versions = flagged_versions(stack)
+    assert {tid: versions.get(tid) for tid in still} == dict.fromkeys(still, "v2")
+
+    assert running_pids(stack.options)["worker-1"] == worker_pid  # no restart at any point
+    dead = read_jsonl_objects(stack.client("s3"), stack.env["FRAUD_BUCKET"], "dead-letter/")
+    assert dead == []
+    refused = worker_events(stack, "ruleset_refused")[0]
+    assert "threshold" in str(refused["error"]) and refused["in_force"] == "v2"
