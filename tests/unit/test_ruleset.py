@@ -575,7 +575,7 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
 def test_the_documented_example_loads_and_judges() -> None:
     ruleset = load_ruleset(ROOT / "docs" / "rules.example.yaml")
     assert [r.id for r in ruleset.live] == ["big_online_after_burst", "drain_at_night"]
-    assert [r.id for r in ruleset.shadow] == ["new_country_new_device"]
+    assert [r.id for r in ruleset.shadow] == ["new_device_cash"]
     assert ruleset.config == RulesConfig()
     assert ruleset.history_needs == frozenset({"countries"})
     night = _txn(amount="990", account_balance=1000, timestamp=1795482000000)  # 01:00 UTC
