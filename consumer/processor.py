@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
+import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
@@ -56,6 +57,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
 
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
+        # One process per shard: every line it logs (checkpoints, dead letters) names the shard,
+        # so a worker log that interleaves several processors can be read per shard.
+        structlog.contextvars.bind_contextvars(shard_id=self._shard_id)
         try:
             self._pipeline, self._policy = self._build(self._shard_id, self._settings)
         except Exception as exc:
@@ -99,6 +103,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         log.warning("lease_lost", shard_id=self._shard_id)
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        # Logged before the SHARD_END checkpoint that lets the children start: a child processor's
+        # `shard_initialized` must come after it (tests/integration/test_resharding.py).
+        log.info("shard_end_reached", shard_id=self._shard_id)
         _, policy = self._require()
         if policy.lease_gone:
             return
