@@ -44,15 +44,7 @@ def stream_records(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
     """(shard id, sequence number, data) of every record in the stream, in each shard's order."""
     records: list[tuple[str, str, bytes]] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            records += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
+        records += shard_records(kinesis, stream, shard["ShardId"])
     return records
 
 
@@ -69,6 +61,133 @@ def wait_for_checkpoints(
     last = last_sequence_per_shard(kinesis, stream)
     started = time.monotonic()
     while lease_checkpoints(dynamodb, table) != last:
+        if time.monotonic() - started > timeout_s:
+            return None
+        time.sleep(poll_s)
+    return time.monotonic() - started
+
+
+# --- resharded streams -----------------------------------------------------------------------
+
+SHARD_END = "SHARD_END"
+
+
+def list_all_shards(kinesis: Any, stream: str) -> list[dict[str, Any]]:
+    """Every shard of the stream, open and closed, across ListShards pages."""
+    shards: list[dict[str, Any]] = []
+    page = kinesis.list_shards(StreamName=stream)
+    while True:
+        shards += page["Shards"]
+        if not page.get("NextToken"):
+            return shards
+        page = kinesis.list_shards(NextToken=page["NextToken"])
+
+
+def is_open(shard: dict[str, Any]) -> bool:
+    return "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+
+
+def shard_parents(shard: dict[str, Any]) -> list[str]:
+    """The shard's parents: one after a split, two after a merge, none for an original shard."""
+    return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
+
+
+def lineage_order(shards: list[dict[str, Any]]) -> list[str]:
+    """Shard ids with every parent before its children (ties by shard id).
+
+    An account's records sit in one shard of each generation (its hash key picks the child), so
+    reading whole shards in this order gives every account its records in the order Kinesis
+    (and the KCL, which starts a child only after its parents ended) hands them to a consumer.
+    Parents that have aged out of the stream (absent from the list) are ignored.
+    """
+    known = {shard["ShardId"]: shard for shard in shards}
+    ordered: list[str] = []
+    placed: set[str] = set()
+
+    def place(shard_id: str, path: tuple[str, ...]) -> None:
+        if shard_id in placed:
+            return
+        if shard_id in path:
+            raise ValueError(f"shard lineage has a cycle through {shard_id}")
+        for parent in shard_parents(known[shard_id]):
+            if parent in known:
+                place(parent, (*path, shard_id))
+        placed.add(shard_id)
+        ordered.append(shard_id)
+
+    for shard_id in sorted(known):
+        place(shard_id, ())
+    return ordered
+
+
+def shard_records(kinesis: Any, stream: str, shard_id: str) -> list[tuple[str, str, bytes]]:
+    """(shard id, sequence number, data) of every record of one shard, in its order."""
+    records: list[tuple[str, str, bytes]] = []
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    while iterator:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        records += [(shard_id, r["SequenceNumber"], r["Data"]) for r in page["Records"]]
+        if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+            break
+        iterator = page.get("NextShardIterator")
+    return records
+
+
+def stream_records_in_lineage_order(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
+    """Like `stream_records`, with shards read parents first (see `lineage_order`)."""
+    records: list[tuple[str, str, bytes]] = []
+    for shard_id in lineage_order(list_all_shards(kinesis, stream)):
+        records += shard_records(kinesis, stream, shard_id)
+    return records
+
+
+def lease_items(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """shard id -> the lease item with DynamoDB's type wrappers removed (numbers as int)."""
+    leases: dict[str, dict[str, Any]] = {}
+    scan: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**scan)
+        for item in page["Items"]:
+            lease: dict[str, Any] = {}
+            for name, wrapped in item.items():
+                [(kind, value)] = wrapped.items()
+                lease[name] = int(value) if kind == "N" and value.isdigit() else value
+            leases[lease["leaseKey"]] = lease
+        if "LastEvaluatedKey" not in page:
+            return leases
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def checkpoints_complete(
+    shards: list[dict[str, Any]], last: dict[str, str], checkpoints: dict[str, str]
+) -> bool:
+    """Every closed shard checkpointed at SHARD_END, every open shard at its newest record
+    (an open shard without records needs no checkpoint)."""
+    for shard in shards:
+        shard_id = shard["ShardId"]
+        if not is_open(shard):
+            if checkpoints.get(shard_id) != SHARD_END:
+                return False
+        elif shard_id in last and checkpoints.get(shard_id) != last[shard_id]:
+            return False
+    return True
+
+
+def wait_for_lineage_checkpoints(
+    kinesis: Any, dynamodb: Any, stream: str, table: str, timeout_s: float, poll_s: float = 1.0
+) -> float | None:
+    """`wait_for_checkpoints` for a resharded stream: closed shards must reach SHARD_END.
+    The seconds it took, or None when `timeout_s` passed first."""
+    shards = list_all_shards(kinesis, stream)
+    last = {}
+    for shard in shards:
+        records = shard_records(kinesis, stream, shard["ShardId"])
+        if records:
+            last[shard["ShardId"]] = records[-1][1]
+    started = time.monotonic()
+    while not checkpoints_complete(shards, last, lease_checkpoints(dynamodb, table)):
         if time.monotonic() - started > timeout_s:
             return None
         time.sleep(poll_s)
