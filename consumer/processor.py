@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
+import structlog
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
@@ -62,6 +63,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
 
     def initialize(self, initialize_input: Any) -> None:
         self._shard_id = initialize_input.shard_id
+        # One process per shard: every line it logs (checkpoints, dead letters) names the shard,
+        # so a worker log that interleaves several processors can be read per shard.
+        structlog.contextvars.bind_contextvars(shard_id=self._shard_id)
         if self._publisher is not None:
             self._publisher.start()
         try:
@@ -111,6 +115,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         self._flush_metrics()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        # Logged before the SHARD_END checkpoint that lets the children start: a child processor's
+        # `shard_initialized` must come after it (tests/integration/test_resharding.py).
+        log.info("shard_end_reached", shard_id=self._shard_id)
         _, policy = self._require()
         if policy.lease_gone:
             return

@@ -86,23 +86,7 @@ def stream_entries(kinesis: Any, stream: str) -> list[tuple[str, str, bytes, int
     """(shard id, sequence number, data, arrival in epoch ms) of every record, in shard order."""
     records: list[tuple[str, str, bytes, int]] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            records += [
-                (
-                    shard["ShardId"],
-                    r["SequenceNumber"],
-                    r["Data"],
-                    round(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                )
-                for r in page["Records"]
-            ]
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = page.get("NextShardIterator")
+        records += shard_entries(kinesis, stream, shard["ShardId"])
     return records
 
 
@@ -127,3 +111,134 @@ def wait_for_checkpoints(
 
 def _checkpointed(checkpoints: dict[str, str], last: dict[str, str]) -> bool:
     return all(checkpoints.get(shard) in (sequence, SHARD_END) for shard, sequence in last.items())
+
+
+# --- resharded streams -----------------------------------------------------------------------
+
+
+def shard_parents(shard: dict[str, Any]) -> list[str]:
+    """The shard's parents: one after a split, two after a merge, none for an original shard."""
+    return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
+
+
+def lineage_order(shards: list[dict[str, Any]]) -> list[str]:
+    """Shard ids with every parent before its children (ties by shard id).
+
+    An account's records sit in one shard of each generation (its hash key picks the child), so
+    reading whole shards in this order gives every account its records in the order Kinesis
+    (and the KCL, which starts a child only after its parents ended) hands them to a consumer.
+    Parents that have aged out of the stream (absent from the list) are ignored.
+    """
+    known = {shard["ShardId"]: shard for shard in shards}
+    ordered: list[str] = []
+    placed: set[str] = set()
+
+    def place(shard_id: str, path: tuple[str, ...]) -> None:
+        if shard_id in placed:
+            return
+        if shard_id in path:
+            raise ValueError(f"shard lineage has a cycle through {shard_id}")
+        for parent in shard_parents(known[shard_id]):
+            if parent in known:
+                place(parent, (*path, shard_id))
+        placed.add(shard_id)
+        ordered.append(shard_id)
+
+    for shard_id in sorted(known):
+        place(shard_id, ())
+    return ordered
+
+
+def shard_entries(kinesis: Any, stream: str, shard_id: str) -> list[tuple[str, str, bytes, int]]:
+    """(shard id, sequence number, data, arrival in epoch ms) of every record of one shard."""
+    records: list[tuple[str, str, bytes, int]] = []
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    while iterator:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        records += [
+            (
+                shard_id,
+                r["SequenceNumber"],
+                r["Data"],
+                round(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+            )
+            for r in page["Records"]
+        ]
+        if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+            break
+        iterator = page.get("NextShardIterator")
+    return records
+
+
+def shard_records(kinesis: Any, stream: str, shard_id: str) -> list[tuple[str, str, bytes]]:
+    """(shard id, sequence number, data) of every record of one shard, in its order."""
+    return [
+        (s, sequence, data) for s, sequence, data, _ in shard_entries(kinesis, stream, shard_id)
+    ]
+
+
+def stream_records_in_lineage_order(kinesis: Any, stream: str) -> list[tuple[str, str, bytes]]:
+    """Like `stream_records`, with shards read parents first (see `lineage_order`)."""
+    entries = stream_entries_in_lineage_order(kinesis, stream)
+    return [(shard, sequence, data) for shard, sequence, data, _ in entries]
+
+
+def stream_entries_in_lineage_order(kinesis: Any, stream: str) -> list[tuple[str, str, bytes, int]]:
+    """Like `stream_entries`, with shards read parents first (see `lineage_order`)."""
+    entries: list[tuple[str, str, bytes, int]] = []
+    for shard_id in lineage_order(list_shards(kinesis, stream)):
+        entries += shard_entries(kinesis, stream, shard_id)
+    return entries
+
+
+def leases_by_shard(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """shard id -> the lease item with DynamoDB's type wrappers removed (numbers as int)."""
+    leases: dict[str, dict[str, Any]] = {}
+    scan: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**scan)
+        for item in page["Items"]:
+            lease: dict[str, Any] = {}
+            for name, wrapped in item.items():
+                [(kind, value)] = wrapped.items()
+                lease[name] = int(value) if kind == "N" and value.isdigit() else value
+            leases[lease["leaseKey"]] = lease
+        if "LastEvaluatedKey" not in page:
+            return leases
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def checkpoints_complete(
+    shards: list[dict[str, Any]], last: dict[str, str], checkpoints: dict[str, str]
+) -> bool:
+    """Every closed shard checkpointed at SHARD_END, every open shard at its newest record
+    (an open shard without records needs no checkpoint)."""
+    for shard in shards:
+        shard_id = shard["ShardId"]
+        if not is_open(shard):
+            if checkpoints.get(shard_id) != SHARD_END:
+                return False
+        elif shard_id in last and checkpoints.get(shard_id) != last[shard_id]:
+            return False
+    return True
+
+
+def wait_for_lineage_checkpoints(
+    kinesis: Any, dynamodb: Any, stream: str, table: str, timeout_s: float, poll_s: float = 1.0
+) -> float | None:
+    """`wait_for_checkpoints` for a resharded stream: closed shards must reach SHARD_END.
+    The seconds it took, or None when `timeout_s` passed first."""
+    shards = list_shards(kinesis, stream)
+    last = {}
+    for shard in shards:
+        records = shard_records(kinesis, stream, shard["ShardId"])
+        if records:
+            last[shard["ShardId"]] = records[-1][1]
+    started = time.monotonic()
+    while not checkpoints_complete(shards, last, lease_checkpoints(dynamodb, table)):
+        if time.monotonic() - started > timeout_s:
+            return None
+        time.sleep(poll_s)
+    return time.monotonic() - started

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 from consumer import readback
 from consumer.config import Settings
-from consumer.readback import read_jsonl_objects, stream_entries
+from consumer.readback import (
+    read_jsonl_objects,
+    stream_entries,
+    stream_entries_in_lineage_order,
+)
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.config import SEVERITIES, RulesConfig
 from consumer.timeliness import too_far_ahead
@@ -24,8 +28,24 @@ class Expected:
 
 
 def expected_from_stream(stack: Stack, config: RulesConfig | None = None) -> Expected:
+    return expected_from_entries(
+        stream_entries(stack.client("kinesis"), stack.env["FRAUD_STREAM"]), config
+    )
+
+
+def expected_from_resharded_stream(stack: Stack, config: RulesConfig | None = None) -> Expected:
+    """The oracle over a stream that was split or merged: parent shards read before their
+    children, so each account's records are judged in the order the consumer sees them."""
+    entries = stream_entries_in_lineage_order(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
+    return expected_from_entries(entries, config)
+
+
+def expected_from_entries(
+    records: list[tuple[str, str, bytes, int]], config: RulesConfig | None = None
+) -> Expected:
+    """What the contract says about (shard id, sequence number, data, arrival ms) records in
+    stream order."""
     config = config or RulesConfig()
-    records = stream_entries(stack.client("kinesis"), stack.env["FRAUD_STREAM"])
     # Beyond the contract's text: a timestamp more than a day after the record's arrival is
     # invalid (consumer/timeliness.py); an invalid record enters no state, so it leaves the
     # oracle's input.
@@ -87,3 +107,16 @@ def assert_s3_matches(stack: Stack, expected: Expected) -> None:
     dead = read_jsonl_objects(s3, bucket, "dead-letter/")
     assert {line["sequence_number"] for _, line in dead} == expected.invalid
     assert all(line["error"] for _, line in dead)
+
+
+def wait_for_lineage_checkpoints(stack: Stack, timeout_s: float = 180) -> float:
+    """`wait_for_checkpoints` for a split or merged stream; the seconds it took."""
+    waited = readback.wait_for_lineage_checkpoints(
+        stack.client("kinesis"),
+        stack.client("dynamodb"),
+        stack.env["FRAUD_STREAM"],
+        stack.env["FRAUD_APP_NAME"],
+        timeout_s,
+    )
+    assert waited is not None, "checkpoints did not reach SHARD_END and the last records"
+    return waited

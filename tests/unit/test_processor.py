@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog
 from amazon_kclpy import kcl
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -195,6 +196,17 @@ def test_shard_end_flushes_then_checkpoints_the_end(aws: Aws, events: list[str])
     )
     assert events == ["put:flagged", "checkpoint:None"]
     assert daemon.checkpoints == [None]
+
+
+def test_every_line_a_processor_logs_after_initialize_names_its_shard(
+    aws: Aws, events: list[str]
+) -> None:
+    structlog.contextvars.clear_contextvars()
+    try:
+        run(aws, [msg.initialize(SHARD)], events)
+        assert structlog.contextvars.get_contextvars().get("shard_id") == SHARD
+    finally:
+        structlog.contextvars.unbind_contextvars("shard_id")
 
 
 def test_after_the_kcl_says_the_lease_is_gone_the_processor_writes_nothing_more(

@@ -1,0 +1,52 @@
+"""Reading a resharded stream back: shard lineage order and when its checkpoints are complete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from consumer.readback import SHARD_END, checkpoints_complete, lineage_order
+
+
+def shard(
+    shard_id: str, parent: str | None = None, adjacent: str | None = None, closed: bool = False
+) -> dict[str, Any]:
+    sequence_range = {"StartingSequenceNumber": "1"}
+    if closed:
+        sequence_range["EndingSequenceNumber"] = "9"
+    found: dict[str, Any] = {"ShardId": shard_id, "SequenceNumberRange": sequence_range}
+    if parent:
+        found["ParentShardId"] = parent
+    if adjacent:
+        found["AdjacentParentShardId"] = adjacent
+    return found
+
+
+def test_parents_come_before_their_children_whatever_the_listing_order() -> None:
+    # "a" split into "z1" and "b"; "b" merged with "c" into "m"; listed children first.
+    shards = [
+        shard("m", parent="b", adjacent="c"),
+        shard("z1", parent="a"),
+        shard("b", parent="a", closed=True),
+        shard("c", closed=True),
+        shard("a", closed=True),
+    ]
+    order = lineage_order(shards)
+    assert sorted(order) == ["a", "b", "c", "m", "z1"]
+    for child, parents in {"z1": ["a"], "b": ["a"], "m": ["b", "c"]}.items():
+        assert all(order.index(p) < order.index(child) for p in parents)
+
+
+def test_a_parent_no_longer_listed_is_ignored_and_a_cycle_is_refused() -> None:
+    assert lineage_order([shard("b", parent="gone")]) == ["b"]
+    with pytest.raises(ValueError, match="cycle"):
+        lineage_order([shard("a", parent="b"), shard("b", parent="a")])
+
+
+def test_checkpoints_are_complete_when_closed_shards_ended_and_open_ones_reached_the_end() -> None:
+    shards = [shard("a", closed=True), shard("b", parent="a"), shard("c", parent="a")]
+    last = {"a": "5", "b": "7"}  # "c" has no records yet
+    assert checkpoints_complete(shards, last, {"a": SHARD_END, "b": "7", "c": "TRIM_HORIZON"})
+    assert not checkpoints_complete(shards, last, {"a": "5", "b": "7"})  # parent not ended
+    assert not checkpoints_complete(shards, last, {"a": SHARD_END, "b": "6"})  # behind
