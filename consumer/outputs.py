@@ -39,6 +39,8 @@ def flagged_line(
         "transaction": txn.raw,
         "shard_id": position.shard_id,
         "sequence_number": position.sequence_number,
+        # Several user records of one KPL-aggregated Kinesis record share a sequence number.
+        "sub_sequence_number": position.sub_sequence_number,
         "detected_at": detected_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "rules_version": rules_version,
     }

@@ -140,6 +140,8 @@ def test_a_batch_is_judged_written_and_checkpointed_only_after_the_writes(
     assert lines[0]["reasons"][0]["rule"] == "high_amount"
     assert lines[0]["severity"] == "high"
     assert lines[0]["sequence_number"] == seq(2) and lines[0]["shard_id"] == SHARD
+    assert lines[0]["sub_sequence_number"] == 0
+    assert lines[0]["rules_version"] == "builtin"
     # The record passes through untouched, extra fields and exact numbers included.
     assert lines[1]["transaction"]["amount"] == 25000.5
     assert lines[1]["transaction"]["merchant"] == {"id": "m-1"}
