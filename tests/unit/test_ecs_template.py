@@ -213,6 +213,7 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
 ) -> None:
     allowed_wildcards = (
         "/${S3Prefix}flagged/*",
+        "/${S3Prefix}shadow/*",
         "/${S3Prefix}dead-letter/*",
         ":table/${ApplicationName}/index/*",
         "/consumer/${ApplicationName}:*",
@@ -228,7 +229,11 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
             if ":dynamodb:" in text:
                 tables.add(text.split(":table/")[1])
             if text.startswith("${Bucket.Arn}"):
-                assert statement["Action"] == "s3:PutObject"
+                # Writes under the output prefixes; one read: the rule set's own key.
+                expected = (
+                    "s3:GetObject" if text == "${Bucket.Arn}/${RuleSetKey}" else "s3:PutObject"
+                )
+                assert statement["Action"] == expected, text
     assert tables == {
         "${ApplicationName}",
         "${ApplicationName}/index/*",
