@@ -33,6 +33,7 @@ from consumer.cli.local_stack import (
     running_pids,
     start_redis,
     up,
+    wait_for_leases,
 )
 from consumer.readback import drain_queue, lease_checkpoints, read_jsonl_objects, stream_records
 from load_test.producer import send
@@ -167,7 +168,9 @@ def verify(faulty: FaultStack, earlier: set[str]) -> tuple[Expected, dict[str, i
 
 
 def begin(faulty: FaultStack) -> set[str]:
-    """Everything before this scenario: caught up and its alerts drained."""
+    """Everything before this scenario: both workers up, caught up, its alerts drained."""
+    if faulty.restart_missing_workers():
+        wait_for_leases(faulty.options, faulty.stack.env)
     caught_up(faulty)
     stack = faulty.stack
     drain_queue(stack.client("sqs"), stack.env["FRAUD_ALERTS_QUEUE_URL"])
@@ -294,6 +297,8 @@ def test_outputs_down_past_the_retry_budget_exit_the_worker_and_resume(
     assert exited_after < 100
     faulty.aws_proxy.set_mode("pass")
     healed_at = time.monotonic()
+    time.sleep(5)  # a processor whose budget ran out just as the outage ended exits now too
+    stopped |= {f"worker-{i}" for i in (1, 2)} - set(faulty.workers())
     faulty.restart_missing_workers()
     produced += faulty.produce("give-up-c", 300)
     caught_up(faulty)
