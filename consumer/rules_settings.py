@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from consumer.rules.config import RULE_IDS, SEVERITIES, RulesConfig
+from consumer.rules.config import PARAMETER_FIELDS, RULE_IDS, SEVERITIES, RulesConfig
 
 
 class RulesConfigError(ValueError):
@@ -43,28 +43,15 @@ def _positive_float(value: Any) -> float:
     return float(_decimal(value))
 
 
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "decimal": _decimal,
+    "count": _count,
+    "float": _positive_float,
+}
 # rule id -> parameter name -> (RulesConfig field, parser)
 PARAMETERS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
-    "high_amount": {"threshold": ("high_amount_threshold", _decimal)},
-    "velocity": {
-        "max_count": ("velocity_max_count", _count),
-        "window_s": ("velocity_window_s", _decimal),
-    },
-    "cross_border": {},
-    "low_balance_high_amount": {
-        "min_amount": ("low_balance_min_amount", _decimal),
-        "ratio": ("low_balance_ratio", _decimal),
-    },
-    "impossible_travel": {
-        "min_distance_km": ("travel_min_distance_km", _positive_float),
-        "max_speed_kmh": ("travel_max_speed_kmh", _positive_float),
-    },
-    "card_testing": {
-        "max_amount": ("card_testing_max_amount", _decimal),
-        "min_count": ("card_testing_min_count", _count),
-        "window_s": ("card_testing_window_s", _decimal),
-    },
-    "new_device_high_amount": {"min_amount": ("new_device_min_amount", _decimal)},
+    rule: {name: (field, _PARSERS[kind]) for name, (field, kind) in params.items()}
+    for rule, params in PARAMETER_FIELDS.items()
 }
 assert set(PARAMETERS) == set(RULE_IDS)
 

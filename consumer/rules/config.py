@@ -21,6 +21,32 @@ RULE_IDS: tuple[str, ...] = (
     "new_device_high_amount",
 )
 
+# rule id -> parameter name -> (RulesConfig field, kind of value). The names are the same in the
+# TOML file, the FRAUD_RULE_<RULE>_<PARAM> variables and rule-set files; each reader parses a
+# kind its own way ("decimal": exact and > 0, "count": whole and >= 1, "float": > 0).
+PARAMETER_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    "high_amount": {"threshold": ("high_amount_threshold", "decimal")},
+    "velocity": {
+        "max_count": ("velocity_max_count", "count"),
+        "window_s": ("velocity_window_s", "decimal"),
+    },
+    "cross_border": {},
+    "low_balance_high_amount": {
+        "min_amount": ("low_balance_min_amount", "decimal"),
+        "ratio": ("low_balance_ratio", "decimal"),
+    },
+    "impossible_travel": {
+        "min_distance_km": ("travel_min_distance_km", "float"),
+        "max_speed_kmh": ("travel_max_speed_kmh", "float"),
+    },
+    "card_testing": {
+        "max_amount": ("card_testing_max_amount", "decimal"),
+        "min_count": ("card_testing_min_count", "count"),
+        "window_s": ("card_testing_window_s", "decimal"),
+    },
+    "new_device_high_amount": {"min_amount": ("new_device_min_amount", "decimal")},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class RulesConfig:

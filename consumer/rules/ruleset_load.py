@@ -26,7 +26,7 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
-from consumer.rules.config import RULE_IDS, RulesConfig
+from consumer.rules.config import PARAMETER_FIELDS, RULE_IDS, RulesConfig
 from consumer.rules.expressions import ExpressionError, compile_expression
 from consumer.rules.ruleset import RESERVED_IDS, CustomRule, RuleSet, RuleSetError
 
@@ -53,27 +53,10 @@ def _positive_float(value: Any) -> float:
     return float(_decimal(value))
 
 
+_PARSERS: dict[str, _Parser] = {"decimal": _decimal, "count": _count, "float": _positive_float}
 PARAMETERS: dict[str, dict[str, tuple[str, _Parser]]] = {
-    "high_amount": {"threshold": ("high_amount_threshold", _decimal)},
-    "velocity": {
-        "max_count": ("velocity_max_count", _count),
-        "window_s": ("velocity_window_s", _decimal),
-    },
-    "cross_border": {},
-    "low_balance_high_amount": {
-        "min_amount": ("low_balance_min_amount", _decimal),
-        "ratio": ("low_balance_ratio", _decimal),
-    },
-    "impossible_travel": {
-        "min_distance_km": ("travel_min_distance_km", _positive_float),
-        "max_speed_kmh": ("travel_max_speed_kmh", _positive_float),
-    },
-    "card_testing": {
-        "max_amount": ("card_testing_max_amount", _decimal),
-        "min_count": ("card_testing_min_count", _count),
-        "window_s": ("card_testing_window_s", _decimal),
-    },
-    "new_device_high_amount": {"min_amount": ("new_device_min_amount", _decimal)},
+    rule: {name: (field, _PARSERS[kind]) for name, (field, kind) in params.items()}
+    for rule, params in PARAMETER_FIELDS.items()
 }
 assert tuple(PARAMETERS) == RULE_IDS
 

@@ -77,7 +77,8 @@ def too_far_ahead_bytes(data: bytes, arrival_ms: int) -> str | None:
     return too_far_ahead(parsed, arrival_ms, default)
 
 
-def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> None:
+def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> float:
+    """Every shard checkpointed at its last record; the seconds that took."""
     waited = readback.wait_for_checkpoints(
         stack.client("kinesis"),
         stack.client("dynamodb"),
@@ -86,6 +87,7 @@ def wait_for_checkpoints(stack: Stack, timeout_s: float = 180) -> None:
         timeout_s,
     )
     assert waited is not None, "checkpoints did not reach the last records"
+    return waited
 
 
 def assert_s3_matches(stack: Stack, expected: Expected) -> None:

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 import redis
 
-from consumer import readback
 from consumer.cli.local_stack import (
     StackOptions,
     down,
@@ -39,7 +38,12 @@ from consumer.readback import drain_queue, lease_checkpoints, read_jsonl_objects
 from load_test.producer import send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, free_port
-from tests.integration.expectations import Expected, assert_s3_matches, expected_from_stream
+from tests.integration.expectations import (
+    Expected,
+    assert_s3_matches,
+    expected_from_stream,
+    wait_for_checkpoints,
+)
 from tests.integration.scenarios import scenario_entries
 from tests.support.fault_proxy import FaultProxy
 
@@ -136,16 +140,7 @@ def report(scenario: str, **numbers: Any) -> None:
 
 
 def caught_up(faulty: FaultStack, timeout_s: float = 240) -> float:
-    stack = faulty.stack
-    waited = readback.wait_for_checkpoints(
-        stack.client("kinesis"),
-        stack.client("dynamodb"),
-        stack.env["FRAUD_STREAM"],
-        stack.env["FRAUD_APP_NAME"],
-        timeout_s,
-    )
-    assert waited is not None, "checkpoints did not reach the last records"
-    return waited
+    return wait_for_checkpoints(faulty.stack, timeout_s)
 
 
 def verify(faulty: FaultStack, earlier: set[str]) -> tuple[Expected, dict[str, int]]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from consumer import readback
 from consumer.cli.local_stack import StackOptions, down, running_pids, up
 from consumer.readback import read_jsonl_objects
 from load_test.producer import Entry, send
 from tests.integration.conftest import Stack, free_port
+from tests.integration.expectations import wait_for_checkpoints
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +69,7 @@ def burst(stack: Stack, tag: str, count: int = 40) -> set[str]:
 
 
 def caught_up(stack: Stack) -> None:
-    waited = readback.wait_for_checkpoints(
-        stack.client("kinesis"),
-        stack.client("dynamodb"),
-        stack.env["FRAUD_STREAM"],
-        stack.env["FRAUD_APP_NAME"],
-        120,
-    )
-    assert waited is not None
+    wait_for_checkpoints(stack, 120)
 
 
 def flagged_versions(stack: Stack) -> dict[str, str]:
