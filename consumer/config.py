@@ -102,6 +102,8 @@ class Settings:
     # ruleset_check_s seconds; None: the seven contract rules as FRAUD_RULES_FILE/FRAUD_RULE_* say.
     ruleset: str | None = None
     ruleset_check_s: float = 30.0
+    # The audit trail: every judged transaction's decision under <prefix>decisions/ (off: cost).
+    decisions: bool = False
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -271,4 +273,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timestamp_max_ahead_s=_parsed(env, "FRAUD_TIMESTAMP_MAX_AHEAD_S", 86400, _positive_int),
         ruleset=_ruleset(env),
         ruleset_check_s=_parsed(env, "FRAUD_RULESET_CHECK_S", 30.0, _positive_float),
+        decisions=_parsed(env, "FRAUD_DECISIONS", False, _boolean),
     )

@@ -46,6 +46,25 @@ def flagged_line(
     }
 
 
+def decision_line(
+    txn: Transaction, decision: Decision, position: RecordPosition, rules_version: str
+) -> dict[str, Any]:
+    """One line of the audit trail (FRAUD_DECISIONS): what was decided about every judged
+    transaction, flagged or not, and by which rules, for audits and retraining."""
+    return {
+        "transaction_id": txn.transaction_id,
+        "account_id": txn.account_id,
+        "event_time": str(txn.event_time),
+        "flagged": decision.flagged,
+        "severity": decision.severity,
+        "rules": [r.rule for r in decision.reasons],
+        "rules_version": rules_version,
+        "shard_id": position.shard_id,
+        "sequence_number": position.sequence_number,
+        "sub_sequence_number": position.sub_sequence_number,
+    }
+
+
 def dead_letter_line(data: bytes, position: RecordPosition, error: str) -> dict[str, Any]:
     """One line of a dead-letter object: the raw bytes survive whatever they were."""
     return {

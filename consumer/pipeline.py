@@ -18,7 +18,7 @@ from consumer.alert_dispatch import AlertDispatcher
 from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
-from consumer.outputs import dead_letter_line, flagged_line, to_json
+from consumer.outputs import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import severity_at_least
@@ -71,12 +71,14 @@ class BatchPipeline:
         now: Callable[[], datetime] = _utc_now,
         rulesets: RuleSetSource | None = None,
         shadow: S3JsonLinesBatch | None = None,
+        decisions: S3JsonLinesBatch | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._rulesets = rulesets or RuleSetSource(
             None, check_every_s=0, fallback=builtin_ruleset(settings.rules)
         )
         self._shadow = shadow
+        self._decisions = decisions  # the optional audit trail: every judged transaction
         self._settings = settings
         self._flagged = flagged
         self._dead_letters = dead_letters
@@ -165,6 +167,13 @@ class BatchPipeline:
                 if verdict.shadow:
                     self._shadow_hits(txn, verdict, ruleset, record_position, detected_at)
                 decision = verdict.decision
+                if self._decisions is not None:
+                    self._decisions.add(
+                        to_json(
+                            decision_line(txn, decision, record_position, ruleset.version)
+                        ).encode(),
+                        record_position,
+                    )
                 if not decision.flagged or decision.severity is None:
                     continue
                 message = to_json(

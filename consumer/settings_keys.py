@@ -40,6 +40,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_TIMESTAMP_MAX_AHEAD_S",
         "FRAUD_RULESET",
         "FRAUD_RULESET_CHECK_S",
+        "FRAUD_DECISIONS",
         "FRAUD_METRICS_ENABLED",
         "FRAUD_METRICS_NAMESPACE",
         "FRAUD_METRICS_INTERVAL_S",

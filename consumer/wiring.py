@@ -23,6 +23,7 @@ from consumer.sinks.alerts import AlertPublisher
 from consumer.sinks.s3_batches import (
     S3JsonLinesBatch,
     dead_letter_key,
+    decisions_key,
     flagged_key,
     shadow_key,
 )
@@ -87,12 +88,32 @@ def assemble_pipeline(
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
     store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s)
+    decisions = (
+        S3JsonLinesBatch(
+            "decisions",
+            s3,
+            settings.bucket,
+            settings.prefix,
+            decisions_key,
+            settings.flush,
+            settings.retry,
+        )
+        if settings.decisions
+        else None
+    )
     pipeline = BatchPipeline(
-        shard_id, settings, flagged, dead_letters, alerts, store, rulesets=rulesets, shadow=shadow
+        shard_id,
+        settings,
+        flagged,
+        dead_letters,
+        alerts,
+        store,
+        rulesets=rulesets,
+        shadow=shadow,
+        decisions=decisions,
     )
-    policy = CheckpointPolicy(
-        [flagged, shadow, dead_letters], settings.flush.max_age_s, in_flight=pipeline
-    )
+    sinks = [flagged, shadow, dead_letters] + ([decisions] if decisions is not None else [])
+    policy = CheckpointPolicy(sinks, settings.flush.max_age_s, in_flight=pipeline)
     return pipeline, policy
 
 

@@ -45,16 +45,20 @@ class RecordPosition:
 KeyLayout = Callable[[str, RecordPosition], str]
 
 
-def flagged_key(prefix: str, first: RecordPosition) -> str:
-    """`<prefix>flagged/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.jsonl.gz`."""
-    at = first.arrival
-    return f"{prefix}flagged/dt={at:%Y-%m-%d}/hour={at:%H}/{first.object_name}"
+def hourly_key(folder: str) -> Callable[[str, RecordPosition], str]:
+    """Keys `<prefix><folder>/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.jsonl.gz`: the date
+    and hour of the first record's arrival, so a replay writes the same key."""
+
+    def key(prefix: str, first: RecordPosition) -> str:
+        at = first.arrival
+        return f"{prefix}{folder}/dt={at:%Y-%m-%d}/hour={at:%H}/{first.object_name}"
+
+    return key
 
 
-def shadow_key(prefix: str, first: RecordPosition) -> str:
-    """`<prefix>shadow/dt=YYYY-MM-DD/hour=HH/<shard>-<first sequence>.jsonl.gz`: shadow hits."""
-    at = first.arrival
-    return f"{prefix}shadow/dt={at:%Y-%m-%d}/hour={at:%H}/{first.object_name}"
+flagged_key = hourly_key("flagged")  # the contract's flagged transactions
+shadow_key = hourly_key("shadow")  # hits of shadow rules (never flagged)
+decisions_key = hourly_key("decisions")  # the optional audit trail (FRAUD_DECISIONS)
 
 
 def dead_letter_key(prefix: str, first: RecordPosition) -> str:

@@ -214,6 +214,7 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
     allowed_wildcards = (
         "/${S3Prefix}flagged/*",
         "/${S3Prefix}shadow/*",
+        "/${S3Prefix}decisions/*",
         "/${S3Prefix}dead-letter/*",
         ":table/${ApplicationName}/index/*",
         "/consumer/${ApplicationName}:*",

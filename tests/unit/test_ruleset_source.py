@@ -275,3 +275,30 @@ def test_the_stream_judges_each_batch_with_the_version_in_force(
     assert shadow.lines[0]["flagged_by_live_rules"] is False
     assert sorted(a.transaction_id for a in alerts.sent) == ["t-2", "t-3"]
     assert all(json.loads(a.message)["rules_version"] in ("v1", "v2") for a in alerts.sent)
+
+
+def test_the_audit_trail_holds_every_judged_transaction_flagged_or_not(
+    redis_conn_clean: redis.Redis,
+) -> None:
+    settings = Settings(bucket="b", topic_arn="arn:aws:sns:us-east-1:1:t", redis_url="")
+    flagged, dead, decisions = CollectingBatch(), CollectingBatch(), CollectingBatch()
+    store = AccountStateStore(redis_conn_clean, StateConfig(), Decimal(90000))
+    pipeline = BatchPipeline(
+        "shardId-0",
+        settings,
+        flagged,  # type: ignore[arg-type]
+        dead,  # type: ignore[arg-type]
+        CollectingAlerts(),  # type: ignore[arg-type]
+        store,
+        decisions=decisions,  # type: ignore[arg-type]
+    )
+    duplicate = record(1, "600")
+    pipeline.process([record(1, "600"), record(2, "12000"), Record(b"{bad", f"{3:056d}")])
+    pipeline.process([Record(duplicate.binary_data, f"{4:056d}")])  # a producer retry
+    pipeline.settle_alerts()
+    assert [(d["transaction_id"], d["flagged"], d["rules"]) for d in decisions.lines] == [
+        ("t-1", False, []),
+        ("t-2", True, ["high_amount"]),
+    ]  # not the invalid record, not the duplicate: those are in the dead letters / counted
+    assert {d["rules_version"] for d in decisions.lines} == {"builtin"}
+    assert decisions.lines[1]["severity"] == "high"
