@@ -131,7 +131,7 @@ def train(
     y = labels[in_valid]
     if threshold_precision is not None:
         threshold = metrics.threshold_for_precision(y, scores, threshold_precision)
-        chosen = f"lowest score keeping precision >= {threshold_precision} on validation"
+        chosen = f"most recall at precision >= {threshold_precision} on validation"
     else:
         threshold = metrics.best_f1_threshold(y, scores)
         chosen = "best F1 on validation"
