@@ -81,22 +81,28 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
     t = txn.event_time
     amount = float(txn.amount)
     balance = txn.account_balance
-    recent = history.recent
-    # "The account's usual amount": its earlier transactions within the history horizon.
-    earlier_amounts = [float(e.amount) for e in recent if e.event_time <= t]
-    if earlier_amounts:
-        mean = sum(earlier_amounts) / len(earlier_amounts)
+    # One pass over the history for the account's usual amount (its earlier transactions
+    # within the history horizon), the last event time and the small charges of 10 minutes.
+    low_10m = EXACT.subtract(t, 600)
+    amounts: list[float] = []
+    last = None
+    small = 1 if txn.amount <= SMALL_AMOUNT else 0
+    for entry in history.recent:
+        at = entry.event_time
+        if at <= t:
+            amounts.append(float(entry.amount))
+            if last is None or at > last:
+                last = at
+            if at > low_10m and entry.amount <= SMALL_AMOUNT:
+                small += 1
+    if amounts:
+        mean = sum(amounts) / len(amounts)
         to_mean = amount / mean if mean > 0 else _NAN
-        mid = median(earlier_amounts)
+        mid = median(amounts)
         to_median = amount / mid if mid > 0 else _NAN
     else:
         to_mean = to_median = _NAN
-    last = max((e.event_time for e in recent if e.event_time <= t), default=None)
     since_last = _NAN if last is None else float(EXACT.subtract(t, last))
-    low_10m = EXACT.subtract(t, 600)
-    small = sum(1 for e in recent if low_10m < e.event_time <= t and e.amount <= SMALL_AMOUNT) + (
-        1 if txn.amount <= SMALL_AMOUNT else 0
-    )
     speed = derived("speed_kmh_from_last")
     created = txn.account_created_at
     origin = txn.origin_country
@@ -107,7 +113,7 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
         amount / float(balance) if balance is not None and balance > 0 else _NAN,
         *(float(derived(name)) for name in _WINDOWED),
         float(small),
-        float(len(earlier_amounts)),
+        float(len(amounts)),
         to_mean,
         to_median,
         since_last,

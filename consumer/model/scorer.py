@@ -150,11 +150,32 @@ class ModelScorer:
         scores = 100.0 / (1.0 + np.exp(-raw))
         return Explained(scores, raw, contributions)
 
-    def score_batch(self, rows: list[FeatureRow], k: int = 3) -> tuple[Any, list[Top]]:
+    def score_batch(
+        self, rows: list[FeatureRow], k: int = 3, explain_from: float | None = None
+    ) -> tuple[Any, list[Top]]:
         """Scores 0-100 (numpy array) and, per row, the k features that pushed it up most
-        (positive contributions only, largest first)."""
-        explained = self.explain_batch(rows)
-        return explained.scores, self.top(explained.contributions, k)
+        (positive contributions only, largest first).
+
+        With `explain_from` (a score, e.g. the rule's threshold), the batch is scored with the
+        raw score alone and the contributions (TreeSHAP, several times the cost) are computed
+        only for the rows scoring at least that; the others get an empty tuple. The scores are
+        the same either way."""
+        if explain_from is None:
+            explained = self.explain_batch(rows)
+            return explained.scores, self.top(explained.contributions, k)
+        np = self._np
+        if not rows:
+            return np.empty(0), []
+        matrix = self.encode(rows)
+        raw = self._booster.predict(matrix, raw_score=True, num_threads=1)
+        scores = 100.0 / (1.0 + np.exp(-raw))
+        tops: list[Top] = [()] * len(rows)
+        chosen = np.flatnonzero(scores >= explain_from)
+        if chosen.size:
+            contributions = self._booster.predict(matrix[chosen], pred_contrib=True, num_threads=1)
+            for index, top in zip(chosen.tolist(), self.top(contributions, k), strict=True):
+                tops[index] = top
+        return scores, tops
 
     def top(self, contributions: Any, k: int = 3) -> list[Top]:
         np = self._np

@@ -263,6 +263,18 @@ def test_scoring_is_deterministic_and_explains_itself(model_dir: Path, labelled:
     assert scores[fraud].mean() > scores[~fraud].mean()
 
 
+def test_explaining_only_high_scores_gives_the_same_scores(model_dir: Path, labelled: Path) -> None:
+    rows, _ = rows_of(labelled)
+    scorer = ModelScorer.load(model_dir)
+    scores, tops = scorer.score_batch(rows)
+    cut = float(np.quantile(scores, 0.9))
+    partial_scores, partial_tops = scorer.score_batch(rows, explain_from=cut)
+    assert np.allclose(scores, partial_scores)
+    for score, top, partial in zip(scores, tops, partial_tops, strict=True):
+        assert partial == (top if score >= cut else ())
+    assert any(partial_tops) and not all(partial_tops)
+
+
 def test_unknown_categories_and_absent_values_score_as_missing(model_dir: Path) -> None:
     scorer = ModelScorer.load(model_dir)
     t = txn("x", 0, "12.00", channel="online", merchant_category="never-seen-before")
@@ -402,3 +414,30 @@ def test_dataset_reads_replay_lines_raw_records_and_gzip(tmp_path: Path) -> None
     broken.write_text(lines[0] + "\n{oops\n")
     with pytest.raises(DatasetError, match=rf"{broken}:2: not JSON"):
         load_dataset(broken)
+
+
+def test_the_model_rule_fires_at_its_threshold_and_names_the_features() -> None:
+    from consumer.model.rule import ModelRule, model_reason, with_model
+    from consumer.model.scorer import Contribution
+    from consumer.rules.engine import NOT_FLAGGED, Decision, Reason
+
+    rule = ModelRule(threshold=80, severity="high")
+    top = (
+        Contribution("new_device", 2.31),
+        Contribution("amount_to_mean", 1.4),
+        Contribution("channel", 0.77),
+    )
+    assert model_reason(79.99, top, rule) is None
+    reason = model_reason(80.0, top, rule)
+    assert reason == Reason(
+        "model_score", "score 80.0 >= 80: new_device +2.31, amount_to_mean +1.40, channel +0.77"
+    )
+    assert with_model(NOT_FLAGGED, reason, rule) == Decision((reason,), "high")
+    low = Decision((Reason("cross_border", "x"),), "low")
+    assert with_model(low, reason, rule) == Decision((low.reasons[0], reason), "high")
+    assert with_model(low, None, rule) is low
+    assert with_model(low, reason, ModelRule(80, "high", shadow=True)) is low
+    with pytest.raises(ValueError, match=r"model_score\.threshold"):
+        ModelRule(threshold=101)
+    with pytest.raises(ValueError, match=r"model_score\.severity"):
+        ModelRule(threshold=50, severity="urgent")
