@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -87,7 +88,7 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
         rows.append(features_for(txn, history))
         times.append(float(txn.event_time))
     scores = np.concatenate(
-        [scorer.explain_batch(rows[i : i + BATCH]).scores for i in range(0, len(rows), BATCH)]
+        [scorer.scores(rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]
     )
     y = np.asarray(labels, dtype=bool)
     ruled = np.asarray(rules, dtype=bool)
@@ -101,8 +102,9 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
         precision, recall = metrics.precision_recall_at(y[mask], flagged[mask])
         return {
             "flagged": int(flagged[mask].sum()),
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
+            # None (JSON null) when nothing is flagged or there is no fraud to find.
+            "precision": None if math.isnan(precision) else round(precision, 4),
+            "recall": None if math.isnan(recall) else round(recall, 4),
         }
 
     combined = ruled | (scores >= threshold)

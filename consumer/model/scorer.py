@@ -140,6 +140,14 @@ class ModelScorer:
     def encode(self, rows: list[FeatureRow]) -> Any:
         return self._encoder.encode(rows)
 
+    def scores(self, rows: list[FeatureRow]) -> Any:
+        """Scores 0-100 alone (no contributions): the cheapest call."""
+        np = self._np
+        if not rows:
+            return np.empty(0)
+        raw = self._booster.predict(self.encode(rows), raw_score=True, num_threads=1)
+        return 100.0 / (1.0 + np.exp(-raw))
+
     def explain_batch(self, rows: list[FeatureRow]) -> Explained:
         np = self._np
         if not rows:
@@ -167,8 +175,9 @@ class ModelScorer:
         if not rows:
             return np.empty(0), []
         matrix = self.encode(rows)
-        raw = self._booster.predict(matrix, raw_score=True, num_threads=1)
-        scores = 100.0 / (1.0 + np.exp(-raw))
+        scores = 100.0 / (
+            1.0 + np.exp(-self._booster.predict(matrix, raw_score=True, num_threads=1))
+        )
         tops: list[Top] = [()] * len(rows)
         chosen = np.flatnonzero(scores >= explain_from)
         if chosen.size:
