@@ -441,3 +441,19 @@ def test_the_model_rule_fires_at_its_threshold_and_names_the_features() -> None:
         ModelRule(threshold=101)
     with pytest.raises(ValueError, match=r"model_score\.severity"):
         ModelRule(threshold=50, severity="urgent")
+
+
+def test_the_worker_does_not_import_the_model_library() -> None:
+    """A worker without a model starts without the `model` extra: nothing it imports at start
+    pulls in LightGBM or numpy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, consumer.processor, consumer.pipeline, consumer.cli, consumer.model.rule, "
+        "consumer.model.features\n"
+        "loaded = sorted(m for m in ('lightgbm', 'numpy') if m in sys.modules)\n"
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
