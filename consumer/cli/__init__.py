@@ -233,9 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train the model score on a labelled file")
     train.add_argument("--input", required=True, help="labelled JSON Lines (.gz: gzip)")
     train.add_argument("--out", required=True, help="model directory to write")
-    train.add_argument("--threshold-precision", type=float, default=None, metavar="P")
+    train.add_argument(
+        "--threshold-precision",
+        type=float,
+        default=None,
+        metavar="P",
+        help="threshold: most validation recall at precision >= P (default: best F1)",
+    )
     train.add_argument("--valid-fraction", type=float, default=0.2, help="default 0.2")
-    train.add_argument("--holdout-fraction", type=float, default=0.0, help="default 0")
+    train.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.0,
+        help="latest share of event time left out for consumer.model.compare (default 0)",
+    )
     train.set_defaults(func=cmd_train)
 
     ops = sub.add_parser("ops", help="operating the service on AWS")
