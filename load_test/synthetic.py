@@ -70,6 +70,24 @@ byte-identical output: everything is drawn from one seedable :class:`random.Rand
 comes from an injectable clock (made non-decreasing at millisecond resolution).
 
 Invalid records carry no label (they are not necessarily JSON at all) and enter no state.
+
+Realistic mode (``realistic=True``, off by default so existing runs keep their exact bytes)
+-------------------------------------------------------------------------------------------
+For training and judging a model (docs/model.md), where labels that are the rules' own verdicts
+would make the rules perfect by construction:
+
+* every valid record also carries ``"fraud"`` (true for every record a fraudster made, the
+  unlabelled first steps of a burst included; false for the owner's own purchases, such as the
+  first step of a takeover or a journey) and ``"fraud_archetype"`` (its name, or null);
+* legitimate noise on ordinary accounts: purchases abroad (``cross_border``), big-ticket
+  purchases of 500.01..15000.00 (``high_amount`` above 10000) and a purchase from a new phone
+  (``new_device_high_amount`` from 1000), all with ``"fraud": false``;
+* two archetypes the rules mostly miss, run on ordinary accounts (with their history):
+  ``quiet_takeover`` (2..4 online purchases of 150.00..999.99 from a new device, 20..90 s
+  apart, domestic) and ``slow_card_testing`` (3..6 charges of 0.50..4.99 from a bot device,
+  at least 160 s apart, so never 5 within 10 minutes).
+
+``expected_rules`` stays exactly the rules that fire, noise and new archetypes included.
 """
 
 from __future__ import annotations
@@ -153,6 +171,22 @@ FRAUD_ARCHETYPES: dict[str, tuple[float, tuple[str, ...]]] = {
     "card_testing": (0.09, ("velocity", "card_testing")),
     "velocity_attack": (0.09, ("velocity",)),
     "impossible_travel": (0.12, ("cross_border", "impossible_travel")),
+}
+
+# Realistic mode only: archetypes on ordinary accounts that the contract rules mostly miss
+# (velocity can still fire when the owner was busy too; card_testing when the clock stalls).
+HARD_ARCHETYPES: dict[str, tuple[float, tuple[str, ...]]] = {
+    "quiet_takeover": (0.15, ("velocity",)),
+    "slow_card_testing": (0.10, ("velocity", "card_testing")),
+}
+# Realistic mode: shares of ordinary purchases that are legitimate but look odd.
+NOISE_ABROAD = 0.03
+NOISE_BIG_TICKET = 0.006
+NOISE_NEW_PHONE = 0.004
+# Steps of the hard archetypes, in ms: (least gap, most gap).
+_HARD_GAP_MS: dict[str, tuple[int, int]] = {
+    "quiet_takeover": (20_000, 90_000),
+    "slow_card_testing": (160_000, 240_000),
 }
 
 # Typical shape of each archetype with a cooperative clock: (records, labelled records).
@@ -384,6 +418,7 @@ class TransactionGenerator:
         seed: int | None = None,
         rng: random.Random | None = None,
         now: Callable[[], datetime] | None = None,
+        realistic: bool = False,
     ) -> None:
         if accounts < 1 or accounts > 999_999:
             raise ValueError("accounts must be 1..999999")
@@ -418,6 +453,12 @@ class TransactionGenerator:
         self._campaign_rate = _campaign_rate(fraud_ratio, invalid_ratio)
         self._archetype_names = list(FRAUD_ARCHETYPES)
         self._archetype_weights = [FRAUD_ARCHETYPES[n][0] for n in self._archetype_names]
+        self.realistic = realistic
+        if realistic:
+            self._archetype_names += list(HARD_ARCHETYPES)
+            self._archetype_weights += [weight for weight, _ in HARD_ARCHETYPES.values()]
+        # Realistic mode: per ordinary account, event times of its charges <= 5.00 (card_testing).
+        self._small: dict[int, list[int]] = {}
         self.counts: dict[str, int] = {}
 
     # -- clock and ids ------------------------------------------------------------------------
@@ -572,6 +613,8 @@ class TransactionGenerator:
             if haversine_km(home, point) > HOME_RADIUS_KM:
                 point = self._home_point(account)
             self._last_point[index] = point
+        if self.realistic:
+            return self._ordinary_noisy(index, account, timestamp, channel, point, fires)
         record = self._transaction(
             account, timestamp, self._ordinary_cents(), channel=channel, point=point
         )
@@ -579,11 +622,71 @@ class TransactionGenerator:
             return "ordinary:velocity", ("velocity",), record
         return "ordinary", (), record
 
+    def _ordinary_noisy(
+        self,
+        index: int,
+        account: _Account,
+        timestamp: str,
+        channel: str,
+        point: tuple[float, float] | None,
+        fires_velocity: bool,
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """Realistic mode: an ordinary purchase, sometimes legitimately odd (abroad, big ticket,
+        from a new phone). The label is still exactly the rules that fire."""
+        rng = self._rng
+        fired: set[str] = {"velocity"} if fires_velocity else set()
+        # The deque already holds this transaction: an earlier one exists when it holds more.
+        has_earlier = len(self._recent[index]) > 1
+        draw = rng.random()
+        cents = self._ordinary_cents()
+        kind = "ordinary"
+        if draw < NOISE_ABROAD:
+            kind = "ordinary:abroad"
+            record = self._transaction(
+                account,
+                timestamp,
+                cents,
+                channel="online",
+                point=None,
+                destination=self._foreign_country(account.country),
+            )
+            fired.add("cross_border")
+        elif draw < NOISE_ABROAD + NOISE_BIG_TICKET:
+            kind = "ordinary:big_ticket"
+            cents = rng.randrange(50_001, 1_500_001)  # 500.01 .. 15000.00, balance >= 20000
+            record = self._transaction(
+                account, timestamp, cents, channel="card_present", point=point
+            )
+            if cents > HIGH_AMOUNT_CENTS:
+                fired.add("high_amount")
+        elif draw < NOISE_ABROAD + NOISE_BIG_TICKET + NOISE_NEW_PHONE:
+            kind = "ordinary:new_phone"
+            cents = rng.randrange(501, 250_001)  # 5.01 .. 2500.00
+            record = self._transaction(
+                account,
+                timestamp,
+                cents,
+                channel="online",
+                point=None,
+                device_id=f"dev-phone-{rng.getrandbits(48):012x}",
+            )
+            if has_earlier and cents >= NEW_DEVICE_MIN_CENTS:
+                fired.add("new_device_high_amount")
+        else:
+            record = self._transaction(account, timestamp, cents, channel=channel, point=point)
+        if "velocity" in fired and kind == "ordinary":
+            kind = "ordinary:velocity"
+        record["fraud"] = False
+        record["fraud_archetype"] = None
+        return kind, tuple(rule for rule in RULE_IDS if rule in fired), record
+
     # -- fraud archetypes ---------------------------------------------------------------------
 
-    def _start_campaign(self) -> _Campaign:
+    def _start_campaign(self, now_ms: int) -> _Campaign:
         rng = self._rng
         archetype = rng.choices(self._archetype_names, weights=self._archetype_weights)[0]
+        if archetype in HARD_ARCHETYPES:
+            return self._start_hard_campaign(archetype, now_ms)
         index = self._next_fraud_index
         self._next_fraud_index += 1
         account = self._account(index)
@@ -598,6 +701,61 @@ class TransactionGenerator:
             campaign.params["device_id"] = f"dev-bot-{rng.getrandbits(48):012x}"
         self._campaigns.append(campaign)
         return campaign
+
+    def _start_hard_campaign(self, archetype: str, now_ms: int) -> _Campaign:
+        """Realistic mode: a fraudster on an ordinary account (its history is the owner's)."""
+        rng = self._rng
+        index = self._pick_account(now_ms)
+        total = rng.randint(2, 4) if archetype == "quiet_takeover" else rng.randint(3, 6)
+        campaign = _Campaign(archetype, self._account(index), total, waiting_since=self._emitted)
+        campaign.params["index"] = index
+        campaign.params["device_id"] = f"dev-x-{rng.getrandbits(48):012x}"
+        self._campaigns.append(campaign)
+        return campaign
+
+    def _hard_step(
+        self, campaign: _Campaign, now_ms: int, timestamp: str
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """One record of a hard archetype; its label from the account's tracked history: only
+        velocity (the owner's recent purchases count) and card_testing can fire."""
+        rng = self._rng
+        index: int = campaign.params["index"]
+        recent = self._recent.get(index)
+        if recent is None:
+            recent = self._recent[index] = deque(maxlen=VELOCITY_LIMIT)
+        fired: set[str] = set()
+        if len(recent) == VELOCITY_LIMIT and recent[0] > now_ms - VELOCITY_WINDOW_MS:
+            fired.add("velocity")
+        recent.append(now_ms)
+        if campaign.archetype == "quiet_takeover":
+            cents = rng.randrange(15_000, 100_000)  # 150.00 .. 999.99: below new_device's 1000
+        else:
+            cents = rng.randrange(50, 500)  # 0.50 .. 4.99
+            small = self._small.setdefault(index, [])
+            small.append(now_ms)
+            inside = sum(1 for t in small if t > now_ms - CARD_TESTING_WINDOW_MS)
+            if inside >= CARD_TESTING_MIN_COUNT:
+                fired.add("card_testing")
+        record = self._transaction(
+            campaign.account,
+            timestamp,
+            cents,
+            channel="online",
+            point=None,
+            device_id=campaign.params["device_id"],
+        )
+        campaign.history.append(_Seen(now_ms, cents, None, campaign.params["device_id"]))
+        if len(campaign.history) >= campaign.total:
+            self._campaigns.remove(campaign)
+        else:
+            low, high = _HARD_GAP_MS[campaign.archetype]
+            campaign.not_before_ms = now_ms + rng.randint(low, high)
+            campaign.waiting_since = self._emitted
+        record["fraud"] = True
+        record["fraud_archetype"] = campaign.archetype
+        expected = tuple(rule for rule in RULE_IDS if rule in fired)
+        prefix = "fraud" if expected else "missed"
+        return f"{prefix}:{campaign.archetype}", expected, record
 
     def _ready_campaign(self, now_ms: int) -> _Campaign | None:
         for campaign in self._campaigns:
@@ -744,6 +902,9 @@ class TransactionGenerator:
     def _campaign_step(
         self, campaign: _Campaign, now_ms: int, timestamp: str
     ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        if campaign.archetype in HARD_ARCHETYPES:
+            return self._hard_step(campaign, now_ms, timestamp)
+        step = len(campaign.history)
         record, cents, point, balance = self._campaign_record(campaign, now_ms, timestamp)
         seen = _Seen(now_ms, cents, point, record.get("device_id"))
         expected = rules_fired(
@@ -760,6 +921,11 @@ class TransactionGenerator:
             campaign.not_before_ms = now_ms + STEP_GAP_MS
             campaign.waiting_since = self._emitted
         prefix = "fraud" if expected else "setup"
+        if self.realistic:
+            # The owner's own first step of a takeover or a journey is legitimate.
+            owner = step == 0 and campaign.archetype in ("account_takeover", "impossible_travel")
+            record["fraud"] = not owner
+            record["fraud_archetype"] = None if owner else campaign.archetype
         return f"{prefix}:{campaign.archetype}", expected, record
 
     # -- invalid records ----------------------------------------------------------------------
@@ -823,7 +989,7 @@ class TransactionGenerator:
                 campaign is None
                 and (draw - self.invalid_ratio) / (1.0 - self.invalid_ratio) < self._campaign_rate
             ):
-                campaign = self._start_campaign()
+                campaign = self._start_campaign(now_ms)
             if campaign is not None:
                 kind, expected, record = self._campaign_step(campaign, now_ms, timestamp)
             else:

@@ -1,4 +1,5 @@
-"""The one entry point: `fraudstream worker | local up | local down | demo | status | ops scale`."""
+"""The one entry point: `fraudstream worker | local up | local down | demo | status | train |
+ops scale`."""
 
 from __future__ import annotations
 
@@ -147,6 +148,28 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the model score on a labelled file (needs the `model` extra); see docs/model.md."""
+    try:
+        from consumer.model.dataset import DatasetError
+        from consumer.model.scorer import ModelLoadError
+        from consumer.model.train import TrainError, train
+    except ImportError as exc:
+        return _fail("train", ImportError(f"{exc}: pip install 'fraudstream[model]'"))
+    try:
+        report = train(
+            Path(args.input),
+            Path(args.out),
+            threshold_precision=args.threshold_precision,
+            valid_fraction=args.valid_fraction,
+            holdout_fraction=args.holdout_fraction,
+        )
+    except (DatasetError, TrainError, ModelLoadError, OSError) as exc:
+        return _fail("train", exc)
+    print((Path(args.out) / "report.md").read_text(encoding="utf-8"), end="")
+    return 0 if report else 1
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -206,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="one JSON document instead")
     status.set_defaults(func=cmd_status)
+
+    train = sub.add_parser("train", help="train the model score on a labelled file")
+    train.add_argument("--input", required=True, help="labelled JSON Lines (.gz: gzip)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument(
+        "--threshold-precision",
+        type=float,
+        default=None,
+        metavar="P",
+        help="threshold: most validation recall at precision >= P (default: best F1)",
+    )
+    train.add_argument("--valid-fraction", type=float, default=0.2, help="default 0.2")
+    train.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.0,
+        help="latest share of event time left out for consumer.model.compare (default 0)",
+    )
+    train.set_defaults(func=cmd_train)
 
     ops = sub.add_parser("ops", help="operating the service on AWS")
     ops_sub = ops.add_subparsers(dest="action", required=True)

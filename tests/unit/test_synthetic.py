@@ -222,3 +222,39 @@ def test_a_clock_going_backwards_never_makes_event_time_go_backwards() -> None:
     assert all(
         set(f) == set(r.expected_rules) for r, (_, _, f) in zip(records, decisions, strict=True)
     )
+
+
+@pytest.mark.parametrize("clock", ["1 s", "0 ms (burst)", "30 s"])
+def test_realistic_mode_keeps_exact_labels_and_marks_every_fraud(clock: str) -> None:
+    records = generate(clock, count=6000, realistic=True)
+    decisions = oracle(records)
+    frauds = missed = legit_flagged = 0
+    accounts: set[str] = set()
+    for record, (_, outcome, fired) in zip(records, decisions, strict=True):
+        first_of_account = record.account_id not in accounts
+        accounts.add(record.account_id)
+        if record.is_invalid:
+            continue
+        assert outcome == "judged"
+        assert set(fired) == set(record.expected_rules), record.kind
+        body = parse(record)
+        group, _, archetype = record.kind.partition(":")
+        if group == "ordinary":
+            assert body["fraud"] is False and body["fraud_archetype"] is None
+            legit_flagged += bool(fired)
+        elif group == "setup" and archetype in TWO_STEP_RULE and first_of_account:
+            # The owner's first step of a takeover or a journey.
+            assert body["fraud"] is False
+        else:
+            assert body["fraud"] is True and body["fraud_archetype"] == archetype
+            frauds += 1
+            missed += not fired
+    # The point of the mode: the rules miss frauds and flag legitimate purchases.
+    assert frauds > 100 and missed > 20 and legit_flagged > 20
+
+
+def test_realistic_mode_off_leaves_the_records_unchanged() -> None:
+    plain = generate("1 s", count=3000)
+    assert all("fraud" not in parse(r) for r in plain if not r.is_invalid)
+    assert not any(r.kind.startswith(("missed:", "ordinary:abroad")) for r in plain)
+    assert [r.data for r in plain] == [r.data for r in generate("1 s", count=3000)]
