@@ -1,0 +1,159 @@
+"""Records for a backtest, in file order: the producer's replay format or CSV, plain or gzip.
+
+Formats (chosen by the name: `.csv` / `.csv.gz` is CSV, anything else JSON Lines; gzip by its
+magic bytes, whatever the name):
+
+- **Replay JSON Lines** (load_test/producer.py): one object a line, `{"data": "<record text>"}`
+  or `{"data_b64": "<base64>"}`, optional `partition_key` and other keys (ignored). A line that
+  is a JSON object without either key is taken as the record itself. Blank lines are skipped.
+- **CSV with a header**: one row per transaction, columns named as the contract's fields. An
+  empty cell is an absent field; `amount`, `account_balance`, `latitude`, `longitude` are
+  written into the record as the number literal of the cell (exact: the text, never a float);
+  `timestamp` / `account_created_at` as an integer when the cell is all digits (epoch ms), else
+  as text; an `expected_rules` cell (the label) as a JSON list, or rule ids separated by `;`.
+
+Each record is yielded as the bytes the stream would have received, so the same
+`parse_transaction` validates it; a line that cannot even be read as a record is yielded as a
+`BadLine` with its reason (counted as invalid, never a crash). Records are numbered from 1 in
+file order (blank lines and the CSV header are not records).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_NUMBER_FIELDS = frozenset({"amount", "account_balance", "latitude", "longitude"})
+_TIME_FIELDS = frozenset({"timestamp", "account_created_at"})
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line that is not a record at all, and why (the run counts it by its record number)."""
+
+    reason: str
+
+
+Item = bytes | BadLine
+
+
+class RecordFile:
+    """An input file opened for reading; `position()` is how far into the file (bytes on disk,
+    for a progress bar) and `size` the file's size."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.size = self.path.stat().st_size
+        self._raw: IO[bytes] = self.path.open("rb")
+        magic = self._raw.read(2)
+        self._raw.seek(0)
+        self.stream: IO[bytes] = (
+            gzip.GzipFile(fileobj=self._raw, mode="rb") if magic == b"\x1f\x8b" else self._raw
+        )
+        name = self.path.name.lower().removesuffix(".gz")
+        self.is_csv = name.endswith(".csv")
+
+    def position(self) -> int:
+        return self._raw.tell()
+
+    def items(self) -> Iterator[Item]:
+        return csv_items(self.stream) if self.is_csv else jsonl_items(self.stream)
+
+    def close(self) -> None:
+        self.stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> RecordFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def jsonl_items(lines: IO[bytes]) -> Iterator[Item]:
+    loads: Callable[[bytes], object] = json.loads
+    for raw in lines:
+        try:
+            obj = loads(raw)
+        except (ValueError, RecursionError) as exc:
+            if not raw.strip():
+                continue
+            yield BadLine(f"not valid JSON: {exc}")
+            continue
+        if type(obj) is dict:
+            data = obj.get("data")
+            if type(data) is str:
+                try:
+                    yield data.encode()
+                except UnicodeEncodeError:
+                    yield BadLine('"data" is not encodable as UTF-8')
+                continue
+            b64 = obj.get("data_b64")
+            if data is None and type(b64) is str:
+                try:
+                    yield base64.b64decode(b64, validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    yield BadLine(f'"data_b64" is not valid base64: {exc}')
+                continue
+            if data is None and b64 is None:
+                yield raw.rstrip(b"\r\n")  # the record itself
+                continue
+        yield BadLine('not a replay line: expected {"data": ...} or {"data_b64": ...}')
+
+
+def csv_items(stream: IO[bytes]) -> Iterator[Item]:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="", errors="strict")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except (UnicodeDecodeError, csv.Error) as exc:
+        yield BadLine(f"unreadable CSV header: {exc}")
+        return
+    header = [name.strip().removeprefix("\ufeff") for name in header]
+    encoders = [_encoder(name) for name in header]
+    width = len(header)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (UnicodeDecodeError, csv.Error) as exc:
+            yield BadLine(f"unreadable CSV (line {reader.line_num}; the rest is skipped): {exc}")
+            return  # the reader cannot resynchronise after a decoding error
+        if not row:
+            continue
+        if len(row) != width:
+            yield BadLine(f"CSV row with {len(row)} cells, the header has {width}")
+            continue
+        parts = [encode(cell) for encode, cell in zip(encoders, row, strict=True) if cell != ""]
+        yield ("{" + ",".join(parts) + "}").encode()
+
+
+def _encoder(name: str) -> Callable[[str], str]:
+    key = json.dumps(name) + ":"
+    if name in _NUMBER_FIELDS:
+        return lambda cell: key + (cell if _JSON_NUMBER.fullmatch(cell) else json.dumps(cell))
+    if name in _TIME_FIELDS:
+        return lambda cell: key + (cell if _DIGITS.fullmatch(cell) else json.dumps(cell))
+    if name == "expected_rules":
+        return lambda cell: key + _label(cell)
+    return lambda cell: key + json.dumps(cell)
+
+
+def _label(cell: str) -> str:
+    if cell.lstrip().startswith("["):
+        return cell
+    return json.dumps([rule.strip() for rule in cell.split(";") if rule.strip()])
