@@ -27,10 +27,11 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 _NUMBER_FIELDS = frozenset({"amount", "account_balance", "latitude", "longitude"})
 _TIME_FIELDS = frozenset({"timestamp", "account_created_at"})
@@ -58,17 +59,18 @@ class RecordFile:
         self._raw: IO[bytes] = self.path.open("rb")
         magic = self._raw.read(2)
         self._raw.seek(0)
-        self.stream: IO[bytes] = (
-            gzip.GzipFile(fileobj=self._raw, mode="rb") if magic == b"\x1f\x8b" else self._raw
-        )
+        self.stream: IO[bytes] = self._raw
+        if magic == b"\x1f\x8b":
+            self.stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb"))
         name = self.path.name.lower().removesuffix(".gz")
         self.is_csv = name.endswith(".csv")
 
     def position(self) -> int:
         return self._raw.tell()
 
-    def items(self) -> Iterator[Item]:
-        return csv_items(self.stream) if self.is_csv else jsonl_items(self.stream)
+    def items(self, part: Part = None) -> Iterator[tuple[int, Item]]:
+        """(record number from 0, record) in file order; with `part`, only that part's."""
+        return csv_items(self.stream, part) if self.is_csv else jsonl_items(self.stream, part)
 
     def close(self) -> None:
         self.stream.close()
@@ -81,38 +83,86 @@ class RecordFile:
         self.close()
 
 
-def jsonl_items(lines: IO[bytes]) -> Iterator[Item]:
-    loads: Callable[[bytes], object] = json.loads
-    for raw in lines:
+Part = tuple[int, int] | None  # (this part, parts): only the records of accounts hashed here
+
+
+def part_of(account_id: bytes, parts: int) -> int:
+    """Which of `parts` an account's records go to (stable across processes and runs)."""
+    return zlib.crc32(account_id) % parts
+
+
+# The account id as the replay format escapes it inside "data", and in a bare record line.
+_ACCOUNT_ESCAPED = re.compile(rb'\\"account_id\\":\s*\\"([^"\\]+)\\"')
+_ACCOUNT_BARE = re.compile(rb'"account_id":\s*"([^"\\]+)"')
+
+
+def _route_key(raw: bytes) -> bytes:
+    """The account id of a line, found without parsing it when the usual layout allows."""
+    match = _ACCOUNT_ESCAPED.search(raw) or _ACCOUNT_BARE.search(raw)
+    if match is not None:
+        return match.group(1)
+    item = _jsonl_item(raw)  # rare: parse it (every process decides the same)
+    if type(item) is bytes:
         try:
-            obj = loads(raw)
-        except (ValueError, RecursionError) as exc:
-            if not raw.strip():
-                continue
-            yield BadLine(f"not valid JSON: {exc}")
+            account = json.loads(item).get("account_id")
+        except (ValueError, RecursionError, AttributeError):
+            return b""
+        if type(account) is str:
+            return account.encode("utf-8", "surrogatepass")
+    return b""
+
+
+def jsonl_items(lines: IO[bytes], part: Part = None) -> Iterator[tuple[int, Item]]:
+    """(record number from 0, record) for each non-blank line; with `part`, only its own."""
+    index = -1
+    item_of = _jsonl_item
+    if part is None:
+        for raw in lines:
+            item = item_of(raw)
+            if item is not None:
+                index += 1
+                yield index, item
+        return
+    mine, parts = part
+    crc32 = zlib.crc32
+    for raw in lines:
+        if not raw.strip():
             continue
-        if type(obj) is dict:
-            data = obj.get("data")
-            if type(data) is str:
-                try:
-                    yield data.encode()
-                except UnicodeEncodeError:
-                    yield BadLine('"data" is not encodable as UTF-8')
-                continue
-            b64 = obj.get("data_b64")
-            if data is None and type(b64) is str:
-                try:
-                    yield base64.b64decode(b64, validate=True)
-                except (binascii.Error, ValueError) as exc:
-                    yield BadLine(f'"data_b64" is not valid base64: {exc}')
-                continue
-            if data is None and b64 is None:
-                yield raw.rstrip(b"\r\n")  # the record itself
-                continue
-        yield BadLine('not a replay line: expected {"data": ...} or {"data_b64": ...}')
+        index += 1
+        if crc32(_route_key(raw)) % parts == mine:
+            item = item_of(raw)
+            if item is not None:
+                yield index, item
 
 
-def csv_items(stream: IO[bytes]) -> Iterator[Item]:
+def _jsonl_item(raw: bytes) -> Item | None:
+    """One line: the record's bytes, a BadLine, or None for a blank line."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        if not raw.strip():
+            return None
+        return BadLine(f"not valid JSON: {exc}")
+    if type(obj) is dict:
+        data = obj.get("data")
+        if type(data) is str:
+            try:
+                return data.encode()
+            except UnicodeEncodeError:
+                return BadLine('"data" is not encodable as UTF-8')
+        b64 = obj.get("data_b64")
+        if data is None and type(b64) is str:
+            try:
+                return base64.b64decode(b64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                return BadLine(f'"data_b64" is not valid base64: {exc}')
+        if data is None and b64 is None:
+            return raw.rstrip(b"\r\n")  # the record itself
+    return BadLine('not a replay line: expected {"data": ...} or {"data_b64": ...}')
+
+
+def csv_items(stream: IO[bytes], part: Part = None) -> Iterator[tuple[int, Item]]:
+    """(record number from 0, record) for each non-empty row; with `part`, only its own."""
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="", errors="strict")
     reader = csv.reader(text)
     try:
@@ -120,26 +170,37 @@ def csv_items(stream: IO[bytes]) -> Iterator[Item]:
     except StopIteration:
         return
     except (UnicodeDecodeError, csv.Error) as exc:
-        yield BadLine(f"unreadable CSV header: {exc}")
+        if part is None or part[0] == 0:
+            yield 0, BadLine(f"unreadable CSV header: {exc}")
         return
     header = [name.strip().removeprefix("\ufeff") for name in header]
     encoders = [_encoder(name) for name in header]
     width = len(header)
+    account = header.index("account_id") if "account_id" in header else None
+    index = -1
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except (UnicodeDecodeError, csv.Error) as exc:
-            yield BadLine(f"unreadable CSV (line {reader.line_num}; the rest is skipped): {exc}")
+            index += 1
+            if part is None or part[0] == 0:
+                reason = f"unreadable CSV (line {reader.line_num}; the rest is skipped): {exc}"
+                yield index, BadLine(reason)
             return  # the reader cannot resynchronise after a decoding error
         if not row:
             continue
+        index += 1
+        if part is not None:
+            key = row[account] if account is not None and len(row) == width else ""
+            if part_of(key.encode("utf-8", "surrogatepass"), part[1]) != part[0]:
+                continue
         if len(row) != width:
-            yield BadLine(f"CSV row with {len(row)} cells, the header has {width}")
+            yield index, BadLine(f"CSV row with {len(row)} cells, the header has {width}")
             continue
         parts = [encode(cell) for encode, cell in zip(encoders, row, strict=True) if cell != ""]
-        yield ("{" + ",".join(parts) + "}").encode()
+        yield index, ("{" + ",".join(parts) + "}").encode()
 
 
 def _encoder(name: str) -> Callable[[str], str]:

@@ -22,6 +22,10 @@ def _kind(rule: str, ruleset: RuleSet) -> str | None:
     return None
 
 
+def _ids(examples: list[tuple[int, str]] | None) -> list[str]:
+    return [txn_id for _, txn_id in examples or ()]
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
@@ -53,11 +57,11 @@ def to_dict(
             "shadow_hits": {"new": new_side.shadow[rule], "baseline": base_side.shadow[rule]},
             "newly_flagged": {
                 "count": result.only_new[rule],
-                "examples": result.examples_new.get(rule, []),
+                "examples": _ids(result.examples_new.get(rule)),
             },
             "no_longer_flagged": {
                 "count": result.only_base[rule],
-                "examples": result.examples_base.get(rule, []),
+                "examples": _ids(result.examples_base.get(rule)),
             },
         }
         if labelled:
@@ -83,11 +87,11 @@ def to_dict(
             "baseline": base_side.flagged,
             "newly_flagged": {
                 "count": result.only_new[OVERALL],
-                "examples": result.examples_new.get(OVERALL, []),
+                "examples": _ids(result.examples_new.get(OVERALL)),
             },
             "no_longer_flagged": {
                 "count": result.only_base[OVERALL],
-                "examples": result.examples_base.get(OVERALL, []),
+                "examples": _ids(result.examples_base.get(OVERALL)),
             },
         },
         "rules": rules,

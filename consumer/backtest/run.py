@@ -54,8 +54,9 @@ class BacktestResult:
     # rule -> records it fires on under one rule set and not the other ("*": flagged at all)
     only_new: Counter[str] = field(default_factory=Counter)
     only_base: Counter[str] = field(default_factory=Counter)
-    examples_new: dict[str, list[str]] = field(default_factory=dict)
-    examples_base: dict[str, list[str]] = field(default_factory=dict)
+    # rule -> the first few (record number, transaction id) of those
+    examples_new: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    examples_base: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     # Per judged record, when asked for (tests): (line index, transaction id, new rules, base).
     decisions: list[tuple[int, str, tuple[str, ...], tuple[str, ...]]] | None = None
 
@@ -74,14 +75,20 @@ def _invalid(result: BacktestResult, reason: str, index: int) -> None:
         kept.append(index + 1)
 
 
-def _example(examples: dict[str, list[str]], rule: str, txn_id: str) -> None:
+class PartitionError(RuntimeError):
+    """A partitioned run found a record outside its part: run it with one job."""
+
+
+def _example(
+    examples: dict[str, list[tuple[int, str]]], rule: str, index: int, txn_id: str
+) -> None:
     kept = examples.setdefault(rule, [])
     if len(kept) < EXAMPLES:
-        kept.append(txn_id)
+        kept.append((index, txn_id))
 
 
 def run_backtest(
-    items: Iterable[Item],
+    items: Iterable[tuple[int, Item]],
     new: RuleSet,
     baseline: RuleSet,
     *,
@@ -89,8 +96,12 @@ def run_backtest(
     progress: Callable[[int], None] | None = None,
     progress_every: int = 20_000,
     keep_decisions: bool = False,
+    owns: Callable[[str], bool] | None = None,
 ) -> BacktestResult:
-    """Judge every record of `items` (stream order) with both rule sets; count the outcome."""
+    """Judge every record of `items` ((record number, record) in stream order) with both rule
+    sets; count the outcome. `owns`, for one part of a partitioned run, says whether an account
+    belongs to this part (a record routed here for another account is an error: its history
+    would be split)."""
     horizon: Decimal = max(new.state_horizon_s, baseline.state_horizon_s)
     countries = bool(new.history_needs | baseline.history_needs)
     builder = ReplayHistory(horizon, state, countries=countries)
@@ -101,12 +112,14 @@ def run_backtest(
     decisions = result.decisions
     judged = duplicates = labelled = labelled_fraud = 0
     index = -1
+    count = 0
     is_duplicate = builder.is_duplicate
     history_of = builder.history
     add = builder.add
-    for index, item in enumerate(items):
-        if progress is not None and index % progress_every == 0:
-            progress(index)
+    for index, item in items:
+        count += 1
+        if progress is not None and count % progress_every == 0:
+            progress(count)
         if type(item) is BadLine:
             _invalid(result, item.reason, index)
             continue
@@ -114,6 +127,10 @@ def run_backtest(
         if isinstance(txn, InvalidRecord):
             _invalid(result, txn.reason, index)
             continue
+        if owns is not None and not owns(txn.account_id):
+            raise PartitionError(
+                f"record {index + 1}: its account was not where the partitioning put it"
+            )
         if is_duplicate(txn):
             duplicates += 1
             continue
@@ -171,17 +188,17 @@ def run_backtest(
                 side.flagged += 1
                 if not other:
                     only["*"] += 1
-                    _example(examples, "*", txn_id)
+                    _example(examples, "*", index, txn_id)
             for rule in fired:
                 side.hits[rule] += 1
                 if rule not in other:
                     only[rule] += 1
-                    _example(examples, rule, txn_id)
+                    _example(examples, rule, index, txn_id)
             if truth is not None:
                 _tally(side, fired, verdict_shadow, truth, contract_ids)
     if progress is not None:
-        progress(index + 1)
-    result.records = index + 1
+        progress(count)
+    result.records = count
     result.judged = judged
     result.duplicates = duplicates
     result.labelled = labelled
@@ -214,3 +231,40 @@ def _tally(
             side.false_neg["*"] += 1
     elif fired:
         side.false_pos["*"] += 1
+
+
+def merge(parts: Iterable[BacktestResult]) -> BacktestResult:
+    """One result from the results of disjoint parts (accounts split by hash): sums, and the
+    first examples in file order."""
+    out = BacktestResult()
+    decisions: list[tuple[int, str, tuple[str, ...], tuple[str, ...]]] = []
+    any_decisions = False
+    for part in parts:
+        out.records += part.records
+        out.judged += part.judged
+        out.duplicates += part.duplicates
+        out.labelled += part.labelled
+        out.labelled_fraud += part.labelled_fraud
+        out.invalid.update(part.invalid)
+        for reason, numbers in part.invalid_examples.items():
+            out.invalid_examples[reason] = sorted(
+                [*out.invalid_examples.get(reason, []), *numbers]
+            )[:EXAMPLES]
+        for mine, theirs in zip(out.sides, part.sides, strict=True):
+            for name in ("hits", "shadow", "true_pos", "false_pos", "false_neg"):
+                getattr(mine, name).update(getattr(theirs, name))
+            mine.flagged += theirs.flagged
+        out.only_new.update(part.only_new)
+        out.only_base.update(part.only_base)
+        for mine_examples, their_examples in (
+            (out.examples_new, part.examples_new),
+            (out.examples_base, part.examples_base),
+        ):
+            for rule, kept in their_examples.items():
+                mine_examples[rule] = sorted([*mine_examples.get(rule, []), *kept])[:EXAMPLES]
+        if part.decisions is not None:
+            any_decisions = True
+            decisions += part.decisions
+    if any_decisions:
+        out.decisions = sorted(decisions)
+    return out

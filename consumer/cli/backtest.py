@@ -32,15 +32,29 @@ def add_parser(sub: Any) -> None:
         help='records: replay JSON Lines ({"data": ...} a line) or CSV with a header; '
         "gzip allowed (.gz)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=1,
+        help="processes, splitting the accounts by hash (same results; default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=cmd_backtest)
 
 
+def _jobs(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.backtest.inputs import RecordFile
+    from consumer.backtest.parallel import run_parallel
     from consumer.backtest.report import render_table, to_dict
-    from consumer.backtest.run import run_backtest
+    from consumer.backtest.run import PartitionError, run_backtest
     from consumer.rules.ruleset import RuleSetError
     from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 
@@ -57,12 +71,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     show = not args.no_progress and sys.stderr.isatty()
     started = time.perf_counter()
-    with source, _Progress(source, show) as progress:
+    with source, _Progress(source.size, show) as bar:
         try:
-            result = run_backtest(source.items(), new, baseline, progress=progress)
-        except OSError as exc:  # e.g. a truncated gzip file
+            if args.jobs > 1:
+                result = run_parallel(args.input, new, baseline, args.jobs, progress=bar.update)
+            else:
+                result = run_backtest(
+                    source.items(),
+                    new,
+                    baseline,
+                    progress=lambda count: bar.update(source.position(), count),
+                )
+        except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
             print(f"fraudstream backtest: reading {args.input}: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except (PartitionError, RuntimeError) as exc:
+            print(f"fraudstream backtest: {exc}", file=sys.stderr)
+            return 1
     report = to_dict(result, new, baseline, time.perf_counter() - started)
     print(json.dumps(report) if args.json else render_table(report))
     return 0
@@ -71,14 +96,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 class _Progress:
     """A tqdm bar over the input's bytes on disk (stderr), updated every few thousand records."""
 
-    def __init__(self, source: Any, show: bool) -> None:
-        self._source = source
+    def __init__(self, size: int, show: bool) -> None:
         self._bar: Any = None
         if show:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=source.size,
+                total=size,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
@@ -88,11 +112,11 @@ class _Progress:
             )
         self._started = time.perf_counter()
 
-    def __call__(self, records: int) -> None:
+    def update(self, position: int, records: int) -> None:
         bar = self._bar
         if bar is None:
             return
-        bar.update(self._source.position() - bar.n)
+        bar.update(position - bar.n)
         elapsed = time.perf_counter() - self._started
         rate = records / elapsed if elapsed > 0 else 0.0
         bar.set_postfix_str(f"{records:,} records, {rate:,.0f}/s", refresh=False)
