@@ -10,7 +10,8 @@ magic bytes, whatever the name):
   empty cell is an absent field; `amount`, `account_balance`, `latitude`, `longitude` are
   written into the record as the number literal of the cell (exact: the text, never a float);
   `timestamp` / `account_created_at` as an integer when the cell is all digits (epoch ms), else
-  as text; an `expected_rules` cell (the label) as a JSON list, or rule ids separated by `;`.
+  as text; an `expected_rules` cell (the label) as a JSON list, or rule ids separated by `;`
+  (an empty cell in that column is the empty label: no rule should fire).
 
 Each record is yielded as the bytes the stream would have received, so the same
 `parse_transaction` validates it; a line that cannot even be read as a record is yielded as a
@@ -31,8 +32,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
+LABEL = "expected_rules"
 _NUMBER_FIELDS = frozenset({"amount", "account_balance", "latitude", "longitude"})
 _TIME_FIELDS = frozenset({"timestamp", "account_created_at"})
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -66,7 +68,7 @@ class RecordFile:
         self.is_csv = name.endswith(".csv")
 
     def position(self) -> int:
-        return self._raw.tell()
+        return self.size if self._raw.closed else self._raw.tell()
 
     def items(self, part: Part = None) -> Iterator[tuple[int, Item]]:
         """(record number from 0, record) in file order; with `part`, only that part's."""
@@ -142,29 +144,35 @@ def _jsonl_item(raw: bytes) -> Item | None:
     except (ValueError, RecursionError) as exc:
         if not raw.strip():
             return None
-        return BadLine(f"not valid JSON: {exc}")
+        return BadLine(f"replay line: not valid JSON: {exc}")
     if type(obj) is dict:
         data = obj.get("data")
         if type(data) is str:
             try:
                 return data.encode()
             except UnicodeEncodeError:
-                return BadLine('"data" is not encodable as UTF-8')
+                return BadLine('replay line: "data" is not encodable as UTF-8')
         b64 = obj.get("data_b64")
         if data is None and type(b64) is str:
             try:
                 return base64.b64decode(b64, validate=True)
             except (binascii.Error, ValueError) as exc:
-                return BadLine(f'"data_b64" is not valid base64: {exc}')
+                return BadLine(f'replay line: "data_b64" is not valid base64: {exc}')
         if data is None and b64 is None:
             return raw.rstrip(b"\r\n")  # the record itself
-    return BadLine('not a replay line: expected {"data": ...} or {"data_b64": ...}')
+    return BadLine('replay line: expected {"data": ...} or {"data_b64": ...}')
 
 
 def csv_items(stream: IO[bytes], part: Part = None) -> Iterator[tuple[int, Item]]:
     """(record number from 0, record) for each non-empty row; with `part`, only its own."""
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="", errors="strict")
-    reader = csv.reader(text)
+    try:
+        yield from _csv_rows(csv.reader(text), part)
+    finally:
+        text.detach()  # the file stays open: its owner closes it
+
+
+def _csv_rows(reader: Any, part: Part) -> Iterator[tuple[int, Item]]:
     try:
         header = next(reader)
     except StopIteration:
@@ -174,6 +182,10 @@ def csv_items(stream: IO[bytes], part: Part = None) -> Iterator[tuple[int, Item]
             yield 0, BadLine(f"unreadable CSV header: {exc}")
         return
     header = [name.strip().removeprefix("\ufeff") for name in header]
+    if len(set(header)) != len(header):
+        if part is None or part[0] == 0:
+            yield 0, BadLine("CSV header names a column twice; nothing read")
+        return
     encoders = [_encoder(name) for name in header]
     width = len(header)
     account = header.index("account_id") if "account_id" in header else None
@@ -199,7 +211,11 @@ def csv_items(stream: IO[bytes], part: Part = None) -> Iterator[tuple[int, Item]
         if len(row) != width:
             yield index, BadLine(f"CSV row with {len(row)} cells, the header has {width}")
             continue
-        parts = [encode(cell) for encode, cell in zip(encoders, row, strict=True) if cell != ""]
+        parts = [
+            encode(cell)
+            for encode, cell, name in zip(encoders, row, header, strict=True)
+            if cell != "" or name == LABEL
+        ]
         yield index, ("{" + ",".join(parts) + "}").encode()
 
 
@@ -209,7 +225,7 @@ def _encoder(name: str) -> Callable[[str], str]:
         return lambda cell: key + (cell if _JSON_NUMBER.fullmatch(cell) else json.dumps(cell))
     if name in _TIME_FIELDS:
         return lambda cell: key + (cell if _DIGITS.fullmatch(cell) else json.dumps(cell))
-    if name == "expected_rules":
+    if name == LABEL:
         return lambda cell: key + _label(cell)
     return lambda cell: key + json.dumps(cell)
 
