@@ -27,8 +27,8 @@ over records in stream order, with nothing but dicts and deques:
 
 from __future__ import annotations
 
-from collections import deque
 from decimal import Decimal
+from itertools import pairwise
 
 from consumer.config import StateConfig
 from consumer.records import Transaction
@@ -36,44 +36,50 @@ from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry
 
 
 class _Account:
-    """One account's state: recent entries in stream order with their float event times."""
+    """One account's state: recent entries in stream order, devices and countries seen. Kept
+    small (lists, sets made on first use): a backtest holds every account of the file."""
 
-    __slots__ = ("countries", "devices", "latest", "oldest", "recent", "times")
+    __slots__ = ("countries", "devices", "latest", "oldest", "ordered", "recent")
 
     def __init__(self) -> None:
-        self.recent: deque[HistoryEntry] = deque()
-        self.times: deque[float] = deque()  # float(event_time) of each entry in `recent`
-        self.devices: set[str] = set()
-        self.countries: set[str] = set()
+        self.recent: list[HistoryEntry] = []
+        self.devices: set[str] | None = None
+        self.countries: set[str] | None = None
         self.latest = float("-inf")  # the latest event time seen for the account
         self.oldest = float("inf")  # the earliest event time among `recent`
+        self.ordered = True  # `recent` is in event-time order too (the usual case)
 
     def forget_before(self, bound: float) -> None:
         """Drop every entry with an event time below `bound` (usually a prefix)."""
-        times = self.times
         recent = self.recent
-        while times and times[0] < bound:
-            times.popleft()
-            recent.popleft()
-        if times and self.oldest < bound:
-            oldest = min(times)
-            if oldest < bound:  # out of order: an older entry behind a newer one
-                kept = [(t, e) for t, e in zip(times, recent, strict=True) if t >= bound]
-                self.times = deque(t for t, _ in kept)
-                self.recent = deque(e for _, e in kept)
-                oldest = min(self.times, default=float("inf"))
-            self.oldest = oldest
-        elif not times:
-            self.oldest = float("inf")
+        cut = 0
+        for entry in recent:
+            if float(entry.event_time) >= bound:
+                break
+            cut += 1
+        if cut:
+            del recent[:cut]
+        if self.ordered:
+            self.oldest = float(recent[0].event_time) if recent else float("inf")
+            return
+        times = [float(entry.event_time) for entry in recent]
+        kept = [(t, e) for t, e in zip(times, recent, strict=True) if t >= bound]
+        self.recent = [e for _, e in kept]
+        self.oldest = min((t for t, _ in kept), default=float("inf"))
+        self.ordered = all(a[0] <= b[0] for a, b in pairwise(kept))
 
     def drop_oldest(self) -> None:
         """Over the cap: drop the entry with the earliest event time (ties: earliest in the
         stream), as ZREMRANGEBYRANK on event-time scores does."""
-        times = self.times
-        oldest = min(times)
-        index = times.index(oldest)
+        recent = self.recent
+        if self.ordered:
+            del recent[0]
+            self.oldest = float(recent[0].event_time) if recent else float("inf")
+            return
+        times = [float(entry.event_time) for entry in recent]
+        index = times.index(min(times))
+        del recent[index]
         del times[index]
-        del self.recent[index]
         self.oldest = min(times, default=float("inf"))
 
 
@@ -133,14 +139,16 @@ class ReplayHistory:
             if account.oldest < bound:
                 account.forget_before(bound)
         device = txn.device_id
+        devices = account.devices
         country = txn.destination_country
+        countries = account.countries
         return AccountHistory(
             recent=account.recent,
-            device_seen_before=device is not None and device in account.devices,
+            device_seen_before=device is not None and devices is not None and device in devices,
             has_earlier=True,
-            country_seen_before=self._countries
-            and country is not None
-            and country in account.countries,
+            country_seen_before=country is not None
+            and countries is not None
+            and country in countries,
         )
 
     def add(self, txn: Transaction, index: int) -> None:
@@ -162,13 +170,23 @@ class ReplayHistory:
                 txn.longitude,
                 txn.destination_country if self._countries else None,
             )
-            account.recent.append(entry)
-            account.times.append(t)
+            recent = account.recent
+            if recent and t < float(recent[-1].event_time):
+                account.ordered = False
+            recent.append(entry)
             if t < account.oldest:
                 account.oldest = t
-            if len(account.times) > self._max_entries:
+            if len(account.recent) > self._max_entries:
                 account.drop_oldest()
-        if txn.device_id is not None:
-            account.devices.add(txn.device_id)
-        if self._countries and txn.destination_country is not None:
-            account.countries.add(txn.destination_country)
+        device = txn.device_id
+        if device is not None:
+            if account.devices is None:
+                account.devices = {device}
+            else:
+                account.devices.add(device)
+        country = txn.destination_country
+        if self._countries and country is not None:
+            if account.countries is None:
+                account.countries = {country}
+            else:
+                account.countries.add(country)

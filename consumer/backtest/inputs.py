@@ -63,7 +63,9 @@ class RecordFile:
         self._raw.seek(0)
         self.stream: IO[bytes] = self._raw
         if magic == b"\x1f\x8b":
-            self.stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb"))
+            # Buffered on top: line iteration over a bare GzipFile is about a quarter slower.
+            unzipped = gzip.GzipFile(fileobj=self._raw, mode="rb")
+            self.stream = cast(IO[bytes], io.BufferedReader(unzipped, 1 << 20))
         name = self.path.name.lower().removesuffix(".gz")
         self.is_csv = name.endswith(".csv")
 
