@@ -142,6 +142,8 @@ def _run_backtest(
     only_new, only_base = result.only_new, result.only_base
     contract_ids = frozenset(new.config.severities) | frozenset(baseline.config.severities)
     decisions = result.decisions
+    # Equal contract parameters: the contract rules' verdict is the same, computed once.
+    same_contract = new.config == baseline.config
     judged = duplicates = labelled = labelled_fraud = 0
     index = -1
     count = 0
@@ -168,7 +170,9 @@ def _run_backtest(
             continue
         history = history_of(txn)
         new_verdict = judge_with_ruleset(txn, history, new)
-        base_verdict = judge_with_ruleset(txn, history, baseline)
+        base_verdict = judge_with_ruleset(
+            txn, history, baseline, new_verdict.contract if same_contract else None
+        )
         add(txn, index)
         judged += 1
         label: Any = txn.raw.get(LABEL)
