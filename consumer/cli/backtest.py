@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -89,7 +90,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             print(f"fraudstream backtest: {exc}", file=sys.stderr)
             return 1
     report = to_dict(result, new, baseline, time.perf_counter() - started)
-    print(json.dumps(report) if args.json else render_table(report))
+    try:
+        print(json.dumps(report) if args.json else render_table(report))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has seen enough; nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
