@@ -56,6 +56,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.backtest.parallel import run_parallel
     from consumer.backtest.report import render_table, to_dict
     from consumer.backtest.run import PartitionError, run_backtest
+    from consumer.config import ConfigError, load_state_config
     from consumer.rules.ruleset import RuleSetError
     from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 
@@ -64,6 +65,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         baseline = load_ruleset(args.baseline) if args.baseline else default_ruleset()
     except RuleSetError as exc:
         print(f"fraudstream backtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        state = load_state_config()  # FRAUD_STATE_MAX_ENTRIES etc., as the worker reads them
+    except ConfigError as exc:
+        print(f"fraudstream backtest: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         source = RecordFile(args.input)
@@ -75,12 +81,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     with source, _Progress(source.size, show) as bar:
         try:
             if args.jobs > 1:
-                result = run_parallel(args.input, new, baseline, args.jobs, progress=bar.update)
+                result = run_parallel(
+                    args.input, new, baseline, args.jobs, state=state, progress=bar.update
+                )
             else:
                 result = run_backtest(
                     source.items(),
                     new,
                     baseline,
+                    state=state,
                     progress=lambda count: bar.update(source.position(), count),
                 )
         except (OSError, EOFError) as exc:  # e.g. a truncated gzip file

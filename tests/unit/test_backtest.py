@@ -263,7 +263,10 @@ def test_csv_jsonl_and_gzip_inputs_agree(
         code, report, _ = run_cli(capsys, "--rules", str(rules), "--input", str(path))
         assert code == 0
         reports.append(without_timing(report))
-    assert reports[0] == reports[1] == reports[2]
+    code, report, _ = run_cli(capsys, "--rules", str(rules), "--input", str(table), "--jobs", "2")
+    assert code == 0
+    reports.append(without_timing(report))
+    assert reports[0] == reports[1] == reports[2] == reports[3]
     assert reports[0]["flagged"]["new"] > 100 and reports[0]["labels"]["labelled"] == 2000
 
 
@@ -380,3 +383,20 @@ def test_report_dict_without_labels_has_no_precision() -> None:
     report = to_dict(result, default_ruleset(), default_ruleset(), 0.0)
     assert report["records"] == 0 and report["labels"] is None
     assert "precision" not in report["rules"][0]
+
+
+def test_the_state_bounds_come_from_the_workers_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six transactions of one account within 6 s: velocity from the 4th on, unless the history
+    # is capped at 2 entries (then at most 3 within the window: never more than 3).
+    path = write_replay(tmp_path / "r.jsonl", [record(n, "10", "a") for n in range(6)])
+    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
+    code, report, _ = run_cli(capsys, "--rules", str(rules), "--input", str(path))
+    assert code == 0 and rule_row(report, "velocity")["hits"]["new"] == 3
+    monkeypatch.setenv("FRAUD_STATE_MAX_ENTRIES", "2")
+    code, report, _ = run_cli(capsys, "--rules", str(rules), "--input", str(path))
+    assert code == 0 and rule_row(report, "velocity")["hits"]["new"] == 0
+    monkeypatch.setenv("FRAUD_STATE_MAX_ENTRIES", "zero")
+    code, _, err = run_cli(capsys, "--rules", str(rules), "--input", str(path))
+    assert code == 2 and "FRAUD_STATE_MAX_ENTRIES" in err
