@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -76,6 +77,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fraudstream backtest: cannot read {args.input}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        print("fraudstream backtest: --jobs needs fork (Linux, macOS)", file=sys.stderr)
+        return EXIT_USAGE
     show = not args.no_progress and sys.stderr.isatty()
     started = time.perf_counter()
     with source, _Progress(source.size, show) as bar:
@@ -115,6 +119,7 @@ class _Progress:
         if show:
             from tqdm import tqdm
 
+            tqdm.monitor_interval = 0  # no monitor thread: --jobs forks after the bar exists
             self._bar = tqdm(
                 total=size,
                 unit="B",
