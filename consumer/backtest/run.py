@@ -187,27 +187,20 @@ def _run_backtest(
                     tuple(r.rule for r in base_reasons),
                 )
             )
-        if label is None:
-            if (
-                not new_reasons
-                and not base_reasons
-                and not new_verdict.shadow
-                and not (base_verdict.shadow)
-            ):
-                continue
-            truth: frozenset[str] | None = None
-        else:
-            truth = frozenset(label) if type(label) is list else frozenset()
+        truth: frozenset[str] | None = None
+        if type(label) is list:  # anything else is no label
+            truth = frozenset(label)
             labelled += 1
             if truth:
                 labelled_fraud += 1
-            elif (
-                not new_reasons
-                and not base_reasons
-                and not new_verdict.shadow
-                and not (base_verdict.shadow)
-            ):
-                continue
+        if (
+            not truth
+            and not new_reasons
+            and not base_reasons
+            and not new_verdict.shadow
+            and not base_verdict.shadow
+        ):
+            continue  # clean under both, and not labelled fraud: nothing to count
         new_fired = frozenset(r.rule for r in new_reasons)
         base_fired = frozenset(r.rule for r in base_reasons)
         for reason in new_verdict.shadow:
