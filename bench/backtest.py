@@ -12,6 +12,7 @@ are only a range.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -25,8 +26,7 @@ from consumer.backtest.inputs import RecordFile
 from consumer.backtest.parallel import run_parallel
 from consumer.backtest.run import run_backtest
 from consumer.rules.ruleset_load import default_ruleset, load_ruleset
-from load_test.producer import simulated_clock, write_replay_file
-from load_test.synthetic import TransactionGenerator
+from load_test.labelled import write_labelled
 
 DAY_OF_A_BUSY_SHARD = 86_400_000  # 1,000 records/s for 24 h
 
@@ -36,14 +36,17 @@ def _say(text: str) -> None:
 
 
 def _generate(path: Path, records: int, accounts: int, rate: float) -> None:
-    generator = TransactionGenerator(
-        accounts=accounts,
-        fraud_ratio=0.05,
-        invalid_ratio=0.01,
-        seed=7,
-        now=simulated_clock(datetime(2026, 11, 24, tzinfo=UTC), rate),
-    )
-    write_replay_file(path, generator, records)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        write_labelled(
+            handle,
+            records,
+            rate=rate,
+            accounts=accounts,
+            fraud_ratio=0.05,
+            invalid_ratio=0.01,
+            seed=7,
+            start=datetime(2026, 11, 24, tzinfo=UTC),
+        )
 
 
 def _once(path: Path, rules: str, jobs: int) -> tuple[float, float, int]:

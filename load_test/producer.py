@@ -5,10 +5,6 @@ Usage (from the repository root)::
     python -m load_test.producer generate --rate 200 --duration 60 [--accounts 1000]
         [--fraud-ratio 0.05] [--invalid-ratio 0.0] [--seed 7] [common options]
     python -m load_test.producer replay --file records.jsonl [common options]
-    python -m load_test.producer generate --rate 1000 --duration 200 --out records.jsonl.gz
-        [--start 2026-11-24T00:00:00Z] [--accounts ...] [--fraud-ratio ...] [--seed 7]
-        (writes a labelled replay file instead of sending: event time advances 1/rate per record
-        from --start, no stream needed; the input of `fraudstream backtest` and `train`)
 
     common options: --stream NAME (env FRAUD_STREAM)  --endpoint-url URL  --region REGION
                     --max-attempts N  --json
@@ -71,9 +67,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -116,8 +111,6 @@ EXIT_INTERRUPTED = 130
 
 # boto3's Kinesis client (untyped without boto3-stubs); anything with ``put_records`` works.
 KinesisClient = Any
-if TYPE_CHECKING:
-    from load_test.synthetic import SyntheticRecord, TransactionGenerator
 ProgressCallback = Callable[["Summary"], None]
 
 
@@ -756,17 +749,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fraud-ratio", type=_ratio, default=0.05, help="default 0.05")
     gen.add_argument("--invalid-ratio", type=_ratio, default=0.0, help="default 0.0")
     gen.add_argument("--seed", type=int, default=None, help="seed for reproducible records")
-    gen.add_argument(
-        "--out",
-        help="write a labelled replay file (JSON Lines, gzip if it ends in .gz) instead of "
-        "sending; event time runs at --rate from --start",
-    )
-    gen.add_argument(
-        "--start",
-        type=_utc_moment,
-        default=None,
-        help="with --out: the first record's event time, ISO 8601 (default: now)",
-    )
     _add_common(gen, suppress=True)
 
     rep = sub.add_parser("replay", help="records from a file, in file order")
@@ -791,63 +773,9 @@ def _report(summary: Summary, extra: dict[str, Any], as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def _utc_moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date and time: {text}") from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def replay_line(record: SyntheticRecord) -> str:
-    """One line of the replay format for a generated record: its data (as text, or base64 when
-    it is not UTF-8), partition key and kind; valid records carry their label in the data
-    (`expected_rules`)."""
-    line: dict[str, Any] = {}
-    try:
-        line["data"] = record.data.decode("utf-8")
-    except UnicodeDecodeError:
-        line["data_b64"] = base64.b64encode(record.data).decode("ascii")
-    line["partition_key"] = record.account_id
-    line["kind"] = record.kind
-    return json.dumps(line, separators=(",", ":"))
-
-
-def write_replay_file(
-    path: str | os.PathLike[str],
-    generator: TransactionGenerator,
-    count: int,
-) -> int:
-    """Write `count` generated records to `path` (gzip when it ends in .gz); return the count."""
-    import gzip
-
-    target = Path(path)
-    opener: Any = gzip.open if target.name.endswith(".gz") else open
-    with opener(target, "wt", encoding="utf-8", newline="\n") as handle:
-        for _ in range(count):
-            handle.write(replay_line(generator.next_record()) + "\n")
-    return count
-
-
-def simulated_clock(start: datetime, rate: float) -> Callable[[], datetime]:
-    """Event time that advances 1/rate s per record (a file is written faster than real time)."""
-    calls = [0]
-
-    def now() -> datetime:
-        moment = start + timedelta(seconds=calls[0] / rate)
-        calls[0] += 1
-        return moment
-
-    return now
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.mode == "generate" and args.out:
-        return _write_file(args)
-    if args.mode == "generate" and args.start is not None:
-        parser.error("--start goes with --out")
     if not args.stream:
         parser.error("--stream is required (or set FRAUD_STREAM)")
 
@@ -914,41 +842,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     _report(summary, extra, args.json)
     return code
-
-
-def _write_file(args: argparse.Namespace) -> int:
-    from load_test.synthetic import TransactionGenerator
-
-    if args.fraud_ratio + args.invalid_ratio > 1.0:
-        print("error: --fraud-ratio + --invalid-ratio must not exceed 1", file=sys.stderr)
-        return EXIT_USAGE
-    start = args.start if args.start is not None else datetime.now(UTC)
-    generator = TransactionGenerator(
-        accounts=args.accounts,
-        fraud_ratio=args.fraud_ratio,
-        invalid_ratio=args.invalid_ratio,
-        seed=args.seed,
-        now=simulated_clock(start, args.rate),
-    )
-    count = max(0, round(args.rate * args.duration))
-    try:
-        write_replay_file(args.out, generator, count)
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    extra = {
-        "mode": "generate",
-        "out": args.out,
-        "generated": count,
-        "fraud": generator.fraud_count,
-        "invalid": generator.invalid_count,
-    }
-    print(
-        f"wrote {count} records to {args.out} (fraud {extra['fraud']}, invalid {extra['invalid']})"
-    )
-    if args.json:
-        print(json.dumps(extra, separators=(",", ":")))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

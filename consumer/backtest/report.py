@@ -105,7 +105,11 @@ def to_dict(
             precision, recall = _quality(side, OVERALL, True, result.labelled_fraud)
             overall[name] = {"precision": precision, "recall": recall}
         out["labels"] = {
-            "field": "expected_rules",
+            "field": "fraud" if result.fraud_labelled else "expected_rules",
+            "by_field": {
+                "fraud": result.fraud_labelled,
+                "expected_rules": result.labelled - result.fraud_labelled,
+            },
             "labelled": result.labelled,
             "fraud": result.labelled_fraud,
             "overall": overall,

@@ -3,10 +3,11 @@
 Both rule sets are judged by `judge_with_ruleset` on the same AccountHistory object, built once
 per record by ReplayHistory; each record is parsed once. What is counted (BacktestResult):
 per rule, hits under each rule set; the records one flags and the other does not (with the first
-few transaction ids); shadow hits; and, for records that carry a label (`expected_rules`, as
-load_test/synthetic.py writes it), true and false positives and false negatives per rule and
-overall. A contract rule is scored against its own id in the label; a custom rule, and the
-overall decision, against "the label names any rule".
+few transaction ids); shadow hits; and, for records that carry a label, true and false
+positives and false negatives per rule and overall. Two labels, as load_test/synthetic.py writes
+them: `fraud` (true or false; it wins when both are there) scores every rule and the overall
+decision against it; `expected_rules` (the rules that should fire) scores a contract rule against
+its own id, and a custom rule and the overall decision against "it names any rule".
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from consumer.rules.engine import Reason
 from consumer.rules.ruleset import RuleSet, judge_with_ruleset
 
 EXAMPLES = 5  # transaction ids kept per difference
-LABEL = "expected_rules"
+LABEL = "expected_rules"  # the rules that should fire (load_test/synthetic.py)
+FRAUD = "fraud"  # true or false: whether it is fraud (the generator's realistic mode)
+_NOTHING: frozenset[str] = frozenset()
 NEW, BASE = 0, 1
 
 
@@ -51,6 +54,7 @@ class BacktestResult:
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)  # reason -> record no.
     labelled: int = 0
     labelled_fraud: int = 0
+    fraud_labelled: int = 0  # of `labelled`, those labelled by FRAUD (the rest by LABEL)
     sides: tuple[Side, Side] = field(default_factory=lambda: (Side(), Side()))
     # rule -> records it fires on under one rule set and not the other ("*": flagged at all)
     only_new: Counter[str] = field(default_factory=Counter)
@@ -144,7 +148,7 @@ def _run_backtest(
     decisions = result.decisions
     # Equal contract parameters: the contract rules' verdict is the same, computed once.
     same_contract = new.config == baseline.config
-    judged = duplicates = labelled = labelled_fraud = 0
+    judged = duplicates = labelled = labelled_fraud = fraud_labelled = 0
     index = -1
     count = 0
     is_duplicate = builder.is_duplicate
@@ -175,7 +179,9 @@ def _run_backtest(
         )
         add(txn, index)
         judged += 1
-        label: Any = txn.raw.get(LABEL)
+        raw = txn.raw
+        label: Any = raw.get(LABEL)
+        is_fraud: Any = raw.get(FRAUD)
         new_reasons = new_verdict.decision.reasons
         base_reasons = base_verdict.decision.reasons
         if decisions is not None:
@@ -188,8 +194,12 @@ def _run_backtest(
                 )
             )
         truth: frozenset[str] | None = None
-        if type(label) is list:  # anything else is no label
+        if type(is_fraud) is bool:  # fraud or not: what every rule should catch, or none
+            truth = contract_ids if is_fraud else _NOTHING
+            fraud_labelled += 1
+        elif type(label) is list:  # anything else is no label
             truth = frozenset(label)
+        if truth is not None:
             labelled += 1
             if truth:
                 labelled_fraud += 1
@@ -232,6 +242,7 @@ def _run_backtest(
     result.duplicates = duplicates
     result.labelled = labelled
     result.labelled_fraud = labelled_fraud
+    result.fraud_labelled = fraud_labelled
     return result
 
 
@@ -274,6 +285,7 @@ def merge(parts: Iterable[BacktestResult]) -> BacktestResult:
         out.duplicates += part.duplicates
         out.labelled += part.labelled
         out.labelled_fraud += part.labelled_fraud
+        out.fraud_labelled += part.fraud_labelled
         out.invalid.update(part.invalid)
         for reason, numbers in part.invalid_examples.items():
             out.invalid_examples[reason] = sorted(

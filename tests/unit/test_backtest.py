@@ -19,7 +19,7 @@ from consumer.cli import main
 from consumer.config import StateConfig
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.ruleset_load import default_ruleset, load_ruleset
-from load_test.producer import main as producer_main
+from load_test.labelled import main as labelled_main
 
 BASE_MS = 1_795_500_000_000
 
@@ -202,10 +202,10 @@ def test_labels_give_precision_and_recall(
 
 def generated_file(tmp_path: Path, name: str, count: int = 2000, invalid: float = 0.0) -> Path:
     path = tmp_path / name
-    args = ["generate", "--rate", "40", "--duration", str(count / 40), "--accounts", "30"]
+    args = ["--records", str(count), "--rate", "40", "--accounts", "30"]
     args += ["--fraud-ratio", "0.2", "--invalid-ratio", str(invalid), "--seed", "3"]
     args += ["--start", "2026-11-24T00:00:00Z", "--out", str(path)]
-    assert producer_main(args) == 0
+    assert labelled_main(args) == 0
     return path
 
 
@@ -400,3 +400,27 @@ def test_the_state_bounds_come_from_the_workers_variables(
     monkeypatch.setenv("FRAUD_STATE_MAX_ENTRIES", "zero")
     code, _, err = run_cli(capsys, "--rules", str(rules), "--input", str(path))
     assert code == 2 and "FRAUD_STATE_MAX_ENTRIES" in err
+
+
+def test_a_fraud_label_scores_every_rule_against_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bodies = [
+        record(0, "12000", fraud=True, expected_rules=["high_amount"]),  # caught
+        record(1, "9000", fraud=True),  # missed at 10000, caught at 5000
+        record(2, "11000", fraud=False),  # a legitimate big ticket: a false positive for both
+        record(3, "100", fraud=False),
+        record(4, "50", fraud=True),  # missed by every rule
+    ]
+    path = write_replay(tmp_path / "r.jsonl", bodies)
+    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
+    code, report, _ = run_cli(capsys, "--rules", str(rules), "--input", str(path))
+    assert code == 0
+    labels = report["labels"]
+    assert labels["field"] == "fraud" and labels["labelled"] == 5 and labels["fraud"] == 3
+    assert labels["overall"]["baseline"] == {"precision": 0.5, "recall": round(1 / 3, 4)}
+    assert labels["overall"]["new"] == {"precision": round(2 / 3, 4), "recall": round(2 / 3, 4)}
+    row = rule_row(report, "high_amount")
+    assert row["precision"] == {"new": round(2 / 3, 4), "baseline": 0.5}
+    assert row["recall"] == {"new": round(2 / 3, 4), "baseline": round(1 / 3, 4)}
+    assert rule_row(report, "velocity")["recall"]["new"] == 0.0

@@ -7,6 +7,7 @@ order. Compared per record: the rules that flagged it (none for a clean record).
 
 from __future__ import annotations
 
+import gzip
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,7 @@ from consumer.rules.config import RulesConfig
 from consumer.rules.ruleset import RuleSet
 from consumer.rules.ruleset_load import default_ruleset
 from consumer.state import AccountStateStore
-from load_test.producer import simulated_clock, write_replay_file
-from load_test.synthetic import TransactionGenerator
+from load_test.labelled import write_labelled
 from tests.unit.test_stream_properties import (
     PROPERTY_SETTINGS,
     FakeRecord,
@@ -87,16 +87,18 @@ def test_backtest_decides_as_the_stream_on_a_generated_file(
     redis_conn: redis.Redis, tmp_path: Path
 ) -> None:
     redis_conn.flushall()
-    start = datetime(2026, 11, 24, tzinfo=UTC)
-    generator = TransactionGenerator(
-        accounts=40,  # few accounts at 50 records/s: velocity fires on ordinary traffic too
-        fraud_ratio=0.2,
-        invalid_ratio=0.03,
-        seed=21,
-        now=simulated_clock(start, 50.0),
-    )
     path = tmp_path / "records.jsonl.gz"
-    write_replay_file(path, generator, 3000)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        write_labelled(
+            handle,
+            3000,
+            rate=50.0,
+            accounts=40,  # few accounts at 50 records/s: velocity fires on ordinary traffic too
+            fraud_ratio=0.2,
+            invalid_ratio=0.03,
+            seed=21,
+            start=datetime(2026, 11, 24, tzinfo=UTC),
+        )
     with RecordFile(path) as source:
         datas = [item for _, item in source.items()]
     assert all(isinstance(d, bytes) for d in datas)
