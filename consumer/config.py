@@ -230,6 +230,18 @@ def _rules(env: Mapping[str, str]) -> RulesConfig:
         raise ConfigError(str(exc)) from None
 
 
+def load_state_config(env: Mapping[str, str] | None = None) -> StateConfig:
+    """The state store's bounds alone (the backtest builds histories with the same ones)."""
+    env = os.environ if env is None else env
+    return StateConfig(
+        lateness_s=_parsed(env, "FRAUD_STATE_LATENESS_S", 3600, _positive_int),
+        dedup_ttl_s=_parsed(env, "FRAUD_DEDUP_TTL_S", 86400, _positive_int),
+        memory_ttl_s=_parsed(env, "FRAUD_STATE_MEMORY_TTL_S", 90 * 86400, _positive_int),
+        max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
+        cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -256,13 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max_wait_s=_parsed(env, "FRAUD_RETRY_MAX_WAIT_S", 5.0, _positive_float),
             deadline_s=_parsed(env, "FRAUD_RETRY_DEADLINE_S", 60.0, _positive_float),
         ),
-        state=StateConfig(
-            lateness_s=_parsed(env, "FRAUD_STATE_LATENESS_S", 3600, _positive_int),
-            dedup_ttl_s=_parsed(env, "FRAUD_DEDUP_TTL_S", 86400, _positive_int),
-            memory_ttl_s=_parsed(env, "FRAUD_STATE_MEMORY_TTL_S", 90 * 86400, _positive_int),
-            max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
-            cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
-        ),
+        state=load_state_config(env),
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
         metrics=MetricsConfig(
             enabled=_parsed(env, "FRAUD_METRICS_ENABLED", True, _boolean),

@@ -3,20 +3,23 @@
 Usage (from the repository root)::
 
     python -m load_test.labelled --out labelled.jsonl.gz --records 200000 [--rate 2]
-        [--accounts 1000] [--fraud-ratio 0.05] [--seed 7] [--start 2026-11-01T00:00:00Z]
-        [--realistic]
+        [--accounts 1000] [--fraud-ratio 0.05] [--invalid-ratio 0.0] [--seed 7]
+        [--start 2026-11-01T00:00:00Z] [--realistic]
 
 One line per record in the producer's replay format (``{"data": "<record>", "partition_key":
 "<account>"}``), so the same file can be replayed into a stream. Event times come from a
 simulated clock: ``--start`` plus one ``1/rate`` second step per record, so a run is the same
 bytes for the same arguments and spans ``records / rate`` seconds of event time. The labels are
 the generator's extra fields: ``expected_rules`` always, ``fraud`` and ``fraud_archetype`` with
-``--realistic`` (see load_test/synthetic.py).
+``--realistic`` (see load_test/synthetic.py). With ``--invalid-ratio``, that share of the
+records is deliberately invalid (unlabelled; one that is not UTF-8 is written as ``data_b64``),
+for `fraudstream backtest`, which counts them by reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import sys
@@ -52,14 +55,24 @@ def write_labelled(
     seed: int = 7,
     start: datetime | None = None,
     realistic: bool = False,
+    invalid_ratio: float = 0.0,
 ) -> TransactionGenerator:
     """Write `records` replay lines to `out`; returns the generator (its `counts`)."""
     clock = SimulatedClock(start or datetime(2026, 11, 1, tzinfo=UTC), 1.0 / rate)
     generator = TransactionGenerator(
-        accounts=accounts, fraud_ratio=fraud_ratio, seed=seed, now=clock, realistic=realistic
+        accounts=accounts,
+        fraud_ratio=fraud_ratio,
+        invalid_ratio=invalid_ratio,
+        seed=seed,
+        now=clock,
+        realistic=realistic,
     )
     for record in generator.records(records):
-        line = {"data": record.data.decode(), "partition_key": record.account_id}
+        try:
+            line = {"data": record.data.decode(), "partition_key": record.account_id}
+        except UnicodeDecodeError:  # an invalid_utf8 record
+            encoded = base64.b64encode(record.data).decode("ascii")
+            line = {"data_b64": encoded, "partition_key": record.account_id}
         out.write(json.dumps(line, separators=(",", ":")) + "\n")
     return generator
 
@@ -75,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="records per event-time second")
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--fraud-ratio", type=float, default=0.05)
+    parser.add_argument(
+        "--invalid-ratio", type=float, default=0.0, help="share of invalid records (0..1)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", type=_start, default=None, help="ISO-8601 event time")
     parser.add_argument("--realistic", action="store_true", help="fraud labels, noise, hard fraud")
@@ -93,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             start=args.start,
             realistic=args.realistic,
+            invalid_ratio=args.invalid_ratio,
         )
     print(json.dumps({"out": str(path), "counts": dict(sorted(generator.counts.items()))}))
     return 0

@@ -1,5 +1,5 @@
 """The one entry point: `fraudstream worker | local up | local down | demo | status | train |
-ops scale`."""
+ops scale | backtest`."""
 
 from __future__ import annotations
 
@@ -264,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--max", type=int, required=True, help="most tasks")
     scale.add_argument("--dry-run", action="store_true", help="print what it would do only")
     scale.set_defaults(func=cmd_scale)
+
+    from consumer.cli.backtest import add_parser as add_backtest
+
+    add_backtest(sub)
     return parser
 
 

@@ -141,10 +141,18 @@ class RuleSet:
 
 
 def judge_with_ruleset(
-    txn: Transaction, history: AccountHistory, ruleset: RuleSet
+    txn: Transaction,
+    history: AccountHistory,
+    ruleset: RuleSet,
+    contract: Decision | None = None,
 ) -> RuleSetDecision:
-    """Judge `txn` (preceded by `history`, as for engine.judge) with every rule of `ruleset`."""
-    contract = judge(txn, history, ruleset.config)
+    """Judge `txn` (preceded by `history`, as for engine.judge) with every rule of `ruleset`.
+
+    `contract`, when the caller already has it, is `engine.judge(txn, history, ruleset.config)`
+    (a backtest judging two rule sets with equal contract parameters computes it once).
+    """
+    if contract is None:
+        contract = judge(txn, history, ruleset.config)
     live = ruleset.live
     shadow = ruleset.shadow
     if not live and not shadow:

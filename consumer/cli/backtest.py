@@ -1,0 +1,148 @@
+"""`fraudstream backtest`: a rule set against a file of records, before it goes live.
+
+Exit codes: 0 done; 2 a rule set refused (the loader's message) or the input unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand on the CLI's subparsers."""
+    parser = sub.add_parser(
+        "backtest",
+        help="judge a file of records with a new rule set and a baseline; per-rule hits and diff",
+        description="Runs the stream's engine over records in file order (stream order) with "
+        "the stream's history semantics, for a new rule set and a baseline in one pass.",
+    )
+    parser.add_argument("--rules", required=True, help="the new rule set (.yaml, .yml, .json)")
+    parser.add_argument(
+        "--baseline", help="the rule set to compare with (default: the packaged default)"
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        help='records: replay JSON Lines ({"data": ...} a line) or CSV with a header; '
+        "gzip allowed (.gz)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=1,
+        help="processes, splitting the accounts by hash (same results; default 1)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=cmd_backtest)
+
+
+def _jobs(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from consumer.backtest.inputs import RecordFile
+    from consumer.backtest.parallel import run_parallel
+    from consumer.backtest.report import render_table, to_dict
+    from consumer.backtest.run import PartitionError, run_backtest
+    from consumer.config import ConfigError, load_state_config
+    from consumer.rules.ruleset import RuleSetError
+    from consumer.rules.ruleset_load import default_ruleset, load_ruleset
+
+    try:
+        new = load_ruleset(args.rules)
+        baseline = load_ruleset(args.baseline) if args.baseline else default_ruleset()
+    except RuleSetError as exc:
+        print(f"fraudstream backtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        state = load_state_config()  # FRAUD_STATE_MAX_ENTRIES etc., as the worker reads them
+    except ConfigError as exc:
+        print(f"fraudstream backtest: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        source = RecordFile(args.input)
+    except OSError as exc:
+        print(f"fraudstream backtest: cannot read {args.input}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        print("fraudstream backtest: --jobs needs fork (Linux, macOS)", file=sys.stderr)
+        return EXIT_USAGE
+    show = not args.no_progress and sys.stderr.isatty()
+    started = time.perf_counter()
+    with source, _Progress(source.size, show) as bar:
+        try:
+            if args.jobs > 1:
+                result = run_parallel(
+                    args.input, new, baseline, args.jobs, state=state, progress=bar.update
+                )
+            else:
+                result = run_backtest(
+                    source.items(),
+                    new,
+                    baseline,
+                    state=state,
+                    progress=lambda count: bar.update(source.position(), count),
+                )
+        except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
+            print(f"fraudstream backtest: reading {args.input}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (PartitionError, RuntimeError) as exc:
+            print(f"fraudstream backtest: {exc}", file=sys.stderr)
+            return 1
+    report = to_dict(result, new, baseline, time.perf_counter() - started)
+    try:
+        print(json.dumps(report) if args.json else render_table(report))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has seen enough; nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+class _Progress:
+    """A tqdm bar over the input's bytes on disk (stderr), updated every few thousand records."""
+
+    def __init__(self, size: int, show: bool) -> None:
+        self._bar: Any = None
+        if show:
+            from tqdm import tqdm
+
+            tqdm.monitor_interval = 0  # no monitor thread: --jobs forks after the bar exists
+            self._bar = tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="backtest",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self._started = time.perf_counter()
+
+    def update(self, position: int, records: int) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        bar.update(position - bar.n)
+        elapsed = time.perf_counter() - self._started
+        rate = records / elapsed if elapsed > 0 else 0.0
+        bar.set_postfix_str(f"{records:,} records, {rate:,.0f}/s", refresh=False)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
