@@ -12,12 +12,13 @@ its own id, and a custom rule and the overall decision against "it names any rul
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from consumer.backtest.history import ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
@@ -92,6 +93,28 @@ def _example(
         kept.append((index, txn_id))
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _without_cyclic_gc(run: Callable[P, R]) -> Callable[P, R]:
+    """Millions of long-lived objects (histories, seen ids) and no reference cycle made in the
+    loop: the cyclic collector would rescan them again and again (up to half the run's time)."""
+
+    @functools.wraps(run)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+
+    return paused
+
+
+@_without_cyclic_gc
 def run_backtest(
     items: Iterable[tuple[int, Item]],
     new: RuleSet,
@@ -107,37 +130,6 @@ def run_backtest(
     sets; count the outcome. `owns`, for one part of a partitioned run, says whether an account
     belongs to this part (a record routed here for another account is an error: its history
     would be split)."""
-    # Millions of long-lived objects (histories, seen ids) and no reference cycle made in the
-    # loop: the cyclic collector would rescan them again and again (up to half the run's time).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _run_backtest(
-            items,
-            new,
-            baseline,
-            state=state,
-            progress=progress,
-            progress_every=progress_every,
-            keep_decisions=keep_decisions,
-            owns=owns,
-        )
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _run_backtest(
-    items: Iterable[tuple[int, Item]],
-    new: RuleSet,
-    baseline: RuleSet,
-    *,
-    state: StateConfig | None = None,
-    progress: Callable[[int], None] | None = None,
-    progress_every: int = 20_000,
-    keep_decisions: bool = False,
-    owns: Callable[[str], bool] | None = None,
-) -> BacktestResult:
     horizon: Decimal = max(new.state_horizon_s, baseline.state_horizon_s)
     countries = bool(new.history_needs | baseline.history_needs)
     builder = ReplayHistory(horizon, state, countries=countries)
