@@ -104,6 +104,12 @@ class Settings:
     ruleset_check_s: float = 30.0
     # The audit trail: every judged transaction's decision under <prefix>decisions/ (off: cost).
     decisions: bool = False
+    # The model score (docs/model.md): a directory written by `fraudstream train`; its score
+    # flags at model_threshold (default: the one chosen in training) with model_severity.
+    model_dir: str | None = None
+    model_threshold: float | None = None
+    model_severity: str = "high"
+    model_shadow: bool = False
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -199,6 +205,13 @@ def _dimension_value(raw: str) -> str:
     return raw
 
 
+def _score(raw: str) -> float | None:
+    value = float(raw)
+    if not 0 <= value <= 100:
+        raise ValueError(f"must be a score from 0 to 100, got {raw!r}")
+    return value
+
+
 def _ruleset_source(raw: str) -> str:
     if raw.startswith("s3://"):
         bucket, _, key = raw[len("s3://") :].partition("/")
@@ -280,4 +293,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ruleset=_ruleset(env),
         ruleset_check_s=_parsed(env, "FRAUD_RULESET_CHECK_S", 30.0, _positive_float),
         decisions=_parsed(env, "FRAUD_DECISIONS", False, _boolean),
+        model_dir=env.get("FRAUD_MODEL_DIR", "").strip() or None,
+        model_threshold=_parsed(env, "FRAUD_MODEL_THRESHOLD", None, _score),
+        model_severity=_parsed(env, "FRAUD_MODEL_SEVERITY", "high", _severity),
+        model_shadow=_parsed(env, "FRAUD_MODEL_SHADOW", False, _boolean),
     )

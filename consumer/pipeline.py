@@ -18,6 +18,8 @@ from consumer.alert_dispatch import AlertDispatcher
 from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
+from consumer.model.features import FeatureRow
+from consumer.model_stage import BatchModel
 from consumer.outputs import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
@@ -72,6 +74,7 @@ class BatchPipeline:
         rulesets: RuleSetSource | None = None,
         shadow: S3JsonLinesBatch | None = None,
         decisions: S3JsonLinesBatch | None = None,
+        model: BatchModel | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._rulesets = rulesets or RuleSetSource(
@@ -79,6 +82,7 @@ class BatchPipeline:
         )
         self._shadow = shadow
         self._decisions = decisions  # the optional audit trail: every judged transaction
+        self._model = model  # the optional model score (consumer/model_stage.py)
         self._settings = settings
         self._flagged = flagged
         self._dead_letters = dead_letters
@@ -156,36 +160,52 @@ class BatchPipeline:
         alerts: list[Alert] = []
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
+        # Pass 1: judge every record (the history each one sees, in stream order) and, with a
+        # model, collect its feature row; the score needs the whole batch.
+        judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes]] = []
+        rows: list[FeatureRow] = []
+        model = self._model
         for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
                 continue
             try:
-                verdict = judge_with_ruleset(txn, view.history(txn, pos), ruleset)
+                history = view.history(txn, pos)
+                verdict = judge_with_ruleset(txn, history, ruleset)
+                if model is not None:
+                    rows.append(model.row(txn, history))
                 view.add(txn, pos)
+            except Exception as exc:
+                self._not_judged(data, record_position, exc)
+                continue
+            judged.append((record_position, txn, verdict, data))
+        scored = model.score(rows) if model is not None else []
+        # Pass 2: outputs.
+        for index, (record_position, txn, verdict, data) in enumerate(judged):
+            score = scored[index] if scored else None
+            try:
+                decision = verdict.decision
+                if score is not None and model is not None:
+                    decision = model.apply(decision, score)
+                model_score = None if score is None else round(score.score, 2)
                 if verdict.shadow:
                     self._shadow_hits(txn, verdict, ruleset, record_position, detected_at)
-                decision = verdict.decision
                 if self._decisions is not None:
-                    self._decisions.add(
-                        to_json(
-                            decision_line(txn, decision, record_position, ruleset.version)
-                        ).encode(),
-                        record_position,
-                    )
+                    line = decision_line(txn, decision, record_position, ruleset.version)
+                    if model_score is not None:
+                        line["model_score"] = model_score
+                    self._decisions.add(to_json(line).encode(), record_position)
                 if not decision.flagged or decision.severity is None:
                     continue
-                message = to_json(
-                    flagged_line(txn, decision, record_position, detected_at, ruleset.version)
+                flagged_fields = flagged_line(
+                    txn, decision, record_position, detected_at, ruleset.version
                 )
+                if model_score is not None:
+                    flagged_fields["model_score"] = model_score
+                message = to_json(flagged_fields)
             except Exception as exc:
-                # A record that breaks the judge must not stop the shard (a crash loop): it is
-                # kept with its reason, and the bug shows in the logs and the dead letters.
-                log.exception("record_not_judged", sequence_number=record_position.sequence_number)
-                self._dead_letter(
-                    data, record_position, f"internal: {exc!r}", "records.internal_error"
-                )
+                self._not_judged(data, record_position, exc)
                 continue
             flagged += 1
             hits.update(f"flagged.rule.{r.rule}" for r in decision.reasons)
@@ -219,6 +239,12 @@ class BatchPipeline:
         METRICS.incr("records.flagged", flagged)
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
+
+    def _not_judged(self, data: bytes, position: RecordPosition, exc: Exception) -> None:
+        """A record that breaks the judge must not stop the shard (a crash loop): it is kept
+        with its reason, and the bug shows in the logs and the dead letters."""
+        log.exception("record_not_judged", sequence_number=position.sequence_number)
+        self._dead_letter(data, position, f"internal: {exc!r}", "records.internal_error")
 
     def _shadow_hits(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -14,6 +15,7 @@ from botocore.config import Config
 from consumer.checkpointing import CheckpointPolicy
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
+from consumer.model_stage import MODEL_HORIZON_S, load_batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
@@ -87,6 +89,9 @@ def assemble_pipeline(
     )
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
+    model = load_batch_model(settings)
+    if model is not None:  # its features read up to 24 h back
+        rulesets.max_horizon_s = max(rulesets.max_horizon_s, Decimal(MODEL_HORIZON_S))
     store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s)
     decisions = (
         S3JsonLinesBatch(
@@ -111,6 +116,7 @@ def assemble_pipeline(
         rulesets=rulesets,
         shadow=shadow,
         decisions=decisions,
+        model=model,
     )
     sinks = [flagged, shadow, dead_letters] + ([decisions] if decisions is not None else [])
     policy = CheckpointPolicy(sinks, settings.flush.max_age_s, in_flight=pipeline)

@@ -62,6 +62,13 @@ NUMERIC_FEATURES: tuple[str, ...] = (
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel", "merchant_category")
 FEATURE_NAMES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
+# What the worker's state store cannot give yet (it keeps no countries): models are trained with
+# these as missing, so the worker scores exactly the inputs the model learned from.
+STREAM_UNAVAILABLE: tuple[str, ...] = (
+    "distinct_countries_1h",
+    "distinct_countries_24h",
+    "new_country",
+)
 
 FeatureValue = float | str | None
 FeatureRow = tuple[FeatureValue, ...]

@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.model.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FeatureRow
+from consumer.model.features import (
+    CATEGORICAL_FEATURES,
+    FEATURE_NAMES,
+    STREAM_UNAVAILABLE,
+    FeatureRow,
+)
 
 MODEL_FILE = "model.txt"
 FEATURES_FILE = "features.json"
@@ -69,9 +75,11 @@ class Encoder:
     """Feature rows -> a float matrix: categorical strings as their codes in the model's own
     vocabulary (features.json), unknown or absent ones as NaN (LightGBM's "missing")."""
 
-    def __init__(self, categories: dict[str, list[str]]) -> None:
+    def __init__(self, categories: dict[str, list[str]], masked: Sequence[str] = ()) -> None:
         numpy, _ = _import_numpy_lightgbm()
         self._np = numpy
+        # Features the model was trained without (always NaN): see STREAM_UNAVAILABLE.
+        self._masked = [FEATURE_NAMES.index(name) for name in masked]
         self._codes: list[tuple[int, dict[str, int]]] = [
             (
                 FEATURE_NAMES.index(name),
@@ -92,6 +100,8 @@ class Encoder:
         nan = math.nan
         for column, codes in self._codes:
             matrix[:, column] = [codes.get(row[column], nan) for row in rows]  # type: ignore[arg-type]
+        if self._masked:
+            matrix[:, self._masked] = nan
         return matrix
 
 
@@ -106,7 +116,17 @@ class ModelScorer:
         self.feature_names: tuple[str, ...] = tuple(spec["features"])
         self.threshold: float | None = spec.get("threshold")
         self.version: str = str(spec.get("version", ""))
-        self._encoder = Encoder(spec["categories"])
+        self.masked: tuple[str, ...] = tuple(spec.get("masked", ()))
+        self._encoder = Encoder(spec["categories"], self.masked)
+
+    def require_stream_features(self) -> None:
+        """A worker can only score a model trained without what its state store cannot give."""
+        missing = [name for name in STREAM_UNAVAILABLE if name not in self.masked]
+        if missing:
+            raise ModelLoadError(
+                f"model {self.path}: trained with {', '.join(missing)}, which the worker's state "
+                "does not keep yet; retrain it with this version of `fraudstream train`"
+            )
 
     @classmethod
     def load(cls, directory: str | Path) -> ModelScorer:

@@ -17,7 +17,7 @@ from typing import Any
 
 from consumer.model import metrics
 from consumer.model.dataset import Dataset, load_dataset
-from consumer.model.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from consumer.model.features import CATEGORICAL_FEATURES, FEATURE_NAMES, STREAM_UNAVAILABLE
 from consumer.model.scorer import FEATURES_FILE, FORMAT_VERSION, MODEL_FILE, Encoder
 
 # Shallow trees on purpose: the per-prediction contributions (TreeSHAP) cost grows with the
@@ -108,8 +108,9 @@ def train(
         "categories": categories,
         "threshold": None,
         "version": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        "masked": list(STREAM_UNAVAILABLE),
     }
-    matrix = Encoder(categories).encode(data.rows)
+    matrix = Encoder(categories, STREAM_UNAVAILABLE).encode(data.rows)
     train_set = lightgbm.Dataset(
         matrix[in_train],
         label=labels[in_train].astype(np.float64),

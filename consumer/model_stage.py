@@ -1,0 +1,71 @@
+"""The model score inside the worker: feature rows collected while a batch is judged, scored in
+one vectorised call, and the `model_score` rule applied to each transaction's decision.
+
+Off unless FRAUD_MODEL_DIR names a model directory (`fraudstream train`); LightGBM and numpy
+are imported only then. The score needs the whole batch, so the pipeline judges every record
+first and builds the outputs after (consumer/pipeline.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from consumer.config import Settings
+from consumer.metrics import METRICS
+from consumer.model.features import FeatureRow, features_for
+from consumer.model.rule import RULE_ID, ModelRule, model_reason, with_model
+from consumer.model.scorer import ModelScorer, Top
+from consumer.records import Transaction
+from consumer.rules.engine import Decision
+from consumer.rules.history import AccountHistory
+
+# The longest window a model feature reads: the state store must keep at least this much.
+MODEL_HORIZON_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One transaction's score and the features behind it (empty below the threshold)."""
+
+    score: float
+    top: Top
+
+
+class BatchModel:
+    """Collects rows for a batch, scores them at once, and applies the model_score rule."""
+
+    def __init__(self, scorer: ModelScorer, rule: ModelRule) -> None:
+        self.scorer = scorer
+        self.rule = rule
+
+    def row(self, txn: Transaction, history: AccountHistory) -> FeatureRow:
+        return features_for(txn, history)
+
+    def score(self, rows: Sequence[FeatureRow]) -> list[Scored]:
+        if not rows:
+            return []
+        scores, tops = self.scorer.score_batch(list(rows), explain_from=self.rule.threshold)
+        return [Scored(float(s), top) for s, top in zip(scores.tolist(), tops, strict=True)]
+
+    def apply(self, decision: Decision, scored: Scored) -> Decision:
+        """The decision with `model_score` among its reasons when the score fires (a shadow
+        model is only counted)."""
+        reason = model_reason(scored.score, scored.top, self.rule)
+        if reason is not None and self.rule.shadow:
+            METRICS.incr(f"shadow.rule.{RULE_ID}")  # a live hit counts as flagged.rule.*
+        return with_model(decision, reason, self.rule)
+
+
+def load_batch_model(settings: Settings) -> BatchModel | None:
+    """The model FRAUD_MODEL_DIR names, ready for the stream; None when none is configured.
+    Raises ModelLoadError naming the path when it cannot be used."""
+    if settings.model_dir is None:
+        return None
+    scorer = ModelScorer.load(settings.model_dir)
+    scorer.require_stream_features()
+    threshold = settings.model_threshold
+    if threshold is None:
+        threshold = scorer.threshold if scorer.threshold is not None else 80.0
+    rule = ModelRule(threshold, settings.model_severity, settings.model_shadow)
+    return BatchModel(scorer, rule)

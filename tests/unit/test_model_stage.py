@@ -1,0 +1,170 @@
+"""The model score in the worker's pipeline: scored per batch, `model_score` on flagged lines,
+the rule's reason naming the features behind it, shadow mode, and models the worker refuses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from consumer.config import ConfigError, Settings, StateConfig, load_settings
+from consumer.metrics import METRICS
+from consumer.model.dataset import open_text, record_bytes
+from consumer.model.features import FEATURE_NAMES
+from consumer.model.scorer import ModelLoadError
+from consumer.model.train import train
+from consumer.model_stage import BatchModel, load_batch_model
+from consumer.pipeline import BatchPipeline
+from consumer.state import AccountStateStore
+from load_test.labelled import write_labelled
+from tests.support.fakes import CollectingAlerts, CollectingBatch
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("labelled") / "labelled.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        write_labelled(handle, 4000, rate=3.0, accounts=200, seed=9, realistic=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "model"
+    train(labelled, out, holdout_fraction=0.25)
+    return out
+
+
+@dataclass
+class Record:
+    binary_data: bytes
+    sequence_number: str
+    sub_sequence_number: int = 0
+    timestamp_millis: int = 1_795_910_400_000
+
+    @property
+    def data(self) -> str:
+        return self.binary_data.decode()
+
+
+def records(path: Path, limit: int) -> list[Record]:
+    found: list[Record] = []
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            data = record_bytes(line, str(number))
+            if data is not None:
+                found.append(Record(data, f"{number:056d}"))
+            if len(found) == limit:
+                break
+    return found
+
+
+def settings_for(model_dir: Path, **model: str) -> Settings:
+    env = {
+        "FRAUD_BUCKET": "b",
+        "FRAUD_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
+        "FRAUD_MODEL_DIR": str(model_dir),
+        **model,
+    }
+    return load_settings(env)
+
+
+def run(
+    settings: Settings, model: BatchModel, batch: list[Record], redis_conn: redis.Redis
+) -> CollectingBatch:
+    redis_conn.flushall()
+    flagged = CollectingBatch()
+    pipeline = BatchPipeline(
+        "shardId-0",
+        settings,
+        flagged,  # type: ignore[arg-type]
+        CollectingBatch(),  # type: ignore[arg-type]
+        CollectingAlerts(),  # type: ignore[arg-type]
+        AccountStateStore(redis_conn, StateConfig(), Decimal(90000)),
+        model=model,
+    )
+    for start in range(0, len(batch), 250):
+        pipeline.process(batch[start : start + 250])
+    pipeline.settle_alerts()
+    return flagged
+
+
+@pytest.fixture
+def stream(labelled: Path) -> list[Record]:
+    return records(labelled, 1500)
+
+
+def test_flagged_lines_carry_the_score_and_its_reasons_name_real_features(
+    model_dir: Path, stream: list[Record], redis_conn: redis.Redis
+) -> None:
+    settings = settings_for(model_dir, FRAUD_MODEL_SEVERITY="medium")
+    model = load_batch_model(settings)
+    assert model is not None and model.rule.threshold == model.scorer.threshold
+    flagged = run(settings, model, stream, redis_conn)
+    assert flagged.lines
+    assert all(0 <= line["model_score"] <= 100 for line in flagged.lines)
+    by_model = [
+        (line, reason)
+        for line in flagged.lines
+        for reason in line["reasons"]
+        if reason["rule"] == "model_score"
+    ]
+    assert by_model, "the model flagged nothing in 1,500 realistic records"
+    for line, reason in by_model:
+        assert line["model_score"] >= model.rule.threshold
+        named = reason["detail"].split(": ", 1)[1].split(", ")
+        assert 1 <= len(named) <= 3
+        assert all(item.split(" ")[0] in FEATURE_NAMES for item in named)
+
+
+def test_a_threshold_of_zero_flags_every_judged_transaction(
+    model_dir: Path, stream: list[Record], redis_conn: redis.Redis
+) -> None:
+    settings = settings_for(model_dir, FRAUD_MODEL_THRESHOLD="0", FRAUD_MODEL_SEVERITY="low")
+    model = load_batch_model(settings)
+    assert model is not None
+    METRICS.snapshot_and_reset()
+    flagged = run(settings, model, stream[:300], redis_conn)
+    assert len(flagged.lines) == METRICS.snapshot_and_reset()["records.judged"]
+    assert all(
+        any(reason["rule"] == "model_score" for reason in line["reasons"]) for line in flagged.lines
+    )
+
+
+def test_a_shadow_model_is_counted_and_never_flags(
+    model_dir: Path, stream: list[Record], redis_conn: redis.Redis
+) -> None:
+    settings = settings_for(model_dir, FRAUD_MODEL_THRESHOLD="0", FRAUD_MODEL_SHADOW="true")
+    model = load_batch_model(settings)
+    assert model is not None
+    METRICS.snapshot_and_reset()
+    flagged = run(settings, model, stream[:300], redis_conn)
+    assert not any(r["rule"] == "model_score" for line in flagged.lines for r in line["reasons"])
+    assert METRICS.snapshot_and_reset()["shadow.rule.model_score"] > 0
+
+
+def test_the_worker_refuses_a_model_trained_on_features_it_cannot_compute(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for item in model_dir.iterdir():
+        (copy / item.name).write_bytes(item.read_bytes())
+    spec = json.loads((copy / "features.json").read_text())
+    del spec["masked"]
+    (copy / "features.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelLoadError, match="new_country"):
+        load_batch_model(settings_for(copy))
+
+
+def test_model_settings_are_checked_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FRAUD_MODEL_THRESHOLD"):
+        settings_for(tmp_path, FRAUD_MODEL_THRESHOLD="101")
+    with pytest.raises(ConfigError, match="FRAUD_MODEL_SEVERITY"):
+        settings_for(tmp_path, FRAUD_MODEL_SEVERITY="urgent")
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "absent")):
+        load_batch_model(settings_for(tmp_path / "absent"))
