@@ -44,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="pyinstrument on our side")
     p.add_argument("--profile-dir", type=Path, help="keep the profile (text and HTML) here")
     p.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
+    p.add_argument("--model", type=Path, help="score with this model (fraudstream train's --out)")
     return p
 
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         profile_dir=args.profile_dir,
         keep_logs=args.keep_logs,
+        model=args.model,
     )
     try:
         summary = run(opts)

@@ -46,6 +46,7 @@ class Options:
     profile: bool = False
     profile_dir: Path | None = None
     keep_logs: Path | None = None
+    model: Path | None = None  # a `fraudstream train` directory: our side scores with it
 
 
 def log(text: str = "") -> None:
@@ -142,6 +143,8 @@ def run_ours(
     ]
     if opts.profile:
         command += ["--profile", str(profile_path)]
+    if opts.model is not None:
+        command += ["--model", str(opts.model)]
     timed = work.batches[opts.warmup_batches :]
     timed = timed[: -(-opts.records // opts.batch_size)]
     timed_records = min(opts.records, work.records - opts.warmup_batches * opts.batch_size)

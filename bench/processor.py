@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic-arn", required=True)
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile here")
+    parser.add_argument("--model", type=Path, help="a model directory: score every batch with it")
     return parser
 
 
@@ -43,7 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     protocol_out = claim_stdout()
     configure_logging("info", component="processor")
-    settings = Settings(bucket=args.bucket, topic_arn=args.topic_arn, redis_url=args.redis_url)
+    settings = Settings(
+        bucket=args.bucket,
+        topic_arn=args.topic_arn,
+        redis_url=args.redis_url,
+        model_dir=None if args.model is None else str(args.model),
+    )
     s3 = aws_client("s3", args.endpoint_url)
     sns = aws_client("sns", args.endpoint_url)
     redis_conn = redis.Redis.from_url(
