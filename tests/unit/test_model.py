@@ -25,7 +25,6 @@ from consumer.model.stream_history import StreamHistory
 from consumer.model.train import train
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.geo import haversine_km
-from load_test.labelled import write_labelled
 
 BASE_MS = 1795510800000  # 2026-11-24T09:00:00Z
 
@@ -168,21 +167,6 @@ def test_the_history_builder_drops_duplicates_and_never_shows_later_records() ->
     last = history.observe(stream[-1])
     assert last is not None and last.device_seen_before
     assert [e.amount for e in last.recent] == []
-
-
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("labelled") / "labelled.jsonl"
-    with path.open("w", encoding="utf-8") as handle:
-        write_labelled(handle, 6000, rate=3.0, accounts=300, seed=5, realistic=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "model"
-    train(labelled, out, holdout_fraction=0.25)
-    return out
 
 
 def test_training_writes_the_model_its_features_and_a_sane_report(model_dir: Path) -> None:

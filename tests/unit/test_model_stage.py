@@ -16,27 +16,10 @@ from consumer.metrics import METRICS
 from consumer.model.dataset import open_text, record_bytes
 from consumer.model.features import FEATURE_NAMES
 from consumer.model.scorer import ModelLoadError
-from consumer.model.train import train
 from consumer.model_stage import BatchModel, load_batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.state import AccountStateStore
-from load_test.labelled import write_labelled
 from tests.support.fakes import CollectingAlerts, CollectingBatch
-
-
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("labelled") / "labelled.jsonl"
-    with path.open("w", encoding="utf-8") as handle:
-        write_labelled(handle, 4000, rate=3.0, accounts=200, seed=9, realistic=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "model"
-    train(labelled, out, holdout_fraction=0.25)
-    return out
 
 
 @dataclass
