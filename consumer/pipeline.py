@@ -19,7 +19,7 @@ from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.model.features import FeatureRow
-from consumer.model_stage import BatchModel
+from consumer.model_stage import BatchModel, Scored
 from consumer.outputs import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
@@ -180,7 +180,7 @@ class BatchPipeline:
                 self._not_judged(data, record_position, exc)
                 continue
             judged.append((record_position, txn, verdict, data))
-        scored = model.score(rows) if model is not None else []
+        scored = self._scored(rows) if model is not None else []
         # Pass 2: outputs.
         for index, (record_position, txn, verdict, data) in enumerate(judged):
             score = scored[index] if scored else None
@@ -239,6 +239,17 @@ class BatchPipeline:
         METRICS.incr("records.flagged", flagged)
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
+
+    def _scored(self, rows: list[FeatureRow]) -> list[Scored]:
+        """The batch's model scores; a model that fails leaves the batch to the rules (logged and
+        counted) rather than stopping the shard in a crash loop."""
+        assert self._model is not None
+        try:
+            return self._model.score(rows)
+        except Exception:
+            log.exception("model_score_failed", rows=len(rows))
+            METRICS.incr("records.internal_error")
+            return []
 
     def _not_judged(self, data: bytes, position: RecordPosition, exc: Exception) -> None:
         """A record that breaks the judge must not stop the shard (a crash loop): it is kept

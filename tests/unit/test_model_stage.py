@@ -151,3 +151,22 @@ def test_model_settings_are_checked_at_start_up(tmp_path: Path) -> None:
         settings_for(tmp_path, FRAUD_MODEL_SEVERITY="urgent")
     with pytest.raises(ModelLoadError, match=str(tmp_path / "absent")):
         load_batch_model(settings_for(tmp_path / "absent"))
+
+
+def test_a_model_that_fails_leaves_the_batch_to_the_rules(
+    model_dir: Path, stream: list[Record], redis_conn: redis.Redis
+) -> None:
+    settings = settings_for(model_dir, FRAUD_MODEL_THRESHOLD="0")
+    model = load_batch_model(settings)
+    assert model is not None
+
+    def broken(rows: object) -> object:
+        raise RuntimeError("the model file went bad")
+
+    model.scorer.score_batch = broken  # type: ignore[method-assign]
+    METRICS.snapshot_and_reset()
+    flagged = run(settings, model, stream[:300], redis_conn)
+    counts = METRICS.snapshot_and_reset()
+    assert counts["records.judged"] > 0 and counts["records.internal_error"] == 2  # per batch
+    assert all("model_score" not in line for line in flagged.lines)
+    assert not any(r["rule"] == "model_score" for line in flagged.lines for r in line["reasons"])
