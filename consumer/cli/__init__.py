@@ -1,5 +1,5 @@
 """The one entry point: `fraudstream worker | local up | local down | demo | status | train |
-ops scale | backtest`."""
+compare-model | ops scale | backtest`."""
 
 from __future__ import annotations
 
@@ -170,6 +170,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if report else 1
 
 
+def cmd_compare_model(args: argparse.Namespace) -> int:
+    """Rules alone against rules OR model on the slice the model never saw (docs/model.md)."""
+    try:
+        from consumer.model.compare import compare
+        from consumer.model.dataset import DatasetError
+        from consumer.model.scorer import ModelLoadError
+    except ImportError as exc:
+        return _fail("compare-model", ImportError(f"{exc}: pip install 'fraudstream[model]'"))
+    try:
+        result = compare(Path(args.input), Path(args.model))
+    except (DatasetError, ModelLoadError, OSError, ValueError) as exc:
+        return _fail("compare-model", exc)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -245,9 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--holdout-fraction",
         type=float,
         default=0.0,
-        help="latest share of event time left out for consumer.model.compare (default 0)",
+        help="latest share of event time left out for `fraudstream compare-model` (default 0)",
     )
     train.set_defaults(func=cmd_train)
+
+    comparing = sub.add_parser(
+        "compare-model", help="rules alone vs rules OR model on a later, held-out slice"
+    )
+    comparing.add_argument("--input", required=True, help="the labelled file the model saw")
+    comparing.add_argument("--model", required=True, help="`train --holdout-fraction F` output")
+    comparing.set_defaults(func=cmd_compare_model)
 
     ops = sub.add_parser("ops", help="operating the service on AWS")
     ops_sub = ops.add_subparsers(dest="action", required=True)

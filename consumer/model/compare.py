@@ -1,6 +1,6 @@
 """Rules alone against rules OR model score, on a later time slice than the model saw.
 
-    python -m consumer.model.compare --input labelled.jsonl.gz --model model/ [--json]
+    fraudstream compare-model --input labelled.jsonl.gz --model model/
 
 The model directory must come from `fraudstream train --holdout-fraction F` on the same file:
 its report says where validation ends. Every record is judged in stream order with the same
@@ -13,11 +13,8 @@ are measured: recall at (about) equal precision.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -139,16 +136,3 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
         },
     }
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m consumer.model.compare", description=__doc__)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--model", required=True, type=Path)
-    args = parser.parse_args(argv)
-    print(json.dumps(compare(args.input, args.model), indent=2))  # noqa: T201 - a tool's output
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

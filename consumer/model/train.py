@@ -3,7 +3,8 @@
 The split is by event time, never at random: the model is trained on the earlier part and
 judged on the later one, as it will be used. `--holdout-fraction` keeps the latest part of the
 file out of training and validation altogether, for a later comparison with the rules
-(consumer.model.compare). Training is deterministic (fixed seed, deterministic LightGBM).
+(`fraudstream compare-model`). Training is deterministic (fixed seed, deterministic
+LightGBM).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from consumer.metrics import METRICS
 from consumer.model.dataset import open_text, record_bytes
 from consumer.model.features import FEATURE_NAMES
 from consumer.model.scorer import ModelLoadError
+from consumer.model.train import train
 from consumer.model_stage import BatchModel, load_batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.state import AccountStateStore
@@ -170,3 +171,16 @@ def test_a_model_that_fails_leaves_the_batch_to_the_rules(
     assert counts["records.judged"] > 0 and counts["records.internal_error"] == 2  # per batch
     assert all("model_score" not in line for line in flagged.lines)
     assert not any(r["rule"] == "model_score" for line in flagged.lines for r in line["reasons"])
+
+
+def test_compare_model_prints_the_comparison_as_json(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from consumer.cli import main as cli_main
+
+    out = tmp_path / "model"
+    train(labelled, out, holdout_fraction=0.25)
+    assert cli_main(["compare-model", "--input", str(labelled), "--model", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"rules", "rules_or_model"} <= set(printed["holdout"])
+    assert cli_main(["compare-model", "--input", str(labelled), "--model", str(tmp_path)]) != 0
