@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ import pytest
 
 from consumer.cli.local_stack import (
     StackOptions,
+    down,
     read_env_file,
     running_pids,
     stack_client,
     start_worker,
+    up,
 )
 
 
@@ -67,9 +70,10 @@ class Stack:
         return stack_client(self.env, service)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state_dir = tmp_path_factory.mktemp("stack") / ".fraudstream"
+@contextmanager
+def stack_started_by_the_cli(state_dir: Path, worker_env: dict[str, str]) -> Iterator[Stack]:
+    """`fraudstream local up` (1 worker, 2 shards) on free ports in `state_dir`, the way a person
+    starts it; `local down` afterwards, whatever happens, and nothing left running."""
     ports = {
         "--kinesis-port": free_port(),
         "--kinesis-tls-port": free_port(),
@@ -79,13 +83,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port_args = ["--state-dir", str(state_dir)]
     for flag, port in ports.items():
         port_args += [flag, str(port)]
-    # Flush by age quickly so the test does not wait for the production default.
-    # Metrics every 2 s into moto's CloudWatch, so a test sees them without waiting a minute.
-    worker_env = {
-        "FRAUD_FLUSH_MAX_AGE_S": "2",
-        "FRAUD_FLUSH_MAX_RECORDS": "50",
-        "FRAUD_METRICS_INTERVAL_S": "2",
-    }
     started = cli("local", "up", "--workers", "1", "--shards", "2", *port_args, env=worker_env)
     options = StackOptions(
         state_dir=state_dir,
@@ -102,6 +99,47 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stopped = cli("local", "down", *port_args)
         assert stopped.returncode == 0, stopped.stderr
         assert running_pids(options) == {}
+
+
+@contextmanager
+def stack_started_in_process(
+    state_dir: Path,
+    worker_env: dict[str, str],
+    workers: int = 1,
+    redis_port: int | None = None,
+    moto_port: int | None = None,
+) -> Iterator[Stack]:
+    """The local stack started by `consumer.cli.local_stack.up` in this process, on free ports
+    (or the given ones, when a test puts a proxy in front of them); `down` whatever happens."""
+    options = StackOptions(
+        state_dir=state_dir,
+        kinesis_port=free_port(),
+        kinesis_tls_port=free_port(),
+        moto_port=moto_port or free_port(),
+        redis_port=redis_port or free_port(),
+        workers=workers,
+        shards=2,
+        worker_env=worker_env,
+    )
+    try:
+        yield Stack(options, [], up(options))
+    finally:
+        down(options)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Flush by age quickly so the test does not wait for the production default.
+    # Metrics every 2 s into moto's CloudWatch, so a test sees them without waiting a minute.
+    worker_env = {
+        "FRAUD_FLUSH_MAX_AGE_S": "2",
+        "FRAUD_FLUSH_MAX_RECORDS": "50",
+        "FRAUD_METRICS_INTERVAL_S": "2",
+    }
+    with stack_started_by_the_cli(
+        tmp_path_factory.mktemp("stack") / ".fraudstream", worker_env
+    ) as s:
+        yield s
 
 
 def _worker_log_tail(state_dir: Path) -> str:

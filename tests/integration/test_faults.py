@@ -27,17 +27,15 @@ import redis
 
 from consumer.cli.local_stack import (
     StackOptions,
-    down,
     lease_owners,
     running_pids,
     start_redis,
-    up,
     wait_for_leases,
 )
 from consumer.readback import drain_queue, lease_checkpoints, read_jsonl_objects, stream_records
 from load_test.producer import send
 from load_test.synthetic import generate_records
-from tests.integration.conftest import Stack, free_port
+from tests.integration.conftest import Stack, free_port, stack_started_in_process
 from tests.integration.expectations import (
     Expected,
     assert_s3_matches,
@@ -106,27 +104,19 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     redis_port, moto_port = free_port(), free_port()
     redis_proxy, aws_proxy = FaultProxy(redis_port), FaultProxy(moto_port)
     aws_via_proxy = f"http://127.0.0.1:{aws_proxy.port}"
-    options = StackOptions(
-        state_dir=state_dir,
-        kinesis_port=free_port(),
-        kinesis_tls_port=free_port(),
-        moto_port=moto_port,
-        redis_port=redis_port,
-        workers=2,
-        shards=2,
-        worker_env={
-            "FRAUD_FLUSH_MAX_AGE_S": "2",
-            "FRAUD_FLUSH_MAX_RECORDS": "50",
-            "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/0",
-            "AWS_ENDPOINT_URL_S3": aws_via_proxy,
-            "AWS_ENDPOINT_URL_SNS": aws_via_proxy,
-        },
-    )
+    worker_env = {
+        "FRAUD_FLUSH_MAX_AGE_S": "2",
+        "FRAUD_FLUSH_MAX_RECORDS": "50",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/0",
+        "AWS_ENDPOINT_URL_S3": aws_via_proxy,
+        "AWS_ENDPOINT_URL_SNS": aws_via_proxy,
+    }
     try:
-        env = up(options)
-        yield FaultStack(Stack(options, [], env), redis_proxy, aws_proxy)
+        with stack_started_in_process(
+            state_dir, worker_env, workers=2, redis_port=redis_port, moto_port=moto_port
+        ) as stack:
+            yield FaultStack(stack, redis_proxy, aws_proxy)
     finally:
-        down(options)
         redis_proxy.close()
         aws_proxy.close()
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli.local_stack import StackOptions, down, running_pids, up
+from consumer.cli.local_stack import running_pids
 from consumer.readback import read_jsonl_objects
 from load_test.producer import Entry, send
-from tests.integration.conftest import Stack, free_port
+from tests.integration.conftest import Stack, stack_started_in_process
 from tests.integration.expectations import wait_for_checkpoints
 
 pytestmark = pytest.mark.integration
@@ -31,25 +31,13 @@ def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack,
     state_dir.mkdir(parents=True)
     rules = state_dir / "rules.yaml"
     rules.write_text(ruleset("v1", "10000"))
-    options = StackOptions(
-        state_dir=state_dir,
-        kinesis_port=free_port(),
-        kinesis_tls_port=free_port(),
-        moto_port=free_port(),
-        redis_port=free_port(),
-        workers=1,
-        shards=2,
-        worker_env={
-            "FRAUD_FLUSH_MAX_AGE_S": "1",
-            "FRAUD_RULESET": str(rules),
-            "FRAUD_RULESET_CHECK_S": "1",
-        },
-    )
-    try:
-        env = up(options)
-        yield Stack(options, [], env), rules
-    finally:
-        down(options)
+    worker_env = {
+        "FRAUD_FLUSH_MAX_AGE_S": "1",
+        "FRAUD_RULESET": str(rules),
+        "FRAUD_RULESET_CHECK_S": "1",
+    }
+    with stack_started_in_process(state_dir, worker_env) as stack:
+        yield stack, rules
 
 
 def burst(stack: Stack, tag: str, count: int = 40) -> set[str]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, start_worker
+from consumer.cli.local_stack import running_pids, start_worker
 from consumer.readback import (
     SHARD_END,
     drain_queue,
@@ -41,7 +41,7 @@ from consumer.readback import (
 )
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
-from tests.integration.conftest import Stack, cli, free_port
+from tests.integration.conftest import Stack, stack_started_by_the_cli
 from tests.integration.expectations import (
     Expected,
     assert_s3_matches,
@@ -70,31 +70,8 @@ BEFORE_SHARD_END = (
 def reshard_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own, started exactly like the session `stack` of conftest.py."""
     state_dir = tmp_path_factory.mktemp("reshard") / ".fraudstream"
-    ports = {
-        "--kinesis-port": free_port(),
-        "--kinesis-tls-port": free_port(),
-        "--moto-port": free_port(),
-        "--redis-port": free_port(),
-    }
-    port_args = ["--state-dir", str(state_dir)]
-    for flag, port in ports.items():
-        port_args += [flag, str(port)]
-    started = cli("local", "up", "--workers", "1", "--shards", "2", *port_args, env=WORKER_ENV)
-    options = StackOptions(
-        state_dir=state_dir,
-        kinesis_port=ports["--kinesis-port"],
-        kinesis_tls_port=ports["--kinesis-tls-port"],
-        moto_port=ports["--moto-port"],
-        redis_port=ports["--redis-port"],
-        worker_env=WORKER_ENV,
-    )
-    try:
-        assert started.returncode == 0, started.stderr[-4000:]
-        yield Stack(options, port_args, read_env_file(options))
-    finally:
-        stopped = cli("local", "down", *port_args)
-        assert stopped.returncode == 0, stopped.stderr
-        assert running_pids(options) == {}
+    with stack_started_by_the_cli(state_dir, WORKER_ENV) as stack:
+        yield stack
 
 
 # --- load, lease table, waiting ----------------------------------------------------------------
