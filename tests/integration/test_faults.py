@@ -88,6 +88,16 @@ class FaultStack:
         assert summary.failed == 0
         return len(entries)
 
+    def leases_held_only_by(self, worker: str, since: float, timeout_s: float) -> float:
+        """Wait until `worker` holds every lease; the seconds since `since` (monotonic)."""
+        while (
+            set(lease_owners(self.options, self.stack.env).values()) != {worker}
+            and time.monotonic() - since < timeout_s
+        ):
+            time.sleep(1)
+        assert set(lease_owners(self.options, self.stack.env).values()) == {worker}
+        return time.monotonic() - since
+
     def restart_missing_workers(self) -> list[str]:
         """What ECS does for a stopped task: start it again (here with the same worker id)."""
         restarted = []
@@ -327,13 +337,7 @@ def test_sigterm_hands_the_shards_over_without_replaying_flushed_records(
     assert flushed, "the leaving worker's processors did not flush on shutdown"
 
     produced += faulty.produce("sigterm-b", 300)
-    handed_over_at = time.monotonic()
-    while (
-        set(lease_owners(faulty.options, faulty.stack.env).values()) != {staying}
-        and time.monotonic() - handed_over_at < 240
-    ):
-        time.sleep(1)
-    takeover_s = time.monotonic() - handed_over_at
+    takeover_s = faulty.leases_held_only_by(staying, time.monotonic(), timeout_s=240)
     caught_up(faulty)
     expected, alerts = verify(faulty, earlier)
     # The shards resumed exactly where the leaving worker checkpointed its flushed records.
@@ -366,13 +370,7 @@ def test_sigkill_of_a_busy_worker_moves_its_leases_to_the_other(faulty: FaultSta
     os.killpg(faulty.workers()[victim], signal.SIGKILL)
     killed_at = time.monotonic()
     produced += faulty.produce("sigkill-b", 300)
-    while (
-        set(lease_owners(faulty.options, faulty.stack.env).values()) != {survivor}
-        and time.monotonic() - killed_at < 300
-    ):
-        time.sleep(1)
-    takeover_s = time.monotonic() - killed_at
-    assert set(lease_owners(faulty.options, faulty.stack.env).values()) == {survivor}
+    takeover_s = faulty.leases_held_only_by(survivor, killed_at, timeout_s=300)
     caught_up(faulty, timeout_s=300)
     recovery_s = time.monotonic() - killed_at
     expected, alerts = verify(faulty, earlier)
