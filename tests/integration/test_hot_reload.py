@@ -5,6 +5,7 @@ working. Its own stack: the decisions here depend on when the file changed."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,14 @@ from tests.integration.conftest import Stack, stack_started_in_process
 from tests.integration.expectations import wait_for_checkpoints
 
 pytestmark = pytest.mark.integration
+
+
+def publish(rules: Path, text: str) -> None:
+    """Replace the rule-set file at once (write, then rename), as an operator's deploy should:
+    a processor reading a half-written file would refuse it (and take the whole one later)."""
+    staged = rules.with_suffix(".staged")
+    staged.write_text(text)
+    os.replace(staged, rules)
 
 
 def ruleset(version: str, threshold: str) -> str:
@@ -93,7 +102,7 @@ def test_a_new_version_judges_the_next_batches_and_a_broken_one_is_refused(
     caught_up(stack)
     assert not before & set(flagged_versions(stack))  # 600 < 10000: nothing flagged under v1
 
-    rules.write_text(ruleset("v2", "500"))
+    publish(rules, ruleset("v2", "500"))
     wait_for_events(stack, "ruleset_loaded", 2)  # one processor per shard
     after = burst(stack, "after")
     caught_up(stack)
@@ -101,7 +110,7 @@ def test_a_new_version_judges_the_next_batches_and_a_broken_one_is_refused(
     assert {tid: versions.get(tid) for tid in after} == dict.fromkeys(after, "v2")
     assert not before & set(versions)  # decisions already made stay made
 
-    rules.write_text("version: v3\nrules: {high_amount: {threshold: -5}}\n")
+    publish(rules, "version: v3\nrules: {high_amount: {threshold: -5}}\n")
     wait_for_events(stack, "ruleset_refused", 2)
     still = burst(stack, "still")
     caught_up(stack)
