@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from amazon_kclpy import kcl
 
 from bench.servers import aws_client, peak_rss_mb
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings
+from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
         return assemble_pipeline(shard_id, settings, s3, sns, redis_conn)
 
-    process = kcl.KCLProcess(
+    process = kcl_process(
         FraudRecordProcessor(settings, build=build), sys.stdin, protocol_out, sys.stderr
     )
     profiler: Any = None

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
 import structlog
-from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 from consumer.checkpointing import CheckpointPolicy, LeaseGone
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import ConfigError, Settings, load_settings
+from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
 from consumer.pipeline import BatchPipeline
@@ -176,7 +176,7 @@ def main() -> None:
     processor = FraudRecordProcessor(settings, publisher=publisher)
     exit_when_orphaned(os.getppid())
     try:
-        kcl.KCLProcess(processor, sys.stdin, protocol_out, sys.stderr).run()
+        kcl_process(processor, sys.stdin, protocol_out, sys.stderr).run()
     except SystemExit as stop:
         # A deliberate exit (give-up, bad config, failed checkpoint) must end the process now:
         # the daemon waits for it before it stops the worker, and background threads (alerts

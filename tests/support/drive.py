@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amazon_kclpy import kcl
-
 from consumer.config import RetryConfig, Settings
+from consumer.kcl_io import kcl_process
 from consumer.processor import FraudRecordProcessor
 from consumer.wiring import assemble_pipeline
 from tests.support import kcl_messages as msg
@@ -76,5 +75,5 @@ def drive(
     processor = FraudRecordProcessor(
         config, build=lambda shard, s: assemble_pipeline(shard, s, s3, sns, redis_conn)
     )
-    kcl.KCLProcess(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
+    kcl_process(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
     return Outcome(daemon, s3, sns, s3.dead_letters(), s3.flagged())

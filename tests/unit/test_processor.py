@@ -15,12 +15,12 @@ from typing import Any
 import boto3
 import pytest
 import structlog
-from amazon_kclpy import kcl
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import FlushConfig, MetricsConfig, RetryConfig, Settings
+from consumer.kcl_io import kcl_process
 from consumer.metrics import METRICS
 from consumer.processor import EXIT_GAVE_UP, FraudRecordProcessor
 from consumer.wiring import assemble_pipeline
@@ -111,7 +111,7 @@ def run(
         build=lambda shard, s: assemble_pipeline(shard, s, aws.s3, aws.sns, aws.redis),
         publisher=publisher,
     )
-    kcl.KCLProcess(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
+    kcl_process(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
     return daemon
 
 

@@ -1,0 +1,74 @@
+"""consumer/kcl_io.py: the fast reader of the daemon's lines decodes what kclpy's decodes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import pytest
+from amazon_kclpy import dispatch
+from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, ShutdownRequestedInput
+
+from consumer.kcl_io import KinesisRecord, load_action
+
+
+def _records_line(*datas: bytes, behind: int | None = 17) -> str:
+    records = [
+        {
+            "action": "record",
+            "data": base64.b64encode(data).decode(),
+            "partitionKey": f"pk{i}",
+            "sequenceNumber": str(49_000_000_000_000_000_000_000_000 + i),
+            "subSequenceNumber": i or None,
+            "approximateArrivalTimestamp": 1_772_442_000_000 + i,
+        }
+        for i, data in enumerate(datas)
+    ]
+    message = {"action": "processRecords", "records": records, "millisBehindLatest": behind}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def test_process_records_line_gives_the_same_records_as_kclpy() -> None:
+    line = _records_line(b'{"a":1}', b"\x00\xffbinary", b"")
+    ours = load_action(line)
+    theirs = json.loads(line, object_hook=dispatch.message_decode)
+    assert isinstance(ours, ProcessRecordsInput)
+    assert ours.action == "processRecords" and ours.millis_behind_latest == 17
+    assert len(ours.records) == len(theirs.records) == 3
+    for mine, kclpy in zip(ours.records, theirs.records, strict=True):
+        assert isinstance(mine, KinesisRecord)
+        assert mine.binary_data == kclpy.binary_data
+        assert mine.data == kclpy.data
+        assert mine.sequence_number == kclpy.sequence_number
+        assert mine.sub_sequence_number == kclpy.sub_sequence_number
+        assert mine.timestamp_millis == kclpy.timestamp_millis
+        assert mine.partition_key == kclpy.partition_key
+
+
+def test_bad_base64_raises_as_kclpy_does() -> None:
+    line = _records_line(b"x").replace('"data":"eA=="', '"data":"eA="')
+    ours = load_action(line).records[0]
+    theirs = json.loads(line, object_hook=dispatch.message_decode).records[0]
+    with pytest.raises(binascii.Error):
+        _ = theirs.binary_data
+    with pytest.raises(binascii.Error):
+        _ = ours.binary_data
+
+
+def test_other_messages_go_through_kclpy() -> None:
+    init = load_action(
+        '{"action":"initialize","shardId":"s-1","sequenceNumber":"TRIM_HORIZON"'
+        ',"subSequenceNumber":0}'
+    )
+    assert isinstance(init, InitializeInput) and init.shard_id == "s-1"
+    assert isinstance(load_action('{"action":"shutdownRequested"}'), ShutdownRequestedInput)
+    reply = load_action(
+        '{"action":"checkpoint","sequenceNumber":"5","subSequenceNumber":0,"error":null}'
+    )
+    assert reply.sequence_number == "5" and reply.error is None
+
+
+def test_a_line_that_is_not_json_fails_as_in_kclpy() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        load_action("{not json")
