@@ -1,10 +1,11 @@
 """The one place that decides what is safe to checkpoint, and when.
 
-A record may be checkpointed only once everything it produced is durable: its alerts were
-accepted by SNS (published in the background, see consumer/alert_dispatch.py) and its S3 lines
-are in a written object. `commit()` spells the order out:
+A record may be checkpointed only once everything it produced is durable: its state is in Redis
+(saved in the background, consumer/state_writer.py), its alerts were accepted by SNS (published
+in the background, see consumer/alert_dispatch.py) and its S3 lines are in a written object.
+`commit()` spells the order out:
 
-  1. settle the alerts in flight (SNS refusals become dead letters);
+  1. settle the state save and the alerts in flight (SNS refusals become dead letters);
   2. flush every S3 buffer (flagged, then dead letters), each retried and verified by the PUT;
   3. checkpoint the last record handed to the sinks;
   4. only then forget the position, so a failed step leaves everything to be redone.
@@ -44,10 +45,11 @@ class CheckpointFailed(RuntimeError):
 
 
 class InFlight(Protocol):
-    """Outputs still on their way (the alerts): settled before a flush, dropped with the lease."""
+    """Outputs still on their way (the state save, the alerts): settled before a flush; the
+    alerts are dropped with the lease."""
 
-    def settle_alerts(self) -> None: ...
-    def discard_alerts(self) -> None: ...
+    def settle_in_flight(self) -> None: ...
+    def discard_in_flight(self) -> None: ...
 
 
 class CheckpointPolicy:
@@ -119,14 +121,14 @@ class CheckpointPolicy:
     def drop(self) -> None:
         """Lease lost: forget buffers and position; the new owner replays from the checkpoint."""
         if self._in_flight is not None:
-            self._in_flight.discard_alerts()
+            self._in_flight.discard_in_flight()
         for sink in self._sinks:
             sink.discard()
         self._pending = None
 
     def _flush_all(self) -> None:
         if self._in_flight is not None:
-            self._in_flight.settle_alerts()
+            self._in_flight.settle_in_flight()
         for sink in self._sinks:
             sink.flush()
 

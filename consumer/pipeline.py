@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from consumer.ruleset_source import RuleSetSource, builtin_ruleset
 from consumer.sinks.alerts import Alert, AlertPublisher, RejectedAlert
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 from consumer.state import AccountStateStore, BatchView, Position, position_of
+from consumer.state_writer import StateWriter
 from consumer.timeliness import too_far_ahead
 
 log = get_logger(__name__)
@@ -90,15 +92,17 @@ class BatchPipeline:
         self._store = store
         self._now = now
         self._dispatch = AlertDispatcher()
+        self._state_writer = StateWriter()
 
     def process(self, records: Iterable[KinesisRecord]) -> RecordPosition | None:
         """Route every record; queue this batch's alerts; return the last record's position.
 
-        Order: decode everything, decide everything in memory, save the state, then hand the
-        alerts to the background dispatcher (publish, then mark the alerted transactions once
-        SNS accepted them); `settle_alerts` waits for them before any checkpoint. Whatever part
-        of that a crash interrupts, the replay decides the same: state writes are idempotent
-        and hidden from earlier positions.
+        Order: decode everything, decide everything in memory, hand the state save to the
+        background writer and the alerts to the background dispatcher (publish, then mark the
+        alerted transactions once SNS accepted them and the save is written);
+        `settle_in_flight` waits for both before any checkpoint. Whatever part of that a crash
+        interrupts, the replay decides the same: state writes are idempotent and hidden from
+        earlier positions.
         """
         self._dead_letter_rejected(self._dispatch.poll())
         # Checked at every batch, empty ones too: a new version is in force (and logged) within
@@ -150,6 +154,7 @@ class BatchPipeline:
     def _judge(self, valid: list[_Valid], ruleset: RuleSet) -> None:
         settings = self._settings
         retry = settings.retry
+        self._state_writer.wait()  # the previous batch's state is in Redis before this one reads
         view = call_with_retries(
             "redis_load",
             lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid]),
@@ -224,15 +229,18 @@ class BatchPipeline:
                         position=record_position,
                     )
                 )
-        # The state save must finish before the next batch loads; the alerts need not: they are
-        # published in the background (the alerted marks follow once SNS accepted them) and
-        # settled before the next checkpoint. A crash before that re-sends them on replay.
-        call_with_retries(
-            "redis_save", lambda: self._store.save(view), retry, retry_on=REDIS_ERRORS
+        # Both in the background: the state save (waited for before the next batch loads) and
+        # the alerts (the alerted marks follow once SNS accepted them and the save is written).
+        # Both are settled before the next checkpoint; a crash before that replays the records.
+        prepared = self._store.prepare_save(view)
+        saved = self._state_writer.submit(
+            lambda: call_with_retries(
+                "redis_save", lambda: self._store.write(prepared), retry, retry_on=REDIS_ERRORS
+            )
         )
         if alerts:
             self._dead_letter_rejected(
-                self._dispatch.submit(lambda: self._publish_and_mark(alerts, view))
+                self._dispatch.submit(lambda: self._publish_and_mark(alerts, view, saved))
             )
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
@@ -276,10 +284,14 @@ class BatchPipeline:
         line["flagged_by_live_rules"] = verdict.decision.flagged
         self._shadow.add(to_json(line).encode(), position)
 
-    def _publish_and_mark(self, alerts: list[Alert], view: BatchView) -> list[RejectedAlert]:
+    def _publish_and_mark(
+        self, alerts: list[Alert], view: BatchView, saved: Future[int]
+    ) -> list[RejectedAlert]:
         """The background half of a batch: publish its alerts, then mark them, so a replay does
-        not send them again (one SNS refused goes to the dead letters, also once)."""
+        not send them again (one SNS refused goes to the dead letters, also once). The marks
+        update the transaction keys the batch's save creates: they wait for it."""
         rejected = self._alerts.publish(alerts)
+        saved.result()
         alerted = [alert.transaction_id for alert in alerts]
         call_with_retries(
             "redis_mark_alerted",
@@ -289,13 +301,16 @@ class BatchPipeline:
         )
         return rejected
 
-    def settle_alerts(self) -> None:
-        """Wait until every queued alert is published and marked (before a checkpoint); keep
-        the ones SNS refused in the dead letters. Raises if a publish gave up."""
+    def settle_in_flight(self) -> None:
+        """Wait until the state save is written and every queued alert is published and marked
+        (before a checkpoint); keep the alerts SNS refused in the dead letters. Raises if a
+        save or a publish gave up."""
+        self._state_writer.wait()
         self._dead_letter_rejected(self._dispatch.settle())
 
-    def discard_alerts(self) -> None:
-        """Lease lost: queued alerts are dropped; the new owner's replay judges them again."""
+    def discard_in_flight(self) -> None:
+        """Lease lost: queued alerts are dropped; the new owner's replay judges them again. A
+        state save in flight finishes: its writes are idempotent and position-tagged."""
         self._dispatch.discard()
 
     def _dead_letter_rejected(self, rejected: list[RejectedAlert]) -> None:

@@ -28,15 +28,17 @@ Keys:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from consumer.config import StateConfig
 from consumer.metrics import METRICS
@@ -66,6 +68,10 @@ def sortable(position: Position) -> str:
     return f"{position[0]:0>130}.{position[1]:0>10}"
 
 
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
 def _timed_execute(pipe: Any, metric: str) -> Any:
     """Send a pipeline; its round trip (when it has commands) goes to the RedisLatency metric."""
     if not len(pipe):
@@ -91,6 +97,7 @@ class _Stored:
     position: Position
     entry: HistoryEntry
     member: str
+    score: float  # the event time as the sorted set scores it: what pruning compares
 
 
 def _encode_entry(position: Position, txn: Transaction) -> str:
@@ -112,7 +119,7 @@ def _decode_entry(member: str | bytes) -> _Stored:
         latitude=float(lat) if lat else None,
         longitude=float(lon) if lon else None,
     )
-    return _Stored(position, entry, text)
+    return _Stored(position, entry, text, float(event_time))
 
 
 @dataclass(slots=True)
@@ -130,9 +137,12 @@ class _Account:
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
         by event time (the cap save applies in Redis)."""
-        keep = [s for s in self.recent if float(s.entry.event_time) >= min_score]
+        recent = self.recent
+        if len(recent) <= max_entries and all(s.score >= min_score for s in recent):
+            return  # the common case: nothing to forget
+        keep = [s for s in recent if s.score >= min_score]
         if len(keep) > max_entries:
-            newest = sorted(keep, key=lambda s: float(s.entry.event_time))[-max_entries:]
+            newest = sorted(keep, key=lambda s: s.score)[-max_entries:]
             keep = sorted(newest, key=lambda s: s.position)
         if len(keep) != len(self.recent):
             self.recent = keep
@@ -179,7 +189,11 @@ class BatchView:
     def history(self, txn: Transaction, position: Position) -> AccountHistory:
         """What `txn` may see: the account's facts from strictly earlier positions."""
         account = self._accounts[txn.account_id]
-        recent = [s.entry for s in account.recent if s.position < position]
+        stored = account.recent  # in stream order
+        if not stored or stored[-1].position < position:  # usual: all of it came earlier
+            recent = [s.entry for s in stored]
+        else:  # a replay: what came later is hidden
+            recent = [s.entry for s in stored if s.position < position]
         device_first = account.devices.get(txn.device_id) if txn.device_id is not None else None
         return AccountHistory(
             recent=recent,
@@ -196,7 +210,7 @@ class BatchView:
                 sortable(position), txn.event_time, txn.amount, txn.latitude, txn.longitude
             )
             account.members.add(member)
-            account.recent.append(_Stored(position, entry, member))
+            account.recent.append(_Stored(position, entry, member, float(txn.event_time)))
             if len(account.recent) > 1 and account.recent[-2].position > position:
                 account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
             account.new_members[member] = float(txn.event_time)
@@ -265,6 +279,15 @@ return 1
 _ALERTED = "|A"
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedSave:
+    """A batch's state writes, ready to send: save-script calls (keys, args) and, on a cluster,
+    the transaction ids' first sightings (each its own slot)."""
+
+    script_calls: list[tuple[list[str], list[Any]]]
+    txn_writes: list[tuple[str, str]]
+
+
 class AccountStateStore:
     """Loads and saves the state a batch needs, each in one pipelined round trip.
 
@@ -278,12 +301,33 @@ class AccountStateStore:
         self._config = config
         self._keep_s = float(horizon_s) + config.lateness_s
         self._cluster = isinstance(redis, RedisCluster)
-        self._load_script = redis.register_script(_LOAD)
+        self._load_sha = _sha1(_LOAD)
         self._cache: OrderedDict[str, _Account] = OrderedDict()
         self._cache_size = config.cache_accounts
         # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
         self._cache_idle_s = min(self._keep_s, config.memory_ttl_s) / 2
-        self._save_script = redis.register_script(_SAVE)
+        self._save_sha = _sha1(_SAVE)
+
+    def _send(self, queue: Callable[[Any], None], metric: str) -> list[Any]:
+        """One pipelined round trip of what `queue` puts on a pipeline.
+
+        The scripts go by EVALSHA alone (redis-py's Script objects would first ask SCRIPT
+        EXISTS, one more round trip per pipeline); when Redis does not know them (first use, a
+        restart, a failover) they are loaded and the round trip is repeated once. Safe: a
+        pipeline that failed on NOSCRIPT ran no script, and every write is idempotent anyway.
+        """
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            queue(pipe)
+            try:
+                replies: list[Any] = _timed_execute(pipe, metric)
+                return replies
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._redis.script_load(_LOAD)
+                self._redis.script_load(_SAVE)
+        raise AssertionError("unreachable")
 
     def _groups(self, account_ids: Sequence[str]) -> list[list[str]]:
         """Accounts per script call: all of them, or one per call on a cluster."""
@@ -305,22 +349,24 @@ class AccountStateStore:
             if account_id not in loaded
         }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
-        pipe = self._redis.pipeline(transaction=False)
         groups = self._groups(list(asked))
-        for group in groups:
-            keys: list[str] = []
-            args: list[Any] = []
-            for account_id in group:
-                keys += _account_keys(account_id)
-                args += (wanted[account_id][0] - self._keep_s - 1, len(asked[account_id]))
-                args += asked[account_id]
-            self._load_script(keys=keys, args=args, client=pipe)
-        if self._cluster:
-            for txn_id in txn_ids:
-                pipe.execute_command("GET", _txn_key(txn_id))
-        elif txn_ids:
-            pipe.execute_command("MGET", *[_txn_key(txn_id) for txn_id in txn_ids])
-        replies = _timed_execute(pipe, "redis.load")
+
+        def queue(pipe: Any) -> None:
+            for group in groups:
+                keys: list[str] = []
+                args: list[Any] = []
+                for account_id in group:
+                    keys += _account_keys(account_id)
+                    args += (wanted[account_id][0] - self._keep_s - 1, len(asked[account_id]))
+                    args += asked[account_id]
+                pipe.execute_command("EVALSHA", self._load_sha, len(keys), *keys, *args)
+            if self._cluster:
+                for txn_id in txn_ids:
+                    pipe.execute_command("GET", _txn_key(txn_id))
+            elif txn_ids:
+                pipe.execute_command("MGET", *[_txn_key(txn_id) for txn_id in txn_ids])
+
+        replies = self._send(queue, "redis.load")
 
         per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
         for account_id, (members, firsts, first_raw) in zip(asked, per_account, strict=True):
@@ -355,7 +401,14 @@ class AccountStateStore:
         return BatchView(loaded, seen, alerted)
 
     def save(self, view: BatchView) -> int:
-        """Write what the batch added (idempotently); return the number of commands sent.
+        """Write what the batch added (idempotently); return the number of commands sent."""
+        return self.write(self.prepare_save(view))
+
+    def prepare_save(self, view: BatchView) -> PreparedSave:
+        """What the batch added, as the script calls that write it; the view's deltas are reset.
+
+        Taken on the batch's own thread, so that `write` can run on another one while the next
+        batch changes the (cached) accounts.
 
         No trimming by event time: a record far in the future would wipe entries that a replay
         of not-yet-checkpointed records still needs. Loads read only the horizon; the key
@@ -373,8 +426,7 @@ class AccountStateStore:
             (_txn_key(txn_id), encode_position(position))
             for txn_id, position in view.new_seen.items()
         ]
-
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[tuple[list[str], list[Any]]] = []
         groups = self._groups(changed)
         in_script = [] if self._cluster else txn_writes
         for index, group in enumerate(groups or ([[]] if in_script else [])):
@@ -402,16 +454,25 @@ class AccountStateStore:
                 for key, value in in_script:
                     keys.append(key)
                     args.append(value)
-            self._save_script(keys=keys, args=args, client=pipe)
-        if self._cluster:
-            for key, value in txn_writes:
-                pipe.execute_command("SET", key, value, "NX", "EX", config.dedup_ttl_s)
-        commands = len(pipe)
-        if commands:
-            _timed_execute(pipe, "redis.save")
-        for account in view.accounts.values():  # written: the deltas are now in Redis too
+            calls.append((keys, args))
+        for account in view.accounts.values():  # handed over: written by `write`
             account.new_members = {}
             account.new_devices = {}
+        return PreparedSave(calls, txn_writes if self._cluster else [])
+
+    def write(self, prepared: PreparedSave) -> int:
+        """Send a prepared save in one pipelined round trip; return the number of commands.
+        Safe to repeat (every write is idempotent), so a retry may send it again."""
+        commands = len(prepared.script_calls) + len(prepared.txn_writes)
+
+        def queue(pipe: Any) -> None:
+            for keys, args in prepared.script_calls:
+                pipe.execute_command("EVALSHA", self._save_sha, len(keys), *keys, *args)
+            for key, value in prepared.txn_writes:
+                pipe.execute_command("SET", key, value, "NX", "EX", self._config.dedup_ttl_s)
+
+        if commands:
+            self._send(queue, "redis.save")
         return commands
 
     def mark_alerted(self, view: BatchView, transaction_ids: Iterable[str]) -> int:

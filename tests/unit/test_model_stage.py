@@ -73,7 +73,7 @@ def run(
     )
     for start in range(0, len(batch), 250):
         pipeline.process(batch[start : start + 250])
-    pipeline.settle_alerts()
+    pipeline.settle_in_flight()
     return flagged
 
 

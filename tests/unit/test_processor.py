@@ -7,6 +7,7 @@ import gzip
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,15 +15,17 @@ from typing import Any
 
 import boto3
 import pytest
+import redis
 import structlog
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from consumer.cloudwatch import CloudWatchPublisher
-from consumer.config import FlushConfig, MetricsConfig, RetryConfig, Settings
+from consumer.config import FlushConfig, MetricsConfig, RetryConfig, Settings, StateConfig
 from consumer.kcl_io import kcl_process
 from consumer.metrics import METRICS
 from consumer.processor import EXIT_GAVE_UP, FraudRecordProcessor
+from consumer.state import AccountStateStore
 from consumer.wiring import assemble_pipeline
 from tests.support import kcl_messages as msg
 from tests.support.fake_daemon import FakeDaemon
@@ -347,6 +350,70 @@ def test_alerts_that_stay_unpublishable_exit_the_worker_without_checkpointing(
         run(aws, script, events)
     assert exited.value.code == EXIT_GAVE_UP
     assert not any(e.startswith("checkpoint") for e in events)
+
+
+def _slow_state_writes(
+    monkeypatch: pytest.MonkeyPatch, events: list[str], delay_s: float, fail: bool = False
+) -> None:
+    """Saves that take `delay_s` (or fail) and loads, recorded with the thread they ran on."""
+    real_write = AccountStateStore.write
+    real_load = AccountStateStore.load
+
+    def write(self: AccountStateStore, prepared: Any) -> int:
+        time.sleep(delay_s)
+        if fail:
+            raise redis.ConnectionError("redis unreachable")
+        written = real_write(self, prepared)
+        events.append(f"saved-on:{threading.current_thread().name.split('_')[0]}")
+        return written
+
+    def load(self: AccountStateStore, items: Any) -> Any:
+        events.append("load")
+        return real_load(self, items)
+
+    monkeypatch.setattr(AccountStateStore, "write", write)
+    monkeypatch.setattr(AccountStateStore, "load", load)
+
+
+def test_the_state_save_runs_in_the_background_and_every_read_and_checkpoint_waits_for_it(
+    aws: Aws, events: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_state_writes(monkeypatch, events, delay_s=0.2)
+    # One device, two batches, no in-process cache: batch 2 reads batch 1's state from Redis.
+    one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-2", "12.50"), seq(2), ARRIVAL)]
+    script = [
+        msg.initialize(SHARD),
+        msg.process_records(one),
+        msg.process_records(two),
+        msg.shutdown_requested(),
+    ]
+    daemon = run(aws, script, events, state=StateConfig(cache_accounts=0))
+    assert events == [
+        "load",
+        "saved-on:state-save",  # off the batch's thread, and before the next batch reads state
+        "load",
+        "saved-on:state-save",  # and before anything is flushed or checkpointed
+        "put:flagged",
+        f"checkpoint:{seq(2)}",
+    ]
+    assert daemon.checkpoints == [seq(2)]
+    # The alerted mark (SET XX on the key the save creates) waited for the slow save.
+    assert aws.redis.get("fs:txn:{t-1}").endswith(b"|A")
+    assert [a["transaction_id"] for a in aws.alerts()] == ["t-1"]
+
+
+def test_a_state_save_that_gives_up_exits_the_worker_without_checkpointing(
+    aws: Aws, events: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_state_writes(monkeypatch, events, delay_s=0, fail=True)
+    batch = [msg.record(txn("t-1", "12.50"), seq(1), ARRIVAL)]
+    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    with pytest.raises(SystemExit) as exited:
+        run(aws, script, events)
+    assert exited.value.code == EXIT_GAVE_UP
+    assert not any(e.startswith("checkpoint") for e in events)
+    assert aws.objects("flagged/") == {}
 
 
 def test_stray_writes_to_stdout_cannot_reach_the_protocol() -> None:

@@ -261,7 +261,7 @@ def test_the_stream_judges_each_batch_with_the_version_in_force(
         ),
     )
     pipeline.process([record(3, "600"), record(4, "20", channel="atm")])
-    pipeline.settle_alerts()
+    pipeline.settle_in_flight()
 
     assert [(line["transaction_id"], line["rules_version"]) for line in flagged.lines] == [
         ("t-2", "v1"),
@@ -295,7 +295,7 @@ def test_the_audit_trail_holds_every_judged_transaction_flagged_or_not(
     duplicate = record(1, "600")
     pipeline.process([record(1, "600"), record(2, "12000"), Record(b"{bad", f"{3:056d}")])
     pipeline.process([Record(duplicate.binary_data, f"{4:056d}")])  # a producer retry
-    pipeline.settle_alerts()
+    pipeline.settle_in_flight()
     assert [(d["transaction_id"], d["flagged"], d["rules"]) for d in decisions.lines] == [
         ("t-1", False, []),
         ("t-2", True, ["high_amount"]),

@@ -35,7 +35,10 @@ class CountingRedis:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.round_trips = 0
-        self.register_script = client.register_script
+
+    def script_load(self, script: str) -> Any:
+        self.round_trips += 1
+        return self.client.script_load(script)
 
     def pipeline(self, transaction: bool = False) -> Any:
         pipe = self.client.pipeline(transaction=transaction)
@@ -69,6 +72,8 @@ def judge_all(store: AccountStateStore, items: list[tuple[Position, Transaction]
 def test_a_batch_costs_two_round_trips_whatever_its_size(redis_conn: redis.Redis) -> None:
     counting = CountingRedis(redis_conn)
     store = AccountStateStore(counting, CONFIG, HORIZON)
+    store.save(store.load([((1, 0), txn("t-first", account="other"))]))  # scripts now known
+    counting.round_trips = 0
     items = [((100 + n, 0), txn(f"t{n}", account=f"a{n % 7}", device_id="d")) for n in range(200)]
     view = store.load(items)
     for position, t in items:
@@ -82,6 +87,26 @@ def test_a_batch_costs_two_round_trips_whatever_its_size(redis_conn: redis.Redis
     view = store.load(again)
     assert all(view.is_duplicate(t, p) for p, t in again)
     assert store.save(view) == 0
+
+
+def test_scripts_redis_forgot_are_loaded_again_at_the_cost_of_one_retry(
+    redis_conn: redis.Redis,
+) -> None:
+    """Scripts go by EVALSHA alone; after a restart or failover (SCRIPT FLUSH here) the first
+    round trip fails with NOSCRIPT, both scripts are loaded and the round trip is repeated."""
+    redis_conn.script_flush()
+    counting = CountingRedis(redis_conn)
+    store = AccountStateStore(counting, CONFIG, HORIZON)
+    assert judge_all(store, [((1, 0), txn("t1", device_id="dev"))]) == ["0:0:0"]
+    # First use: NOSCRIPT, two loads, the load again; the save finds its script loaded.
+    assert counting.round_trips == 5
+    redis_conn.script_flush()
+    counting.round_trips = 0
+    assert judge_all(store, [((2, 0), txn("t2", device_id="dev"))]) == ["1:1:1"]
+    assert counting.round_trips == 5
+    counting.round_trips = 0
+    assert judge_all(store, [((3, 0), txn("t3", device_id="dev"))]) == ["2:1:1"]
+    assert counting.round_trips == 2
 
 
 def test_history_hides_what_came_later_in_the_stream_on_replay(redis_conn: redis.Redis) -> None:

@@ -125,7 +125,7 @@ class Harness:
         )
         for batch in batches:
             pipeline.process(batch)
-        pipeline.settle_alerts()  # as the checkpoint does
+        pipeline.settle_in_flight()  # as the checkpoint does
         decided = {
             line["sequence_number"]: sorted(r["rule"] for r in line["reasons"])
             for line in flagged.lines
