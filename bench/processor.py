@@ -21,6 +21,7 @@ import redis
 from bench.servers import aws_client, peak_rss_mb
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings
+from consumer.gc_policy import FullCollections
 from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         return assemble_pipeline(shard_id, settings, s3, sns, redis_conn)
 
     process = kcl_process(
-        FraudRecordProcessor(settings, build=build), sys.stdin, protocol_out, sys.stderr
+        FraudRecordProcessor(settings, build=build, collections=FullCollections.install()),
+        sys.stdin,
+        protocol_out,
+        sys.stderr,
     )
     profiler: Any = None
     if args.profile is not None:

@@ -25,6 +25,7 @@ from amazon_kclpy.v3 import processor
 from consumer.checkpointing import CheckpointPolicy, LeaseGone
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import ConfigError, Settings, load_settings
+from consumer.gc_policy import FullCollections
 from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
@@ -53,10 +54,12 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         settings: Settings,
         build: Callable[[str, Settings], tuple[BatchPipeline, CheckpointPolicy]] = build_pipeline,
         publisher: CloudWatchPublisher | None = None,
+        collections: FullCollections | None = None,
     ) -> None:
         self._settings = settings
         self._build = build
         self._publisher = publisher
+        self._collections = collections
         self._pipeline: BatchPipeline | None = None
         self._policy: CheckpointPolicy | None = None
         self._shard_id = "?"
@@ -102,6 +105,8 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                     total_ms=round((time.monotonic() - started) * 1000),
                     millis_behind_latest=behind,
                 )
+            if self._collections is not None:
+                self._collections.tick()  # between batches, at most once a minute
         except LeaseGone:
             log.warning("lease_gone_on_checkpoint", shard_id=self._shard_id)
         except Exception as exc:
@@ -173,7 +178,9 @@ def main() -> None:
     if publisher is not None:
         # Also on the way out after a give-up (SystemExit): the numbers that explain it.
         atexit.register(publisher.close)
-    processor = FraudRecordProcessor(settings, publisher=publisher)
+    processor = FraudRecordProcessor(
+        settings, publisher=publisher, collections=FullCollections.install()
+    )
     exit_when_orphaned(os.getppid())
     try:
         kcl_process(processor, sys.stdin, protocol_out, sys.stderr).run()

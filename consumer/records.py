@@ -256,7 +256,7 @@ def _days_since_epoch(year: str, month: str, day: str) -> int | None:
 
 
 # An account's creation time is the same string in every one of its records: parsed once.
-_created_at = lru_cache(maxsize=65_536)(parse_event_time)
+_created_at = lru_cache(maxsize=8192)(parse_event_time)
 
 # Messages, built once.
 _WANT_ID = "must be a string of 1..128 characters"
