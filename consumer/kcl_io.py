@@ -3,7 +3,7 @@
 kclpy decodes each line with the standard library's `json` and an object hook that builds a
 `Record` per record, each computing a `datetime` we never read; at 10,000+ records/s that is a
 few microseconds per record of pure overhead. `install` replaces the reader of one
-`KCLProcess`: processRecords lines are decoded by orjson into light `KinesisRecord`s that carry
+`KCLProcess`: processRecords lines are decoded by msgspec into light `KinesisRecord`s that carry
 exactly what the pipeline reads; every other message (initialize, checkpoint replies, shutdown)
 still goes through kclpy's own decoder, so its dispatch and error behaviour are unchanged.
 """
@@ -14,11 +14,13 @@ import binascii
 import json
 from typing import Any
 
-import orjson
+import msgspec
 from amazon_kclpy import dispatch, kcl
 from amazon_kclpy.messages import ProcessRecordsInput
 
 __all__ = ["KinesisRecord", "install", "kcl_process", "load_action"]
+
+_decode_line = msgspec.json.Decoder().decode
 
 
 class KinesisRecord:
@@ -49,15 +51,15 @@ class KinesisRecord:
 def load_action(line: str | bytes) -> Any:
     """The dispatchable action of one protocol line."""
     try:
-        message = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        message = _decode_line(line)
+    except msgspec.DecodeError:
         message = None
     if type(message) is dict and message.get("action") == "processRecords":
         records = message.get("records")
         if type(records) is list:
             message["records"] = [KinesisRecord(record) for record in records]
             return ProcessRecordsInput(message)
-    # Anything else, or a line orjson refused: decoded as kclpy decodes it (and fails as it does).
+    # Anything else, or a line msgspec refused: decoded as kclpy decodes it (and fails as it does).
     return json.loads(line, object_hook=dispatch.message_decode)
 
 

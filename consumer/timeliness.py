@@ -35,7 +35,7 @@ def too_far_ahead(txn: Transaction, arrival_ms: int | None, max_ahead_s: int) ->
         return None
     if event_time <= Decimal(arrival_ms + max_ahead_s * 1000).scaleb(-3):
         return None
-    shown = str(txn.fields.get("timestamp"))
+    shown = str(txn.raw.get("timestamp"))
     if len(shown) > _SHOWN:
         shown = shown[:_SHOWN] + "..."
     return (

@@ -171,7 +171,7 @@ def run_backtest(
         )
         add(txn, index)
         judged += 1
-        raw = txn.fields
+        raw = txn.raw
         label: Any = raw.get(LABEL)
         is_fraud: Any = raw.get(FRAUD)
         new_reasons = new_verdict.decision.reasons

@@ -79,7 +79,7 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
         if label is None:
             raise ValueError(f"{where}: no label")
         labels.append(label)
-        archetype = txn.fields.get("fraud_archetype")
+        archetype = txn.raw.get("fraud_archetype")
         archetypes.append(archetype if isinstance(archetype, str) else None)
         rules.append(judge_with_ruleset(txn, history, ruleset).flagged)
         rows.append(features_for(txn, history))

@@ -63,7 +63,7 @@ def record_bytes(line: str, where: str) -> bytes | None:
 
 
 def label_of(txn: Transaction) -> bool | None:
-    raw = txn.fields
+    raw = txn.raw
     fraud = raw.get("fraud")
     if isinstance(fraud, bool):
         return fraud

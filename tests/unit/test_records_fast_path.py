@@ -1,6 +1,6 @@
-"""The fast decoder path (orjson) must give exactly the exact path's answer (consumer/records.py).
+"""The fast decoder (msgspec) must give exactly the standard path's answer (consumer/records.py).
 
-`parse_transaction` tries orjson first and falls back to the standard library's decoder with
+`parse_transaction` tries msgspec first and falls back to the standard library's decoder with
 exact decimals; `_parse_exact` is that reference alone. For any bytes, both must return the same
 outcome: the same reason for an invalid record, and for a valid one the same fields, with
 `Decimal`s that are equal *and* print the same (trailing zeros kept), and the same object as
@@ -9,7 +9,6 @@ received (`raw`) for the outputs.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +17,7 @@ import simplejson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer import records
 from consumer.records import InvalidRecord, Transaction, _parse_exact, parse_transaction
 from tests.unit.test_fuzz_bad_input import EXAMPLES, any_record
 
@@ -57,7 +57,9 @@ def assert_same_outcome(data: bytes) -> Transaction | InvalidRecord:
     for name in FIELDS:
         assert _shown(getattr(fast, name)) == _shown(getattr(exact, name)), (name, data)
     assert fast.raw == exact.raw
-    assert json.dumps(fast.raw, default=str) == json.dumps(exact.raw, default=str)
+    assert simplejson.dumps(fast.raw, use_decimal=True) == simplejson.dumps(
+        exact.raw, use_decimal=True
+    )
     return fast
 
 
@@ -142,9 +144,12 @@ def test_fast_and_exact_paths_agree_on_the_hard_cases(data: bytes) -> None:
     assert_same_outcome(data)
 
 
-def test_the_fast_path_is_taken_for_an_ordinary_record() -> None:
+def test_the_fast_path_decides_an_ordinary_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_exact_path(data: bytes) -> None:
+        raise AssertionError("the standard decoder was used")
+
+    monkeypatch.setattr(records, "_parse_exact", no_exact_path)
     parsed = parse_transaction(record(account_balance=Decimal("100.10"), latitude=1.5, longitude=2))
     assert isinstance(parsed, Transaction)
-    assert not parsed.exact  # decoded by orjson: the exact decode waits until an output needs it
     assert str(parsed.amount) == "12.5" and str(parsed.account_balance) == "100.10"
     assert str(parsed.raw["account_balance"]) == "100.10"
