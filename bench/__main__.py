@@ -45,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-dir", type=Path, help="keep the profile (text and HTML) here")
     p.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
     p.add_argument("--model", type=Path, help="score with this model (fraudstream train's --out)")
+    p.add_argument(
+        "--moto-keep-alive",
+        action="store_true",
+        help="serve moto with HTTP keep-alive, as AWS does (moto_server closes every connection)",
+    )
     return p
 
 
@@ -67,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=args.profile_dir,
         keep_logs=args.keep_logs,
         model=args.model,
+        moto_keep_alive=args.moto_keep_alive,
     )
     try:
         summary = run(opts)

@@ -47,6 +47,8 @@ class Options:
     profile_dir: Path | None = None
     keep_logs: Path | None = None
     model: Path | None = None  # a `fraudstream train` directory: our side scores with it
+    # moto behind a keep-alive server, as AWS endpoints keep connections open (both sides).
+    moto_keep_alive: bool = False
 
 
 def log(text: str = "") -> None:
@@ -300,7 +302,7 @@ def _run(opts: Options, tmp: Path) -> dict[str, Any]:
         f"  {len(work.batches)} batches, {work.data_bytes / work.records:.0f} B/record,"
         f" {work.event_span_s:.0f} s of event time, in {time.perf_counter() - t0:.1f} s"
     )
-    with RedisServer(tmp) as redis_srv, MotoServer(tmp) as moto:
+    with RedisServer(tmp) as redis_srv, MotoServer(tmp, opts.moto_keep_alive) as moto:
         assert isinstance(redis_srv, RedisServer) and isinstance(moto, MotoServer)
         log(f"redis-server :{redis_srv.port}, moto server :{moto.port}")
         log("our side: KCLProcess + FraudRecordProcessor over pipes ...")
@@ -310,6 +312,7 @@ def _run(opts: Options, tmp: Path) -> dict[str, Any]:
         peer = run_peer(opts, work, redis_srv, moto, tmp)
         log(f"  {peer['records_per_s']:,.0f} records/s")
     summary = summarise(opts, work, ours, peer)
+    summary["moto_keep_alive"] = opts.moto_keep_alive
     summary["loadavg_1m_before"] = round(load_before, 2)
     summary["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     return summary

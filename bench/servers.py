@@ -190,7 +190,14 @@ class MotoServer(_Server):
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def __init__(self, log_dir: Path, keep_alive: bool = False) -> None:
+        super().__init__(log_dir)
+        self._keep_alive = keep_alive
+
     def _command(self) -> list[str]:
+        if self._keep_alive:  # the moto application behind waitress (bench/moto_keepalive.py)
+            module = [sys.executable, "-m", "bench.moto_keepalive"]
+            return [*module, "--host", HOST, "--port", str(self.port)]
         binary = Path(sys.executable).parent / "moto_server"
         if not binary.exists():
             found = shutil.which("moto_server")
