@@ -133,17 +133,21 @@ class _Account:
     # Devices whose first use is known here, or known to be absent from Redis.
     checked: set[str] = field(default_factory=set)
     last_used: float = 0.0
+    # The smallest score in `recent`, kept up to date, so that the usual prune (nothing to
+    # forget) costs one comparison.
+    oldest_score: float = float("inf")
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
         by event time (the cap save applies in Redis)."""
         recent = self.recent
-        if len(recent) <= max_entries and all(s.score >= min_score for s in recent):
+        if len(recent) <= max_entries and self.oldest_score >= min_score:
             return  # the common case: nothing to forget
         keep = [s for s in recent if s.score >= min_score]
         if len(keep) > max_entries:
             newest = sorted(keep, key=lambda s: s.score)[-max_entries:]
             keep = sorted(newest, key=lambda s: s.position)
+        self.oldest_score = min((s.score for s in keep), default=float("inf"))
         if len(keep) != len(self.recent):
             self.recent = keep
             self.members = {s.member for s in keep}
@@ -210,7 +214,9 @@ class BatchView:
                 sortable(position), txn.event_time, txn.amount, txn.latitude, txn.longitude
             )
             account.members.add(member)
-            account.recent.append(_Stored(position, entry, member, float(txn.event_time)))
+            score = float(txn.event_time)
+            account.recent.append(_Stored(position, entry, member, score))
+            account.oldest_score = min(account.oldest_score, score)
             if len(account.recent) > 1 and account.recent[-2].position > position:
                 account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
             account.new_members[member] = float(txn.event_time)
@@ -383,6 +389,7 @@ class AccountStateStore:
                 first=decode_position(first_raw) if first_raw is not None else None,
                 members={stored.member for stored in recent},
                 checked=set(asked[account_id]),
+                oldest_score=min((stored.score for stored in recent), default=float("inf")),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
