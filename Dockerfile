@@ -10,10 +10,11 @@ FROM python:3.11-slim-bookworm AS build
 # Debian's stable packages move only for security fixes: pinning their versions would break the
 # build at every point release instead of taking the fix.
 # The slim images drop /usr/share/man; the JDK's postinst links its man pages there (mkdir).
+# libgomp1 lets the build check that LightGBM imports (below).
 # hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,17 +23,21 @@ WORKDIR /src
 # rest of the context (virtualenvs, caches, .git) out.
 COPY pyproject.toml README.md ./
 COPY consumer ./consumer
+# The `model` extra (LightGBM, numpy) is in every image, so a model is switched on by
+# FRAUD_MODEL_DIR alone (docs/model.md); a worker without one never imports it.
 RUN python -m venv /opt/fraudstream \
- && /opt/fraudstream/bin/pip install . \
+ && /opt/fraudstream/bin/pip install ".[model]" \
  && /opt/fraudstream/bin/python -c "import amazon_kclpy, pathlib, sys; jars = pathlib.Path(amazon_kclpy.__file__).parent / 'jars'; sys.exit(0 if any(jars.glob('amazon-kinesis-client-multilang-*.jar')) else 'the KCL jars are missing from ' + str(jars))" \
- && /opt/fraudstream/bin/fraudstream --help > /dev/null
+ && /opt/fraudstream/bin/fraudstream --help > /dev/null \
+ && /opt/fraudstream/bin/python -c "import lightgbm, numpy"
 
 # --- run: a JRE and Python, no compilers or Maven, a non-root user -------------------------------
 FROM python:3.11-slim-bookworm AS runtime
+# libgomp1: the OpenMP runtime LightGBM's wheel links against (the model extra).
 # hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 fraudstream \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin fraudstream \

@@ -329,9 +329,11 @@ class Checker:
                     self.problem(ins.line, f"RUN names {word!r}, which the context does not hold")
                 elif not any(word.removeprefix("./").startswith(c) for c in copied):
                     self.problem(ins.line, f"RUN names {word!r}, which no earlier COPY brings in")
-            if re.search(r"\bpip\d*(\.\d+)?\s+install\b[^&;|]*\s\.(\s|$)", ins.value) and (
-                "pyproject.toml" not in copied
-            ):
+            # `pip install .`, also quoted and with extras: ".[model]"
+            installs_here = (
+                r"\bpip\d*(\.\d+)?\s+install\b[^&;|]*\s[\"']?\.(\[[^\]]*\])?[\"']?(\s|$)"
+            )
+            if re.search(installs_here, ins.value) and ("pyproject.toml" not in copied):
                 self.problem(ins.line, "`pip install .` before pyproject.toml is copied")
 
     def copied_sources(self, stage: Stage) -> list[str]:
