@@ -158,15 +158,16 @@ class _Account:
     recent: list[_Stored]
     devices: dict[str, Position]
     first: Position | None
+    # Countries whose first use is known (also what the cache can answer for: every country a
+    # batch asks about is added with its transaction, so no separate "checked" set).
     countries: dict[str, Position] = field(default_factory=dict)
     # Positions of `recent`: a record is stored once, whatever its member's format.
     positions: set[Position] = field(default_factory=set)
     new_members: dict[str, float] = field(default_factory=dict)
     new_devices: dict[str, Position] = field(default_factory=dict)
     new_countries: dict[str, Position] = field(default_factory=dict)
-    # Devices / countries whose first use is known here, or known to be absent from Redis.
+    # Devices whose first use is known here, or known to be absent from Redis.
     checked: set[str] = field(default_factory=set)
-    checked_countries: set[str] = field(default_factory=set)
     last_used: float = 0.0
 
     def prune(self, min_score: float, max_entries: int) -> None:
@@ -258,7 +259,6 @@ class BatchView:
                 account.new_devices[txn.device_id] = position
         country = txn.destination_country
         if country is not None:
-            account.checked_countries.add(country)
             known = account.countries.get(country)
             if known is None or position < known:
                 account.countries[country] = position
@@ -409,7 +409,6 @@ class AccountStateStore:
                 countries=_known(countries, country_firsts),
                 positions=positions,
                 checked=set(devices),
-                checked_countries=set(countries),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
@@ -523,11 +522,11 @@ class AccountStateStore:
             if (
                 now - account.last_used > self._cache_idle_s
                 or not want.devices <= account.checked
-                or not want.countries <= account.checked_countries
+                or not want.countries <= account.countries.keys()
             ):
                 del self._cache[account_id]
                 want.devices |= account.checked  # the reload answers for these too
-                want.countries |= account.checked_countries
+                want.countries |= account.countries.keys()
                 continue
             # Extra older entries change no decision (the rules look back less than keep_s);
             # keeping another lateness allowance makes the cache forgive later, older records.
