@@ -300,7 +300,7 @@ local function firsts(key, n)
     redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  if redis.call('EXISTS', key) == 1 then redis.call('EXPIRE', key, memory_ttl) end
+  redis.call('EXPIRE', key, memory_ttl)  -- a no-op on a key that does not exist
 end
 for k = 1, accounts * 4, 4 do
   local first, members = ARGV[a], tonumber(ARGV[a + 1])
@@ -360,10 +360,12 @@ class AccountStateStore:
     def load(self, items: Sequence[tuple[Position, Transaction]]) -> BatchView:
         wanted: dict[str, _Wanted] = {}
         for _, txn in items:
+            t = float(txn.event_time)
             want = wanted.get(txn.account_id)
             if want is None:
-                want = wanted[txn.account_id] = _Wanted()
-            want.oldest = min(want.oldest, float(txn.event_time))
+                want = wanted[txn.account_id] = _Wanted(t)
+            elif t < want.oldest:
+                want.oldest = t
             if txn.device_id is not None:
                 want.devices.add(txn.device_id)
             if txn.destination_country is not None:
