@@ -33,7 +33,8 @@ Upgrading from the store without countries: its five-field members read as "coun
 and its accounts have no countries hash, so `new_country` / `distinct_countries_*` see only what
 was written since (docs/rules-as-data.md, "Countries in the state store"). A member is identified
 by its position, so a replay never stores one record twice in two formats. Workers older than
-this one cannot read six-field members (they fail the batch; nothing is checkpointed).
+this one cannot read six-field members (their processor exits before saving or checkpointing
+the batch).
 """
 
 from __future__ import annotations
