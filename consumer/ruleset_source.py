@@ -180,14 +180,8 @@ class RuleSetSource:
 
     def _load(self, fetched: Fetched) -> RuleSet:
         assert self._fetcher is not None
-        ruleset = load_ruleset(fetched.data, name=self._fetcher.name)
-        if ruleset.history_needs:
-            raise RuleSetRefused(
-                f"{self._fetcher.name}: uses country features "
-                f"({', '.join(sorted(ruleset.history_needs))}), which the state store does not "
-                "keep yet"
-            )
-        return ruleset
+        # Country features included: the state store keeps every account's countries.
+        return load_ruleset(fetched.data, name=self._fetcher.name)
 
     def _admit(self, candidate: RuleSet) -> None:
         """A new version must say so, and must not need more history than this worker keeps."""

@@ -15,15 +15,26 @@ Why it is shaped like this:
   one pipeline; `save` writes everything in another; nothing in between touches the network.
 - **Bounded memory.** Loads read recent transactions back to the longest rule look-back (the
   state horizon) plus a lateness allowance; the key expires that long after the account's last
-  write and holds at most `max_entries`. Devices and "has history" live `memory_ttl_s`;
-  transaction ids the 24 h duplicate window.
+  write and holds at most `max_entries`. Devices, countries and "has history" live
+  `memory_ttl_s`; transaction ids the 24 h duplicate window.
 
 Keys:
-  fs:acct:{A}:recent   ZSET  score = event time, member = "seq.sub|event_time|amount|lat|lon"
-  fs:acct:{A}:devices  HASH  device id -> position of its first use
-  fs:acct:{A}:first    STR   position of the account's first transaction
-  fs:txn:{T}           STR   position of the first valid record with this transaction id,
-                             with "|A" appended once its alert was accepted by SNS
+  fs:acct:{A}:recent     ZSET  score = event time, member =
+                               "seq.sub|event_time|amount|lat|lon" (no destination_country) or
+                               "seq.sub|event_time|amount|lat|lon|country" (the country last, so
+                               it may hold any character)
+  fs:acct:{A}:devices    HASH  device id -> position of its first use
+  fs:acct:{A}:countries  HASH  destination_country -> position of its first use
+  fs:acct:{A}:first      STR   position of the account's first transaction
+  fs:txn:{T}             STR   position of the first valid record with this transaction id,
+                               with "|A" appended once its alert was accepted by SNS
+
+Upgrading from the store without countries: its five-field members read as "country unknown",
+and its accounts have no countries hash, so `new_country` / `distinct_countries_*` see only what
+was written since (docs/rules-as-data.md, "Countries in the state store"). A member is identified
+by its position, so a replay never stores one record twice in two formats. Workers older than
+this one cannot read six-field members (their processor exits before saving or checkpointing
+the batch).
 """
 
 from __future__ import annotations
@@ -103,14 +114,18 @@ class _Stored:
 def _encode_entry(position: Position, txn: Transaction) -> str:
     lat = "" if txn.latitude is None else repr(txn.latitude)
     lon = "" if txn.longitude is None else repr(txn.longitude)
-    return f"{encode_position(position)}|{txn.event_time}|{txn.amount}|{lat}|{lon}"
+    member = f"{encode_position(position)}|{txn.event_time}|{txn.amount}|{lat}|{lon}"
+    country = txn.destination_country
+    # Without a country the member keeps the five-field form older workers also read.
+    return member if country is None else f"{member}|{country}"
 
 
 @lru_cache(maxsize=20_000)
 def _decode_entry(member: str | bytes) -> _Stored:
-    """Decoding is pure, and the same members come back batch after batch: memoised."""
+    """Decoding is pure, and the same members come back batch after batch: memoised.
+    Five fields (no country, or written before countries were stored) or six."""
     text = member.decode() if isinstance(member, bytes) else member
-    pos, event_time, amount, lat, lon = text.split("|")
+    pos, event_time, amount, lat, lon, *country = text.split("|", 5)
     position = decode_position(pos)
     entry = HistoryEntry(
         position=sortable(position),
@@ -118,8 +133,32 @@ def _decode_entry(member: str | bytes) -> _Stored:
         amount=Decimal(amount),
         latitude=float(lat) if lat else None,
         longitude=float(lon) if lon else None,
+        country=country[0] if country else None,
     )
     return _Stored(position, entry, text, float(event_time))
+
+
+def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
+    """Sorted entries, one per position: a record stored by an older worker and again by this
+    one (a replay across an upgrade) keeps its newer, six-field form."""
+    kept: list[_Stored] = []
+    for stored in recent:
+        if kept and kept[-1].position == stored.position:
+            if stored.entry.country is not None:
+                kept[-1] = stored
+            continue
+        kept.append(stored)
+    return kept
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """What a batch asks about one account: entries from `oldest` on, these devices and
+    countries."""
+
+    oldest: float = float("inf")
+    devices: set[str] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -127,9 +166,14 @@ class _Account:
     recent: list[_Stored]
     devices: dict[str, Position]
     first: Position | None
-    members: set[str] = field(default_factory=set)
+    # Countries whose first use is known (also what the cache can answer for: every country a
+    # batch asks about is added with its transaction, so no separate "checked" set).
+    countries: dict[str, Position] = field(default_factory=dict)
+    # Positions of `recent`: a record is stored once, whatever its member's format.
+    positions: set[Position] = field(default_factory=set)
     new_members: dict[str, float] = field(default_factory=dict)
     new_devices: dict[str, Position] = field(default_factory=dict)
+    new_countries: dict[str, Position] = field(default_factory=dict)
     # Devices whose first use is known here, or known to be absent from Redis.
     checked: set[str] = field(default_factory=set)
     last_used: float = 0.0
@@ -150,7 +194,7 @@ class _Account:
         self.oldest_score = min((s.score for s in keep), default=float("inf"))
         if len(keep) != len(self.recent):
             self.recent = keep
-            self.members = {s.member for s in keep}
+            self.positions = {s.position for s in keep}
 
 
 class BatchView:
@@ -199,21 +243,29 @@ class BatchView:
         else:  # a replay: what came later is hidden
             recent = [s.entry for s in stored if s.position < position]
         device_first = account.devices.get(txn.device_id) if txn.device_id is not None else None
+        country = txn.destination_country
+        country_first = account.countries.get(country) if country is not None else None
         return AccountHistory(
             recent=recent,
             device_seen_before=device_first is not None and device_first < position,
             has_earlier=account.first is not None and account.first < position,
+            country_seen_before=country_first is not None and country_first < position,
         )
 
     def add(self, txn: Transaction, position: Position) -> None:
         """Record a judged transaction so later records of the batch see it."""
         account = self._accounts[txn.account_id]
-        member = _encode_entry(position, txn)
-        if member not in account.members:
+        if position not in account.positions:
+            member = _encode_entry(position, txn)
             entry = HistoryEntry(
-                sortable(position), txn.event_time, txn.amount, txn.latitude, txn.longitude
+                sortable(position),
+                txn.event_time,
+                txn.amount,
+                txn.latitude,
+                txn.longitude,
+                txn.destination_country,
             )
-            account.members.add(member)
+            account.positions.add(position)
             score = float(txn.event_time)
             account.recent.append(_Stored(position, entry, member, score))
             account.oldest_score = min(account.oldest_score, score)
@@ -226,26 +278,36 @@ class BatchView:
             if known is None or position < known:
                 account.devices[txn.device_id] = position
                 account.new_devices[txn.device_id] = position
+        country = txn.destination_country
+        if country is not None:
+            known = account.countries.get(country)
+            if known is None or position < known:
+                account.countries[country] = position
+                account.new_countries[country] = position
         if account.first is None or position < account.first:
             account.first = position
 
 
-# Scripts over any number of accounts (three keys each). On a single Redis one call carries the
-# whole batch, so the client packs one command instead of thousands; on a cluster each call
-# carries one account, whose keys share a hash slot. Either way the work runs inside Redis.
+# Scripts over any number of accounts (four keys each, as _account_keys). On a single Redis one
+# call carries the whole batch, so the client packs one command instead of thousands; on a
+# cluster each call carries one account, whose keys share a hash slot. Either way the work runs
+# inside Redis.
 _LOAD = """
 local out = {}
 local a = 1
-for k = 1, #KEYS, 3 do
-  local min_score, devices = ARGV[a], tonumber(ARGV[a + 1])
-  a = a + 2
-  local recent = redis.call('ZRANGEBYSCORE', KEYS[k], min_score, '+inf')
-  local firsts = {}
-  if devices > 0 then
-    firsts = redis.call('HMGET', KEYS[k + 1], unpack(ARGV, a, a + devices - 1))
-  end
-  a = a + devices
-  out[#out + 1] = {recent, firsts, redis.call('GET', KEYS[k + 2])}
+local function firsts(key)
+  local n = tonumber(ARGV[a])
+  local found = {}
+  if n > 0 then found = redis.call('HMGET', key, unpack(ARGV, a + 1, a + n)) end
+  a = a + n + 1
+  return found
+end
+for k = 1, #KEYS, 4 do
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[a], '+inf')
+  a = a + 1
+  local devices = firsts(KEYS[k + 1])
+  local countries = firsts(KEYS[k + 2])
+  out[#out + 1] = {recent, devices, countries, redis.call('GET', KEYS[k + 3])}
 end
 return out
 """
@@ -254,9 +316,17 @@ _SAVE = """
 local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
 local a = 6
-for k = 1, accounts * 3, 3 do
-  local first, members, devices = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+local function firsts(key, n)
+  for _ = 1, n do
+    redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  redis.call('EXPIRE', key, memory_ttl)  -- a no-op on a key that does not exist
+end
+for k = 1, accounts * 4, 4 do
+  local first, members = ARGV[a], tonumber(ARGV[a + 1])
+  local devices, countries = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
   local last = a + 2 * members - 1
   while a <= last do
     local stop = math.min(last, a + 999)
@@ -267,15 +337,12 @@ for k = 1, accounts * 3, 3 do
     redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1)
     redis.call('EXPIRE', KEYS[k], keep_ttl)
   end
-  for _ = 1, devices do
-    redis.call('HSETNX', KEYS[k + 1], ARGV[a], ARGV[a + 1])
-    a = a + 2
-  end
-  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('EXPIRE', KEYS[k + 1], memory_ttl) end
-  if first ~= '' then redis.call('SET', KEYS[k + 2], first, 'NX', 'EX', memory_ttl) end
-  redis.call('EXPIRE', KEYS[k + 2], memory_ttl)
+  firsts(KEYS[k + 1], devices)
+  firsts(KEYS[k + 2], countries)
+  if first ~= '' then redis.call('SET', KEYS[k + 3], first, 'NX', 'EX', memory_ttl) end
+  redis.call('EXPIRE', KEYS[k + 3], memory_ttl)
 end
-for k = accounts * 3 + 1, #KEYS do
+for k = accounts * 4 + 1, #KEYS do
   redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
   a = a + 1
 end
@@ -342,16 +409,22 @@ class AccountStateStore:
         return [list(account_ids)] if account_ids else []
 
     def load(self, items: Sequence[tuple[Position, Transaction]]) -> BatchView:
-        wanted: dict[str, tuple[float, set[str]]] = {}
+        wanted: dict[str, _Wanted] = {}
         for _, txn in items:
-            oldest, devices = wanted.get(txn.account_id, (float("inf"), set()))
+            t = float(txn.event_time)
+            want = wanted.get(txn.account_id)
+            if want is None:
+                want = wanted[txn.account_id] = _Wanted(t)
+            elif t < want.oldest:
+                want.oldest = t
             if txn.device_id is not None:
-                devices.add(txn.device_id)
-            wanted[txn.account_id] = (min(oldest, float(txn.event_time)), devices)
+                want.devices.add(txn.device_id)
+            if txn.destination_country is not None:
+                want.countries.add(txn.destination_country)
         loaded: dict[str, _Account] = self._from_cache(wanted)
         asked = {
-            account_id: sorted(devices)
-            for account_id, (_, devices) in wanted.items()
+            account_id: (sorted(want.devices), sorted(want.countries))
+            for account_id, want in wanted.items()
             if account_id not in loaded
         }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
@@ -362,9 +435,10 @@ class AccountStateStore:
                 keys: list[str] = []
                 args: list[Any] = []
                 for account_id in group:
+                    devices, countries = asked[account_id]
                     keys += _account_keys(account_id)
-                    args += (wanted[account_id][0] - self._keep_s - 1, len(asked[account_id]))
-                    args += asked[account_id]
+                    args += (wanted[account_id].oldest - self._keep_s - 1, len(devices), *devices)
+                    args += (len(countries), *countries)
                 pipe.execute_command("EVALSHA", self._load_sha, len(keys), *keys, *args)
             if self._cluster:
                 for txn_id in txn_ids:
@@ -375,20 +449,21 @@ class AccountStateStore:
         replies = self._send(queue, "redis.load")
 
         per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
-        for account_id, (members, firsts, first_raw) in zip(asked, per_account, strict=True):
+        for account_id, reply in zip(asked, per_account, strict=True):
+            members, device_firsts, country_firsts, first_raw = reply
+            devices, countries = asked[account_id]
             recent = [_decode_entry(m) for m in members]
             recent.sort(key=lambda stored: stored.position)
-            known = {
-                device: decode_position(first)
-                for device, first in zip(asked[account_id], firsts, strict=True)
-                if first is not None
-            }
+            positions = {stored.position for stored in recent}
+            if len(positions) < len(recent):
+                recent = _one_per_position(recent)
             loaded[account_id] = _Account(
                 recent=recent,
-                devices=known,
+                devices=_known(devices, device_firsts),
                 first=decode_position(first_raw) if first_raw is not None else None,
-                members={stored.member for stored in recent},
-                checked=set(asked[account_id]),
+                countries=_known(countries, country_firsts),
+                positions=positions,
+                checked=set(devices),
                 oldest_score=min((stored.score for stored in recent), default=float("inf")),
             )
             self._remember(account_id, loaded[account_id])
@@ -426,7 +501,7 @@ class AccountStateStore:
         changed = [
             account_id
             for account_id, account in view.accounts.items()
-            if account.new_members or account.new_devices  # only duplicates: nothing to write
+            if account.new_members or account.new_devices or account.new_countries
         ]
         # First sight of each transaction id (the alerted mark follows in mark_alerted).
         txn_writes = [
@@ -452,11 +527,14 @@ class AccountStateStore:
                     encode_position(account.first) if account.first is not None else "",
                     len(account.new_members),
                     len(account.new_devices),
+                    len(account.new_countries),
                 )
                 for member, score in account.new_members.items():
                     args += (score, member)
                 for device, position in account.new_devices.items():
                     args += (device, encode_position(position))
+                for country, position in account.new_countries.items():
+                    args += (country, encode_position(position))
             if index == 0:
                 for key, value in in_script:
                     keys.append(key)
@@ -465,6 +543,7 @@ class AccountStateStore:
         for account in view.accounts.values():  # handed over: written by `write`
             account.new_members = {}
             account.new_devices = {}
+            account.new_countries = {}
         return PreparedSave(calls, txn_writes if self._cluster else [])
 
     def write(self, prepared: PreparedSave) -> int:
@@ -495,30 +574,35 @@ class AccountStateStore:
             _timed_execute(pipe, "redis.mark_alerted")
         return commands
 
-    def _from_cache(self, wanted: dict[str, tuple[float, set[str]]]) -> dict[str, _Account]:
+    def _from_cache(self, wanted: dict[str, _Wanted]) -> dict[str, _Account]:
         """Accounts this process already holds, when the cache can answer for them exactly.
 
         An account lives on one shard and a shard on one processor, so no one else writes it
         while we hold the lease; a new processor (after a crash or a lease move) starts empty.
         An account idle for the expiry time, or asked about a device never checked, goes to
-        Redis.
+        Redis (so does one asked about a country never checked).
         """
         if not self._cache_size:
             return {}
         now = time.monotonic()
         hits: dict[str, _Account] = {}
-        for account_id, (oldest, devices) in wanted.items():
+        for account_id, want in wanted.items():
             account = self._cache.get(account_id)
             if account is None:
                 continue
-            if now - account.last_used > self._cache_idle_s or not devices <= account.checked:
+            if (
+                now - account.last_used > self._cache_idle_s
+                or not want.devices <= account.checked
+                or not want.countries <= account.countries.keys()
+            ):
                 del self._cache[account_id]
-                devices |= account.checked  # the reload answers for these too
+                want.devices |= account.checked  # the reload answers for these too
+                want.countries |= account.countries.keys()
                 continue
             # Extra older entries change no decision (the rules look back less than keep_s);
             # keeping another lateness allowance makes the cache forgive later, older records.
             account.prune(
-                oldest - self._keep_s - self._config.lateness_s - 1, self._config.max_entries
+                want.oldest - self._keep_s - self._config.lateness_s - 1, self._config.max_entries
             )
             account.last_used = now
             self._cache.move_to_end(account_id)
@@ -538,5 +622,15 @@ def _account_keys(account_id: str) -> list[str]:
     return [
         _account_key(account_id, "recent"),
         _account_key(account_id, "devices"),
+        _account_key(account_id, "countries"),
         _account_key(account_id, "first"),
     ]
+
+
+def _known(asked: list[str], firsts: list[bytes | None]) -> dict[str, Position]:
+    """HMGET's answer for `asked`: the ones Redis knows, with the position of their first use."""
+    return {
+        name: decode_position(first)
+        for name, first in zip(asked, firsts, strict=True)
+        if first is not None
+    }

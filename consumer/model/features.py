@@ -7,8 +7,8 @@ per FEATURE_NAMES entry: numbers as floats (NaN when absent, booleans 0/1) and t
 features as their raw strings (None when absent); the scorer encodes those with the model's own
 vocabulary (features.json), so an unseen merchant category is "missing", never an error.
 
-The country features need the history's countries (HistoryEntry.country, country_seen_before):
-a worker that scores must fill them, as for a rule set whose history_needs has "countries".
+The country features need the history's countries (HistoryEntry.country, country_seen_before),
+which the worker's state store keeps (consumer/state.py) and the offline histories fill.
 """
 
 from __future__ import annotations
@@ -62,13 +62,11 @@ NUMERIC_FEATURES: tuple[str, ...] = (
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel", "merchant_category")
 FEATURE_NAMES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
-# What the worker's state store cannot give yet (it keeps no countries): models are trained with
-# these as missing, so the worker scores exactly the inputs the model learned from.
-STREAM_UNAVAILABLE: tuple[str, ...] = (
-    "distinct_countries_1h",
-    "distinct_countries_24h",
-    "new_country",
-)
+# Features the worker's state store cannot give: `fraudstream train` trains them as missing
+# (features.json "masked"), and the worker refuses a model that was not. None today: the store
+# keeps countries since the models trained before that masked the three country features (they
+# still load, and score those as missing, as they learned).
+STREAM_UNAVAILABLE: tuple[str, ...] = ()
 
 FeatureValue = float | str | None
 FeatureRow = tuple[FeatureValue, ...]

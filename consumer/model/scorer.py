@@ -78,7 +78,8 @@ class Encoder:
     def __init__(self, categories: dict[str, list[str]], masked: Sequence[str] = ()) -> None:
         numpy, _ = _import_numpy_lightgbm()
         self._np = numpy
-        # Features the model was trained without (always NaN): see STREAM_UNAVAILABLE.
+        # Features the model was trained without (always NaN): features.json "masked", e.g.
+        # the country features of models trained before the state store kept countries.
         self._masked = [FEATURE_NAMES.index(name) for name in masked]
         self._codes: list[tuple[int, dict[str, int]]] = [
             (
@@ -120,12 +121,14 @@ class ModelScorer:
         self._encoder = Encoder(spec["categories"], self.masked)
 
     def require_stream_features(self) -> None:
-        """A worker can only score a model trained without what its state store cannot give."""
+        """A worker can only score a model trained without what its state store cannot give
+        (STREAM_UNAVAILABLE). A model that masked more (an older one) is fine: it scores those
+        as missing, as it learned."""
         missing = [name for name in STREAM_UNAVAILABLE if name not in self.masked]
         if missing:
             raise ModelLoadError(
                 f"model {self.path}: trained with {', '.join(missing)}, which the worker's state "
-                "does not keep yet; retrain it with this version of `fraudstream train`"
+                "does not keep; retrain it with this version of `fraudstream train`"
             )
 
     @classmethod
@@ -247,6 +250,9 @@ def _spec_problem(spec: Any) -> str | None:
         for name in CATEGORICAL_FEATURES
     ):
         return f"categories: want a list of strings for each of {', '.join(CATEGORICAL_FEATURES)}"
+    masked = spec.get("masked", [])
+    if not isinstance(masked, list) or not all(name in FEATURE_NAMES for name in masked):
+        return "masked: want a list of feature names"
     threshold = spec.get("threshold")
     if threshold is not None and not (isinstance(threshold, int | float) and 0 <= threshold <= 100):
         return "threshold: want a number 0-100"

@@ -22,7 +22,7 @@ from consumer.config import StateConfig
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
 from consumer.rules.ruleset import RuleSet
-from consumer.rules.ruleset_load import default_ruleset
+from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 from consumer.state import AccountStateStore
 from load_test.labelled import write_labelled
 from tests.unit.test_stream_properties import (
@@ -51,8 +51,9 @@ def stream_flags(
     records: list[FakeRecord],
     batches: list[list[FakeRecord]],
     state: StateConfig | None = None,
+    ruleset: RuleSet | None = None,
 ) -> dict[int, list[str]]:
-    harness = Harness(client)
+    harness = Harness(client, ruleset)
     if state is not None:
         harness.store = AccountStateStore(client, state, state_horizon_s(RulesConfig()))
     decided, _ = harness.run(batches)
@@ -68,6 +69,56 @@ def test_backtest_decides_as_the_stream_on_generated_streams(
     redis_conn.flushall()
     expected = stream_flags(redis_conn, records, split(records, random.Random(seed)))
     assert backtest_flags([r.binary_data for r in records]) == expected
+
+
+# Custom rules on every country feature: the first sight of a country, and several countries in
+# windows short and long (the generated streams span 15 minutes of event time).
+COUNTRY_RULES = b"""
+version: countries-1
+custom:
+  - {id: new_country, description: d, severity: low, when: "new_country"}
+  - {id: two_10m, description: d, severity: low, when: "distinct_countries_10m >= 2"}
+  - {id: three_24h, description: d, severity: medium, when: "distinct_countries_24h >= 3"}
+  - id: fresh_abroad
+    description: d
+    severity: high
+    when: "new_country and destination_country != origin_country and txn_count_1h >= 2"
+"""
+
+
+def country_ruleset() -> RuleSet:
+    ruleset = load_ruleset(COUNTRY_RULES, "yaml", name="countries.yaml")
+    assert ruleset.history_needs == frozenset({"countries"})
+    return ruleset
+
+
+@PROPERTY_SETTINGS
+@given(records=streams(), seed=st.integers(0, 2**16))
+def test_backtest_decides_as_the_stream_with_country_features(
+    redis_conn: redis.Redis, records: list[FakeRecord], seed: int
+) -> None:
+    redis_conn.flushall()
+    ruleset = country_ruleset()
+    expected = stream_flags(redis_conn, records, split(records, random.Random(seed)), None, ruleset)
+    assert backtest_flags([r.binary_data for r in records], ruleset=ruleset) == expected
+
+
+@PROPERTY_SETTINGS
+@given(records=streams(), seed=st.integers(0, 2**16), data=st.data())
+def test_a_replay_after_a_partial_run_decides_as_the_backtest_with_country_features(
+    redis_conn: redis.Redis, records: list[FakeRecord], seed: int, data: st.DataObject
+) -> None:
+    # A worker judged (and saved) the stream, then a crash: everything after the last checkpoint
+    # comes again to a fresh worker, with Redis holding its effects. The replay decides as the
+    # first pass, so as the backtest.
+    redis_conn.flushall()
+    ruleset, rng = country_ruleset(), random.Random(seed)
+    datas = [r.binary_data for r in records]
+    stream_flags(redis_conn, records, split(records, rng), None, ruleset)
+    checkpoint = data.draw(st.integers(min_value=0, max_value=len(records) - 1))
+    replayed = stream_flags(redis_conn, records, split(records[checkpoint:], rng), None, ruleset)
+    expected = {i: rules for i, rules in backtest_flags(datas, ruleset=ruleset).items()}
+    assert replayed == {i: rules for i, rules in expected.items() if i >= checkpoint}
 
 
 @PROPERTY_SETTINGS
@@ -110,3 +161,11 @@ def test_backtest_decides_as_the_stream_on_a_generated_file(
     decided = backtest_flags(datas)  # type: ignore[arg-type]
     assert decided == expected
     assert len(decided) > 300  # the file exercises the rules, not only clean records
+    # The same file under rules on the country features.
+    redis_conn.flushall()
+    ruleset = country_ruleset()
+    expected = stream_flags(redis_conn, records, split(records, random.Random(6)), None, ruleset)
+    decided = backtest_flags(datas, ruleset=ruleset)  # type: ignore[arg-type]
+    assert decided == expected
+    fired = {rule for rules in decided.values() for rule in rules}
+    assert {"new_country", "two_10m", "fresh_abroad"} <= fired  # (one foreign country each)

@@ -100,12 +100,6 @@ def test_a_new_version_takes_effect_at_the_first_check_after_the_interval(rules_
         ),
         ("not: [valid", "rules.yaml"),
         (ruleset_text("v1", threshold="500"), "version is still 'v1'"),
-        (
-            ruleset_text(
-                "v2", custom="[{id: r, description: d, severity: high, when: 'new_country'}]"
-            ),
-            "country features",
-        ),
     ],
 )
 def test_a_broken_or_unusable_version_is_refused_and_the_old_one_stays(
@@ -123,6 +117,22 @@ def test_a_broken_or_unusable_version_is_refused_and_the_old_one_stays(
     counts = METRICS.snapshot_and_reset()
     assert counts["ruleset.refused"] == 1
     assert source.last_refusal is not None and why in source.last_refusal
+
+
+def test_a_version_with_country_features_is_applied(rules_file: Path) -> None:
+    # The state store keeps countries (consumer/state.py), so these rules are no longer refused.
+    clock = Clock()
+    source = RuleSetSource(FileFetcher(str(rules_file)), check_every_s=1, clock=clock)
+    when = "new_country and distinct_countries_1h >= 2"
+    write(
+        rules_file,
+        ruleset_text("v2", custom=f"[{{id: r, description: d, severity: high, when: '{when}'}}]"),
+    )
+    clock.now = 2
+    current = source.current()
+    assert current.version == "v2"
+    assert current.history_needs == frozenset({"countries"})
+    assert source.last_refusal is None
 
 
 def test_a_version_needing_more_history_than_kept_is_refused(rules_file: Path) -> None:

@@ -69,12 +69,37 @@ def judge_all(store: AccountStateStore, items: list[tuple[Position, Transaction]
     return out
 
 
+def judge_countries(
+    store: AccountStateStore, items: list[tuple[Position, Transaction]]
+) -> list[str]:
+    """As judge_all, with what the country features read: the countries of the visible entries
+    and country_seen_before."""
+    view = store.load(items)
+    out = []
+    for position, t in items:
+        if view.is_duplicate(t, position):
+            out.append("dup")
+            continue
+        history = view.history(t, position)
+        countries = ",".join(str(entry.country) for entry in history.recent)
+        out.append(f"{countries}:{int(history.country_seen_before)}")
+        view.add(t, position)
+    store.save(view)
+    return out
+
+
 def test_a_batch_costs_two_round_trips_whatever_its_size(redis_conn: redis.Redis) -> None:
     counting = CountingRedis(redis_conn)
     store = AccountStateStore(counting, CONFIG, HORIZON)
     store.save(store.load([((1, 0), txn("t-first", account="other"))]))  # scripts now known
     counting.round_trips = 0
-    items = [((100 + n, 0), txn(f"t{n}", account=f"a{n % 7}", device_id="d")) for n in range(200)]
+    items = [
+        (
+            (100 + n, 0),
+            txn(f"t{n}", account=f"a{n % 7}", device_id="d", destination_country=f"C{n % 3}"),
+        )
+        for n in range(200)
+    ]
     view = store.load(items)
     for position, t in items:
         assert not view.is_duplicate(t, position)
@@ -130,9 +155,12 @@ def test_duplicates_are_other_positions_of_a_seen_transaction_id(redis_conn: red
 
 def test_every_key_of_an_account_shares_a_slot_and_has_a_ttl(redis_conn: redis.Redis) -> None:
     store = AccountStateStore(redis_conn, CONFIG, HORIZON)
-    judge_all(store, [((1, 0), txn("t1", account="acct:{odd}", device_id="d1"))])
+    account = "acct:{odd}"
+    judge_all(
+        store, [((1, 0), txn("t1", account=account, device_id="d1", destination_country="FR"))]
+    )
     keys = [k.decode() for k in redis_conn.keys("fs:acct:*")]
-    assert len(keys) == 3
+    assert len(keys) == 4
     assert len({key_slot(k.encode()) for k in keys}) == 1
     for key in redis_conn.keys("*"):
         ttl = redis_conn.ttl(key)
@@ -170,18 +198,29 @@ def test_the_cluster_path_writes_the_same_state_as_the_single_redis_path(
 ) -> None:
     """Cluster mode: one script call per account and one command per transaction id."""
     items = [
-        ((n, 0), txn(f"t{n % 9}", account=f"a{n % 4}", device_id=f"d{n % 3}")) for n in range(30)
+        (
+            (n, 0),
+            txn(
+                f"t{n % 9}",
+                account=f"a{n % 4}",
+                device_id=f"d{n % 3}",
+                destination_country=["FR", "DE", "ES"][n % 3],
+            ),
+        )
+        for n in range(30)
     ]
 
     def run(cluster: bool) -> tuple[list[str], dict[bytes, bytes | None]]:
         redis_conn.flushall()
         store = AccountStateStore(redis_conn, CONFIG, HORIZON)
         store._cluster = cluster  # the key layout is cluster-safe either way
-        decided = judge_all(store, items[:12]) + judge_all(store, items[12:])
+        decided = judge_countries(store, items[:12]) + judge_countries(store, items[12:])
         state = {key: redis_conn.dump(key) for key in sorted(redis_conn.keys("*"))}
         return decided, state
 
-    assert run(cluster=True) == run(cluster=False)
+    decided, state = run(cluster=True)
+    assert (decided, state) == run(cluster=False)
+    assert len(state) == 9 + 4 * 4  # transaction ids, and four keys per account
 
 
 def test_cached_accounts_skip_the_load_and_decide_as_redis_would(redis_conn: redis.Redis) -> None:
@@ -208,3 +247,62 @@ def test_cached_accounts_skip_the_load_and_decide_as_redis_would(redis_conn: red
     assert cached == uncached
     assert uncached_loads == 12  # every batch loads both accounts
     assert cached_loads == 4  # first batch, and the batch with an unseen device
+
+
+def test_countries_are_kept_with_positions_and_replay_identically(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, dataclasses.replace(CONFIG, cache_accounts=0), HORIZON)
+    countries = ["FR", None, "FR", "DE", "a|b", "", "DE"]  # any string, even "|" or empty
+    items = [
+        ((n, 0), txn(f"t{n}", ts_ms=1_795_500_000_000 + n * 1000, destination_country=c))
+        if c is not None
+        else ((n, 0), txn(f"t{n}", ts_ms=1_795_500_000_000 + n * 1000))
+        for n, c in enumerate(countries, start=1)
+    ]
+    first = judge_countries(store, items[:3]) + judge_countries(store, items[3:])
+    assert first == [
+        ":0",
+        "FR:0",
+        "FR,None:1",
+        "FR,None,FR:0",
+        "FR,None,FR,DE:0",
+        "FR,None,FR,DE,A|B:0",
+        "FR,None,FR,DE,A|B,:1",
+    ]
+    stored = redis_conn.hgetall("fs:acct:{acct-{1}}:countries")
+    assert stored == {b"FR": b"1.0", b"DE": b"4.0", b"A|B": b"5.0", b"": b"6.0"}
+    # A crash after a partial batch was saved: the records from the third come again, in other
+    # batch shapes, and see exactly what they saw.
+    assert judge_countries(store, items[2:5]) + judge_countries(store, items[5:]) == first[2:]
+    assert judge_countries(store, items[2:]) == first[2:]
+    assert redis_conn.zcard("fs:acct:{acct-{1}}:recent") == len(items)
+    # The cache answers as Redis does (a country not checked yet goes to Redis).
+    cached = AccountStateStore(redis_conn, CONFIG, HORIZON)
+    assert [judge_countries(cached, [item]) for item in items[4:]] == [[x] for x in first[4:]]
+    assert judge_countries(cached, items[2:]) == first[2:]
+
+
+def test_members_written_before_countries_were_stored_read_as_country_unknown(
+    redis_conn: redis.Redis,
+) -> None:
+    # What the previous version wrote: five-field members, no countries hash.
+    redis_conn.zadd(
+        "fs:acct:{acct-{1}}:recent",
+        {"1.0|1795500000|10|48.85|2.35": 1795500000, "2.0|1795500001|10||": 1795500001},
+    )
+    redis_conn.hset("fs:acct:{acct-{1}}:devices", "d1", "1.0")
+    redis_conn.set("fs:acct:{acct-{1}}:first", "1.0")
+    store = AccountStateStore(redis_conn, dataclasses.replace(CONFIG, cache_accounts=0), HORIZON)
+    later = ((3, 0), txn("t3", ts_ms=1_795_500_002_000, device_id="d1", destination_country="FR"))
+    view = store.load([later])
+    history = view.history(later[1], later[0])
+    assert [(e.country, e.latitude) for e in history.recent] == [(None, 48.85), (None, None)]
+    assert history.has_earlier and history.device_seen_before and not history.country_seen_before
+    view.add(later[1], later[0])
+    store.save(view)
+    # A replay of record 2 by this version (it had a country) keeps one entry for it.
+    replayed = ((2, 0), txn("t2", ts_ms=1_795_500_001_000, destination_country="FR"))
+    assert judge_countries(store, [replayed, later]) == ["None:0", "None,None:1"]
+    assert redis_conn.zcard("fs:acct:{acct-{1}}:recent") == 3
+    # Both forms of one record in Redis (each version stored it once): read once, with country.
+    redis_conn.zadd("fs:acct:{acct-{1}}:recent", {"2.0|1795500001|10|||FR": 1795500001})
+    assert judge_countries(store, [later])[0].split(":")[0] == "None,FR"

@@ -23,6 +23,8 @@ from consumer.config import Settings, StateConfig
 from consumer.pipeline import BatchPipeline
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
+from consumer.rules.ruleset import RuleSet
+from consumer.ruleset_source import RuleSetSource
 from consumer.state import AccountStateStore
 from tests.support.fakes import CollectingAlerts, CollectingBatch
 from tests.support.oracle import reference_decisions
@@ -71,7 +73,9 @@ def streams(draw: st.DrawFn) -> list[FakeRecord]:
             balance = draw(st.sampled_from([None, "1000", "1111.11", "20000"]))
             city = draw(st.sampled_from(CITIES))
             device = draw(st.sampled_from([None, "dev-1", "dev-2"]))
-            countries = draw(st.sampled_from([(None, None), ("DE", "DE"), ("DE", "fr")]))
+            countries = draw(
+                st.sampled_from([(None, None), ("DE", "DE"), ("DE", "fr"), ("DE", "es")])
+            )
             body = json.dumps(txn)[:-1] + f', "amount": {amount}'
             if balance is not None:
                 body += f', "account_balance": {balance}'
@@ -106,10 +110,12 @@ def split(records: Sequence[FakeRecord], rng: random.Random) -> list[list[FakeRe
 
 
 class Harness:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, ruleset: RuleSet | None = None) -> None:
         self.settings = Settings(bucket="b", topic_arn="arn:aws:sns:us-east-1:1:t", redis_url="")
         rules = self.settings.rules
-        self.store = AccountStateStore(client, StateConfig(), state_horizon_s(rules))
+        horizon = state_horizon_s(rules) if ruleset is None else ruleset.state_horizon_s
+        self.store = AccountStateStore(client, StateConfig(), horizon)
+        self.ruleset = ruleset  # None: the built-in rules of the settings
 
     def run(self, batches: list[list[FakeRecord]]) -> tuple[dict[str, list[str]], list[str]]:
         """Fresh pipeline (a new worker) over the shared Redis: flagged rules by position."""
@@ -122,6 +128,9 @@ class Harness:
             dead,  # type: ignore[arg-type]
             alerts,  # type: ignore[arg-type]
             self.store,
+            rulesets=None
+            if self.ruleset is None
+            else RuleSetSource(None, check_every_s=0, fallback=self.ruleset),
         )
         for batch in batches:
             pipeline.process(batch)
