@@ -69,7 +69,7 @@ def workload(count: int, accounts: int, seed: int) -> list[tuple[Transaction, Ac
         countries = seen_countries.setdefault(t.account_id, set())
         recent = [
             HistoryEntry(
-                f"{i:020d}", e.event_time, e.amount, e.latitude, e.longitude, e.destination_country
+                (i, 0), e.event_time, e.amount, e.latitude, e.longitude, e.destination_country
             )
             for i, e in enumerate(mine[-200:])
         ]

@@ -168,7 +168,7 @@ def _decode(member: bytes | str) -> HistoryEntry:
     text = member.decode() if isinstance(member, bytes) else member
     sequence, event_time, amount, lat, lon = text.split("|")
     return HistoryEntry(
-        position=sequence.rjust(130, "0"),
+        position=(int(sequence), 0),
         event_time=Decimal(event_time),
         amount=Decimal(amount),
         latitude=float(lat) if lat else None,

@@ -74,11 +74,6 @@ def decode_position(text: str | bytes) -> Position:
     return int(sequence), int(sub or 0)
 
 
-def sortable(position: Position) -> str:
-    """Fixed width, so that string order is stream order (Kinesis: up to 129 digits)."""
-    return f"{position[0]:0>130}.{position[1]:0>10}"
-
-
 def _sha1(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
@@ -128,7 +123,7 @@ def _decode_entry(member: str | bytes) -> _Stored:
     pos, event_time, amount, lat, lon, *country = text.split("|", 5)
     position = decode_position(pos)
     entry = HistoryEntry(
-        position=sortable(position),
+        position=position,
         event_time=Decimal(event_time),
         amount=Decimal(amount),
         latitude=float(lat) if lat else None,
@@ -258,7 +253,7 @@ class BatchView:
         if position not in account.positions:
             member = _encode_entry(position, txn)
             entry = HistoryEntry(
-                sortable(position),
+                position,
                 txn.event_time,
                 txn.amount,
                 txn.latitude,

@@ -163,7 +163,7 @@ class ReplayHistory:
             pass  # older than anything a later record of the account would load
         else:
             entry = HistoryEntry(
-                f"{index:015d}",
+                (index, 0),
                 txn.event_time,
                 txn.amount,
                 txn.latitude,

@@ -60,7 +60,7 @@ class StreamHistory:
         self._count += 1
         account.entries.append(
             HistoryEntry(
-                position=f"{self._count:020d}",
+                position=(self._count, 0),
                 event_time=txn.event_time,
                 amount=txn.amount,
                 latitude=txn.latitude,

@@ -17,7 +17,9 @@ from decimal import Decimal
 class HistoryEntry:
     """One earlier transaction of the account, reduced to what the rules read."""
 
-    position: str  # stream position, fixed width: string order == stream order
+    # Stream position: (sequence number, sub-sequence number), or any pair whose tuple order is
+    # stream order (the backtest uses the record's index). Shared with the state store's own key.
+    position: tuple[int, int]
     event_time: Decimal  # exact epoch seconds
     amount: Decimal
     latitude: float | None

@@ -95,7 +95,7 @@ def test_history_keeps_what_the_store_would_load() -> None:
     seen = history.history(txn(2, "a", 111))  # bound 0: both kept
     assert [e.event_time for e in seen.recent] == [Decimal(BASE_MS // 1000), Decimal(1795500050)]
     later = history.history(txn(3, "a", 112))  # bound 1: the first is gone
-    assert [e.position for e in later.recent] == [f"{1:015d}"]
+    assert [e.position for e in later.recent] == [(1, 0)]
     assert later.has_earlier
     # Devices outlive the entries (the store keeps them 90 days).
     assert history.history(txn(4, "a", 500, device="d1")).device_seen_before
@@ -107,7 +107,7 @@ def test_history_drops_an_old_entry_behind_a_newer_one() -> None:
     history.add(txn(0, "a", 100), 0)
     history.add(txn(1, "a", 20), 1)  # late, but still loadable at t=100
     assert len(history.history(txn(2, "a", 120)).recent) == 2
-    assert [e.position for e in history.history(txn(3, "a", 140)).recent] == [f"{0:015d}"]
+    assert [e.position for e in history.history(txn(3, "a", 140)).recent] == [(0, 0)]
 
 
 def test_duplicates_within_the_window_only() -> None:

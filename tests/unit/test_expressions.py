@@ -248,7 +248,7 @@ def test_or_and_and_short_circuit_so_history_features_stay_uncomputed() -> None:
 
 def test_floats_mix_with_exact_numbers() -> None:
     located = txn(latitude=52.52, longitude=13.405, timestamp=BASE_MS + 3_600_000)
-    paris = HistoryEntry("1", Decimal(BASE_MS // 1000), Decimal(1), 48.8566, 2.3522)
+    paris = HistoryEntry((1, 0), Decimal(BASE_MS // 1000), Decimal(1), 48.8566, 2.3522)
     history = AccountHistory(recent=[paris], has_earlier=True)
     assert holds("877 < km_from_last < 879", located, history)
     assert holds("km_from_last / 2 > 438.5", located, history)
@@ -347,9 +347,11 @@ SAMPLES = [
         AccountHistory(
             recent=[
                 # Same instant: an infinite speed; then an unlocated one.
-                HistoryEntry("1", Decimal(BASE_MS // 1000), Decimal("4.99"), 48.85, 2.35, "FR"),
-                HistoryEntry("2", Decimal(BASE_MS // 1000 - 30), Decimal("10"), None, None, None),
-                HistoryEntry("3", Decimal(BASE_MS // 1000 - 1), Decimal("1"), 52.5, 13.4, "DE"),
+                HistoryEntry((1, 0), Decimal(BASE_MS // 1000), Decimal("4.99"), 48.85, 2.35, "FR"),
+                HistoryEntry(
+                    (2, 0), Decimal(BASE_MS // 1000 - 30), Decimal("10"), None, None, None
+                ),
+                HistoryEntry((3, 0), Decimal(BASE_MS // 1000 - 1), Decimal("1"), 52.5, 13.4, "DE"),
             ],
             has_earlier=True,
         ),

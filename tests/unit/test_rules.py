@@ -88,7 +88,7 @@ def txn(**fields: Any) -> Transaction:
 
 
 def entry(index: int, t: Transaction) -> HistoryEntry:
-    return HistoryEntry(f"{index:020d}", t.event_time, t.amount, t.latitude, t.longitude)
+    return HistoryEntry((index, 0), t.event_time, t.amount, t.latitude, t.longitude)
 
 
 def history_of(earlier: Sequence[Transaction], t: Transaction) -> AccountHistory:

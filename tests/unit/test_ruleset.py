@@ -63,7 +63,7 @@ def naive_history(mine: Sequence[Transaction], t: Transaction) -> AccountHistory
     return AccountHistory(
         recent=[
             HistoryEntry(
-                f"{i:020d}", e.event_time, e.amount, e.latitude, e.longitude, e.destination_country
+                (i, 0), e.event_time, e.amount, e.latitude, e.longitude, e.destination_country
             )
             for i, e in enumerate(mine)
         ],
@@ -587,7 +587,7 @@ def test_the_documented_example_loads_and_judges() -> None:
 def test_a_window_feature_outside_the_plan_is_still_computed() -> None:
     t = _txn()
     history = AccountHistory(
-        recent=[HistoryEntry("1", t.event_time - 30, Decimal("2.5"), None, None, "FR")],
+        recent=[HistoryEntry((1, 0), t.event_time - 30, Decimal("2.5"), None, None, "FR")],
         has_earlier=True,
     )
     facts = Facts(t, history, FeaturePlan())
