@@ -54,6 +54,18 @@ class CustomRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelScoreEntry:
+    """The rule set's `rules.model_score` entry. A key left out (None) falls back to the worker's
+    FRAUD_MODEL_* settings, then to the model's own threshold (consumer/model_stage.py); it only
+    acts while a model is loaded, since models and rule sets ship independently."""
+
+    enabled: bool = True
+    threshold: float | None = None
+    severity: str | None = None
+    shadow: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSetDecision:
     """The verdict of a rule set on one transaction."""
 
@@ -82,6 +94,7 @@ class RuleSet:
         "custom",
         "history_needs",
         "live",
+        "model",
         "plan",
         "severities",
         "shadow",
@@ -90,7 +103,11 @@ class RuleSet:
     )
 
     def __init__(
-        self, version: str, config: RulesConfig | None = None, custom: Sequence[CustomRule] = ()
+        self,
+        version: str,
+        config: RulesConfig | None = None,
+        custom: Sequence[CustomRule] = (),
+        model: ModelScoreEntry | None = None,
     ) -> None:
         config = config if config is not None else RulesConfig()
         problems: list[str] = []
@@ -108,11 +125,23 @@ class RuleSet:
                     f"custom[{index}].severity: {rule.severity!r} is not one of "
                     f"{', '.join(SEVERITIES)}"
                 )
+        if model is not None:
+            if model.threshold is not None and not 0 <= model.threshold <= 100:
+                problems.append(
+                    f"rules.model_score.threshold: {model.threshold} is not within 0..100"
+                )
+            if model.severity is not None and model.severity not in SEVERITIES:
+                problems.append(
+                    f"rules.model_score.severity: {model.severity!r} is not one of "
+                    f"{', '.join(SEVERITIES)}"
+                )
         if problems:
             raise RuleSetError(problems, f"rule set {version!r}")
         self.version = version
         self.config = config
         self.custom = tuple(custom)
+        # None: the rule set says nothing of the model, the FRAUD_MODEL_* settings decide.
+        self.model = model
         self.live = tuple(r for r in self.custom if r.enabled and not r.shadow)
         self.shadow = tuple(r for r in self.custom if r.enabled and r.shadow)
         self.severities: dict[str, str] = {

@@ -28,7 +28,13 @@ from yaml.constructor import ConstructorError
 
 from consumer.rules.config import PARAMETER_FIELDS, RULE_IDS, RulesConfig
 from consumer.rules.expressions import ExpressionError, compile_expression
-from consumer.rules.ruleset import RESERVED_IDS, CustomRule, RuleSet, RuleSetError
+from consumer.rules.ruleset import (
+    RESERVED_IDS,
+    CustomRule,
+    ModelScoreEntry,
+    RuleSet,
+    RuleSetError,
+)
 
 Format = Literal["yaml", "json"]
 MAX_BYTES = 1 << 20
@@ -59,6 +65,8 @@ PARAMETERS: dict[str, dict[str, tuple[str, _Parser]]] = {
     for rule, params in PARAMETER_FIELDS.items()
 }
 assert tuple(PARAMETERS) == RULE_IDS
+
+MODEL_RULE_ID = "model_score"
 
 Path_ = tuple[str | int, ...]
 Mark = tuple[int, int]  # 1-based line and column in the file
@@ -148,7 +156,7 @@ def ruleset_from_document(
             problems.append(f"{marks.where(name, path)}: {rule_id!r} is used twice")
     if problems:
         raise RuleSetError(problems, name)
-    return RuleSet(document["version"], config, custom)
+    return RuleSet(document["version"], config, custom, _model_entry(document.get("rules", {})))
 
 
 @cache
@@ -359,6 +367,8 @@ def _rules_config(
     severities = dict(defaults.severities)
     enabled = set(defaults.enabled)
     for rule, params in rules.items():
+        if rule == MODEL_RULE_ID:
+            continue  # not a contract rule: _model_entry reads it
         for param, value in params.items():
             if param == "severity":
                 severities[rule] = value
@@ -372,6 +382,20 @@ def _rules_config(
                     problems.append(f"{marks.where(name, ('rules', rule, param))}: {exc}")
     return dataclasses.replace(
         defaults, **fields, severities=severities, enabled=frozenset(enabled)
+    )
+
+
+def _model_entry(rules: Mapping[str, Mapping[str, Any]]) -> ModelScoreEntry | None:
+    """`rules.model_score` (already checked by the schema: threshold 0-100, a severity)."""
+    entry = rules.get(MODEL_RULE_ID)
+    if entry is None:
+        return None
+    threshold = entry.get("threshold")
+    return ModelScoreEntry(
+        enabled=entry.get("enabled", True),
+        threshold=None if threshold is None else float(threshold),
+        severity=entry.get("severity"),
+        shadow=entry.get("shadow"),
     )
 
 
