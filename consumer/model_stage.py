@@ -19,6 +19,7 @@ from consumer.model.scorer import ModelScorer, Top
 from consumer.records import Transaction
 from consumer.rules.engine import Decision
 from consumer.rules.history import AccountHistory
+from consumer.rules.ruleset import ModelScoreEntry
 
 # The longest window a model feature reads: the state store must keep at least this much.
 MODEL_HORIZON_S = 86400
@@ -33,28 +34,50 @@ class Scored:
 
 
 class BatchModel:
-    """Collects rows for a batch, scores them at once, and applies the model_score rule."""
+    """Collects rows for a batch, scores them at once, and applies the model_score rule.
+
+    `rule` is the worker's own (FRAUD_MODEL_* settings, else the model's threshold); the rule
+    set in force may override it per batch with its `rules.model_score` entry (`rule_for`).
+    """
 
     def __init__(self, scorer: ModelScorer, rule: ModelRule) -> None:
         self.scorer = scorer
         self.rule = rule
 
+    def rule_for(self, entry: ModelScoreEntry | None) -> ModelRule | None:
+        """The model_score rule under a rule set's entry: its keys win, a key it leaves out
+        keeps the worker's value; None when the entry switches the rule off (the score is
+        still computed and written on flagged lines)."""
+        if entry is None:
+            return self.rule
+        if not entry.enabled:
+            return None
+        return ModelRule(
+            threshold=self.rule.threshold if entry.threshold is None else entry.threshold,
+            severity=self.rule.severity if entry.severity is None else entry.severity,
+            shadow=self.rule.shadow if entry.shadow is None else entry.shadow,
+        )
+
     def row(self, txn: Transaction, history: AccountHistory) -> FeatureRow:
         return features_for(txn, history)
 
-    def score(self, rows: Sequence[FeatureRow]) -> list[Scored]:
+    def score(self, rows: Sequence[FeatureRow], rule: ModelRule | None = None) -> list[Scored]:
+        """Scores of the batch; the features behind a score are explained only where the rule
+        can fire (pass the batch's rule; None: the worker's own)."""
         if not rows:
             return []
-        scores, tops = self.scorer.score_batch(list(rows), explain_from=self.rule.threshold)
+        rule = rule or self.rule
+        scores, tops = self.scorer.score_batch(list(rows), explain_from=rule.threshold)
         return [Scored(float(s), top) for s, top in zip(scores.tolist(), tops, strict=True)]
 
-    def apply(self, decision: Decision, scored: Scored) -> Decision:
+    def apply(self, decision: Decision, scored: Scored, rule: ModelRule | None = None) -> Decision:
         """The decision with `model_score` among its reasons when the score fires (a shadow
-        model is only counted)."""
-        reason = model_reason(scored.score, scored.top, self.rule)
-        if reason is not None and self.rule.shadow:
+        rule is only counted). `rule`: the batch's (see rule_for); None: the worker's own."""
+        rule = rule or self.rule
+        reason = model_reason(scored.score, scored.top, rule)
+        if reason is not None and rule.shadow:
             METRICS.incr(f"shadow.rule.{RULE_ID}")  # a live hit counts as flagged.rule.*
-        return with_model(decision, reason, self.rule)
+        return with_model(decision, reason, rule)
 
 
 def load_batch_model(settings: Settings) -> BatchModel | None:

@@ -20,6 +20,7 @@ from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.model.features import FeatureRow
+from consumer.model.rule import ModelRule
 from consumer.model_stage import BatchModel, Scored
 from consumer.outputs import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
@@ -170,6 +171,8 @@ class BatchPipeline:
         judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes]] = []
         rows: list[FeatureRow] = []
         model = self._model
+        # The model_score rule under the rule set in force: a reload changes it from this batch.
+        model_rule = model.rule_for(ruleset.model) if model is not None else None
         for record_position, pos, txn, data in valid:
             if view.is_duplicate(txn, pos):
                 duplicates += 1
@@ -185,14 +188,14 @@ class BatchPipeline:
                 self._not_judged(data, record_position, exc)
                 continue
             judged.append((record_position, txn, verdict, data))
-        scored = self._scored(rows) if model is not None else []
+        scored = self._scored(rows, model_rule) if model is not None else []
         # Pass 2: outputs.
         for index, (record_position, txn, verdict, data) in enumerate(judged):
             score = scored[index] if scored else None
             try:
                 decision = verdict.decision
-                if score is not None and model is not None:
-                    decision = model.apply(decision, score)
+                if score is not None and model is not None and model_rule is not None:
+                    decision = model.apply(decision, score, model_rule)
                 model_score = None if score is None else round(score.score, 2)
                 if verdict.shadow:
                     self._shadow_hits(txn, verdict, ruleset, record_position, detected_at)
@@ -248,12 +251,12 @@ class BatchPipeline:
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
 
-    def _scored(self, rows: list[FeatureRow]) -> list[Scored]:
+    def _scored(self, rows: list[FeatureRow], rule: ModelRule | None) -> list[Scored]:
         """The batch's model scores; a model that fails leaves the batch to the rules (logged and
         counted) rather than stopping the shard in a crash loop."""
         assert self._model is not None
         try:
-            return self._model.score(rows)
+            return self._model.score(rows, rule)
         except Exception:
             log.exception("model_score_failed", rows=len(rows))
             METRICS.incr("records.internal_error")

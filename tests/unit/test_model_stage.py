@@ -17,12 +17,14 @@ from consumer.metrics import METRICS
 from consumer.model import scorer as scorer_module
 from consumer.model.dataset import open_text, record_bytes
 from consumer.model.features import FEATURE_NAMES, features_for
+from consumer.model.rule import ModelRule
 from consumer.model.scorer import ModelLoadError
 from consumer.model.stream_history import StreamHistory
 from consumer.model.train import train
 from consumer.model_stage import BatchModel, load_batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.records import Transaction, parse_transaction
+from consumer.rules.ruleset import ModelScoreEntry, RuleSet
 from consumer.state import AccountStateStore
 from tests.support.fakes import CollectingAlerts, CollectingBatch
 
@@ -222,3 +224,75 @@ def test_compare_model_prints_the_comparison_as_json(
     printed = json.loads(capsys.readouterr().out)
     assert {"rules", "rules_or_model"} <= set(printed["holdout"])
     assert cli_main(["compare-model", "--input", str(labelled), "--model", str(tmp_path)]) != 0
+
+
+def test_the_rule_sets_model_score_entry_overrides_the_workers_rule_key_by_key(
+    model_dir: Path,
+) -> None:
+    model = load_batch_model(
+        settings_for(model_dir, FRAUD_MODEL_THRESHOLD="90", FRAUD_MODEL_SEVERITY="medium")
+    )
+    assert model is not None
+    assert model.rule_for(None) == ModelRule(90.0, "medium", False)
+    assert model.rule_for(ModelScoreEntry(threshold=40.0)) == ModelRule(40.0, "medium", False)
+    assert model.rule_for(ModelScoreEntry(severity="high", shadow=True)) == ModelRule(
+        90.0, "high", True
+    )
+    assert model.rule_for(ModelScoreEntry(enabled=False)) is None
+
+
+class SwitchableRuleSets:
+    """A rule-set source whose version the test replaces between batches, as a hot reload."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+
+    def current(self) -> RuleSet:
+        return self.ruleset
+
+
+def test_a_reloaded_rule_set_changes_the_model_rule_from_the_next_batch(
+    model_dir: Path, stream: list[Record], redis_conn: redis.Redis
+) -> None:
+    settings = settings_for(model_dir, FRAUD_MODEL_THRESHOLD="100")  # fires on nothing alone
+    model = load_batch_model(settings)
+    assert model is not None
+    redis_conn.flushall()
+    flagged = CollectingBatch()
+    source = SwitchableRuleSets(RuleSet("v1"))
+    pipeline = BatchPipeline(
+        "shardId-0",
+        settings,
+        flagged,  # type: ignore[arg-type]
+        CollectingBatch(),  # type: ignore[arg-type]
+        CollectingAlerts(),  # type: ignore[arg-type]
+        AccountStateStore(redis_conn, StateConfig(), Decimal(90000)),
+        rulesets=source,  # type: ignore[arg-type]
+        model=model,
+    )
+
+    def batch(records: list[Record]) -> tuple[list[dict[str, object]], int]:
+        """The batch's flagged lines and how many records it judged."""
+        before = len(flagged.lines)
+        METRICS.snapshot_and_reset()
+        pipeline.process(records)
+        pipeline.settle_in_flight()
+        return flagged.lines[before:], METRICS.snapshot_and_reset()["records.judged"]
+
+    def by_model(lines: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [
+            line
+            for line in lines
+            if any(r["rule"] == "model_score" for r in line["reasons"])  # type: ignore[attr-defined]
+        ]
+
+    lines, judged = batch(stream[:200])
+    assert judged > 0 and by_model(lines) == []
+    source.ruleset = RuleSet("v2", model=ModelScoreEntry(threshold=0.0, severity="low"))
+    lines, judged = batch(stream[200:400])
+    assert judged > 0 and len(by_model(lines)) == len(lines) == judged
+    assert {line["rules_version"] for line in lines} == {"v2"}
+    source.ruleset = RuleSet("v3", model=ModelScoreEntry(enabled=False, threshold=0.0))
+    lines, judged = batch(stream[400:600])
+    assert judged > 0 and by_model(lines) == []
+    assert all("model_score" in line for line in lines)  # still scored, the rule is off

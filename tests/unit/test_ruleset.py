@@ -594,3 +594,34 @@ def test_a_window_feature_outside_the_plan_is_still_computed() -> None:
     assert FEATURES["amount_sum_1m"].get(facts) == Decimal("102.5")
     assert FEATURES["distinct_countries_1h"].get(facts) == 1
     assert FEATURES["txn_count_24h"].get(facts) == 2
+
+
+MODEL_ENTRY = 'version: "m1"\nrules:\n  model_score:\n'
+
+
+def test_a_model_score_entry_is_read_with_the_keys_it_gives() -> None:
+    ruleset = load_ruleset(
+        (MODEL_ENTRY + "    threshold: 72.5\n    severity: high\n    shadow: true\n").encode()
+    )
+    assert ruleset.model is not None
+    assert (ruleset.model.enabled, ruleset.model.threshold) == (True, 72.5)
+    assert (ruleset.model.severity, ruleset.model.shadow) == ("high", True)
+    off = load_ruleset((MODEL_ENTRY + "    enabled: false\n").encode())
+    assert off.model is not None and not off.model.enabled and off.model.threshold is None
+    assert load_ruleset(b'version: "none"\n').model is None  # the worker's settings decide
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("    threshold: 150\n", r"rule set:4: rules\.model_score\.threshold: 150 is greater"),
+        ("    threshold: -1\n", r"rules\.model_score\.threshold: -1 is less than the minimum"),
+        ('    threshold: "80"\n', r"rules\.model_score\.threshold: '80' is not of type 'number'"),
+        ("    severity: extreme\n", r"rules\.model_score\.severity: 'extreme' is not one of"),
+        ("    colour: red\n", r"rules\.model_score\.colour: unknown key 'colour' \(known: enabled"),
+        ("    shadow: maybe\n", r"rules\.model_score\.shadow: 'maybe' is not of type 'boolean'"),
+    ],
+)
+def test_a_bad_model_score_entry_is_refused_naming_the_key(body: str, expected: str) -> None:
+    with pytest.raises(RuleSetError, match=expected):
+        load_ruleset((MODEL_ENTRY + body).encode())
