@@ -63,20 +63,31 @@ def settings_for(model_dir: Path, **model: str) -> Settings:
     return load_settings(env)
 
 
-def run(
-    settings: Settings, model: BatchModel, batch: list[Record], redis_conn: redis.Redis
-) -> CollectingBatch:
+def pipeline_for(
+    settings: Settings,
+    model: BatchModel,
+    flagged: CollectingBatch,
+    redis_conn: redis.Redis,
+    rulesets: object = None,
+) -> BatchPipeline:
     redis_conn.flushall()
-    flagged = CollectingBatch()
-    pipeline = BatchPipeline(
+    return BatchPipeline(
         "shardId-0",
         settings,
         flagged,  # type: ignore[arg-type]
         CollectingBatch(),  # type: ignore[arg-type]
         CollectingAlerts(),  # type: ignore[arg-type]
         AccountStateStore(redis_conn, StateConfig(), Decimal(90000)),
+        rulesets=rulesets,  # type: ignore[arg-type]
         model=model,
     )
+
+
+def run(
+    settings: Settings, model: BatchModel, batch: list[Record], redis_conn: redis.Redis
+) -> CollectingBatch:
+    flagged = CollectingBatch()
+    pipeline = pipeline_for(settings, model, flagged, redis_conn)
     for start in range(0, len(batch), 250):
         pipeline.process(batch[start : start + 250])
     pipeline.settle_in_flight()
@@ -257,19 +268,9 @@ def test_a_reloaded_rule_set_changes_the_model_rule_from_the_next_batch(
     settings = settings_for(model_dir, FRAUD_MODEL_THRESHOLD="100")  # fires on nothing alone
     model = load_batch_model(settings)
     assert model is not None
-    redis_conn.flushall()
     flagged = CollectingBatch()
     source = SwitchableRuleSets(RuleSet("v1"))
-    pipeline = BatchPipeline(
-        "shardId-0",
-        settings,
-        flagged,  # type: ignore[arg-type]
-        CollectingBatch(),  # type: ignore[arg-type]
-        CollectingAlerts(),  # type: ignore[arg-type]
-        AccountStateStore(redis_conn, StateConfig(), Decimal(90000)),
-        rulesets=source,  # type: ignore[arg-type]
-        model=model,
-    )
+    pipeline = pipeline_for(settings, model, flagged, redis_conn, rulesets=source)
 
     def batch(records: list[Record]) -> tuple[list[dict[str, object]], int]:
         """The batch's flagged lines and how many records it judged."""
