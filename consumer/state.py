@@ -266,7 +266,7 @@ class BatchView:
             account.oldest_score = min(account.oldest_score, score)
             if len(account.recent) > 1 and account.recent[-2].position > position:
                 account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
-            account.new_members[member] = float(txn.event_time)
+            account.new_members[member] = score
         if txn.device_id is not None:
             account.checked.add(txn.device_id)
             known = account.devices.get(txn.device_id)
