@@ -118,6 +118,16 @@ def run(
     return daemon
 
 
+def two_batches_then_shutdown(one: list[dict[str, Any]], two: list[dict[str, Any]]) -> list[str]:
+    """The daemon's script: initialize, two processRecords, then a requested shutdown."""
+    return [
+        msg.initialize(SHARD),
+        msg.process_records(one),
+        msg.process_records(two),
+        msg.shutdown_requested(),
+    ]
+
+
 def test_a_batch_is_judged_written_and_checkpointed_only_after_the_writes(
     aws: Aws, events: list[str]
 ) -> None:
@@ -219,12 +229,7 @@ def test_after_the_kcl_says_the_lease_is_gone_the_processor_writes_nothing_more(
 ) -> None:
     one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
     two = [msg.record(txn("t-2", "20000"), seq(2), ARRIVAL)]
-    script = [
-        msg.initialize(SHARD),
-        msg.process_records(one),
-        msg.process_records(two),
-        msg.shutdown_requested(),
-    ]
+    script = two_batches_then_shutdown(one, two)
     daemon = run(aws, script, events, ("ShutdownException",), flush=FlushConfig(max_records=1))
     # The worker stays up (other shards go on), but this shard produces nothing further:
     # a second unconfirmed object would race the new owner's replay.
@@ -319,12 +324,7 @@ def test_alerts_go_out_in_the_background_and_the_checkpoint_waits_for_them(
     aws.sns = SlowRecordingSns(aws.sns, events, delay_s=0.3)
     one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
     two = [msg.record(txn("t-2", "12.50"), seq(2), ARRIVAL)]
-    script = [
-        msg.initialize(SHARD),
-        msg.process_records(one),
-        msg.process_records(two),
-        msg.shutdown_requested(),
-    ]
+    script = two_batches_then_shutdown(one, two)
     started = time.monotonic()
     daemon = run(aws, script, events)
     assert time.monotonic() - started >= 0.3
@@ -382,12 +382,7 @@ def test_the_state_save_runs_in_the_background_and_every_read_and_checkpoint_wai
     # One device, two batches, no in-process cache: batch 2 reads batch 1's state from Redis.
     one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
     two = [msg.record(txn("t-2", "12.50"), seq(2), ARRIVAL)]
-    script = [
-        msg.initialize(SHARD),
-        msg.process_records(one),
-        msg.process_records(two),
-        msg.shutdown_requested(),
-    ]
+    script = two_batches_then_shutdown(one, two)
     daemon = run(aws, script, events, state=StateConfig(cache_accounts=0))
     assert events == [
         "load",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ from redis.crc import key_slot
 
 from consumer.config import StateConfig
 from consumer.records import Transaction, parse_transaction
+from consumer.rules.history import AccountHistory
 from consumer.state import AccountStateStore, Position
 
 HORIZON = Decimal("80064")  # the order of the travel reach at the default 900 km/h
@@ -52,40 +54,45 @@ class CountingRedis:
         return pipe
 
 
-def judge_all(store: AccountStateStore, items: list[tuple[Position, Transaction]]) -> list[str]:
-    """A minimal batch: duplicates, history sizes; then save."""
+def judge_batch(
+    store: AccountStateStore,
+    items: list[tuple[Position, Transaction]],
+    describe: Callable[[AccountHistory], str],
+) -> list[str]:
+    """A minimal batch: "dup" for a duplicate, else what `describe` says of its history; then
+    save."""
     view = store.load(items)
     out = []
     for position, t in items:
         if view.is_duplicate(t, position):
             out.append("dup")
             continue
-        history = view.history(t, position)
-        out.append(
-            f"{len(history.recent)}:{int(history.has_earlier)}:{int(history.device_seen_before)}"
-        )
+        out.append(describe(view.history(t, position)))
         view.add(t, position)
     store.save(view)
     return out
+
+
+def judge_all(store: AccountStateStore, items: list[tuple[Position, Transaction]]) -> list[str]:
+    """History sizes: entries seen, has_earlier, device_seen_before."""
+
+    def sizes(history: AccountHistory) -> str:
+        return f"{len(history.recent)}:{int(history.has_earlier)}:{int(history.device_seen_before)}"
+
+    return judge_batch(store, items, sizes)
 
 
 def judge_countries(
     store: AccountStateStore, items: list[tuple[Position, Transaction]]
 ) -> list[str]:
-    """As judge_all, with what the country features read: the countries of the visible entries
-    and country_seen_before."""
-    view = store.load(items)
-    out = []
-    for position, t in items:
-        if view.is_duplicate(t, position):
-            out.append("dup")
-            continue
-        history = view.history(t, position)
-        countries = ",".join(str(entry.country) for entry in history.recent)
-        out.append(f"{countries}:{int(history.country_seen_before)}")
-        view.add(t, position)
-    store.save(view)
-    return out
+    """What the country features read: the countries of the visible entries and
+    country_seen_before."""
+
+    def countries(history: AccountHistory) -> str:
+        seen = ",".join(str(entry.country) for entry in history.recent)
+        return f"{seen}:{int(history.country_seen_before)}"
+
+    return judge_batch(store, items, countries)
 
 
 def test_a_batch_costs_two_round_trips_whatever_its_size(redis_conn: redis.Redis) -> None:
