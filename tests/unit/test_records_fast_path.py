@@ -9,7 +9,7 @@ received (`raw`) for the outputs.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 import simplejson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import fields
 
 from consumer import records
 from consumer.records import InvalidRecord, Transaction, _parse_exact, parse_transaction
@@ -138,3 +139,31 @@ def test_the_fast_path_decides_an_ordinary_record(monkeypatch: pytest.MonkeyPatc
     assert isinstance(parsed, Transaction)
     assert str(parsed.amount) == "12.5" and str(parsed.account_balance) == "100.10"
     assert str(parsed.raw["account_balance"]) == "100.10"
+
+
+# Timestamps: the usual 24-character form takes a memoised shortcut (records._second_start);
+# any string must get the regex path's answer, digit for digit.
+canonical_times = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)
+).map(lambda d: f"{d.year:04d}-{d:%m-%dT%H:%M:%S}.{d.microsecond // 1000:03d}Z")
+# The usual form with one character replaced: a letter, another script's digit, a sign, ...
+mangled_times = st.tuples(
+    canonical_times, st.integers(0, 23), st.sampled_from(list("09Z.:-+T \u0663\uff11x"))
+).map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :])
+
+
+@SAME
+@given(st.one_of(canonical_times, mangled_times, st.text(min_size=24, max_size=24)))
+def test_the_timestamp_shortcut_agrees_with_the_regex_path(value: str) -> None:
+    shortcut = records.parse_event_time(value)
+    regex = records._parse_iso(value)
+    assert _shown(shortcut) == _shown(regex), value
+
+
+def test_the_timestamp_shortcut_is_taken_for_the_usual_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records._second_start.cache_clear()
+    assert str(records.parse_event_time("2026-03-02T09:00:17.123Z")) == "1772442017.123"
+    monkeypatch.setattr(records, "_parse_iso", lambda value: pytest.fail("regex path used"))
+    assert str(records.parse_event_time("2026-03-02T09:00:17.456Z")) == "1772442017.456"
