@@ -48,6 +48,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import msgspec
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -96,8 +97,7 @@ def _txn_key(transaction_id: str) -> str:
     return f"fs:txn:{{{transaction_id}}}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
+class _Stored(msgspec.Struct, frozen=True, gc=False):
     """An entry of the recent set: its history form plus the member it is stored as."""
 
     position: Position

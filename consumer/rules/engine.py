@@ -9,8 +9,9 @@ once (consumer.rules.scan) and allocates nothing when no rule fires.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from decimal import Decimal
+
+import msgspec
 
 from consumer.records import Transaction
 from consumer.rules.amount import high_amount, low_balance_high_amount
@@ -25,16 +26,14 @@ from consumer.rules.velocity import card_testing, is_small, velocity
 _RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
+class Reason(msgspec.Struct, frozen=True, gc=False):
     """One rule that fired, and in words why (no account ids)."""
 
     rule: str
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """The verdict on one transaction: flagged when at least one rule fired.
 
     `reasons` are in RULE_IDS order; `severity` is the highest of theirs, None when not flagged.

@@ -9,12 +9,12 @@ own transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+
+class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
     """One earlier transaction of the account, reduced to what the rules read."""
 
     # Stream position: (sequence number, sub-sequence number), or any pair whose tuple order is
@@ -29,8 +29,7 @@ class HistoryEntry:
     country: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AccountHistory:
+class AccountHistory(msgspec.Struct, frozen=True, gc=False):
     """The account's history as one transaction must see it."""
 
     # Earlier transactions of the account (strictly before this one in the stream) whose event

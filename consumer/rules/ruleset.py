@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from consumer.records import Transaction
 from consumer.rules.config import RULE_IDS, SEVERITIES, RulesConfig
 from consumer.rules.engine import NOT_FLAGGED, Decision, Reason, judge, state_horizon_s
@@ -65,8 +67,7 @@ class ModelScoreEntry:
     shadow: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleSetDecision:
+class RuleSetDecision(msgspec.Struct, frozen=True, gc=False):
     """The verdict of a rule set on one transaction."""
 
     rules_version: str

@@ -11,9 +11,10 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from consumer.config import FlushConfig, RetryConfig
 from consumer.logs import get_logger
@@ -23,8 +24,7 @@ from consumer.retry import call_with_retries
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordPosition:
+class RecordPosition(msgspec.Struct, frozen=True, gc=False):
     """Where a record sits in the stream: what an object key is derived from."""
 
     shard_id: str

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec import structs
 
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules import (
@@ -903,7 +904,7 @@ def judge_stream(
         rng.shuffle(shuffled)
         low = parsed.event_time - horizon
         pruned = [e for e in shuffled if e.event_time > low]
-        assert judge(parsed, replace(history, recent=pruned), config) == decision
+        assert judge(parsed, structs.replace(history, recent=pruned), config) == decision
         severities = {config.severities[r.rule] for r in decision.reasons}
         if decision.flagged:
             assert decision.severity is not None
