@@ -260,8 +260,10 @@ def _days_since_epoch(year: str, month: str, day: str) -> int | None:
         return None
 
 
-# An account's creation time is the same string in every one of its records: parsed once.
-_created_at = lru_cache(maxsize=8192)(parse_event_time)
+# An account's creation time is the same string in every one of its records: parsed once per
+# account while the account is active. Straight to the regex path: each account has its own
+# creation second, which would only push the stream's shared seconds out of _second_start.
+_created_at = lru_cache(maxsize=32_768)(_parse_iso)
 
 # Messages, built once.
 _WANT_ID = "must be a string of 1..128 characters"

@@ -167,3 +167,14 @@ def test_the_timestamp_shortcut_is_taken_for_the_usual_form(
     assert str(records.parse_event_time("2026-03-02T09:00:17.123Z")) == "1772442017.123"
     monkeypatch.setattr(records, "_parse_iso", lambda value: pytest.fail("regex path used"))
     assert str(records.parse_event_time("2026-03-02T09:00:17.456Z")) == "1772442017.456"
+
+
+def test_creation_times_do_not_crowd_the_shared_seconds_out() -> None:
+    """Each account has its own creation second; only the stream's event seconds are kept."""
+    records._second_start.cache_clear()
+    for account in range(50):
+        created = f"2020-01-01T00:{account:02d}:00.000Z"
+        parsed = parse_transaction(record(account_id=f"a{account}", account_created_at=created))
+        assert isinstance(parsed, Transaction)
+        assert parsed.account_created_at == records._parse_iso(created)
+    assert records._second_start.cache_info().currsize == 1
