@@ -25,6 +25,7 @@ from consumer.model_source import ModelSource, model_fetcher, model_source
 from consumer.model_stage import BatchModel, batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.state import AccountStateStore
+from consumer.wiring import assemble_pipeline
 from tests.support.fakes import CollectingAlerts, CollectingBatch
 from tests.unit.test_model_stage import Record, records
 
@@ -447,3 +448,15 @@ def test_model_version_is_the_content_of_both_files(model_dir: Path, tmp_path: P
     spec["threshold"] = 12.5  # an edited threshold is another model
     (copy / "features.json").write_text(json.dumps(spec))
     assert version_of(copy) != version
+
+
+def test_the_worker_wiring_reads_an_s3_model_through_the_shards_s3_client(
+    s3: Any, model_dir: Path, redis_conn: redis.Redis
+) -> None:
+    upload(s3, model_dir)
+    settings = settings_for("s3://models/live/", FRAUD_MODEL_CHECK_S="0")
+    sns = boto3.client("sns", region_name="us-east-1")
+    pipeline, _ = assemble_pipeline("shardId-0", settings, s3, sns, redis_conn)
+    models = pipeline._models  # the wiring hands the pipeline a reloading source
+    assert isinstance(models, ModelSource) and models.name == "s3://models/live/"
+    assert models.current().model_version == version_of(model_dir)
