@@ -54,6 +54,7 @@ COUNTS: dict[str, str] = {
     "records.internal_error": "ProcessingErrors",
     "checkpoints": "Checkpoints",
     "ruleset.refused": "RuleSetRefused",
+    "model.refused": "ModelRefused",
 }
 # Counts sent every interval, zero included: a live worker with nothing to do reports zeros,
 # so an alarm on missing data means no worker, not a quiet stream.

@@ -110,6 +110,8 @@ class Settings:
     model_threshold: float | None = None
     model_severity: str = "high"
     model_shadow: bool = False
+    # How often each processor checks FRAUD_MODEL_DIR for a new model (0: at every batch).
+    model_check_s: float = 60.0
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -222,6 +224,21 @@ def _ruleset_source(raw: str) -> str:
     return raw
 
 
+def _model_source(raw: str) -> str | None:
+    if raw.startswith("s3://"):
+        bucket = raw[len("s3://") :].partition("/")[0]
+        if not bucket:
+            raise ValueError(f"must be s3://<bucket>/<prefix>/ or a directory, got {raw!r}")
+    return raw
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
 def _ruleset(env: Mapping[str, str]) -> str | None:
     source = env.get("FRAUD_RULESET", "").strip()
     if not source:
@@ -293,8 +310,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ruleset=_ruleset(env),
         ruleset_check_s=_parsed(env, "FRAUD_RULESET_CHECK_S", 30.0, _positive_float),
         decisions=_parsed(env, "FRAUD_DECISIONS", False, _boolean),
-        model_dir=env.get("FRAUD_MODEL_DIR", "").strip() or None,
+        model_dir=_parsed(env, "FRAUD_MODEL_DIR", None, _model_source),
         model_threshold=_parsed(env, "FRAUD_MODEL_THRESHOLD", None, _score),
         model_severity=_parsed(env, "FRAUD_MODEL_SEVERITY", "high", _severity),
         model_shadow=_parsed(env, "FRAUD_MODEL_SHADOW", False, _boolean),
+        model_check_s=_parsed(env, "FRAUD_MODEL_CHECK_S", 60.0, _non_negative_float),
     )

@@ -44,6 +44,11 @@ class BatchModel:
         self.scorer = scorer
         self.rule = rule
 
+    @property
+    def model_version(self) -> str:
+        """The identity every line this model scored carries (consumer.model.scorer)."""
+        return self.scorer.model_version
+
     def rule_for(self, entry: ModelScoreEntry | None) -> ModelRule | None:
         """The model_score rule under a rule set's entry: its keys win, a key it leaves out
         keeps the worker's value; None when the entry switches the rule off (the score is
@@ -81,11 +86,18 @@ class BatchModel:
 
 
 def load_batch_model(settings: Settings) -> BatchModel | None:
-    """The model FRAUD_MODEL_DIR names, ready for the stream; None when none is configured.
-    Raises ModelLoadError naming the path when it cannot be used."""
+    """The model FRAUD_MODEL_DIR names as a local directory, ready for the stream; None when
+    none is configured. Raises ModelLoadError naming the path when it cannot be used. (The
+    worker reads it through consumer/model_source.py, which also reloads it and reads S3.)"""
     if settings.model_dir is None:
         return None
-    scorer = ModelScorer.load(settings.model_dir)
+    return batch_model(ModelScorer.load(settings.model_dir), settings)
+
+
+def batch_model(scorer: ModelScorer, settings: Settings) -> BatchModel:
+    """A loaded model under the worker's FRAUD_MODEL_* settings: FRAUD_MODEL_THRESHOLD when set,
+    else this model's own threshold (so a reloaded model brings its own), else 80. Raises
+    ModelLoadError when the model needs features the worker cannot compute."""
     scorer.require_stream_features()
     threshold = settings.model_threshold
     if threshold is None:

@@ -21,6 +21,7 @@ from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.model.features import FeatureRow
 from consumer.model.rule import ModelRule
+from consumer.model_source import ModelSource
 from consumer.model_stage import BatchModel, Scored
 from consumer.outputs import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.records import InvalidRecord, Transaction, parse_transaction
@@ -77,7 +78,7 @@ class BatchPipeline:
         rulesets: RuleSetSource | None = None,
         shadow: S3JsonLinesBatch | None = None,
         decisions: S3JsonLinesBatch | None = None,
-        model: BatchModel | None = None,
+        model: BatchModel | ModelSource | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._rulesets = rulesets or RuleSetSource(
@@ -85,7 +86,9 @@ class BatchPipeline:
         )
         self._shadow = shadow
         self._decisions = decisions  # the optional audit trail: every judged transaction
-        self._model = model  # the optional model score (consumer/model_stage.py)
+        # The optional model score (consumer/model_stage.py), hot-reloaded when it comes from a
+        # ModelSource (consumer/model_source.py).
+        self._models = model
         self._settings = settings
         self._flagged = flagged
         self._dead_letters = dead_letters
@@ -109,6 +112,8 @@ class BatchPipeline:
         # Checked at every batch, empty ones too: a new version is in force (and logged) within
         # FRAUD_RULESET_CHECK_S on a quiet shard as well, and one version judges the whole batch.
         ruleset = self._rulesets.current()
+        # Likewise the model: one model scores the whole batch.
+        model = self._models.current() if isinstance(self._models, ModelSource) else self._models
         last: RecordPosition | None = None
         valid: list[_Valid] = []
         max_ahead_s = self._settings.timestamp_max_ahead_s
@@ -142,7 +147,7 @@ class BatchPipeline:
                 )
             )
         if valid:
-            self._judge(valid, ruleset)
+            self._judge(valid, ruleset, model)
         return last
 
     def _dead_letter(
@@ -152,7 +157,7 @@ class BatchPipeline:
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
-    def _judge(self, valid: list[_Valid], ruleset: RuleSet) -> None:
+    def _judge(self, valid: list[_Valid], ruleset: RuleSet, model: BatchModel | None) -> None:
         settings = self._settings
         retry = settings.retry
         self._state_writer.wait()  # the previous batch's state is in Redis before this one reads
@@ -170,7 +175,6 @@ class BatchPipeline:
         # model, collect its feature row; the score needs the whole batch.
         judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes]] = []
         rows: list[FeatureRow] = []
-        model = self._model
         # The model_score rule under the rule set in force: a reload changes it from this batch.
         model_rule = model.rule_for(ruleset.model) if model is not None else None
         for record_position, pos, txn, data in valid:
@@ -188,7 +192,7 @@ class BatchPipeline:
                 self._not_judged(data, record_position, exc)
                 continue
             judged.append((record_position, txn, verdict, data))
-        scored = self._scored(rows, model_rule) if model is not None else []
+        scored = self._scored(model, rows, model_rule) if model is not None else []
         # Pass 2: outputs.
         for index, (record_position, txn, verdict, data) in enumerate(judged):
             score = scored[index] if scored else None
@@ -196,21 +200,27 @@ class BatchPipeline:
                 decision = verdict.decision
                 if score is not None and model is not None and model_rule is not None:
                     decision = model.apply(decision, score, model_rule)
-                model_score = None if score is None else round(score.score, 2)
+                # With its score, every line names the model that gave it.
+                model_fields = (
+                    {}
+                    if score is None or model is None
+                    else {
+                        "model_score": round(score.score, 2),
+                        "model_version": model.model_version,
+                    }
+                )
                 if verdict.shadow:
                     self._shadow_hits(txn, verdict, ruleset, record_position, detected_at)
                 if self._decisions is not None:
                     line = decision_line(txn, decision, record_position, ruleset.version)
-                    if model_score is not None:
-                        line["model_score"] = model_score
+                    line.update(model_fields)
                     self._decisions.add(to_json(line).encode(), record_position)
                 if not decision.flagged or decision.severity is None:
                     continue
                 flagged_fields = flagged_line(
                     txn, decision, record_position, detected_at, ruleset.version
                 )
-                if model_score is not None:
-                    flagged_fields["model_score"] = model_score
+                flagged_fields.update(model_fields)
                 message = to_json(flagged_fields)
             except Exception as exc:
                 self._not_judged(data, record_position, exc)
@@ -251,14 +261,15 @@ class BatchPipeline:
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
 
-    def _scored(self, rows: list[FeatureRow], rule: ModelRule | None) -> list[Scored]:
+    def _scored(
+        self, model: BatchModel, rows: list[FeatureRow], rule: ModelRule | None
+    ) -> list[Scored]:
         """The batch's model scores; a model that fails leaves the batch to the rules (logged and
         counted) rather than stopping the shard in a crash loop."""
-        assert self._model is not None
         try:
-            return self._model.score(rows, rule)
+            return model.score(rows, rule)
         except Exception:
-            log.exception("model_score_failed", rows=len(rows))
+            log.exception("model_score_failed", rows=len(rows), model_version=model.model_version)
             METRICS.incr("records.internal_error")
             return []
 

@@ -11,81 +11,33 @@ version, which every flagged line and alert names (`rules_version`).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
-from urllib.parse import urlparse
 
-from botocore.exceptions import ClientError
-
-from consumer.logs import get_logger
-from consumer.metrics import METRICS
+from consumer.hot_source import (
+    Fetched,
+    Fetcher,
+    FileFetcher,
+    HotReload,
+    S3Fetcher,
+    fetcher_for,
+)
 from consumer.rules.config import RulesConfig
 from consumer.rules.ruleset import RuleSet, RuleSetError
 from consumer.rules.ruleset_load import load_ruleset
 
-log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A version of the source: its tag (ETag, or file mtime and size) and its bytes."""
-
-    tag: str
-    data: bytes
-
-
-class Fetcher(Protocol):
-    """Reads the source when it changed since `tag`; None when it did not."""
-
-    name: str
-
-    def fetch(self, tag: str | None) -> Fetched | None: ...
-
-
-class FileFetcher:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.name = path
-
-    def fetch(self, tag: str | None) -> Fetched | None:
-        stat = os.stat(self.path)
-        current = f"{stat.st_mtime_ns}:{stat.st_size}"
-        if current == tag:
-            return None
-        with open(self.path, "rb") as handle:
-            return Fetched(current, handle.read())
-
-
-class S3Fetcher:
-    def __init__(self, s3: Any, bucket: str, key: str) -> None:
-        self._s3 = s3
-        self._bucket = bucket
-        self._key = key
-        self.name = f"s3://{bucket}/{key}"
-
-    def fetch(self, tag: str | None) -> Fetched | None:
-        request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key}
-        if tag is not None:
-            request["IfNoneMatch"] = tag
-        try:
-            response = self._s3.get_object(**request)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("304", "NotModified"):
-                return None
-            raise
-        return Fetched(str(response["ETag"]), response["Body"].read())
-
-
-def fetcher_for(source: str, s3: Callable[[], Any]) -> Fetcher:
-    """`s3://bucket/key` or a file path (FRAUD_RULESET)."""
-    if source.startswith("s3://"):
-        parsed = urlparse(source)
-        return S3Fetcher(s3(), parsed.netloc, parsed.path.lstrip("/"))
-    return FileFetcher(source)
+# The fetchers live in consumer/hot_source.py (the model reloads through them too).
+__all__ = [
+    "Fetched",
+    "Fetcher",
+    "FileFetcher",
+    "RuleSetRefused",
+    "RuleSetSource",
+    "S3Fetcher",
+    "builtin_ruleset",
+    "fetcher_for",
+]
 
 
 def builtin_ruleset(config: RulesConfig) -> RuleSet:
@@ -107,85 +59,58 @@ class RuleSetSource:
 
     def __init__(
         self,
-        fetcher: Fetcher | None,
+        fetcher: Fetcher[bytes] | None,
         check_every_s: float,
         max_horizon_s: Decimal | None = None,
         clock: Callable[[], float] = time.monotonic,
         fallback: RuleSet | None = None,
     ) -> None:
-        self._fetcher = fetcher
-        self._every = check_every_s
-        self._clock = clock
-        self._tag: str | None = None
-        self._refused_tag: str | None = None
-        self.last_refusal: str | None = None  # why the newest version was refused, if it was
+        self._reload: HotReload[bytes, RuleSet] | None = None
         if fetcher is None:
             if fallback is None:
                 raise ValueError("a rule set source needs a fetcher or a fallback rule set")
-            self._ruleset = fallback
+            initial = fallback
         else:
             fetched = fetcher.fetch(None)
             if fetched is None:  # cannot happen without a tag; keeps the types honest
                 raise RuleSetRefused(f"{fetcher.name}: nothing to read")
-            self._ruleset = self._load(fetched)
-            self._tag = fetched.tag
+            initial = self._load(fetcher, fetched)
+            self._reload = HotReload(
+                "ruleset",
+                fetcher,
+                check_every_s,
+                lambda candidate: self._admit(self._load(fetcher, candidate)),
+                lambda ruleset: ruleset.version,
+                initial,
+                fetched.tag,
+                refusals=(RuleSetError, RuleSetRefused),
+                clock=clock,
+            )
+        self._fallback = initial
         # History kept in Redis is sized for the rule set the worker started with.
-        self.max_horizon_s = (
-            max_horizon_s if max_horizon_s is not None else self._ruleset.state_horizon_s
-        )
-        self._checked = clock()
+        self.max_horizon_s = max_horizon_s if max_horizon_s is not None else initial.state_horizon_s
 
     @property
     def ruleset(self) -> RuleSet:
-        return self._ruleset
+        return self._fallback if self._reload is None else self._reload.value
+
+    @property
+    def last_refusal(self) -> str | None:
+        """Why the newest version was refused, if it was."""
+        return None if self._reload is None else self._reload.last_refusal
 
     def current(self) -> RuleSet:
         """The rule set for this batch: checks the source when the interval has passed."""
-        if self._fetcher is None or self._clock() - self._checked < self._every:
-            return self._ruleset
-        self._checked = self._clock()
-        try:
-            fetched = self._fetcher.fetch(self._tag)
-        except Exception as exc:  # an unreadable source keeps the version in force
-            METRICS.incr("ruleset.check_failed")
-            log.warning("ruleset_check_failed", source=self._fetcher.name, error=repr(exc))
-            return self._ruleset
-        if fetched is None or fetched.tag == self._refused_tag:
-            return self._ruleset
-        try:
-            candidate = self._load(fetched)
-            self._admit(candidate)
-        except (RuleSetError, RuleSetRefused) as exc:
-            self._refused_tag = fetched.tag  # said once per bad version, not at every check
-            self.last_refusal = str(exc)
-            METRICS.incr("ruleset.refused")
-            log.error(
-                "ruleset_refused",
-                source=self._fetcher.name,
-                error=str(exc),
-                in_force=self._ruleset.version,
-            )
-            return self._ruleset
-        previous = self._ruleset.version
-        self._ruleset, self._tag = candidate, fetched.tag
-        self.last_refusal = None
-        METRICS.incr("ruleset.loaded")
-        log.info(
-            "ruleset_loaded",
-            source=self._fetcher.name,
-            version=candidate.version,
-            previous=previous,
-        )
-        return candidate
+        return self._fallback if self._reload is None else self._reload.current()
 
-    def _load(self, fetched: Fetched) -> RuleSet:
-        assert self._fetcher is not None
+    @staticmethod
+    def _load(fetcher: Fetcher[bytes], fetched: Fetched[bytes]) -> RuleSet:
         # Country features included: the state store keeps every account's countries.
-        return load_ruleset(fetched.data, name=self._fetcher.name)
+        return load_ruleset(fetched.data, name=fetcher.name)
 
-    def _admit(self, candidate: RuleSet) -> None:
+    def _admit(self, candidate: RuleSet) -> RuleSet:
         """A new version must say so, and must not need more history than this worker keeps."""
-        if candidate.version == self._ruleset.version:
+        if candidate.version == self.ruleset.version:
             raise RuleSetRefused(
                 f"the content changed but the version is still {candidate.version!r}: "
                 "bump `version` so every decision names the rules that made it"
@@ -195,3 +120,4 @@ class RuleSetSource:
                 f"version {candidate.version!r} needs {candidate.state_horizon_s} s of history; "
                 f"this worker keeps {self.max_horizon_s} s (restart the workers to apply it)"
             )
+        return candidate

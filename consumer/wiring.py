@@ -15,7 +15,8 @@ from botocore.config import Config
 from consumer.checkpointing import CheckpointPolicy
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
-from consumer.model_stage import MODEL_HORIZON_S, load_batch_model
+from consumer.model_source import model_source
+from consumer.model_stage import MODEL_HORIZON_S
 from consumer.pipeline import BatchPipeline
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
@@ -89,7 +90,7 @@ def assemble_pipeline(
     )
     alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
-    model = load_batch_model(settings)
+    model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back
         rulesets.max_horizon_s = max(rulesets.max_horizon_s, Decimal(MODEL_HORIZON_S))
     store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s)

@@ -14,9 +14,10 @@ three contributions are the features that pushed that score up the most.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,26 @@ FORMAT_VERSION = 1
 
 class ModelLoadError(ValueError):
     """A model directory that cannot be used; the message names the path."""
+
+
+class ModelIncomplete(ModelLoadError):
+    """Files that look like a copy still under way: a model.txt cut short, or not the one
+    features.json was written with (`model_sha256`). A hot reload waits one check for the rest
+    of the copy before it refuses them."""
+
+
+def model_version(model_bytes: bytes, spec_bytes: bytes, spec: Mapping[str, Any]) -> str:
+    """The model's identity on every scored line: the training's `version` (a UTC time) and the
+    first 12 hex digits of a sha256 over model.txt and features.json, e.g.
+    `20261128T101500Z-3f2a9c1b7d4e`. The same files give the same identity on every worker;
+    any change to either file (a retraining, an edited threshold) gives a new one."""
+    digest = hashlib.sha256()
+    for part in (model_bytes, spec_bytes):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    short = digest.hexdigest()[:12]
+    trained = spec.get("version")
+    return f"{trained}-{short}" if isinstance(trained, str) and trained else short
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +130,15 @@ class Encoder:
 class ModelScorer:
     """A loaded model: score_batch(rows) -> (scores 0-100, top-3 contributions per row)."""
 
-    def __init__(self, booster: Any, spec: dict[str, Any], path: Path) -> None:
+    def __init__(
+        self, booster: Any, spec: dict[str, Any], source: str | Path, identity: str = ""
+    ) -> None:
         numpy, _ = _import_numpy_lightgbm()
         self._np = numpy
         self._booster = booster
-        self.path = path
+        self.path = str(source)  # the directory or S3 prefix it was read from
+        # What every line it scored names as model_version (see model_version()).
+        self.model_version = identity
         self.feature_names: tuple[str, ...] = tuple(spec["features"])
         self.threshold: float | None = spec.get("threshold")
         self.version: str = str(spec.get("version", ""))
@@ -134,31 +159,65 @@ class ModelScorer:
     @classmethod
     def load(cls, directory: str | Path) -> ModelScorer:
         path = Path(directory)
-        _, lightgbm = _import_numpy_lightgbm()
+        _import_numpy_lightgbm()
         if not path.is_dir():
             raise ModelLoadError(f"model directory {path}: not found or not a directory")
-        spec_path = path / FEATURES_FILE
-        model_path = path / MODEL_FILE
-        for needed in (spec_path, model_path):
-            if not needed.is_file():
-                raise ModelLoadError(f"model directory {path}: {needed.name} is missing")
+        files: dict[str, bytes] = {}
+        for needed in (FEATURES_FILE, MODEL_FILE):
+            if not (path / needed).is_file():
+                raise ModelLoadError(f"model directory {path}: {needed} is missing")
+            try:
+                files[needed] = (path / needed).read_bytes()
+            except OSError as exc:
+                raise ModelLoadError(f"{path / needed}: cannot be read ({exc})") from exc
+        return cls.from_files(files, str(path))
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], source: str) -> ModelScorer:
+        """A model from the bytes of its files (a directory, or objects under an S3 prefix);
+        `source` names where they came from in every error."""
+        _, lightgbm = _import_numpy_lightgbm()
+        base = source.rstrip("/")
+        spec_name, model_name = f"{base}/{FEATURES_FILE}", f"{base}/{MODEL_FILE}"
+        for needed in (FEATURES_FILE, MODEL_FILE):
+            if needed not in files:
+                raise ModelLoadError(f"model {source}: {needed} is missing")
+        spec_bytes, model_bytes = files[FEATURES_FILE], files[MODEL_FILE]
         try:
-            spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ModelLoadError(f"{spec_path}: not valid JSON ({exc})") from exc
+            spec = json.loads(spec_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelLoadError(f"{spec_name}: not valid JSON ({exc})") from exc
         problem = _spec_problem(spec)
         if problem is not None:
-            raise ModelLoadError(f"{spec_path}: {problem}")
+            raise ModelLoadError(f"{spec_name}: {problem}")
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        expected = spec.get("model_sha256")
+        if expected is not None and expected != digest:
+            raise ModelIncomplete(
+                f"model {source}: {MODEL_FILE} is not the one {FEATURES_FILE} was written with "
+                f"(sha256 {digest[:12]}, expected {str(expected)[:12]}): files from two "
+                "trainings, or an upload under way"
+            )
         try:
-            booster = lightgbm.Booster(model_file=str(model_path))
+            text = model_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ModelLoadError(f"{model_name}: not a LightGBM model ({exc})") from exc
+        _check_model_text(text, model_name)
+        try:
+            booster = lightgbm.Booster(model_str=text)
         except lightgbm.basic.LightGBMError as exc:
-            raise ModelLoadError(f"{model_path}: not a LightGBM model ({exc})") from exc
+            raise ModelLoadError(f"{model_name}: not a LightGBM model ({exc})") from exc
         if list(booster.feature_name()) != list(spec["features"]):
             raise ModelLoadError(
-                f"{model_path}: its features {booster.feature_name()} are not those of "
-                f"{spec_path.name}"
+                f"{model_name}: its features {booster.feature_name()} are not those of "
+                f"{FEATURES_FILE}"
             )
-        return cls(booster, spec, path)
+        scorer = cls(booster, spec, source, model_version(model_bytes, spec_bytes, spec))
+        try:  # a model that loads but cannot score (e.g. a truncated tree) is no model
+            scorer.scores([tuple(None for _ in FEATURE_NAMES)])
+        except Exception as exc:
+            raise ModelLoadError(f"{model_name}: does not score ({exc})") from exc
+        return scorer
 
     def encode(self, rows: list[FeatureRow]) -> Any:
         return self._encoder.encode(rows)
@@ -232,6 +291,21 @@ class ModelScorer:
         ]
 
 
+def _check_model_text(text: str, name: str) -> None:
+    """LightGBM 4.7 aborts or crashes the whole process (SIGABRT, SIGSEGV: measured) on most
+    model texts cut short, instead of raising: a worker must never hand it one. Its text format
+    opens with `tree` and ends with the `end of trees` and `end of parameters` lines; a file cut
+    after those loads intact. (Models written by this version are also bound to features.json
+    by `model_sha256`, checked before this.)"""
+    if not text.startswith("tree\n"):
+        raise ModelLoadError(f"{name}: not a LightGBM model (it does not start with `tree`)")
+    if "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
+        raise ModelIncomplete(
+            f"{name}: cut short (no `end of trees` / `end of parameters` line): a copy or an "
+            "upload under way, or a truncated file"
+        )
+
+
 def _spec_problem(spec: Any) -> str | None:
     if not isinstance(spec, dict):
         return "not a JSON object"
@@ -253,6 +327,11 @@ def _spec_problem(spec: Any) -> str | None:
     masked = spec.get("masked", [])
     if not isinstance(masked, list) or not all(name in FEATURE_NAMES for name in masked):
         return "masked: want a list of feature names"
+    digest = spec.get("model_sha256")
+    if digest is not None and not (
+        isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+    ):
+        return "model_sha256: want the sha256 of model.txt (64 lower-case hex digits)"
     threshold = spec.get("threshold")
     if threshold is not None and not (isinstance(threshold, int | float) and 0 <= threshold <= 100):
         return "threshold: want a number 0-100"

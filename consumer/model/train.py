@@ -9,6 +9,7 @@ LightGBM).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -145,6 +146,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(out / MODEL_FILE), num_iteration=booster.best_iteration)
     spec["threshold"] = round(threshold, 6)
+    # Binds features.json to its model.txt: a worker refuses a pair from two trainings, and a
+    # hot reload waits when it reads one file of a copy still under way (docs/model.md).
+    spec["model_sha256"] = hashlib.sha256((out / MODEL_FILE).read_bytes()).hexdigest()
     (out / FEATURES_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     report: dict[str, Any] = {
         "input": str(input_path),

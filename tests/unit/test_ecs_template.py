@@ -230,16 +230,66 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
             if ":dynamodb:" in text:
                 tables.add(text.split(":table/")[1])
             if text.startswith("${Bucket.Arn}"):
-                # Writes under the output prefixes; one read: the rule set's own key.
-                expected = (
-                    "s3:GetObject" if text == "${Bucket.Arn}/${RuleSetKey}" else "s3:PutObject"
-                )
+                # Writes under the output prefixes; reads: the rule set's key, the model's files.
+                expected = "s3:GetObject" if text in BUCKET_READS else "s3:PutObject"
                 assert statement["Action"] == expected, text
     assert tables == {
         "${ApplicationName}",
         "${ApplicationName}/index/*",
         "${ApplicationName}-WorkerMetricStats",
         "${ApplicationName}-CoordinatorState",
+    }
+
+
+BUCKET_READS = {
+    "${Bucket.Arn}/${RuleSetKey}",
+    "${Bucket.Arn}/${ModelPrefix}model.txt",
+    "${Bucket.Arn}/${ModelPrefix}features.json",
+}
+
+
+def test_the_model_is_read_from_its_two_objects_only_and_only_when_configured(
+    template: dict[str, Any],
+) -> None:
+    """ModelPrefix: s3:GetObject on its model.txt and features.json (no wildcard, no listing),
+    and FRAUD_MODEL_DIR names that prefix; both only under HasModel."""
+    prefix = template["Parameters"]["ModelPrefix"]
+    assert prefix["Default"] == ""
+    pattern = re.compile(prefix["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("models/live/")
+    for bad in ("models/live", "models/*/", "*/", "models/live/model.txt"):
+        assert not pattern.fullmatch(bad), bad  # no wildcard, always a whole prefix
+    conditional = [
+        item
+        for policy in props(template, "TaskRole")["Policies"]
+        for item in policy["PolicyDocument"]["Statement"]
+        if isinstance(item, dict) and "Fn::If" in item
+    ]
+    model = [item["Fn::If"] for item in conditional if item["Fn::If"][0] == "HasModel"]
+    assert len(model) == 1 and model[0][2] == {"Ref": "AWS::NoValue"}
+    grant = model[0][1]
+    assert grant["Effect"] == "Allow" and grant["Action"] == "s3:GetObject"
+    assert sorted(resource_text(r) for r in as_list(grant["Resource"])) == [
+        "${Bucket.Arn}/${ModelPrefix}features.json",
+        "${Bucket.Arn}/${ModelPrefix}model.txt",
+    ]
+    granted_elsewhere = [
+        resource_text(r)
+        for statement in statements(template["Resources"]["TaskRole"])
+        if statement is not grant
+        for r in as_list(statement["Resource"])
+    ]
+    assert not any("ModelPrefix" in text for text in granted_elsewhere)
+    environment = [
+        item["Fn::If"]
+        for item in worker_container(template)["Environment"]
+        if isinstance(item, dict) and "Fn::If" in item and item["Fn::If"][0] == "HasModel"
+    ]
+    assert len(environment) == 1
+    assert environment[0][1]["Name"] == "FRAUD_MODEL_DIR"
+    assert resource_text(environment[0][1]["Value"]) == "s3://${Bucket}/${ModelPrefix}"
+    assert template["Conditions"]["HasModel"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelPrefix"}, ""]}]
     }
 
 

@@ -20,7 +20,7 @@ from consumer.model import metrics
 from consumer.model.compare import compare, pick_threshold
 from consumer.model.dataset import DatasetError, load_dataset
 from consumer.model.features import FEATURE_NAMES, features_for
-from consumer.model.scorer import ModelLoadError, ModelScorer
+from consumer.model.scorer import ModelIncomplete, ModelLoadError, ModelScorer
 from consumer.model.stream_history import StreamHistory
 from consumer.model.train import train
 from consumer.records import Transaction, parse_transaction
@@ -293,6 +293,12 @@ def test_a_missing_or_corrupt_model_dir_fails_naming_the_path(
 
     bad_model = copy_model(model_dir, tmp_path / "bad_model")
     (bad_model / "model.txt").write_text("this is not a model\n")
+    # features.json names the sha256 of its model.txt: another file is refused before parsing.
+    with pytest.raises(ModelIncomplete, match=rf"{bad_model}: model\.txt is not the one"):
+        ModelScorer.load(bad_model)
+    spec = json.loads((bad_model / "features.json").read_text())
+    del spec["model_sha256"]  # as written before train bound the two files
+    (bad_model / "features.json").write_text(json.dumps(spec))
     with pytest.raises(ModelLoadError, match=rf"{bad_model / 'model.txt'}: not a LightGBM model"):
         ModelScorer.load(bad_model)
 
