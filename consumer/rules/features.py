@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from functools import reduce
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -107,22 +106,45 @@ class Facts:
         subtract = EXACT.subtract
         lows = [subtract(t, seconds) for seconds in plan.windows]
         widest = lows[-1]  # windows ascend, so the last bound is the lowest
-        # Entries within the widest window (`t - W < t' <= t`); the narrower ones filter these.
-        inside = [e for e in self.history.recent if widest < e.event_time <= t]
+        # One pass: each entry within the widest window (`t - W < t' <= t`) goes to the
+        # narrowest window holding it (windows nest); a window's features then take its own
+        # entries and every narrower window's. Exact: counts are ints, sums Decimal adds in the
+        # unbounded context (a window without entries adds nothing, not even a zero, so a sum
+        # prints as it did when it was added entry by entry).
+        counts = [0] * len(lows)
+        sums: list[Decimal | None] = [None] * len(lows)
+        countries: list[set[str | None]] = [set() for _ in lows]
+        want_sums = plan.sums
+        want_countries = plan.countries
+        add = EXACT.add
+        for entry in self.history.recent:
+            at = entry.event_time
+            if not widest < at <= t:
+                continue
+            index = 0  # lows descend from the narrowest window; the widest holds `at`
+            while at <= lows[index]:
+                index += 1
+            counts[index] += 1
+            if want_sums:
+                held = sums[index]
+                sums[index] = entry.amount if held is None else add(held, entry.amount)
+            if want_countries:
+                countries[index].add(entry.country)
         values = self.values
-        own_country = txn.destination_country
-        for suffix, low in zip(plan.suffixes, lows, strict=True):
-            members = inside if low is widest else [e for e in inside if e.event_time > low]
-            values["txn_count_" + suffix] = len(members) + 1
-            if plan.sums:
-                values["amount_sum_" + suffix] = reduce(
-                    EXACT.add, [e.amount for e in members], txn.amount
-                )
-            if plan.countries:
-                countries = {e.country for e in members}
-                countries.add(own_country)
-                countries.discard(None)
-                values["distinct_countries_" + suffix] = len(countries)
+        count = 1  # this transaction itself
+        total = txn.amount
+        seen: set[str | None] = {txn.destination_country}
+        for index, suffix in enumerate(plan.suffixes):
+            count += counts[index]
+            values["txn_count_" + suffix] = count
+            if want_sums:
+                held = sums[index]
+                if held is not None:
+                    total = add(total, held)
+                values["amount_sum_" + suffix] = total
+            if want_countries:
+                seen |= countries[index]
+                values["distinct_countries_" + suffix] = len(seen - {None})
 
     def travel_features(self) -> None:
         """Distance and speed from the point impossible_travel compares with: of the located
