@@ -23,6 +23,7 @@ from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
 from consumer.ruleset_source import RuleSetSource, builtin_ruleset, fetcher_for
 from consumer.sinks.alerts import AlertPublisher
+from consumer.sinks.query_body import encode_body_once
 from consumer.sinks.s3_batches import (
     S3JsonLinesBatch,
     dead_letter_key,
@@ -88,7 +89,7 @@ def assemble_pipeline(
     shadow = S3JsonLinesBatch(
         "shadow", s3, settings.bucket, settings.prefix, shadow_key, settings.flush, settings.retry
     )
-    alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
+    alerts = AlertPublisher(encode_body_once(sns), settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
     model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back

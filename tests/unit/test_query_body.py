@@ -1,0 +1,83 @@
+"""An SNS call's body is url-encoded once, to the very bytes botocore would send
+(consumer/sinks/query_body.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore import awsrequest
+from moto import mock_aws
+
+from consumer.readback import drain_queue
+from consumer.sinks.query_body import encode_body_once
+
+REGION = "us-east-1"
+# Characters that need escaping, a space, non-ASCII and a character outside the BMP.
+MESSAGE = json.dumps(
+    {"detail": "amount > 5000 & 'x'=1; ünï €uro 😀 a+b/c?d#e%f"}, ensure_ascii=False
+)
+
+
+def _publish_and_capture(sns: Any, topic_arn: str) -> tuple[bytes, int]:
+    """The body sent for one PublishBatch, and how many times botocore url-encoded it."""
+    sent: list[bytes] = []
+    sns.meta.events.register("before-send.sns", lambda request, **_: sent.append(request.body))
+    calls = 0
+    real = awsrequest.urlencode
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(awsrequest, "urlencode", counting)
+        response = sns.publish_batch(
+            TopicArn=topic_arn,
+            PublishBatchRequestEntries=[
+                {
+                    "Id": str(i),
+                    "Message": MESSAGE,
+                    "Subject": "fraud alert ****1234",
+                    "MessageAttributes": {
+                        "severity": {"DataType": "String", "StringValue": "high"}
+                    },
+                }
+                for i in range(3)
+            ],
+        )
+    assert len(response["Successful"]) == 3
+    return sent[-1], calls
+
+
+@mock_aws
+def test_the_body_is_encoded_once_to_the_same_bytes_and_arrives_intact() -> None:
+    plain = boto3.client("sns", region_name=REGION)
+    once = encode_body_once(boto3.client("sns", region_name=REGION))
+    topic_arn = plain.create_topic(Name="alerts")["TopicArn"]
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="watch")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    plain.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    body_plain, encodings_plain = _publish_and_capture(plain, topic_arn)
+    body_once, encodings_once = _publish_and_capture(once, topic_arn)
+
+    assert encodings_plain == 2  # botocore's own: the payload hash, then the request
+    assert encodings_once == 0  # ours did it before either read the body
+    assert body_once == body_plain
+    delivered = [envelope["Message"] for envelope in drain_queue(sqs, queue_url)]
+    assert delivered == [MESSAGE] * 6
+
+
+@mock_aws
+def test_registering_twice_keeps_one_handler() -> None:
+    sns = encode_body_once(encode_body_once(boto3.client("sns", region_name=REGION)))
+    topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
+    _, encodings = _publish_and_capture(sns, topic_arn)
+    assert encodings == 0
