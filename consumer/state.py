@@ -48,7 +48,6 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-import msgspec
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -97,11 +96,10 @@ def _txn_key(transaction_id: str) -> str:
     return f"fs:txn:{{{transaction_id}}}"
 
 
-class _Stored(msgspec.Struct, frozen=True, gc=False):
-    """An entry of the recent set: its history form plus the member it is stored as."""
+class _Stored(HistoryEntry, frozen=True, gc=False, kw_only=True):
+    """An entry of the recent set: the history entry the rules read (itself: no copy per
+    judged record), plus the member it is stored as."""
 
-    position: Position
-    entry: HistoryEntry
     member: str
     score: float  # the event time as the sorted set scores it: what pruning compares
 
@@ -121,16 +119,16 @@ def _decode_entry(member: str | bytes) -> _Stored:
     Five fields (no country, or written before countries were stored) or six."""
     text = member.decode() if isinstance(member, bytes) else member
     pos, event_time, amount, lat, lon, *country = text.split("|", 5)
-    position = decode_position(pos)
-    entry = HistoryEntry(
-        position=position,
-        event_time=Decimal(event_time),
-        amount=Decimal(amount),
-        latitude=float(lat) if lat else None,
-        longitude=float(lon) if lon else None,
-        country=country[0] if country else None,
+    return _Stored(
+        decode_position(pos),
+        Decimal(event_time),
+        Decimal(amount),
+        float(lat) if lat else None,
+        float(lon) if lon else None,
+        country[0] if country else None,
+        member=text,
+        score=float(event_time),
     )
-    return _Stored(position, entry, text, float(event_time))
 
 
 def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
@@ -139,7 +137,7 @@ def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
     kept: list[_Stored] = []
     for stored in recent:
         if kept and kept[-1].position == stored.position:
-            if stored.entry.country is not None:
+            if stored.country is not None:
                 kept[-1] = stored
             continue
         kept.append(stored)
@@ -234,9 +232,9 @@ class BatchView:
         account = self._accounts[txn.account_id]
         stored = account.recent  # in stream order
         if not stored or stored[-1].position < position:  # usual: all of it came earlier
-            recent = [s.entry for s in stored]
+            recent = list(stored)
         else:  # a replay: what came later is hidden
-            recent = [s.entry for s in stored if s.position < position]
+            recent = [s for s in stored if s.position < position]
         device_first = account.devices.get(txn.device_id) if txn.device_id is not None else None
         country = txn.destination_country
         country_first = account.countries.get(country) if country is not None else None
@@ -251,18 +249,21 @@ class BatchView:
         """Record a judged transaction so later records of the batch see it."""
         account = self._accounts[txn.account_id]
         if position not in account.positions:
-            member = _encode_entry(position, txn)
-            entry = HistoryEntry(
-                position,
-                txn.event_time,
-                txn.amount,
-                txn.latitude,
-                txn.longitude,
-                txn.destination_country,
-            )
             account.positions.add(position)
+            member = _encode_entry(position, txn)
             score = float(txn.event_time)
-            account.recent.append(_Stored(position, entry, member, score))
+            account.recent.append(
+                _Stored(
+                    position,
+                    txn.event_time,
+                    txn.amount,
+                    txn.latitude,
+                    txn.longitude,
+                    txn.destination_country,
+                    member=member,
+                    score=score,
+                )
+            )
             account.oldest_score = min(account.oldest_score, score)
             if len(account.recent) > 1 and account.recent[-2].position > position:
                 account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
