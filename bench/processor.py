@@ -26,6 +26,7 @@ from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
+from consumer.sinks.query_body import encode_body_once
 from consumer.wiring import assemble_pipeline
 
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         model_dir=None if args.model is None else str(args.model),
     )
     s3 = aws_client("s3", args.endpoint_url)
-    sns = aws_client("sns", args.endpoint_url)
+    sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.wiring does
     redis_conn = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
     )

@@ -49,7 +49,8 @@ _METRICS_BOTO_CONFIG = Config(
 def aws_client(service: str, region: str) -> Any:
     """One client per service per process; endpoints follow AWS_ENDPOINT_URL_<SERVICE>."""
     session: Any = boto3.session.Session()
-    return session.client(service, region_name=region, config=_BOTO_CONFIG)
+    client = session.client(service, region_name=region, config=_BOTO_CONFIG)
+    return encode_body_once(client) if service == "sns" else client
 
 
 def redis_client(settings: Settings) -> Any:
@@ -89,7 +90,7 @@ def assemble_pipeline(
     shadow = S3JsonLinesBatch(
         "shadow", s3, settings.bucket, settings.prefix, shadow_key, settings.flush, settings.retry
     )
-    alerts = AlertPublisher(encode_body_once(sns), settings.topic_arn, settings.retry)
+    alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
     model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back

@@ -11,6 +11,7 @@ import pytest
 from botocore import awsrequest
 from moto import mock_aws
 
+from consumer import wiring
 from consumer.readback import drain_queue
 from consumer.sinks.query_body import encode_body_once
 
@@ -80,4 +81,16 @@ def test_registering_twice_keeps_one_handler() -> None:
     sns = encode_body_once(encode_body_once(boto3.client("sns", region_name=REGION)))
     topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
     _, encodings = _publish_and_capture(sns, topic_arn)
+    assert encodings == 0
+
+
+@mock_aws
+def test_the_workers_sns_client_encodes_once() -> None:
+    wiring.aws_client.cache_clear()
+    try:
+        sns = wiring.aws_client("sns", REGION)
+        topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
+        _, encodings = _publish_and_capture(sns, topic_arn)
+    finally:
+        wiring.aws_client.cache_clear()
     assert encodings == 0
