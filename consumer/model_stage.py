@@ -21,9 +21,6 @@ from consumer.rules.engine import Decision
 from consumer.rules.history import AccountHistory
 from consumer.rules.ruleset import ModelScoreEntry
 
-# The longest window a model feature reads: the state store must keep at least this much.
-MODEL_HORIZON_S = 86400
-
 
 @dataclass(frozen=True, slots=True)
 class Scored:

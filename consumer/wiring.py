@@ -15,8 +15,8 @@ from botocore.config import Config
 from consumer.checkpointing import CheckpointPolicy
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
+from consumer.model.features import MODEL_HORIZON_S
 from consumer.model_source import model_source
-from consumer.model_stage import MODEL_HORIZON_S
 from consumer.pipeline import BatchPipeline
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s

@@ -30,6 +30,8 @@ from __future__ import annotations
 from decimal import Decimal
 from itertools import pairwise
 
+from msgspec import structs
+
 from consumer.config import StateConfig
 from consumer.records import Transaction
 from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry
@@ -102,10 +104,26 @@ class ReplayHistory:
         self._seen: dict[str, float] = {}  # transaction id -> stream clock at first sight
         self._clock = float("-inf")
         self._next_purge = float("-inf")
+        self._observed = 0  # records `observe` added
+        self.duplicates = 0  # records `observe` found to be duplicates
 
     @property
     def accounts(self) -> int:
         return len(self._accounts)
+
+    def observe(self, txn: Transaction) -> AccountHistory | None:
+        """The three steps at once, for offline work that keeps histories (training): None for
+        a duplicate (counted in `duplicates`), else the history `txn` sees as a snapshot that
+        later records leave alone; `txn` is then added at the next index."""
+        if self.is_duplicate(txn):
+            self.duplicates += 1
+            return None
+        seen = self.history(txn)
+        if seen.recent:
+            seen = structs.replace(seen, recent=tuple(seen.recent))
+        self._observed += 1
+        self.add(txn, self._observed)
+        return seen
 
     def is_duplicate(self, txn: Transaction) -> bool:
         """True for a producer retry (the id was seen within the window): do not judge it."""

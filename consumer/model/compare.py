@@ -4,10 +4,11 @@
 
 The model directory must come from `fraudstream train --holdout-fraction F` on the same file:
 its report says where validation ends. Every record is judged in stream order with the same
-history (consumer.model.stream_history) by the default rule set (`judge_with_ruleset`: flagged
-= any of the seven contract rules) and scored by the model. On the validation slice the model
-threshold is the lowest score at which "rules or score >= threshold" still has the rules' own
-precision there; that threshold is then applied, unchanged, to the held-out slice, where both
+history (consumer.model.dataset.stream_history: the backtest's builder) by the default rule set
+(`judge_with_ruleset`: flagged = any of the seven contract rules) and scored by the model. On
+the validation slice the model threshold is the lowest score at which "rules or score >=
+threshold" still has the rules' own precision there; that threshold is then applied, unchanged,
+to the held-out slice, where both
 are measured: recall at (about) equal precision.
 """
 

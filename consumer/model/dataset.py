@@ -15,11 +15,12 @@ import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
-from consumer.model.features import FeatureRow, features_for
-from consumer.model.stream_history import StreamHistory
+from consumer.backtest.history import ReplayHistory
+from consumer.model.features import MODEL_HORIZON_S, FeatureRow, features_for
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 
@@ -83,11 +84,17 @@ def transactions(path: Path) -> Iterator[tuple[str, Transaction | InvalidRecord]
                 yield where, parse_transaction(data)
 
 
+def stream_history() -> ReplayHistory:
+    """The backtest's history builder, as the worker's state store keeps history for a model:
+    the features' 24 h horizon (plus the store's lateness allowance), countries included."""
+    return ReplayHistory(Decimal(MODEL_HORIZON_S), countries=True)
+
+
 def judged(
-    path: Path, history: StreamHistory | None = None
+    path: Path, history: ReplayHistory | None = None
 ) -> Iterator[tuple[str, Transaction, AccountHistory]]:
     """Each valid, non-duplicate transaction with the history the stream would give it."""
-    history = history if history is not None else StreamHistory()
+    history = history if history is not None else stream_history()
     for where, parsed in transactions(path):
         if isinstance(parsed, InvalidRecord):
             continue
@@ -100,7 +107,7 @@ def load_dataset(path: Path) -> Dataset:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     data = Dataset()
-    history = StreamHistory()
+    history = stream_history()
     for where, parsed in transactions(path):
         if isinstance(parsed, InvalidRecord):
             data.invalid += 1

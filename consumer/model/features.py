@@ -16,11 +16,16 @@ from __future__ import annotations
 import math
 from decimal import ROUND_FLOOR
 
+from msgspec import structs
+
 from consumer.records import Transaction
 from consumer.rules.exact import EXACT
 from consumer.rules.features import Facts, FeaturePlan
 from consumer.rules.history import AccountHistory
 
+# The longest window a feature reads (24 h): the worker's state store, and the offline history
+# that training builds, keep at least this much.
+MODEL_HORIZON_S = 86400
 # Charges at or below this are "small" (the contract's card_testing amount).
 SMALL_AMOUNT = 5
 # Speeds above this (a gap too small to measure is infinite) are written as this.
@@ -81,13 +86,23 @@ def _num(value: object) -> float:
 def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
     """One row for `txn`, which `history` (its account, earlier in the stream) precedes.
 
+    Every feature reads the account's history within MODEL_HORIZON_S of `txn` only, whatever
+    else the history holds (the worker's store keeps a lateness allowance more; an offline
+    builder may keep less), so training and the stream compute the same row.
+
     Per transaction on the hot path when a model scores: the window features come from the
     rule features' one pass, read at once rather than name by name."""
+    t = txn.event_time
+    horizon = EXACT.subtract(t, MODEL_HORIZON_S)
+    recent = history.recent
+    for entry in recent:
+        if entry.event_time <= horizon:
+            history = structs.replace(history, recent=[e for e in recent if e.event_time > horizon])
+            break
     facts = Facts(txn, history, _PLAN)
     facts.window_features()
     windowed = facts.values
     derived = facts.derived
-    t = txn.event_time
     amount = float(txn.amount)
     balance = txn.account_balance
     # One pass over the history for the account's usual amount (its earlier transactions

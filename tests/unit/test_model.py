@@ -18,10 +18,9 @@ import pytest
 from consumer.cli import main as cli_main
 from consumer.model import metrics
 from consumer.model.compare import compare, pick_threshold
-from consumer.model.dataset import DatasetError, load_dataset
+from consumer.model.dataset import DatasetError, load_dataset, stream_history
 from consumer.model.features import FEATURE_NAMES, features_for
 from consumer.model.scorer import ModelIncomplete, ModelLoadError, ModelScorer
-from consumer.model.stream_history import StreamHistory
 from consumer.model.train import train
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.geo import haversine_km
@@ -139,7 +138,7 @@ def hand_made_stream() -> list[Transaction]:
 
 def test_features_equal_a_naive_computation_over_hand_made_histories() -> None:
     stream = hand_made_stream()
-    history = StreamHistory()
+    history = stream_history()
     for index, t in enumerate(stream):
         seen = history.observe(t)
         assert seen is not None
@@ -152,7 +151,7 @@ def test_features_equal_a_naive_computation_over_hand_made_histories() -> None:
 
 def test_the_history_builder_drops_duplicates_and_never_shows_later_records() -> None:
     stream = hand_made_stream()
-    history = StreamHistory()
+    history = stream_history()
     first = history.observe(stream[0])
     assert first is not None and not first.has_earlier and first.recent == ()
     second = history.observe(stream[1])
@@ -163,10 +162,14 @@ def test_the_history_builder_drops_duplicates_and_never_shows_later_records() ->
     third = history.observe(stream[2])
     assert third is not None and not third.device_seen_before and not third.country_seen_before
     assert len(third.recent) == 2  # the duplicate added nothing
-    # 24 h later the history horizon has dropped everything but the device memory.
+    # A day later: the builder holds what the worker's store would load (24 h and its lateness
+    # allowance), the features read the 24 h alone.
     last = history.observe(stream[-1])
     assert last is not None and last.device_seen_before
-    assert [e.amount for e in last.recent] == []
+    assert [e.amount for e in last.recent] == [Decimal("20.00"), Decimal("4.50"), Decimal("3.00")]
+    row = dict(zip(FEATURE_NAMES, features_for(stream[-1], last), strict=True))
+    assert row["earlier_count"] == 0.0 and math.isnan(row["amount_to_mean"])
+    assert math.isnan(row["km_from_last"])  # Paris and Berlin lie beyond 24 h too
 
 
 def test_training_writes_the_model_its_features_and_a_sane_report(model_dir: Path) -> None:
@@ -262,7 +265,7 @@ def test_explaining_only_high_scores_gives_the_same_scores(model_dir: Path, labe
 def test_unknown_categories_and_absent_values_score_as_missing(model_dir: Path) -> None:
     scorer = ModelScorer.load(model_dir)
     t = txn("x", 0, "12.00", channel="online", merchant_category="never-seen-before")
-    row = features_for(t, StreamHistory().observe(t))  # type: ignore[arg-type]
+    row = features_for(t, stream_history().observe(t))  # type: ignore[arg-type]
     matrix = scorer.encode([row])
     assert math.isnan(matrix[0, FEATURE_NAMES.index("merchant_category")])
     assert not math.isnan(matrix[0, FEATURE_NAMES.index("channel")])

@@ -15,11 +15,10 @@ import redis
 from consumer.config import ConfigError, Settings, StateConfig, load_settings
 from consumer.metrics import METRICS
 from consumer.model import scorer as scorer_module
-from consumer.model.dataset import open_text, record_bytes
+from consumer.model.dataset import open_text, record_bytes, stream_history
 from consumer.model.features import FEATURE_NAMES, features_for
 from consumer.model.rule import ModelRule
 from consumer.model.scorer import ModelLoadError
-from consumer.model.stream_history import StreamHistory
 from consumer.model.train import train
 from consumer.model_stage import BatchModel, load_batch_model
 from consumer.pipeline import BatchPipeline
@@ -178,7 +177,7 @@ def test_models_use_the_country_features_and_old_masked_ones_still_score(
     old_dir = copy_model(model_dir, tmp_path / "old", masked=countries)
     old = load_batch_model(settings_for(old_dir))
     assert old is not None and old.scorer.masked == tuple(countries)
-    history = StreamHistory()
+    history = stream_history()
     rows = []
     for record in stream:
         parsed = parse_transaction(record.binary_data)
