@@ -155,7 +155,12 @@ def _deeper_than_max(value: object) -> bool:
 
 
 class Transaction(msgspec.Struct, frozen=True, gc=False):
-    """A valid transaction. `raw` is the JSON object as received, for pass-through to outputs."""
+    """A valid transaction. `raw` is the JSON object as received, for pass-through to outputs.
+
+    A msgspec Struct: built in C, about 5x faster than a frozen dataclass, once per record.
+    `gc=False`: it holds strings, numbers and a decoded JSON object, which cannot form a
+    reference cycle, so the cyclic collector need not track it (nor the other per-record
+    value objects: history entries, decisions, positions)."""
 
     transaction_id: str
     account_id: str
