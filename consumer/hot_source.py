@@ -157,8 +157,11 @@ class HotReload(Generic[D, T]):
             return self.value
         self._checked = self._clock()
         kind, name = self.kind, self.fetcher.name
+        # Asked against the newest version seen: a refused one is not read again at every
+        # check (a conditional GET answers 304), only once the source changes.
+        newest = self._refused_tag if self._refused_tag is not None else self._tag
         try:
-            fetched = self.fetcher.fetch(self._tag)
+            fetched = self.fetcher.fetch(newest)
         except Exception as exc:  # an unreadable source keeps the version in force
             METRICS.incr(f"{kind}.check_failed")
             log.warning(f"{kind}_check_failed", source=name, error=repr(exc))
@@ -180,6 +183,7 @@ class HotReload(Generic[D, T]):
             self._refuse(fetched.tag, exc, in_force)
             return self.value
         self._tag, self._pending_tag, self.last_refusal = fetched.tag, None, None
+        self._refused_tag = None
         version = self._version_of(candidate)
         if version == in_force:  # the same content again (a copy, a touch): nothing to do
             return self.value

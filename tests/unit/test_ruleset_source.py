@@ -312,3 +312,37 @@ def test_the_audit_trail_holds_every_judged_transaction_flagged_or_not(
     ]  # not the invalid record, not the duplicate: those are in the dead letters / counted
     assert {d["rules_version"] for d in decisions.lines} == {"builtin"}
     assert decisions.lines[1]["severity"] == "high"
+
+
+class ReadCountingFetcher:
+    """A FileFetcher that counts the reads that returned content (a GET that was not a 304)."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = FileFetcher(str(path))
+        self.name = self.inner.name
+        self.reads = 0
+
+    def fetch(self, tag: str | None) -> Any:
+        fetched = self.inner.fetch(tag)
+        self.reads += fetched is not None
+        return fetched
+
+
+def test_a_refused_version_is_not_read_again_until_the_source_changes(rules_file: Path) -> None:
+    clock = Clock()
+    fetcher = ReadCountingFetcher(rules_file)
+    source = RuleSetSource(fetcher, check_every_s=1, clock=clock)  # type: ignore[arg-type]
+    assert fetcher.reads == 1  # the start-up read
+    write(rules_file, "version: [not, a, rule set")
+    for now in (2, 4, 6):
+        clock.now = now
+        assert source.current().version == "v1"
+    assert fetcher.reads == 2  # the bad version, once
+    write(rules_file, ruleset_text("v2"))  # fixed: read and applied at the next check
+    clock.now = 8
+    assert source.current().version == "v2"
+    assert fetcher.reads == 3
+    write(rules_file, "version: [broken, again")  # refused again after a good version
+    clock.now = 10
+    assert source.current().version == "v2"
+    assert source.last_refusal is not None
