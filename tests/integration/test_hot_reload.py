@@ -49,14 +49,14 @@ def reloading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack,
         yield stack, rules
 
 
-def burst(stack: Stack, tag: str, count: int = 40) -> set[str]:
-    """`count` transactions of 600, one new account each: only high_amount can judge them."""
+def burst(stack: Stack, tag: str, count: int = 40, amount: int = 600) -> set[str]:
+    """`count` transactions of `amount`, one new account each: only high_amount can judge them."""
     ids, entries = set(), []
     for n in range(count):
         tid = f"{tag}-{n}-{uuid.uuid4().hex[:6]}"
         account = f"acct-{tid}"
         body = (
-            f'{{"transaction_id":"{tid}","account_id":"{account}","amount":600,'
+            f'{{"transaction_id":"{tid}","account_id":"{account}","amount":{amount},'
             f'"timestamp":{int(time.time() * 1000)}}}'
         )
         entries.append(Entry(body.encode(), account))
