@@ -118,6 +118,21 @@ def run(
     return daemon
 
 
+def one_batch_then_shutdown(batch: list[dict[str, Any]]) -> list[str]:
+    """The daemon's script: initialize, one processRecords, then a requested shutdown."""
+    return [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+
+
+def assert_gives_up_without_checkpointing(
+    aws: Aws, events: list[str], batch: list[dict[str, Any]], **settings: Any
+) -> None:
+    """One batch whose outputs cannot be written: the worker exits, nothing checkpointed."""
+    with pytest.raises(SystemExit) as exited:
+        run(aws, one_batch_then_shutdown(batch), events, **settings)
+    assert exited.value.code == EXIT_GAVE_UP
+    assert not any(e.startswith("checkpoint") for e in events)
+
+
 def two_batches_then_shutdown(one: list[dict[str, Any]], two: list[dict[str, Any]]) -> list[str]:
     """The daemon's script: initialize, two processRecords, then a requested shutdown."""
     return [
@@ -138,7 +153,7 @@ def test_a_batch_is_judged_written_and_checkpointed_only_after_the_writes(
         msg.record(txn("t-4", "25000.5", account="4111111111111111"), seq(4), ARRIVAL),
         msg.record(txn("t-5", "12.50"), seq(5), ARRIVAL),
     ]
-    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    script = one_batch_then_shutdown(batch)
     daemon = run(aws, script, events)
 
     assert daemon.status_replies() == ["initialize", "processRecords", "shutdownRequested"]
@@ -189,11 +204,7 @@ def test_outputs_that_stay_unwritable_exit_the_worker_without_checkpointing(
 ) -> None:
     aws.s3.delete_bucket(Bucket="bkt")
     batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
-    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
-    with pytest.raises(SystemExit) as exited:
-        run(aws, script, events, flush=FlushConfig(max_records=1))
-    assert exited.value.code == EXIT_GAVE_UP
-    assert not any(e.startswith("checkpoint") for e in events)
+    assert_gives_up_without_checkpointing(aws, events, batch, flush=FlushConfig(max_records=1))
 
 
 def test_lease_lost_drops_buffers_and_never_checkpoints(aws: Aws, events: list[str]) -> None:
@@ -293,9 +304,7 @@ def test_an_alert_sns_rejects_for_good_is_kept_in_the_dead_letters(
 
     aws.sns = RejectingSns()
     batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
-    daemon = run(
-        aws, [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()], events
-    )
+    daemon = run(aws, one_batch_then_shutdown(batch), events)
     assert daemon.checkpoints == [seq(1)]
     [(_, [letter])] = aws.objects("dead-letter/").items()
     assert letter["error"].startswith("alert rejected by SNS (InvalidParameter)")
@@ -345,11 +354,7 @@ def test_alerts_that_stay_unpublishable_exit_the_worker_without_checkpointing(
 
     aws.sns = ThrottledSns()
     batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
-    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
-    with pytest.raises(SystemExit) as exited:
-        run(aws, script, events)
-    assert exited.value.code == EXIT_GAVE_UP
-    assert not any(e.startswith("checkpoint") for e in events)
+    assert_gives_up_without_checkpointing(aws, events, batch)
 
 
 def _slow_state_writes(
@@ -403,11 +408,7 @@ def test_a_state_save_that_gives_up_exits_the_worker_without_checkpointing(
 ) -> None:
     _slow_state_writes(monkeypatch, events, delay_s=0, fail=True)
     batch = [msg.record(txn("t-1", "12.50"), seq(1), ARRIVAL)]
-    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
-    with pytest.raises(SystemExit) as exited:
-        run(aws, script, events)
-    assert exited.value.code == EXIT_GAVE_UP
-    assert not any(e.startswith("checkpoint") for e in events)
+    assert_gives_up_without_checkpointing(aws, events, batch)
     assert aws.objects("flagged/") == {}
 
 
@@ -505,7 +506,7 @@ def test_a_cloudwatch_outage_costs_the_metrics_not_the_records(aws: Aws, events:
     METRICS.snapshot_and_reset()
     publisher = CloudWatchPublisher(DownCloudWatch(), MetricsConfig(interval_s=3600))
     batch = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
-    script = [msg.initialize(SHARD), msg.process_records(batch), msg.shutdown_requested()]
+    script = one_batch_then_shutdown(batch)
     try:
         daemon = run(aws, script, events, publisher=publisher)
     finally:
