@@ -10,6 +10,16 @@ from consumer.sinks.alerts import Alert
 from consumer.sinks.s3_batches import RecordPosition
 
 
+class ManualClock:
+    """A monotonic clock that moves only when a test sets `now`."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class CollectingBatch:
     """Collects the lines a pipeline hands to an S3 batch."""
 

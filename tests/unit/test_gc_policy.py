@@ -8,14 +8,7 @@ import sys
 import weakref
 
 from consumer.gc_policy import FullCollections
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fakes import ManualClock
 
 
 class Node:
@@ -24,7 +17,7 @@ class Node:
 
 
 def test_a_full_collection_runs_only_once_the_interval_has_passed() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     runs: list[float] = []
     collections = FullCollections(every_s=60, clock=clock, collect=lambda: runs.append(1) or 0)
     clock.now += 59.9
@@ -38,7 +31,7 @@ def test_a_full_collection_runs_only_once_the_interval_has_passed() -> None:
 
 
 def test_the_due_collection_frees_a_cycle_that_reached_the_old_generation() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     collections = FullCollections(every_s=60, clock=clock)
     a, b = Node(), Node()
     a.other, b.other = b, a

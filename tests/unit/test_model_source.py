@@ -26,18 +26,10 @@ from consumer.model_stage import BatchModel, batch_model
 from consumer.pipeline import BatchPipeline
 from consumer.state import AccountStateStore
 from consumer.wiring import assemble_pipeline
-from tests.support.fakes import CollectingAlerts, CollectingBatch
+from tests.support.fakes import CollectingAlerts, CollectingBatch, ManualClock
 from tests.unit.test_model_stage import Record, records
 
 FILES = ("model.txt", "features.json")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Events:
@@ -101,7 +93,7 @@ def version_of(model_dir: Path) -> str:
     return ModelScorer.load(model_dir).model_version
 
 
-def local_source(live: Path, clock: Clock, **env: str) -> ModelSource:
+def local_source(live: Path, clock: ManualClock, **env: str) -> ModelSource:
     settings = settings_for(live, **env)
     return ModelSource(model_fetcher(str(live), lambda: None), settings, clock=clock)
 
@@ -150,7 +142,7 @@ def test_a_retrained_model_scores_from_the_first_batch_after_the_interval(
     assert old != new
     live = tmp_path / "live"
     put_model(model_dir, live)
-    clock = Clock()
+    clock = ManualClock()
     source = local_source(live, clock, FRAUD_MODEL_CHECK_S="60")
     settings = settings_for(live)
     batches = [stream[0:200], stream[200:400], stream[400:600]]
@@ -196,7 +188,7 @@ def test_the_threshold_follows_the_new_model_unless_the_worker_sets_one(
     ):
         live = tmp_path / f"live-{len(env)}"
         put_model(model_dir, live)
-        clock = Clock()
+        clock = ManualClock()
         source = local_source(live, clock, FRAUD_MODEL_CHECK_S="0", **env)
         assert source.current().rule.threshold == before
         put_model(other_model_dir, live)
@@ -254,7 +246,7 @@ def test_a_broken_model_is_refused_and_the_old_one_keeps_scoring(
     live = tmp_path / "live"
     put_model(model_dir, live)
     old = version_of(model_dir)
-    clock = Clock()
+    clock = ManualClock()
     source = local_source(live, clock, FRAUD_MODEL_CHECK_S="10")
     run = Run(source, settings_for(live), redis_conn)
     METRICS.snapshot_and_reset()
@@ -282,7 +274,7 @@ def test_a_model_needing_features_the_worker_lacks_is_refused(
 ) -> None:
     live = tmp_path / "live"
     put_model(model_dir, live)
-    source = local_source(live, Clock(), FRAUD_MODEL_CHECK_S="0")
+    source = local_source(live, ManualClock(), FRAUD_MODEL_CHECK_S="0")
     monkeypatch.setattr(scorer_module, "STREAM_UNAVAILABLE", ("new_country",))
     put_model(model_dir, live)  # the same files again: a new tag, re-read and checked
     METRICS.snapshot_and_reset()
@@ -296,7 +288,7 @@ def test_the_same_files_again_change_nothing(
 ) -> None:
     live = tmp_path / "live"
     put_model(model_dir, live)
-    source = local_source(live, Clock(), FRAUD_MODEL_CHECK_S="0")
+    source = local_source(live, ManualClock(), FRAUD_MODEL_CHECK_S="0")
     before = source.current()
     put_model(model_dir, live)  # touched, same content: same model_version
     METRICS.snapshot_and_reset()
@@ -323,7 +315,7 @@ def test_the_source_is_checked_only_once_the_interval_has_passed(
 ) -> None:
     live = tmp_path / "live"
     put_model(model_dir, live)
-    clock = Clock()
+    clock = ManualClock()
     fetcher = CountingFetcher(model_fetcher(str(live), lambda: None))
     source = ModelSource(fetcher, settings_for(live), every, clock)  # type: ignore[arg-type]
     assert fetcher.calls == 1  # the start-up read
@@ -394,7 +386,7 @@ def test_an_s3_model_is_fetched_again_only_when_an_etag_changes(
 ) -> None:
     upload(s3, model_dir)
     spy = Spy(s3)
-    clock = Clock()
+    clock = ManualClock()
     settings = settings_for("s3://models/live", FRAUD_MODEL_CHECK_S="30")
     source = ModelSource(model_fetcher("s3://models/live", lambda: spy), settings, clock=clock)
     assert source.name == "s3://models/live/"

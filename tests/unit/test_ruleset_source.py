@@ -27,7 +27,7 @@ from consumer.ruleset_source import (
 )
 from consumer.state import AccountStateStore
 from consumer.wiring import ruleset_source
-from tests.support.fakes import CollectingAlerts, CollectingBatch
+from tests.support.fakes import CollectingAlerts, CollectingBatch, ManualClock
 
 BASE_MS = 1_795_910_400_000
 
@@ -40,14 +40,6 @@ def ruleset_text(version: str, threshold: str = "10000", custom: str = "[]") -> 
         f'    threshold: "{threshold}"\n'
         f"custom: {custom}\n"
     )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write(path: Path, text: str) -> None:
@@ -77,7 +69,7 @@ def test_builtin_versions_name_the_thresholds() -> None:
 
 
 def test_a_new_version_takes_effect_at_the_first_check_after_the_interval(rules_file: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     source = RuleSetSource(FileFetcher(str(rules_file)), check_every_s=30, clock=clock)
     assert source.current().version == "v1"
     write(rules_file, ruleset_text("v2", threshold="500"))
@@ -105,7 +97,7 @@ def test_a_new_version_takes_effect_at_the_first_check_after_the_interval(rules_
 def test_a_broken_or_unusable_version_is_refused_and_the_old_one_stays(
     rules_file: Path, text: str, why: str
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     source = RuleSetSource(FileFetcher(str(rules_file)), check_every_s=1, clock=clock)
     METRICS.snapshot_and_reset()
     write(rules_file, text)
@@ -121,7 +113,7 @@ def test_a_broken_or_unusable_version_is_refused_and_the_old_one_stays(
 
 def test_a_version_with_country_features_is_applied(rules_file: Path) -> None:
     # The state store keeps countries (consumer/state.py), so these rules are no longer refused.
-    clock = Clock()
+    clock = ManualClock()
     source = RuleSetSource(FileFetcher(str(rules_file)), check_every_s=1, clock=clock)
     when = "new_country and distinct_countries_1h >= 2"
     write(
@@ -136,7 +128,7 @@ def test_a_version_with_country_features_is_applied(rules_file: Path) -> None:
 
 
 def test_a_version_needing_more_history_than_kept_is_refused(rules_file: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     source = RuleSetSource(
         FileFetcher(str(rules_file)), check_every_s=1, max_horizon_s=Decimal(3600), clock=clock
     )
@@ -151,7 +143,7 @@ def test_a_version_needing_more_history_than_kept_is_refused(rules_file: Path) -
 
 
 def test_an_unreadable_source_keeps_the_version_in_force(rules_file: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     source = RuleSetSource(FileFetcher(str(rules_file)), check_every_s=1, clock=clock)
     rules_file.unlink()
     clock.now = 2
@@ -171,7 +163,7 @@ def test_an_s3_rule_set_is_fetched_again_only_when_its_etag_changes() -> None:
             return real_get(**kwargs)
 
         s3.get_object = counting_get
-        clock = Clock()
+        clock = ManualClock()
         source = RuleSetSource(S3Fetcher(s3, "rules", "live.yaml"), check_every_s=1, clock=clock)
         assert source.current().version == "s3-1"
         clock.now = 2
@@ -329,7 +321,7 @@ class ReadCountingFetcher:
 
 
 def test_a_refused_version_is_not_read_again_until_the_source_changes(rules_file: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     fetcher = ReadCountingFetcher(rules_file)
     source = RuleSetSource(fetcher, check_every_s=1, clock=clock)  # type: ignore[arg-type]
     assert fetcher.reads == 1  # the start-up read

@@ -17,6 +17,7 @@ from consumer.sinks.s3_batches import (
     dead_letter_key,
     flagged_key,
 )
+from tests.support.fakes import ManualClock
 
 FAST_RETRY = RetryConfig(max_attempts=3, max_wait_s=0.01)
 # 2026-11-28T23:59:59.500Z: an object's partition comes from its first record's arrival.
@@ -38,14 +39,6 @@ def test_keys_follow_the_contract_layout() -> None:
     assert position(42, sub=3).object_name.endswith(f"{42:056d}.3.jsonl.gz")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def s3() -> Any:
     with mock_aws():
@@ -60,7 +53,7 @@ def read_object(s3: Any, key: str) -> list[dict[str, Any]]:
 
 
 def test_batch_flushes_by_count_bytes_and_age(s3: Any) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     batch = S3JsonLinesBatch(
         "flagged",
         s3,
