@@ -6,31 +6,60 @@ payload hash, once to send it). An alert's message is the whole flagged line, so
 is about a third of the client's CPU per PublishBatch, on the worker's busiest background
 threads. Encoding the dict once, exactly as botocore would (`AWSRequestPreparer._prepare_body`),
 when the request is created (before it is signed) sends the same bytes for half the work.
+
+The encoding itself is also cheaper than the standard library's: `urllib.parse.quote_plus`
+maps every byte of a value that needs any escaping through a Python-level comprehension, and a
+message is JSON, so it always does. `form_encode` gives the same string through one C-level
+`str.translate` per field (a property test holds it to `urlencode` for any text): a
+PublishBatch of 10 alerts costs the client about 40% less CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 # The signer handles this event too: registered first, the body is encoded before it is read.
 EVENT = "request-created.sns"
 _HANDLER_ID = "fraudstream-encode-query-body-once"
 
 
+# quote_plus over UTF-8 bytes, as a table from each byte (read as a Latin-1 character) to its
+# form: the unreserved characters stay, a space becomes "+", every other byte "%XX".
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_QUOTE_PLUS = [
+    chr(byte) if byte in _UNRESERVED else "+" if byte == 0x20 else f"%{byte:02X}"
+    for byte in range(256)
+]
+
+
+def _quote_plus(value: Any) -> str:
+    """`urllib.parse.quote_plus(value)` for str (as UTF-8) or bytes; anything else as its str."""
+    if not isinstance(value, bytes):
+        value = str(value).encode("utf-8")
+    if not value.translate(None, _UNRESERVED):  # nothing to escape (field names, most values)
+        return value.decode("ascii")
+    return value.decode("latin-1").translate(_QUOTE_PLUS)
+
+
+def form_encode(fields: Iterable[tuple[Any, Any]]) -> str:
+    """`urlencode(fields, doseq=True)` of botocore's query fields (str, bytes or numbers; a
+    list or tuple value repeats its key), as botocore sends them."""
+    parts: list[str] = []
+    for key, value in fields:
+        name = _quote_plus(key)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            parts.append(f"{name}={_quote_plus(value)}")
+        else:
+            parts.extend(f"{name}={_quote_plus(item)}" for item in value)
+    return "&".join(parts)
+
+
 def encode_once(request: Any, **_: Any) -> None:
     """Replace a form-field dict body by its encoding (the string botocore would send)."""
     body = request.data
     if isinstance(body, dict):
-        request.data = urlencode([_utf8(item) for item in body.items()], doseq=True)
-
-
-def _utf8(item: tuple[Any, Any]) -> tuple[Any, Any]:
-    key, value = item
-    return (
-        key.encode("utf-8") if isinstance(key, str) else key,
-        value.encode("utf-8") if isinstance(value, str) else value,
-    )
+        request.data = form_encode(body.items())
 
 
 def encode_body_once(sns: Any) -> Any:

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pytest
 from botocore import awsrequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from consumer import wiring
 from consumer.readback import drain_queue
-from consumer.sinks.query_body import encode_body_once
+from consumer.sinks.query_body import encode_body_once, form_encode
+
+EXAMPLES = int(os.environ.get("FRAUD_FUZZ_EXAMPLES", "300"))
 
 REGION = "us-east-1"
 # Characters that need escaping, a space, non-ASCII and a character outside the BMP.
@@ -94,3 +100,19 @@ def test_the_workers_sns_client_encodes_once() -> None:
     finally:
         wiring.aws_client.cache_clear()
     assert encodings == 0
+
+
+_FIELD = st.one_of(st.text(), st.binary(), st.integers())
+_VALUE = st.one_of(_FIELD, st.lists(_FIELD, max_size=3), st.tuples(_FIELD, _FIELD))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.text(), st.binary()), _VALUE), max_size=8))
+def test_form_encode_is_the_standard_librarys_urlencode(fields: list[tuple[Any, Any]]) -> None:
+    assert form_encode(fields) == urlencode(fields, doseq=True)
+
+
+def test_form_encode_escapes_every_byte_but_the_unreserved_ones() -> None:
+    every_byte = bytes(range(256))
+    assert form_encode([("k", every_byte)]) == urlencode([("k", every_byte)])
+    assert form_encode([("a b", "x y+z")]) == "a+b=x+y%2Bz"
