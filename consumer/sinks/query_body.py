@@ -35,11 +35,10 @@ _QUOTE_PLUS = [
 
 def _quote_plus(value: Any) -> str:
     """`urllib.parse.quote_plus(value)` for str (as UTF-8) or bytes; anything else as its str."""
-    if not isinstance(value, bytes):
-        value = str(value).encode("utf-8")
-    if not value.translate(None, _UNRESERVED):  # nothing to escape (field names, most values)
-        return value.decode("ascii")
-    return value.decode("latin-1").translate(_QUOTE_PLUS)
+    data: bytes = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    if not data.translate(None, _UNRESERVED):  # nothing to escape (field names, most values)
+        return data.decode("ascii")
+    return data.decode("latin-1").translate(_QUOTE_PLUS)
 
 
 def form_encode(fields: Iterable[tuple[Any, Any]]) -> str:
