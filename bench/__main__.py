@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.harness import Options, log, run, table
+from consumer.config import StateConfig
 
 
 def _positive(raw: str) -> int:
@@ -46,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-logs", type=Path, help="copy the processes' logs here")
     p.add_argument("--model", type=Path, help="score with this model (fraudstream train's --out)")
     p.add_argument(
+        "--cache-entries",
+        type=int,
+        default=StateConfig().cache_entries,
+        help="history entries the processor's account cache may hold (FRAUD_STATE_CACHE_ENTRIES)",
+    )
+    p.add_argument(
         "--moto-keep-alive",
         action="store_true",
         help="serve moto with HTTP keep-alive, as AWS does (moto_server closes every connection)",
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_logs=args.keep_logs,
         model=args.model,
         moto_keep_alive=args.moto_keep_alive,
+        cache_entries=args.cache_entries,
     )
     try:
         summary = run(opts)

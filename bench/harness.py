@@ -27,6 +27,7 @@ from bench.workload import (
     initialize_line,
     shutdown_requested_line,
 )
+from consumer.config import StateConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_RECORDS_PER_S = 20_000
@@ -49,6 +50,8 @@ class Options:
     model: Path | None = None  # a `fraudstream train` directory: our side scores with it
     # moto behind a keep-alive server, as AWS endpoints keep connections open (both sides).
     moto_keep_alive: bool = False
+    # History entries the processor's account cache may hold (FRAUD_STATE_CACHE_ENTRIES).
+    cache_entries: int = StateConfig().cache_entries
 
 
 def log(text: str = "") -> None:
@@ -147,6 +150,7 @@ def run_ours(
         command += ["--profile", str(profile_path)]
     if opts.model is not None:
         command += ["--model", str(opts.model)]
+    command += ["--cache-entries", str(opts.cache_entries)]
     timed = work.batches[opts.warmup_batches :]
     timed = timed[: -(-opts.records // opts.batch_size)]
     timed_records = min(opts.records, work.records - opts.warmup_batches * opts.batch_size)
@@ -368,6 +372,7 @@ def summarise(
         "batches": len(batches),
         "warmup_batches": opts.warmup_batches,
         "accounts": opts.accounts,
+        "cache_entries": opts.cache_entries,
         "fraud_ratio": opts.fraud_ratio,
         "invalid_ratio": opts.invalid_ratio,
         "seed": opts.seed,

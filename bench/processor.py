@@ -20,7 +20,7 @@ import redis
 
 from bench.servers import aws_client, peak_rss_mb
 from consumer.checkpointing import CheckpointPolicy
-from consumer.config import Settings
+from consumer.config import Settings, StateConfig
 from consumer.gc_policy import FullCollections
 from consumer.kcl_io import kcl_process
 from consumer.logs import configure_logging
@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile here")
     parser.add_argument("--model", type=Path, help="a model directory: score every batch with it")
+    parser.add_argument(
+        "--cache-entries",
+        type=int,
+        default=StateConfig().cache_entries,
+        help="FRAUD_STATE_CACHE_ENTRIES: history entries the account cache may hold",
+    )
     return parser
 
 
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         topic_arn=args.topic_arn,
         redis_url=args.redis_url,
         model_dir=None if args.model is None else str(args.model),
+        state=StateConfig(cache_entries=args.cache_entries),
     )
     s3 = aws_client("s3", args.endpoint_url)
     sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.wiring does

@@ -60,6 +60,9 @@ class StateConfig:
     max_entries: int = 2000
     # Accounts whose state each processor keeps in memory between batches (0: none).
     cache_accounts: int = 20_000
+    # History entries those cached accounts may hold in all (0: none): the bound on the cache's
+    # memory (~0.9 KB an entry), whatever the traffic's shape; least recently used leave first.
+    cache_entries: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,7 @@ def load_state_config(env: Mapping[str, str] | None = None) -> StateConfig:
         memory_ttl_s=_parsed(env, "FRAUD_STATE_MEMORY_TTL_S", 90 * 86400, _positive_int),
         max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
         cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
+        cache_entries=_parsed(env, "FRAUD_STATE_CACHE_ENTRIES", 100_000, _non_negative_int),
     )
 
 

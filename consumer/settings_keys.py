@@ -36,6 +36,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_STATE_MEMORY_TTL_S",
         "FRAUD_STATE_MAX_ENTRIES",
         "FRAUD_STATE_CACHE_ACCOUNTS",
+        "FRAUD_STATE_CACHE_ENTRIES",
         "FRAUD_LOG_LEVEL",
         "FRAUD_TIMESTAMP_MAX_AHEAD_S",
         "FRAUD_RULESET",

@@ -173,6 +173,8 @@ class _Account:
     # The smallest score in `recent`, kept up to date, so that the usual prune (nothing to
     # forget) costs one comparison.
     oldest_score: float = float("inf")
+    # len(recent) when the store last counted it into the cache's entry total.
+    counted: int = 0
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
@@ -372,7 +374,9 @@ class AccountStateStore:
         self._cluster = isinstance(redis, RedisCluster)
         self._load_sha = _sha1(_LOAD)
         self._cache: OrderedDict[str, _Account] = OrderedDict()
-        self._cache_size = config.cache_accounts
+        self._cache_size = config.cache_accounts if config.cache_entries else 0
+        self._cache_entries = config.cache_entries
+        self._cached_entries = 0  # history entries the cached accounts hold, as last counted
         # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
         self._cache_idle_s = min(self._keep_s, config.memory_ttl_s) / 2
         self._save_sha = _sha1(_SAVE)
@@ -540,6 +544,7 @@ class AccountStateStore:
             account.new_members = {}
             account.new_devices = {}
             account.new_countries = {}
+        self._count_entries(view)
         return PreparedSave(calls, txn_writes if self._cluster else [])
 
     def write(self, prepared: PreparedSave) -> int:
@@ -592,6 +597,7 @@ class AccountStateStore:
                 or not want.countries <= account.countries.keys()
             ):
                 del self._cache[account_id]
+                self._cached_entries -= account.counted
                 want.devices |= account.checked  # the reload answers for these too
                 want.countries |= account.countries.keys()
                 continue
@@ -609,9 +615,42 @@ class AccountStateStore:
         if not self._cache_size:
             return
         account.last_used = time.monotonic()
+        account.counted = len(account.recent)
+        self._cached_entries += account.counted
         self._cache[account_id] = account
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._evict()
+
+    def _count_entries(self, view: BatchView) -> None:
+        """At the end of a batch: bring the entry total up to date for the accounts it touched
+        (the only ones whose history changed), then keep the cache within its budgets."""
+        if not self._cache_size:
+            return
+        cache = self._cache
+        for account_id, account in view.accounts.items():
+            if cache.get(account_id) is account:
+                size = len(account.recent)
+                self._cached_entries += size - account.counted
+                account.counted = size
+        self._evict()
+
+    def _evict(self) -> None:
+        """Least recently used accounts leave until both budgets hold. Safe at any time: an
+        account not in the cache is loaded from Redis, which the saves keep complete."""
+        cache = self._cache
+        while cache and (
+            len(cache) > self._cache_size or self._cached_entries > self._cache_entries
+        ):
+            _, account = cache.popitem(last=False)
+            self._cached_entries -= account.counted
+
+    @property
+    def cached_entries(self) -> int:
+        """History entries held by the cached accounts (as of the last batch's end)."""
+        return self._cached_entries
+
+    @property
+    def cached_accounts(self) -> int:
+        return len(self._cache)
 
 
 def _account_keys(account_id: str) -> list[str]:

@@ -32,6 +32,8 @@ def test_defaults_follow_the_contract() -> None:
         ("FRAUD_METRICS_INTERVAL_S", "soon"),
         ("FRAUD_METRICS_NAMESPACE", "AWS/Kinesis"),
         ("FRAUD_METRICS_NAMESPACE", "x" * 256),
+        ("FRAUD_STATE_CACHE_ENTRIES", "-1"),
+        ("FRAUD_STATE_CACHE_ENTRIES", "lots"),
     ],
 )
 def test_a_bad_value_names_its_key(key: str, value: str) -> None:
@@ -60,6 +62,11 @@ def test_overrides_are_read_and_normalised() -> None:
     assert settings.alert_severity == "high"
     assert settings.prefix == "team/fraud/"
     assert settings.redis_url.startswith("rediss://")
+
+
+def test_the_state_cache_entry_budget_is_read() -> None:
+    assert load_settings(BASE).state.cache_entries == 100_000
+    assert load_settings({**BASE, "FRAUD_STATE_CACHE_ENTRIES": "5000"}).state.cache_entries == 5000
 
 
 def test_metrics_are_on_by_default_and_configurable() -> None:

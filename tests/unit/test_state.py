@@ -15,6 +15,7 @@ from consumer.records import Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 from consumer.state import AccountStateStore, Position
 
+T0 = 1_795_500_000_000
 HORIZON = Decimal("80064")  # the order of the travel reach at the default 900 km/h
 CONFIG = StateConfig(lateness_s=3600, dedup_ttl_s=86400, memory_ttl_s=7776000, max_entries=50)
 
@@ -254,6 +255,47 @@ def test_cached_accounts_skip_the_load_and_decide_as_redis_would(redis_conn: red
     assert cached == uncached
     assert uncached_loads == 12  # every batch loads both accounts
     assert cached_loads == 4  # first batch, and the batch with an unseen device
+
+
+def test_the_cache_holds_at_most_its_entry_budget_and_decides_as_redis_would(
+    redis_conn: redis.Redis,
+) -> None:
+    """Memory is bounded by entries, not only accounts: busy accounts push the least recently
+    used out, which reload from Redis and decide exactly as without the cache."""
+
+    def run(config: StateConfig) -> tuple[list[str], AccountStateStore, list[int]]:
+        redis_conn.flushall()
+        store = AccountStateStore(redis_conn, config, HORIZON)
+        decided: list[str] = []
+        totals: list[int] = []
+        for n in range(8):  # account a0 every batch, then a1..a3 in turn; 3 records each
+            accounts = ["a0", f"a{1 + n % 3}"]
+            items = [
+                ((100 * n + 10 * i + k, 0), txn(f"t{n}-{i}-{k}", account=acct, ts_ms=T0 + n))
+                for i, acct in enumerate(accounts)
+                for k in range(3)
+            ]
+            decided += judge_all(store, items)
+            totals.append(store.cached_entries)
+            assert store.cached_entries == sum(len(a.recent) for a in store._cache.values())
+        return decided, store, totals
+
+    budget = 12
+    small, store, totals = run(dataclasses.replace(CONFIG, cache_entries=budget))
+    uncached, _, _ = run(dataclasses.replace(CONFIG, cache_accounts=0))
+    assert small == uncached
+    assert max(totals) <= budget
+    assert "a0" not in store._cache  # its 24 entries alone exceed the budget: never kept
+    assert store.cached_accounts >= 1  # the quieter accounts still are
+    big, store, totals = run(dataclasses.replace(CONFIG, cache_entries=10_000))
+    assert big == uncached
+    assert totals[-1] == 24 + 9 + 9 + 6  # everything stays within a larger budget
+
+
+def test_a_zero_entry_budget_turns_the_cache_off(redis_conn: redis.Redis) -> None:
+    store = AccountStateStore(redis_conn, dataclasses.replace(CONFIG, cache_entries=0), HORIZON)
+    judge_all(store, [((1, 0), txn("t1"))])
+    assert store.cached_accounts == 0 and store.cached_entries == 0
 
 
 def test_countries_are_kept_with_positions_and_replay_identically(redis_conn: redis.Redis) -> None:
