@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
+from sys import intern
 from typing import Any
 
 from redis.cluster import RedisCluster
@@ -98,9 +99,10 @@ def _txn_key(transaction_id: str) -> str:
 
 class _Stored(HistoryEntry, frozen=True, gc=False, kw_only=True):
     """An entry of the recent set: the history entry the rules read (itself: no copy per
-    judged record), plus the member it is stored as."""
+    judged record), plus its score. Not its member text: only a batch's new members are sent,
+    and the cache holds up to FRAUD_STATE_CACHE_ENTRIES of these (the text was ~150 bytes of
+    each ~0.85 KB; now ~0.68)."""
 
-    member: str
     score: float  # the event time as the sorted set scores it: what pruning compares
 
 
@@ -125,8 +127,7 @@ def _decode_entry(member: str | bytes) -> _Stored:
         Decimal(amount),
         float(lat) if lat else None,
         float(lon) if lon else None,
-        country[0] if country else None,
-        member=text,
+        intern(country[0]) if country else None,
         score=float(event_time),
     )
 
@@ -254,6 +255,7 @@ class BatchView:
             account.positions.add(position)
             member = _encode_entry(position, txn)
             score = float(txn.event_time)
+            country = txn.destination_country
             account.recent.append(
                 _Stored(
                     position,
@@ -261,8 +263,7 @@ class BatchView:
                     txn.amount,
                     txn.latitude,
                     txn.longitude,
-                    txn.destination_country,
-                    member=member,
+                    None if country is None else intern(country),  # one string per country
                     score=score,
                 )
             )
