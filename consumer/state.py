@@ -107,9 +107,10 @@ class _Stored(HistoryEntry, frozen=True, gc=False, kw_only=True):
 
 
 def _encode_entry(position: Position, txn: Transaction) -> str:
+    # `!s`: str() of a Decimal is ~3x faster than the format() a bare f-string field calls.
     lat = "" if txn.latitude is None else repr(txn.latitude)
     lon = "" if txn.longitude is None else repr(txn.longitude)
-    member = f"{encode_position(position)}|{txn.event_time}|{txn.amount}|{lat}|{lon}"
+    member = f"{position[0]}.{position[1]}|{txn.event_time!s}|{txn.amount!s}|{lat}|{lon}"
     country = txn.destination_country
     # Without a country the member keeps the five-field form older workers also read.
     return member if country is None else f"{member}|{country}"
