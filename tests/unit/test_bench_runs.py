@@ -14,6 +14,7 @@ import pytest
 def test_the_benchmark_runs_and_its_summary_matches_the_outputs(keep_alive: bool) -> None:
     command = [sys.executable, "-m", "bench", "--json", "--records", "1500"]
     command += ["--peer-records", "200", "--batch-size", "250", "--accounts", "300"]
+    command += ["--cache-entries", "400"]
     if keep_alive:
         command.append("--moto-keep-alive")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -24,3 +25,6 @@ def test_the_benchmark_runs_and_its_summary_matches_the_outputs(keep_alive: bool
     assert summary["flagged"] > 0
     assert summary["s3_flagged_lines"] == summary["flagged"]
     assert summary["records_per_s"] > 0 and summary["peer_records_per_s"] > 0
+    assert summary["cache_entries"] == 400
+    # Every party's CPU is counted, so the machine's bound is at least what was measured.
+    assert summary["machine_bound_records_per_s"] >= 0.9 * summary["records_per_s"]
