@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from consumer.rules.config import SEVERITIES, RulesConfig
 from consumer.rules_settings import RulesConfigError, load_rules_config
+from consumer.s3_uri import is_s3, parse_s3
 
 T = TypeVar("T")
 
@@ -217,10 +218,17 @@ def _score(raw: str) -> float | None:
     return value
 
 
+def _s3_bucket(raw: str) -> str:
+    """The bucket of an s3:// value, "" when it has none."""
+    try:
+        return parse_s3(raw).bucket
+    except ValueError:
+        return ""
+
+
 def _ruleset_source(raw: str) -> str:
-    if raw.startswith("s3://"):
-        bucket, _, key = raw[len("s3://") :].partition("/")
-        if not bucket or not key:
+    if is_s3(raw):
+        if not _s3_bucket(raw) or not parse_s3(raw).key:
             raise ValueError(f"must be s3://<bucket>/<key> or a file path, got {raw!r}")
     elif not raw.lower().endswith((".yaml", ".yml", ".json")):
         raise ValueError(f"must name a .yaml, .yml or .json file, got {raw!r}")
@@ -228,10 +236,8 @@ def _ruleset_source(raw: str) -> str:
 
 
 def _model_source(raw: str) -> str | None:
-    if raw.startswith("s3://"):
-        bucket = raw[len("s3://") :].partition("/")[0]
-        if not bucket:
-            raise ValueError(f"must be s3://<bucket>/<prefix>/ or a directory, got {raw!r}")
+    if is_s3(raw) and not _s3_bucket(raw):
+        raise ValueError(f"must be s3://<bucket>/<prefix>/ or a directory, got {raw!r}")
     return raw
 
 

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
+from consumer.s3_uri import is_s3, parse_s3
 
 log = get_logger(__name__)
 
@@ -85,9 +85,9 @@ class S3Fetcher:
 
 def fetcher_for(source: str, s3: Callable[[], Any]) -> Fetcher[bytes]:
     """`s3://bucket/key` or a file path."""
-    if source.startswith("s3://"):
-        parsed = urlparse(source)
-        return S3Fetcher(s3(), parsed.netloc, parsed.path.lstrip("/"))
+    if is_s3(source):
+        location = parse_s3(source)
+        return S3Fetcher(s3(), location.bucket, location.key)
     return FileFetcher(source)
 
 

@@ -25,14 +25,15 @@ from consumer.model.scorer import (
     ModelScorer,
 )
 from consumer.model_stage import BatchModel, batch_model
+from consumer.s3_uri import is_s3, parse_s3
 
 MODEL_FILES = (MODEL_FILE, FEATURES_FILE)
 
 
 def model_fetcher(source: str, s3: Callable[[], Any]) -> FileSetFetcher:
     """The model's files in a directory or under `s3://bucket/prefix/`."""
-    if source.startswith("s3://"):
-        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    if is_s3(source):
+        bucket, prefix = parse_s3(source)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         client = s3()
