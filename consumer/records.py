@@ -298,14 +298,6 @@ class _Bad(Exception):
     """Internal: carries an invalid-record reason out of a nested check."""
 
 
-def _optional_str(obj: dict[str, Any], key: str) -> str | None:
-    """The string at `key`, None when absent or null; raises _Bad when present with another type."""
-    value = obj.get(key)
-    if value is None or type(value) is str:
-        return value
-    raise _Bad(f"{key}: must be a string")
-
-
 def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
     """Decode one Kinesis record's data and validate it against CONTRACT section 1.
 
@@ -417,11 +409,16 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         elif type(account_balance) is not Decimal:
             raise _Bad("account_balance: must be a number")
 
-    origin_country = _optional_str(obj, "origin_country")
+    # Optional strings checked inline (a call each was a tenth of this function's time).
+    origin_country = get("origin_country")
     if origin_country is not None:
+        if type(origin_country) is not str:
+            raise _Bad("origin_country: must be a string")
         origin_country = origin_country.upper()
-    destination_country = _optional_str(obj, "destination_country")
+    destination_country = get("destination_country")
     if destination_country is not None:
+        if type(destination_country) is not str:
+            raise _Bad("destination_country: must be a string")
         destination_country = destination_country.upper()
 
     lat = get("latitude")
@@ -454,22 +451,35 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         if account_created_at is None:
             raise _Bad(f"account_created_at: {_WANT_TIME}")
 
-    return Transaction(
-        transaction_id=transaction_id,
-        account_id=account_id,
-        amount=amount,
-        event_time=event_time,
-        currency=currency,
-        account_balance=account_balance,
-        origin_country=origin_country,
-        destination_country=destination_country,
-        latitude=latitude,
-        longitude=longitude,
-        merchant_id=_optional_str(obj, "merchant_id"),
-        merchant_category=_optional_str(obj, "merchant_category"),
-        channel=channel,
-        device_id=_optional_str(obj, "device_id"),
-        ip_address=_optional_str(obj, "ip_address"),
-        account_created_at=account_created_at,
-        raw=obj,
+    merchant_id = get("merchant_id")
+    if merchant_id is not None and type(merchant_id) is not str:
+        raise _Bad("merchant_id: must be a string")
+    merchant_category = get("merchant_category")
+    if merchant_category is not None and type(merchant_category) is not str:
+        raise _Bad("merchant_category: must be a string")
+    device_id = get("device_id")
+    if device_id is not None and type(device_id) is not str:
+        raise _Bad("device_id: must be a string")
+    ip_address = get("ip_address")
+    if ip_address is not None and type(ip_address) is not str:
+        raise _Bad("ip_address: must be a string")
+
+    return Transaction(  # positional, in field order: faster than keywords
+        transaction_id,
+        account_id,
+        amount,
+        event_time,
+        currency,
+        account_balance,
+        origin_country,
+        destination_country,
+        latitude,
+        longitude,
+        merchant_id,
+        merchant_category,
+        channel,
+        device_id,
+        ip_address,
+        account_created_at,
+        obj,
     )
