@@ -82,15 +82,6 @@ class BatchModel:
         return with_model(decision, reason, rule)
 
 
-def load_batch_model(settings: Settings) -> BatchModel | None:
-    """The model FRAUD_MODEL_DIR names as a local directory, ready for the stream; None when
-    none is configured. Raises ModelLoadError naming the path when it cannot be used. (The
-    worker reads it through consumer/model_source.py, which also reloads it and reads S3.)"""
-    if settings.model_dir is None:
-        return None
-    return batch_model(ModelScorer.load(settings.model_dir), settings)
-
-
 def batch_model(scorer: ModelScorer, settings: Settings) -> BatchModel:
     """A loaded model under the worker's FRAUD_MODEL_* settings: FRAUD_MODEL_THRESHOLD when set,
     else this model's own threshold (so a reloaded model brings its own), else 80. Raises

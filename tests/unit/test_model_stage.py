@@ -20,12 +20,20 @@ from consumer.model.features import FEATURE_NAMES, features_for
 from consumer.model.rule import ModelRule
 from consumer.model.scorer import ModelLoadError
 from consumer.model.train import train
-from consumer.model_stage import BatchModel, load_batch_model
+from consumer.model_source import model_source
+from consumer.model_stage import BatchModel
 from consumer.pipeline import BatchPipeline
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.ruleset import ModelScoreEntry, RuleSet
 from consumer.state import AccountStateStore
 from tests.support.fakes import CollectingAlerts, CollectingBatch
+
+
+def load_batch_model(settings: Settings) -> BatchModel:
+    """The model FRAUD_MODEL_DIR names, as the worker loads it at start-up (model_source)."""
+    source = model_source(settings, lambda: None)
+    assert source is not None
+    return source.current()
 
 
 @dataclass
