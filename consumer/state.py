@@ -177,6 +177,8 @@ class _Account:
     oldest_score: float = float("inf")
     # len(recent) when the store last counted it into the cache's entry total.
     counted: int = 0
+    # Its four Redis keys (_account_keys), built once rather than at every save.
+    keys: list[str] = field(default_factory=list)
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
@@ -460,6 +462,7 @@ class AccountStateStore:
             if len(positions) < len(recent):
                 recent = _one_per_position(recent)
             loaded[account_id] = _Account(
+                keys=_account_keys(account_id),
                 recent=recent,
                 devices=_known(devices, device_firsts),
                 first=decode_position(first_raw) if first_raw is not None else None,
@@ -524,7 +527,7 @@ class AccountStateStore:
             ]
             for account_id in group:
                 account = view.accounts[account_id]
-                keys += _account_keys(account_id)
+                keys += account.keys
                 args += (
                     encode_position(account.first) if account.first is not None else "",
                     len(account.new_members),
