@@ -298,6 +298,10 @@ class _Bad(Exception):
     """Internal: carries an invalid-record reason out of a nested check."""
 
 
+# Optional string fields checked last, in this order (the first wrong one names the reason).
+_OPTIONAL_TEXT = ("merchant_id", "merchant_category", "device_id", "ip_address")
+
+
 def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
     """Decode one Kinesis record's data and validate it against CONTRACT section 1.
 
@@ -451,18 +455,10 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         if account_created_at is None:
             raise _Bad(f"account_created_at: {_WANT_TIME}")
 
-    merchant_id = get("merchant_id")
-    if merchant_id is not None and type(merchant_id) is not str:
-        raise _Bad("merchant_id: must be a string")
-    merchant_category = get("merchant_category")
-    if merchant_category is not None and type(merchant_category) is not str:
-        raise _Bad("merchant_category: must be a string")
-    device_id = get("device_id")
-    if device_id is not None and type(device_id) is not str:
-        raise _Bad("device_id: must be a string")
-    ip_address = get("ip_address")
-    if ip_address is not None and type(ip_address) is not str:
-        raise _Bad("ip_address: must be a string")
+    for key in _OPTIONAL_TEXT:
+        value = get(key)
+        if value is not None and type(value) is not str:
+            raise _Bad(f"{key}: must be a string")
 
     return Transaction(  # positional, in field order: faster than keywords
         transaction_id,
@@ -475,11 +471,11 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         destination_country,
         latitude,
         longitude,
-        merchant_id,
-        merchant_category,
+        get("merchant_id"),
+        get("merchant_category"),
         channel,
-        device_id,
-        ip_address,
+        get("device_id"),
+        get("ip_address"),
         account_created_at,
         obj,
     )
