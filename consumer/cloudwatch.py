@@ -55,6 +55,7 @@ COUNTS: dict[str, str] = {
     "checkpoints": "Checkpoints",
     "ruleset.refused": "RuleSetRefused",
     "model.refused": "ModelRefused",
+    "state.cache_evicted": "StateCacheEvictions",
 }
 # Counts sent every interval, zero included: a live worker with nothing to do reports zeros,
 # so an alarm on missing data means no worker, not a quiet stream.

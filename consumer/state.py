@@ -642,11 +642,15 @@ class AccountStateStore:
         """Least recently used accounts leave until both budgets hold. Safe at any time: an
         account not in the cache is loaded from Redis, which the saves keep complete."""
         cache = self._cache
+        evicted = 0
         while cache and (
             len(cache) > self._cache_size or self._cached_entries > self._cache_entries
         ):
             _, account = cache.popitem(last=False)
             self._cached_entries -= account.counted
+            evicted += 1
+        if evicted:  # many a batch: the cache is too small for the traffic (reloads from Redis)
+            METRICS.incr("state.cache_evicted", evicted)
 
     @property
     def cached_entries(self) -> int:

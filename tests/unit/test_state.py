@@ -11,6 +11,7 @@ import redis
 from redis.crc import key_slot
 
 from consumer.config import StateConfig
+from consumer.metrics import METRICS
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 from consumer.state import AccountStateStore, Position
@@ -281,7 +282,9 @@ def test_the_cache_holds_at_most_its_entry_budget_and_decides_as_redis_would(
         return decided, store, totals
 
     budget = 12
+    METRICS.snapshot_and_reset()
     small, store, totals = run(dataclasses.replace(CONFIG, cache_entries=budget))
+    assert METRICS.snapshot_and_reset()["state.cache_evicted"] >= 8  # a0, at every batch
     uncached, _, _ = run(dataclasses.replace(CONFIG, cache_accounts=0))
     assert small == uncached
     assert max(totals) <= budget
