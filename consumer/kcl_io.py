@@ -3,16 +3,18 @@
 kclpy decodes each line with the standard library's `json` and an object hook that builds a
 `Record` per record, each computing a `datetime` we never read; at 10,000+ records/s that is a
 few microseconds per record of pure overhead. `install` replaces the reader of one
-`KCLProcess`: processRecords lines are decoded by msgspec into light `KinesisRecord`s that carry
-exactly what the pipeline reads; every other message (initialize, checkpoint replies, shutdown)
-still goes through kclpy's own decoder, so its dispatch and error behaviour are unchanged.
+`KCLProcess`: processRecords lines are decoded by msgspec straight into `KinesisRecord` Structs
+that carry exactly what the pipeline reads (0.6 µs a record; 1.3 through a dict); a line that
+does not fit that shape takes the lenient dict path as before, and every other message
+(initialize, checkpoint replies, shutdown) still goes through kclpy's own decoder, so its
+dispatch and error behaviour are unchanged.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from amazon_kclpy import dispatch, kcl
@@ -23,23 +25,26 @@ __all__ = ["KinesisRecord", "install", "kcl_process", "load_action"]
 _decode_line = msgspec.json.Decoder().decode
 
 
-class KinesisRecord:
-    """One record of a processRecords message: the fields of kclpy's `Record` we use."""
+class KinesisRecord(msgspec.Struct, gc=False):
+    """One record of a processRecords message: the fields of kclpy's `Record` we use. A
+    msgspec Struct, so that a whole batch's records are built by the decoder in C."""
 
-    __slots__ = (
-        "data",
-        "partition_key",
-        "sequence_number",
-        "sub_sequence_number",
-        "timestamp_millis",
-    )
+    data: str
+    partition_key: str = msgspec.field(name="partitionKey")
+    sequence_number: str = msgspec.field(name="sequenceNumber")
+    sub_sequence_number: int | None = msgspec.field(name="subSequenceNumber")
+    timestamp_millis: int = msgspec.field(name="approximateArrivalTimestamp")
 
-    def __init__(self, message: dict[str, Any]) -> None:
-        self.data: str = message["data"]
-        self.partition_key: str = message["partitionKey"]
-        self.sequence_number: str = message["sequenceNumber"]
-        self.sub_sequence_number: int | None = message["subSequenceNumber"]
-        self.timestamp_millis: int = int(message["approximateArrivalTimestamp"])
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> KinesisRecord:
+        """From a record's decoded JSON object (the lenient path: any timestamp int() takes)."""
+        return cls(
+            message["data"],
+            message["partitionKey"],
+            message["sequenceNumber"],
+            message["subSequenceNumber"],
+            int(message["approximateArrivalTimestamp"]),
+        )
 
     @property
     def binary_data(self) -> bytes:
@@ -48,8 +53,31 @@ class KinesisRecord:
         return binascii.a2b_base64(self.data)
 
 
+class _ProcessRecords(msgspec.Struct):
+    """A processRecords message as the daemon writes it (other fields are ignored)."""
+
+    action: Literal["processRecords"]
+    records: list[KinesisRecord]
+    millis_behind_latest: int | None = msgspec.field(name="millisBehindLatest")
+
+
+_decode_records = msgspec.json.Decoder(_ProcessRecords).decode
+
+
 def load_action(line: str | bytes) -> Any:
     """The dispatchable action of one protocol line."""
+    try:  # the usual line: decoded straight into records
+        typed = _decode_records(line)
+    except msgspec.DecodeError:  # another message, or an unusual one (ValidationError too)
+        pass
+    else:
+        return ProcessRecordsInput(
+            {
+                "action": typed.action,
+                "records": typed.records,
+                "millisBehindLatest": typed.millis_behind_latest,
+            }
+        )
     try:
         message = _decode_line(line)
     except msgspec.DecodeError:
@@ -57,7 +85,7 @@ def load_action(line: str | bytes) -> Any:
     if type(message) is dict and message.get("action") == "processRecords":
         records = message.get("records")
         if type(records) is list:
-            message["records"] = [KinesisRecord(record) for record in records]
+            message["records"] = [KinesisRecord.from_message(record) for record in records]
             return ProcessRecordsInput(message)
     # Anything else, or a line msgspec refused: decoded as kclpy decodes it (and fails as it does).
     return json.loads(line, object_hook=dispatch.message_decode)

@@ -29,7 +29,13 @@ def _records_line(*datas: bytes, behind: int | None = 17) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def test_process_records_line_gives_the_same_records_as_kclpy() -> None:
+def test_process_records_line_gives_the_same_records_as_kclpy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def lenient_path(message: object) -> None:
+        raise AssertionError("a usual line is decoded straight into records")
+
+    monkeypatch.setattr(KinesisRecord, "from_message", lenient_path)
     line = _records_line(b'{"a":1}', b"\x00\xffbinary", b"")
     ours = load_action(line)
     theirs = json.loads(line, object_hook=dispatch.message_decode)
@@ -44,6 +50,38 @@ def test_process_records_line_gives_the_same_records_as_kclpy() -> None:
         assert mine.sub_sequence_number == kclpy.sub_sequence_number
         assert mine.timestamp_millis == kclpy.timestamp_millis
         assert mine.partition_key == kclpy.partition_key
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            '"approximateArrivalTimestamp":1772442000000',
+            '"approximateArrivalTimestamp":1772442000000.0',
+        ),
+        ('"millisBehindLatest":17', '"millisBehindLatest":"17"'),
+        ('"subSequenceNumber":null', '"subSequenceNumber":0'),
+    ],
+)
+def test_unusual_lines_take_the_lenient_path_and_agree_with_kclpy(old: str, new: str) -> None:
+    line = _records_line(b'{"a":1}')
+    assert old in line
+    line = line.replace(old, new)
+    ours = load_action(line)
+    theirs = json.loads(line, object_hook=dispatch.message_decode)
+    assert ours.millis_behind_latest == theirs.millis_behind_latest
+    mine, kclpy = ours.records[0], theirs.records[0]
+    assert mine.timestamp_millis == kclpy.timestamp_millis == 1_772_442_000_000
+    assert mine.binary_data == kclpy.binary_data
+    assert mine.sub_sequence_number == kclpy.sub_sequence_number
+
+
+def test_a_records_line_without_a_required_field_fails_as_in_kclpy() -> None:
+    line = _records_line(b"x").replace(',"millisBehindLatest":17', "")
+    with pytest.raises(KeyError):
+        load_action(line)
+    with pytest.raises(KeyError):
+        json.loads(line, object_hook=dispatch.message_decode).millis_behind_latest  # noqa: B018
 
 
 def test_bad_base64_raises_as_kclpy_does() -> None:
