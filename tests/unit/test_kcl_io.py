@@ -9,8 +9,10 @@ import json
 import pytest
 from amazon_kclpy import dispatch
 from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, ShutdownRequestedInput
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from consumer.kcl_io import KinesisRecord, load_action
+from consumer.kcl_io import KinesisRecord, RawRecord, load_action
 
 
 def _records_line(*datas: bytes, behind: int | None = 17) -> str:
@@ -35,7 +37,7 @@ def test_process_records_line_gives_the_same_records_as_kclpy(
     def lenient_path(message: object) -> None:
         raise AssertionError("a usual line is decoded straight into records")
 
-    monkeypatch.setattr(KinesisRecord, "from_message", lenient_path)
+    monkeypatch.setattr(RawRecord, "from_message", lenient_path)
     line = _records_line(b'{"a":1}', b"\x00\xffbinary", b"")
     ours = load_action(line)
     theirs = json.loads(line, object_hook=dispatch.message_decode)
@@ -82,6 +84,26 @@ def test_a_records_line_without_a_required_field_fails_as_in_kclpy() -> None:
         load_action(line)
     with pytest.raises(KeyError):
         json.loads(line, object_hook=dispatch.message_decode).millis_behind_latest  # noqa: B018
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=5))
+def test_any_data_decodes_to_the_bytes_kclpy_gives(datas: list[bytes]) -> None:
+    line = _records_line(*datas)
+    ours = load_action(line).records
+    theirs = json.loads(line, object_hook=dispatch.message_decode).records
+    assert all(isinstance(record, KinesisRecord) for record in ours)
+    assert [r.binary_data for r in ours] == [r.binary_data for r in theirs] == datas
+    assert [r.data for r in ours] == [r.data for r in theirs]
+
+
+@pytest.mark.parametrize("encoded", ["eA==\\n", "e A==", "eB=="])
+def test_base64_the_strict_decoder_refuses_is_read_as_kclpy_reads_it(encoded: str) -> None:
+    line = _records_line(b"x").replace('"data":"eA=="', f'"data":"{encoded}"')
+    assert encoded in line
+    ours = load_action(line).records[0]
+    theirs = json.loads(line, object_hook=dispatch.message_decode).records[0]
+    assert ours.binary_data == theirs.binary_data == b"x"
 
 
 def test_bad_base64_raises_as_kclpy_does() -> None:
