@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consumer.backtest.history import VIEW_ENTRIES
 from consumer.backtest.inputs import RecordFile, part_of
 from consumer.backtest.run import BacktestResult, merge, run_backtest
 from consumer.config import StateConfig
@@ -33,6 +34,7 @@ def _work(
     baseline: RuleSet,
     state: StateConfig | None,
     keep_decisions: bool,
+    view_entries: int,
     records: Any,
     positions: Any,
     results: Any,
@@ -56,6 +58,7 @@ def _work(
                 progress_every=5_000,
                 keep_decisions=keep_decisions,
                 owns=owns,
+                view_entries=view_entries,
             )
             positions[part] = source.size
         results.put((part, result, None))
@@ -72,6 +75,7 @@ def run_parallel(
     state: StateConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_decisions: bool = False,
+    view_entries: int = VIEW_ENTRIES,
 ) -> BacktestResult:
     """The backtest of `path` in `jobs` processes (forked: the rule sets are inherited, not
     sent). `progress(bytes read by the slowest, records judged so far)` is called a few times a
@@ -91,6 +95,7 @@ def run_parallel(
                 baseline,
                 state,
                 keep_decisions,
+                view_entries,
                 records,
                 positions,
                 results,

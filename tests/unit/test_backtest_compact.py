@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,13 @@ from consumer.backtest.history import ReplayHistory
 from consumer.config import StateConfig
 from consumer.records import Transaction
 from consumer.rules.history import AccountHistory, HistoryEntry
+from tests.unit.test_backtest import (
+    LOWER_THRESHOLD,
+    generated_file,
+    run_cli,
+    without_timing,
+    write_rules,
+)
 
 # -- the reference: the layout before the packing (one HistoryEntry per entry, a dict of ids) --
 
@@ -280,7 +288,7 @@ def _check_window(events: list[tuple[int, float]]) -> None:
 def test_a_digest_is_the_same_in_every_run() -> None:
     # Not hash(), which changes with PYTHONHASHSEED: the same ids collide (or not) in every
     # process and every run, so a backtest gives the same answer twice.
-    code = "from consumer.backtest.dedup import digest; print(digest('a-txn-id'))"
+    code = "from consumer.backtest.dedup import digest; print(repr(digest('a-txn-id')))"
     runs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -291,5 +299,41 @@ def test_a_digest_is_the_same_in_every_run() -> None:
         ).stdout.strip()
         for seed in ("1", "2")
     }
-    assert runs == {str(dedup.digest("a-txn-id"))}
-    assert 0 <= dedup.digest("a-txn-id") < 2**64
+    assert runs == {repr(dedup.digest("a-txn-id"))}
+    assert len(dedup.digest("a-txn-id")) == 8
+
+
+def test_a_digest_straddling_two_others_is_not_found() -> None:
+    first, second = bytes(range(8)), bytes(range(8, 16))
+    bucket = bytearray(first + second)
+    straddling = bytes(range(4, 12))
+    assert dedup._find(bucket, straddling) == -1
+    bucket += straddling
+    assert dedup._find(bucket, straddling) == 16
+    assert dedup._find(bucket, second) == 8
+
+
+# -- the cache of built entries, end to end ---------------------------------------------------
+
+
+def test_no_cache_gives_the_same_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 30 accounts, 2000 records: every judgement rebuilds a history of dozens of entries.
+    path = generated_file(tmp_path, "gen.jsonl.gz", invalid=0.05)
+    capsys.readouterr()
+    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
+    cached = run_cli(capsys, "--rules", str(rules), "--input", str(path))[1]
+    rebuilt = run_cli(capsys, "--rules", str(rules), "--input", str(path), "--history-cache", "0")
+    assert rebuilt[0] == 0
+    assert without_timing(rebuilt[1]) == without_timing(cached)
+    assert cached["flagged"]["new"] > 100
+    two = run_cli(
+        capsys, "--rules", str(rules), "--input", str(path), "--jobs", "2", "--history-cache", "5"
+    )
+    assert without_timing(two[1]) == without_timing(cached)
+
+
+def test_a_negative_cache_size_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(capsys, "--rules", "x.yaml", "--input", "x", "--history-cache", "-1")
+    assert stopped.value.code == 2
+    assert "--history-cache: must be at least 0" in capsys.readouterr().err
