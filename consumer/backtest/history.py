@@ -57,8 +57,10 @@ class _Account:
     def __init__(self) -> None:
         self.packed = PackedEntries()
         self.view: list[HistoryEntry] | None = None
-        self.devices: set[str] | None = None
-        self.countries: set[str] | None = None
+        # One value alone, a set from the second on (a set costs ~200 bytes; most accounts of
+        # a file have one device).
+        self.devices: str | set[str] | None = None
+        self.countries: str | set[str] | None = None
         self.latest = float("-inf")  # the latest event time seen for the account
         self.oldest = float("inf")  # the earliest event time among its entries
 
@@ -141,17 +143,11 @@ class ReplayHistory:
         else:  # judged again: now the most recent
             del views[account]
             views[account] = None
-        device = txn.device_id
-        devices = account.devices
-        country = txn.destination_country
-        countries = account.countries
         return AccountHistory(
             recent=view,
-            device_seen_before=device is not None and devices is not None and device in devices,
+            device_seen_before=_among(txn.device_id, account.devices),
             has_earlier=True,
-            country_seen_before=country is not None
-            and countries is not None
-            and country in countries,
+            country_seen_before=_among(txn.destination_country, account.countries),
         )
 
     def _forget_before(self, account: _Account, bound: float) -> None:
@@ -222,12 +218,23 @@ class ReplayHistory:
                     self._view_entries -= 1
         device = txn.device_id
         if device is not None:
-            if account.devices is None:
-                account.devices = {device}
-            else:
-                account.devices.add(device)
+            account.devices = _with(account.devices, device)
         if self._countries and country is not None:
-            if account.countries is None:
-                account.countries = {country}
-            else:
-                account.countries.add(country)
+            account.countries = _with(account.countries, country)
+
+
+def _among(value: str | None, kept: str | set[str] | None) -> bool:
+    if value is None or kept is None:
+        return False
+    return value == kept if type(kept) is str else value in kept
+
+
+def _with(kept: str | set[str] | None, value: str) -> str | set[str]:
+    """`kept` with `value` added: the value alone, or a set once there are two."""
+    if kept is None:
+        return value
+    if type(kept) is str:
+        return kept if kept == value else {kept, value}
+    assert isinstance(kept, set)
+    kept.add(value)
+    return kept
