@@ -140,7 +140,7 @@ class ReplayHistory:
             views[account] = None
             if self._view_entries > self._view_budget:
                 self._evict()
-        else:  # judged again: now the most recent
+        elif next(reversed(views)) is not account:  # judged again: now the most recent
             del views[account]
             views[account] = None
         return AccountHistory(
@@ -210,7 +210,7 @@ class ReplayHistory:
                 self._view_entries += 1
             if t < account.oldest:
                 account.oldest = t
-            if len(packed) > self._max_entries:
+            if len(packed.times) > self._max_entries:
                 at = packed.drop_oldest()
                 account.oldest = packed.oldest()
                 if view is not None:
