@@ -41,6 +41,14 @@ def add_parser(sub: Any) -> None:
         help="processes, splitting the accounts by hash (same results; default 1)",
     )
     parser.add_argument(
+        "--parts",
+        type=_jobs,
+        default=None,
+        metavar="K",
+        help="split the accounts into K parts run --jobs at a time (K >= --jobs; same results): "
+        "each process holds about 1/K of the histories, and the file is read K times",
+    )
+    parser.add_argument(
         "--history-cache",
         type=_entries,
         default=None,
@@ -77,6 +85,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.rules.ruleset import RuleSetError
     from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 
+    parts = args.jobs if args.parts is None else args.parts
+    if parts < args.jobs:
+        print(f"fraudstream backtest: --parts ({parts}) must be at least --jobs", file=sys.stderr)
+        return EXIT_USAGE
     try:
         new = load_ruleset(args.rules)
         baseline = load_ruleset(args.baseline) if args.baseline else default_ruleset()
@@ -93,15 +105,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fraudstream backtest: cannot read {args.input}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
-        print("fraudstream backtest: --jobs needs fork (Linux, macOS)", file=sys.stderr)
+    if parts > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        print("fraudstream backtest: --jobs and --parts need fork (Linux, macOS)", file=sys.stderr)
         return EXIT_USAGE
     cache = VIEW_ENTRIES if args.history_cache is None else args.history_cache
     show = not args.no_progress and sys.stderr.isatty()
     started = time.perf_counter()
     with source, _Progress(source.size, show) as bar:
         try:
-            if args.jobs > 1:
+            if parts > 1:
                 result = run_parallel(
                     args.input,
                     new,
@@ -110,6 +122,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     state=state,
                     progress=bar.update,
                     view_entries=cache,
+                    parts=parts,
                 )
             else:
                 result = run_backtest(

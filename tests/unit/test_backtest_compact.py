@@ -337,3 +337,27 @@ def test_a_negative_cache_size_is_refused(capsys: pytest.CaptureFixture[str]) ->
         run_cli(capsys, "--rules", "x.yaml", "--input", "x", "--history-cache", "-1")
     assert stopped.value.code == 2
     assert "--history-cache: must be at least 0" in capsys.readouterr().err
+
+
+# -- --parts: account-disjoint parts, --jobs at a time -----------------------------------------
+
+
+def test_parts_give_identical_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = generated_file(tmp_path, "gen.jsonl.gz", invalid=0.05)
+    capsys.readouterr()
+    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
+    one = run_cli(capsys, "--rules", str(rules), "--input", str(path))[1]
+    waves = run_cli(capsys, "--rules", str(rules), "--input", str(path), "--parts", "3")
+    assert waves[0] == 0
+    assert without_timing(waves[1]) == without_timing(one)
+    mixed = run_cli(
+        capsys, "--rules", str(rules), "--input", str(path), "--jobs", "2", "--parts", "5"
+    )
+    assert without_timing(mixed[1]) == without_timing(one)
+
+
+def test_fewer_parts_than_jobs_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--rules", "x.yaml", "--input", "x", "--jobs", "3", "--parts", "2"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert "--parts (2) must be at least --jobs" in err
