@@ -2,7 +2,9 @@
 
 The stream's state store (consumer/state.py) gives each transaction an AccountHistory built from
 Redis plus the earlier records of its batch. This module gives the same one from a single pass
-over records in stream order, with nothing but dicts and deques:
+over records in stream order, holding each account's entries packed (consumer/backtest/compact.py,
+~60 bytes an entry) and the duplicate window as 64-bit digests (consumer/backtest/dedup.py), so
+that a day of a busy shard fits a machine:
 
 - **Earlier only.** A transaction sees the account's transactions from earlier records (file
   order is stream order), never its own or later ones.
@@ -23,87 +25,74 @@ over records in stream order, with nothing but dicts and deques:
 - **Devices and first use** are kept for the whole file (the store keeps them 90 days).
 - **Countries** (HistoryEntry.country, AccountHistory.country_seen_before) are filled when asked
   (`countries=True`, for rule sets whose `history_needs` has "countries").
+- **Built when judged.** The HistoryEntry objects of an account are built from its packed rows
+  when one of its records is judged, and kept for the accounts judged most recently (up to
+  `view_entries` entries in all, ~400 bytes each): a busy account's next record then costs one
+  append, not a rebuild.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from itertools import pairwise
 
 from msgspec import structs
 
+from consumer.backtest.compact import Countries, PackedEntries
+from consumer.backtest.dedup import DuplicateWindow
 from consumer.config import StateConfig
 from consumer.records import Transaction
 from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry
 
+VIEW_ENTRIES = 500_000
+"""Built HistoryEntry objects kept for the accounts judged most recently, in all (~200 MB at
+most): rebuilding an account costs ~0.65 µs an entry, mostly its two Decimals."""
+
 
 class _Account:
-    """One account's state: recent entries in stream order, devices and countries seen. Kept
-    small (lists, sets made on first use): a backtest holds every account of the file."""
+    """One account's state: its packed entries, devices and countries seen, and (while it is
+    among the recently judged) `view`, the entries built, kept equal to `packed`."""
 
-    __slots__ = ("countries", "devices", "latest", "oldest", "ordered", "recent")
+    __slots__ = ("countries", "devices", "latest", "oldest", "packed", "view")
 
     def __init__(self) -> None:
-        self.recent: list[HistoryEntry] = []
-        self.devices: set[str] | None = None
-        self.countries: set[str] | None = None
+        self.packed = PackedEntries()
+        self.view: list[HistoryEntry] | None = None
+        # One value alone, a set from the second on (a set costs ~200 bytes; most accounts of
+        # a file have one device).
+        self.devices: str | set[str] | None = None
+        self.countries: str | set[str] | None = None
         self.latest = float("-inf")  # the latest event time seen for the account
-        self.oldest = float("inf")  # the earliest event time among `recent`
-        self.ordered = True  # `recent` is in event-time order too (the usual case)
-
-    def forget_before(self, bound: float) -> None:
-        """Drop every entry with an event time below `bound` (usually a prefix)."""
-        recent = self.recent
-        cut = 0
-        for entry in recent:
-            if float(entry.event_time) >= bound:
-                break
-            cut += 1
-        if cut:
-            del recent[:cut]
-        if self.ordered:
-            self.oldest = float(recent[0].event_time) if recent else float("inf")
-            return
-        times = [float(entry.event_time) for entry in recent]
-        kept = [(t, e) for t, e in zip(times, recent, strict=True) if t >= bound]
-        self.recent = [e for _, e in kept]
-        self.oldest = min((t for t, _ in kept), default=float("inf"))
-        self.ordered = all(a[0] <= b[0] for a, b in pairwise(kept))
-
-    def drop_oldest(self) -> None:
-        """Over the cap: drop the entry with the earliest event time (ties: earliest in the
-        stream), as ZREMRANGEBYRANK on event-time scores does."""
-        recent = self.recent
-        if self.ordered:
-            del recent[0]
-            self.oldest = float(recent[0].event_time) if recent else float("inf")
-            return
-        times = [float(entry.event_time) for entry in recent]
-        index = times.index(min(times))
-        del recent[index]
-        del times[index]
-        self.oldest = min(times, default=float("inf"))
+        self.oldest = float("inf")  # the earliest event time among its entries
 
 
 class ReplayHistory:
     """Builds each transaction's AccountHistory from the records before it in the file.
 
     Call, per valid record in file order: `is_duplicate(txn)`; if not, `history(txn)` (the
-    history to judge it with; valid until the next `add`), then `add(txn, index)`.
+    history to judge it with; valid until the next `add`), then `add(txn, index)` (`index`
+    unique per record: its place in the file).
     """
 
     def __init__(
-        self, horizon_s: Decimal, config: StateConfig | None = None, *, countries: bool = False
+        self,
+        horizon_s: Decimal,
+        config: StateConfig | None = None,
+        *,
+        countries: bool = False,
+        view_entries: int = VIEW_ENTRIES,
     ) -> None:
         config = config if config is not None else StateConfig()
         self._keep_s = float(horizon_s) + config.lateness_s  # as AccountStateStore
         self._max_entries = config.max_entries
-        self._dedup_s = float(config.dedup_ttl_s)
         self._countries = countries
+        self._country_ids = Countries()
         self._accounts: dict[str, _Account] = {}
-        self._seen: dict[str, float] = {}  # transaction id -> stream clock at first sight
+        self._seen = DuplicateWindow(float(config.dedup_ttl_s))
         self._clock = float("-inf")
-        self._next_purge = float("-inf")
+        # Accounts with a built view, least recently judged first, and their entries in all.
+        self._views: dict[_Account, None] = {}
+        self._view_entries = 0
+        self._view_budget = view_entries
         self._observed = 0  # records `observe` added
         self.duplicates = 0  # records `observe` found to be duplicates
 
@@ -130,21 +119,8 @@ class ReplayHistory:
         t = float(txn.event_time)
         if t > self._clock:
             self._clock = t
-            if t >= self._next_purge:
-                self._purge_seen()
-        seen = self._seen
-        first = seen.get(txn.transaction_id)
-        if first is not None and self._clock - first < self._dedup_s:
-            return True
-        seen[txn.transaction_id] = self._clock
-        return False
-
-    def _purge_seen(self) -> None:
-        """Forget ids older than the window (every tenth of a window of stream time)."""
-        cutoff = self._clock - self._dedup_s
-        if self._seen:
-            self._seen = {tid: at for tid, at in self._seen.items() if at > cutoff}
-        self._next_purge = self._clock + self._dedup_s / 10
+            self._seen.advance(t)
+        return self._seen.seen_before(txn.transaction_id, self._clock)
 
     def history(self, txn: Transaction) -> AccountHistory:
         account = self._accounts.get(txn.account_id)
@@ -155,19 +131,51 @@ class ReplayHistory:
             account.latest = t
             bound = t - self._keep_s - 1
             if account.oldest < bound:
-                account.forget_before(bound)
-        device = txn.device_id
-        devices = account.devices
-        country = txn.destination_country
-        countries = account.countries
+                self._forget_before(account, bound)
+        views = self._views
+        view = account.view
+        if view is None:
+            view = account.view = account.packed.entries(self._country_ids.names)
+            self._view_entries += len(view)
+            views[account] = None
+            if self._view_entries > self._view_budget:
+                self._evict()
+        elif next(reversed(views)) is not account:  # judged again: now the most recent
+            del views[account]
+            views[account] = None
         return AccountHistory(
-            recent=account.recent,
-            device_seen_before=device is not None and devices is not None and device in devices,
+            recent=view,
+            device_seen_before=_among(txn.device_id, account.devices),
             has_earlier=True,
-            country_seen_before=country is not None
-            and countries is not None
-            and country in countries,
+            country_seen_before=_among(txn.destination_country, account.countries),
         )
+
+    def _forget_before(self, account: _Account, bound: float) -> None:
+        packed = account.packed
+        prefix = packed.ordered
+        dropped = packed.forget_before(bound)
+        account.oldest = packed.oldest()
+        view = account.view
+        if dropped and view is not None:
+            if prefix:
+                del view[:dropped]
+                self._view_entries -= dropped
+            else:
+                self._drop_view(account)
+
+    def _drop_view(self, account: _Account) -> None:
+        view = account.view
+        if view is not None:
+            self._view_entries -= len(view)
+            account.view = None
+            del self._views[account]
+
+    def _evict(self) -> None:
+        """Drop the least recently judged accounts' views until the rest fit the budget (the
+        one just built stays, however long)."""
+        views = self._views
+        while self._view_entries > self._view_budget and len(views) > 1:
+            self._drop_view(next(iter(views)))
 
     def add(self, txn: Transaction, index: int) -> None:
         """Record a judged transaction (file line `index`) for the records after it."""
@@ -177,34 +185,56 @@ class ReplayHistory:
         t = float(txn.event_time)
         if t > account.latest:
             account.latest = t
+        country = txn.destination_country
         if t < account.latest - self._keep_s - 1:
             pass  # older than anything a later record of the account would load
         else:
-            entry = HistoryEntry(
-                (index, 0),
+            kept = country if self._countries else None
+            packed = account.packed
+            packed.append(
+                index,
                 txn.event_time,
+                t,
                 txn.amount,
                 txn.latitude,
                 txn.longitude,
-                txn.destination_country if self._countries else None,
+                0 if kept is None else self._country_ids.id_of(kept),
             )
-            recent = account.recent
-            if recent and t < float(recent[-1].event_time):
-                account.ordered = False
-            recent.append(entry)
+            view = account.view
+            if view is not None:
+                view.append(
+                    HistoryEntry(
+                        (index, 0), txn.event_time, txn.amount, txn.latitude, txn.longitude, kept
+                    )
+                )
+                self._view_entries += 1
             if t < account.oldest:
                 account.oldest = t
-            if len(account.recent) > self._max_entries:
-                account.drop_oldest()
+            if len(packed.times) > self._max_entries:
+                at = packed.drop_oldest()
+                account.oldest = packed.oldest()
+                if view is not None:
+                    del view[at]
+                    self._view_entries -= 1
         device = txn.device_id
         if device is not None:
-            if account.devices is None:
-                account.devices = {device}
-            else:
-                account.devices.add(device)
-        country = txn.destination_country
+            account.devices = _with(account.devices, device)
         if self._countries and country is not None:
-            if account.countries is None:
-                account.countries = {country}
-            else:
-                account.countries.add(country)
+            account.countries = _with(account.countries, country)
+
+
+def _among(value: str | None, kept: str | set[str] | None) -> bool:
+    if value is None or kept is None:
+        return False
+    return value == kept if type(kept) is str else value in kept
+
+
+def _with(kept: str | set[str] | None, value: str) -> str | set[str]:
+    """`kept` with `value` added: the value alone, or a set once there are two."""
+    if kept is None:
+        return value
+    if type(kept) is str:
+        return kept if kept == value else {kept, value}
+    assert isinstance(kept, set)
+    kept.add(value)
+    return kept

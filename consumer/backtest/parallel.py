@@ -1,4 +1,5 @@
-"""`--jobs N`: the backtest split by account over N processes, with identical results.
+"""`--jobs N [--parts K]`: the backtest split by account over N processes (K parts, N at a
+time), with identical results.
 
 Accounts are independent in the stream's semantics (a history is one account's), so each process
 reads the whole file but judges only the records of the accounts that hash to it
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from consumer.backtest.history import VIEW_ENTRIES
 from consumer.backtest.inputs import RecordFile, part_of
 from consumer.backtest.run import BacktestResult, merge, run_backtest
 from consumer.config import StateConfig
@@ -33,6 +35,7 @@ def _work(
     baseline: RuleSet,
     state: StateConfig | None,
     keep_decisions: bool,
+    view_entries: int,
     records: Any,
     positions: Any,
     results: Any,
@@ -56,6 +59,7 @@ def _work(
                 progress_every=5_000,
                 keep_decisions=keep_decisions,
                 owns=owns,
+                view_entries=view_entries,
             )
             positions[part] = source.size
         results.put((part, result, None))
@@ -72,57 +76,73 @@ def run_parallel(
     state: StateConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_decisions: bool = False,
+    view_entries: int = VIEW_ENTRIES,
+    parts: int | None = None,
 ) -> BacktestResult:
-    """The backtest of `path` in `jobs` processes (forked: the rule sets are inherited, not
-    sent). `progress(bytes read by the slowest, records judged so far)` is called a few times a
-    second. Raises RuntimeError with the first failing part's error."""
+    """The backtest of `path` in `parts` (default `jobs`) account-disjoint parts, each in its
+    own process, at most `jobs` at a time (forked: the rule sets are inherited, not sent): more
+    parts than jobs bound the memory of a process to about 1/parts of the whole at the price
+    of reading the file once per part. `progress(bytes read, records judged so far)` is called a
+    few times a second (bytes: by the slowest part, or the parts' average when they run in
+    waves). Raises RuntimeError with the first failing part's error."""
+    parts = jobs if parts is None else parts
+    if parts < jobs:
+        raise ValueError(f"parts ({parts}) must be at least jobs ({jobs})")
     context = multiprocessing.get_context("fork")
-    records = context.Array("q", jobs, lock=False)
-    positions = context.Array("q", jobs, lock=False)
+    records = context.Array("q", parts, lock=False)
+    positions = context.Array("q", parts, lock=False)
     results = context.Queue()
-    workers = [
-        context.Process(
+
+    def start(part: int) -> Any:
+        worker = context.Process(
             target=_work,
             args=(
                 part,
-                jobs,
+                parts,
                 str(path),
                 new,
                 baseline,
                 state,
                 keep_decisions,
+                view_entries,
                 records,
                 positions,
                 results,
             ),
             daemon=True,
         )
-        for part in range(jobs)
-    ]
-    for worker in workers:
         worker.start()
-    parts: dict[int, BacktestResult] = {}
+        return worker
+
+    def report() -> None:
+        if progress is not None:
+            read = min(positions) if parts == jobs else sum(positions) // parts
+            progress(read, sum(records))
+
+    pending = list(range(parts))
+    workers = [start(pending.pop(0)) for _ in range(jobs)]
+    done: dict[int, BacktestResult] = {}
     try:
-        while len(parts) < jobs:
+        while len(done) < parts:
             try:
                 part, result, error = results.get(timeout=0.25)
             except queue.Empty:  # report progress, check the workers are still alive
-                if progress is not None:
-                    progress(min(positions), sum(records))
+                report()
                 dead = [w for w in workers if w.exitcode not in (None, 0)]
                 if dead and results.empty():
                     code = dead[0].exitcode
                     raise RuntimeError(f"a backtest process died (exit code {code})") from None
                 continue
             if error is not None:
-                raise RuntimeError(f"backtest part {part} of {jobs} failed: {error}")
-            parts[part] = result
+                raise RuntimeError(f"backtest part {part} of {parts} failed: {error}")
+            done[part] = result
+            if pending:  # the next part in the finished one's place
+                workers.append(start(pending.pop(0)))
     finally:
         for worker in workers:
-            if worker.is_alive() and len(parts) < jobs:
+            if worker.is_alive() and len(done) < parts:
                 worker.terminate()
         for worker in workers:
             worker.join(timeout=10)
-    if progress is not None:
-        progress(min(positions), sum(records))
-    return merge(parts[part] for part in range(jobs))
+    report()
+    return merge(done[part] for part in range(parts))

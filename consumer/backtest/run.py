@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
-from consumer.backtest.history import ReplayHistory
+from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
 from consumer.config import StateConfig
 from consumer.records import InvalidRecord, parse_transaction
@@ -125,14 +125,15 @@ def run_backtest(
     progress_every: int = 20_000,
     keep_decisions: bool = False,
     owns: Callable[[str], bool] | None = None,
+    view_entries: int = VIEW_ENTRIES,
 ) -> BacktestResult:
     """Judge every record of `items` ((record number, record) in stream order) with both rule
     sets; count the outcome. `owns`, for one part of a partitioned run, says whether an account
     belongs to this part (a record routed here for another account is an error: its history
-    would be split)."""
+    would be split). `view_entries`: ReplayHistory's cache of built entries (memory for speed)."""
     horizon: Decimal = max(new.state_horizon_s, baseline.state_horizon_s)
     countries = bool(new.history_needs | baseline.history_needs)
-    builder = ReplayHistory(horizon, state, countries=countries)
+    builder = ReplayHistory(horizon, state, countries=countries, view_entries=view_entries)
     result = BacktestResult(decisions=[] if keep_decisions else None)
     new_side, base_side = result.sides
     only_new, only_base = result.only_new, result.only_base

@@ -40,6 +40,22 @@ def add_parser(sub: Any) -> None:
         default=1,
         help="processes, splitting the accounts by hash (same results; default 1)",
     )
+    parser.add_argument(
+        "--parts",
+        type=_jobs,
+        default=None,
+        metavar="K",
+        help="split the accounts into K parts run --jobs at a time (K >= --jobs; same results): "
+        "each process holds about 1/K of the histories, and the file is read K times",
+    )
+    parser.add_argument(
+        "--history-cache",
+        type=_entries,
+        default=None,
+        metavar="ENTRIES",
+        help="history entries kept built for the accounts judged most recently, per process "
+        "(~400 bytes each; more is faster on long histories; default 500000)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=cmd_backtest)
@@ -52,7 +68,15 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _entries(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from consumer.backtest.history import VIEW_ENTRIES
     from consumer.backtest.inputs import RecordFile
     from consumer.backtest.parallel import run_parallel
     from consumer.backtest.report import render_table, to_dict
@@ -61,6 +85,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.rules.ruleset import RuleSetError
     from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 
+    parts = args.jobs if args.parts is None else args.parts
+    if parts < args.jobs:
+        print(f"fraudstream backtest: --parts ({parts}) must be at least --jobs", file=sys.stderr)
+        return EXIT_USAGE
     try:
         new = load_ruleset(args.rules)
         baseline = load_ruleset(args.baseline) if args.baseline else default_ruleset()
@@ -77,16 +105,24 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fraudstream backtest: cannot read {args.input}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
-        print("fraudstream backtest: --jobs needs fork (Linux, macOS)", file=sys.stderr)
+    if parts > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        print("fraudstream backtest: --jobs and --parts need fork (Linux, macOS)", file=sys.stderr)
         return EXIT_USAGE
+    cache = VIEW_ENTRIES if args.history_cache is None else args.history_cache
     show = not args.no_progress and sys.stderr.isatty()
     started = time.perf_counter()
     with source, _Progress(source.size, show) as bar:
         try:
-            if args.jobs > 1:
+            if parts > 1:
                 result = run_parallel(
-                    args.input, new, baseline, args.jobs, state=state, progress=bar.update
+                    args.input,
+                    new,
+                    baseline,
+                    args.jobs,
+                    state=state,
+                    progress=bar.update,
+                    view_entries=cache,
+                    parts=parts,
                 )
             else:
                 result = run_backtest(
@@ -95,6 +131,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     baseline,
                     state=state,
                     progress=lambda count: bar.update(source.position(), count),
+                    view_entries=cache,
                 )
         except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
             print(f"fraudstream backtest: reading {args.input}: {exc}", file=sys.stderr)
