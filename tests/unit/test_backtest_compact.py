@@ -316,12 +316,19 @@ def test_a_digest_straddling_two_others_is_not_found() -> None:
 # -- the cache of built entries, end to end ---------------------------------------------------
 
 
-def test_no_cache_gives_the_same_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # 30 accounts, 2000 records: every judgement rebuilds a history of dozens of entries.
+def _file_rules_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path, dict[str, Any]]:
+    """A generated file (30 accounts, 2000 records: every judgement reads a history of dozens
+    of entries), a rule set, and the report of one process with the default cache."""
     path = generated_file(tmp_path, "gen.jsonl.gz", invalid=0.05)
     capsys.readouterr()
     rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
-    cached = run_cli(capsys, "--rules", str(rules), "--input", str(path))[1]
+    return path, rules, run_cli(capsys, "--rules", str(rules), "--input", str(path))[1]
+
+
+def test_no_cache_gives_the_same_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, rules, cached = _file_rules_and_report(tmp_path, capsys)
     rebuilt = run_cli(capsys, "--rules", str(rules), "--input", str(path), "--history-cache", "0")
     assert rebuilt[0] == 0
     assert without_timing(rebuilt[1]) == without_timing(cached)
@@ -343,10 +350,7 @@ def test_a_negative_cache_size_is_refused(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_parts_give_identical_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = generated_file(tmp_path, "gen.jsonl.gz", invalid=0.05)
-    capsys.readouterr()
-    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
-    one = run_cli(capsys, "--rules", str(rules), "--input", str(path))[1]
+    path, rules, one = _file_rules_and_report(tmp_path, capsys)
     waves = run_cli(capsys, "--rules", str(rules), "--input", str(path), "--parts", "3")
     assert waves[0] == 0
     assert without_timing(waves[1]) == without_timing(one)
