@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from consumer.rules.config import SEVERITIES, RulesConfig
 from consumer.rules_settings import RulesConfigError, load_rules_config
-from consumer.s3_uri import is_s3, parse_s3
+from consumer.s3_uri import S3Location, is_s3, parse_s3
 
 T = TypeVar("T")
 
@@ -218,17 +218,18 @@ def _score(raw: str) -> float | None:
     return value
 
 
-def _s3_bucket(raw: str) -> str:
-    """The bucket of an s3:// value, "" when it has none."""
+def _s3_location(raw: str) -> S3Location | None:
+    """The bucket and key of an s3:// value; None when it names no bucket."""
     try:
-        return parse_s3(raw).bucket
+        return parse_s3(raw)
     except ValueError:
-        return ""
+        return None
 
 
 def _ruleset_source(raw: str) -> str:
     if is_s3(raw):
-        if not _s3_bucket(raw) or not parse_s3(raw).key:
+        location = _s3_location(raw)
+        if location is None or not location.key:
             raise ValueError(f"must be s3://<bucket>/<key> or a file path, got {raw!r}")
     elif not raw.lower().endswith((".yaml", ".yml", ".json")):
         raise ValueError(f"must name a .yaml, .yml or .json file, got {raw!r}")
@@ -236,7 +237,7 @@ def _ruleset_source(raw: str) -> str:
 
 
 def _model_source(raw: str) -> str | None:
-    if is_s3(raw) and not _s3_bucket(raw):
+    if is_s3(raw) and _s3_location(raw) is None:
         raise ValueError(f"must be s3://<bucket>/<prefix>/ or a directory, got {raw!r}")
     return raw
 

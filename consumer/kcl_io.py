@@ -6,9 +6,8 @@ few microseconds per record of pure overhead. `install` replaces the reader of o
 `KCLProcess`: processRecords lines are decoded by msgspec straight into `KinesisRecord` Structs
 that carry exactly what the pipeline reads, base64 included (1.1 µs a record; 2.9 through a
 dict and binascii); a line that does not fit that shape takes the lenient dict path as before
-(`RawRecord`), and every other message
-(initialize, checkpoint replies, shutdown) still goes through kclpy's own decoder, so its
-dispatch and error behaviour are unchanged.
+(`RawRecord`), and every other message (initialize, checkpoint replies, shutdown) still goes
+through kclpy's own decoder, so its dispatch and error behaviour are unchanged.
 """
 
 from __future__ import annotations

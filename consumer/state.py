@@ -161,6 +161,8 @@ class _Account:
     recent: list[_Stored]
     devices: dict[str, Position]
     first: Position | None
+    # Its four Redis keys (_account_keys), built once rather than at every save.
+    keys: list[str]
     # Countries whose first use is known (also what the cache can answer for: every country a
     # batch asks about is added with its transaction, so no separate "checked" set).
     countries: dict[str, Position] = field(default_factory=dict)
@@ -177,8 +179,6 @@ class _Account:
     oldest_score: float = float("inf")
     # len(recent) when the store last counted it into the cache's entry total.
     counted: int = 0
-    # Its four Redis keys (_account_keys), built once rather than at every save.
-    keys: list[str] = field(default_factory=list)
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries

@@ -47,10 +47,10 @@ def form_encode(fields: Iterable[tuple[Any, Any]]) -> str:
     parts: list[str] = []
     for key, value in fields:
         name = _quote_plus(key)
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            parts.append(f"{name}={_quote_plus(value)}")
-        else:
+        if isinstance(value, (list, tuple)):
             parts.extend(f"{name}={_quote_plus(item)}" for item in value)
+        else:
+            parts.append(f"{name}={_quote_plus(value)}")
     return "&".join(parts)
 
 
