@@ -179,7 +179,12 @@ class LeaseWatch(threading.Thread):
 
 
 def assign_lease(
-    dynamodb: Any, table: str, lease: dict[str, Any], new_owner: str
+    dynamodb: Any,
+    table: str,
+    lease: dict[str, Any],
+    new_owner: str,
+    *,
+    at_checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Give `lease` to `new_owner` as the KCL 3.1.3 leader does (LeaseAssignmentManager ->
     DynamoDBLeaseRefresher.assignLease): one conditional UpdateItem that PUTs leaseOwner,
@@ -187,7 +192,10 @@ def assign_lease(
     ownerSwitchesSinceCheckpoint, expecting the owner and checkpoint owner it read and the lease
     to exist. The bumped counter makes the old owner's next renewal or checkpoint fail: that is
     how it learns the lease is gone. (The leader then renews the lease once more itself; the new
-    owner's renewals do the same here.) Returns the item as written."""
+    owner's renewals do the same here.) With `at_checkpoint`, the update also expects the
+    lease's checkpoint to be that one still (a test's condition, not the leader's), so a
+    checkpoint written in between makes it fail rather than change what is being tested.
+    Returns the item as written."""
     key = lease["leaseKey"]
 
     def expect(value: str | None) -> dict[str, Any]:
@@ -207,6 +215,7 @@ def assign_lease(
             "leaseKey": {"Value": {"S": key}},
             "leaseOwner": expect(lease.get("leaseOwner")),
             "checkpointOwner": expect(lease.get("checkpointOwner")),
+            **({"checkpoint": expect(at_checkpoint)} if at_checkpoint else {}),
         },
         AttributeUpdates=updates,
         ReturnValues="ALL_NEW",
@@ -456,12 +465,32 @@ def test_a_lease_taken_mid_batch_is_given_up_by_the_loser_and_resumed_from_its_c
                     return lease
             return None
 
-        lease = wait_until(victim, 60, "a busy lease held by worker-1")
-        shard_id = lease["leaseKey"]
+        shard_id = wait_until(victim, 60, "a busy lease held by worker-1")["leaseKey"]
         load.add(scenario_entries("steal-b"))
-        time.sleep(0.5)  # records in flight on the shard, buffered past the last checkpoint
-        steal_at = time.time()
-        taken = assign_lease(dynamodb, table, lease, "worker-2")
+
+        def steal_mid_batch() -> tuple[float, dict[str, Any]] | None:
+            """Take the lease while records sit on the shard past its checkpoint (read by
+            worker-1, not yet confirmed). The steal expects that checkpoint still, so a
+            checkpoint landing between the look and the steal makes it fail, and we look
+            again: the scenario is set up, not left to timing."""
+            lease = leases_by_shard(dynamodb, table)[shard_id]
+            checkpoint = lease.get("checkpoint")
+            if (
+                lease.get("leaseOwner") != "worker-1"
+                or "checkpointOwner" in lease
+                or checkpoint is None
+                or checkpoint in START_POSITIONS
+                or not arrivals_after(kinesis, stream, shard_id, checkpoint)
+            ):
+                return None
+            steal_at = time.time()
+            try:
+                taken = assign_lease(dynamodb, table, lease, "worker-2", at_checkpoint=checkpoint)
+            except dynamodb.exceptions.ConditionalCheckFailedException:
+                return None
+            return steal_at, taken
+
+        steal_at, taken = wait_until(steal_mid_batch, 60, "a moment to steal the lease mid-batch")
         resumed_from = taken["checkpoint"]
         load.add(scenario_entries("steal-c"))
 
