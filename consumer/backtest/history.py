@@ -33,6 +33,7 @@ that a day of a busy shard fits a machine:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 
 from msgspec import structs
@@ -90,7 +91,9 @@ class ReplayHistory:
         self._seen = DuplicateWindow(float(config.dedup_ttl_s))
         self._clock = float("-inf")
         # Accounts with a built view, least recently judged first, and their entries in all.
-        self._views: dict[_Account, None] = {}
+        # An OrderedDict, not a dict: taking the oldest from a plain dict walks past every slot
+        # deleted at its front since its last resize (most of the run's time once it was big).
+        self._views: OrderedDict[_Account, None] = OrderedDict()
         self._view_entries = 0
         self._view_budget = view_entries
         self._observed = 0  # records `observe` added
@@ -140,9 +143,8 @@ class ReplayHistory:
             views[account] = None
             if self._view_entries > self._view_budget:
                 self._evict()
-        elif next(reversed(views)) is not account:  # judged again: now the most recent
-            del views[account]
-            views[account] = None
+        else:  # judged again: now the most recent
+            views.move_to_end(account)
         return AccountHistory(
             recent=view,
             device_seen_before=_among(txn.device_id, account.devices),
@@ -175,7 +177,7 @@ class ReplayHistory:
         one just built stays, however long)."""
         views = self._views
         while self._view_entries > self._view_budget and len(views) > 1:
-            self._drop_view(next(iter(views)))
+            self._drop_view(next(iter(views)))  # the linked list's head: O(1)
 
     def add(self, txn: Transaction, index: int) -> None:
         """Record a judged transaction (file line `index`) for the records after it."""
