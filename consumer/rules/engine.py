@@ -97,6 +97,7 @@ def judge(txn: Transaction, history: AccountHistory, config: RulesConfig) -> Dec
             EXACT.subtract(t, config.card_testing_window_s) if want_card else t,
             config.card_testing_max_amount,
             want_travel,
+            history.ascending,
         )
 
     if want_velocity:

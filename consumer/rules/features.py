@@ -117,9 +117,16 @@ class Facts:
         want_sums = plan.sums
         want_countries = plan.countries
         add = EXACT.add
-        for entry in self.history.recent:
+        history = self.history
+        # In ascending (event_time, position) order, newest first: the first entry at or below
+        # the widest bound ends the pass (every older one is too). Sums are exact, so the order
+        # of their additions changes neither the value nor the exponent.
+        ascending = history.ascending
+        for entry in reversed(history.recent) if ascending else history.recent:
             at = entry.event_time
             if not widest < at <= t:
+                if ascending and at <= widest:
+                    break
                 continue
             index = 0  # lows descend from the narrowest window; the widest holds `at`
             while at <= lows[index]:
@@ -156,7 +163,8 @@ class Facts:
         lon = txn.longitude
         if lat is not None and lon is not None and self.history.recent:
             t = txn.event_time
-            _, _, previous = scan(self.history.recent, t, t, t, Decimal(0), True)
+            history = self.history
+            _, _, previous = scan(history.recent, t, t, t, Decimal(0), True, history.ascending)
             if previous is not None and previous.latitude is not None:
                 assert previous.longitude is not None
                 km = haversine_km(previous.latitude, previous.longitude, lat, lon)

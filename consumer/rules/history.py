@@ -42,6 +42,11 @@ class AccountHistory(msgspec.Struct, frozen=True, gc=False):
     # True when an earlier transaction of the account had this transaction's destination_country
     # (read only by rule sets whose RuleSet.history_needs says "countries").
     country_seen_before: bool = False
+    # True only when `recent` is also in ascending (event_time, position) order, as a replay
+    # of in-order records gives it: the windows and the travel point are then read from the
+    # newest end, stopping where nothing older can count (consumer.rules.scan). A builder that
+    # does not know leaves it False (the worker's store does); the decisions are the same.
+    ascending: bool = False
 
 
 EMPTY_HISTORY = AccountHistory()
