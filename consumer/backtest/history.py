@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from decimal import Decimal
+from itertools import pairwise
 
 from msgspec import structs
 
@@ -53,7 +54,16 @@ class _Account:
     """One account's state: its packed entries, devices and countries seen, and (while it is
     among the recently judged) `view`, the entries built, kept equal to `packed`."""
 
-    __slots__ = ("countries", "devices", "latest", "oldest", "packed", "view")
+    __slots__ = (
+        "ascending",
+        "countries",
+        "devices",
+        "last_time",
+        "latest",
+        "oldest",
+        "packed",
+        "view",
+    )
 
     def __init__(self) -> None:
         self.packed = PackedEntries()
@@ -64,6 +74,12 @@ class _Account:
         self.countries: str | set[str] | None = None
         self.latest = float("-inf")  # the latest event time seen for the account
         self.oldest = float("inf")  # the earliest event time among its entries
+        # Entries in ascending event time (exact), as in-order records give them: the rules
+        # then read the history newest first and stop early (AccountHistory.ascending). A late
+        # record clears it until the entries out of order have left (checked when the view is
+        # built or trimmed).
+        self.ascending = True
+        self.last_time: Decimal | None = None  # the latest event time among entries appended
 
 
 class ReplayHistory:
@@ -139,6 +155,8 @@ class ReplayHistory:
         view = account.view
         if view is None:
             view = account.view = account.packed.entries(self._country_ids.names)
+            if not account.ascending:
+                account.ascending = _in_time_order(view)
             self._view_entries += len(view)
             views[account] = None
             if self._view_entries > self._view_budget:
@@ -150,6 +168,7 @@ class ReplayHistory:
             device_seen_before=_among(txn.device_id, account.devices),
             has_earlier=True,
             country_seen_before=_among(txn.destination_country, account.countries),
+            ascending=account.ascending,
         )
 
     def _forget_before(self, account: _Account, bound: float) -> None:
@@ -164,6 +183,8 @@ class ReplayHistory:
                 self._view_entries -= dropped
             else:
                 self._drop_view(account)
+        if dropped and not account.ascending and account.view is not None:
+            account.ascending = _in_time_order(account.view)
 
     def _drop_view(self, account: _Account) -> None:
         view = account.view
@@ -192,6 +213,12 @@ class ReplayHistory:
             pass  # older than anything a later record of the account would load
         else:
             kept = country if self._countries else None
+            event_time = txn.event_time
+            last = account.last_time
+            if last is None or event_time >= last:
+                account.last_time = event_time
+            else:
+                account.ascending = False
             packed = account.packed
             packed.append(
                 index,
@@ -223,6 +250,11 @@ class ReplayHistory:
             account.devices = _with(account.devices, device)
         if self._countries and country is not None:
             account.countries = _with(account.countries, country)
+
+
+def _in_time_order(view: list[HistoryEntry]) -> bool:
+    """True when the entries' event times never decrease (positions ascend with the list)."""
+    return all(a.event_time <= b.event_time for a, b in pairwise(view))
 
 
 def _among(value: str | None, kept: str | set[str] | None) -> bool:
