@@ -136,9 +136,22 @@ class PackedEntries:
         del self.text[start : self._text_end(1, start)]
         return at
 
-    def entries(self, countries: list[str | None]) -> list[HistoryEntry]:
-        """The entries as the rules read them, in stream order (built now: the slow part)."""
-        decimals = list(map(Decimal, self.text.decode("ascii").split()))
+    def entries(
+        self, countries: list[str | None], start: int = 0, stop: int | None = None
+    ) -> list[HistoryEntry]:
+        """Entries `start` to `stop` (default: all) as the rules read them, in stream order
+        (built now: the slow part). A range near the newest end reads only its own text."""
+        count = len(self.times)
+        stop = count if stop is None else stop
+        if start >= stop:
+            return []
+        if start == 0 and stop == count:
+            decimals = list(map(Decimal, self.text.decode("ascii").split()))
+        else:  # the text of entries start.. from the right: 2 tokens an entry, then ""
+            tail = self.text.rsplit(b" ", 2 * (count - start) + 1)[-2 * (count - start) - 1 : -1]
+            text = b" ".join(tail[: 2 * (stop - start)]).decode("ascii")
+            decimals = list(map(Decimal, text.split()))
+        rows = self.rows[start * _SIZE : stop * _SIZE]
         entry = HistoryEntry
         return [
             entry((index, 0), event_time, amount, lat, lon, countries[country])
@@ -152,6 +165,6 @@ class PackedEntries:
                 countries[country],
             )
             for (index, lat, lon, country, flags), event_time, amount in zip(
-                ROW.iter_unpack(self.rows), decimals[::2], decimals[1::2], strict=True
+                ROW.iter_unpack(rows), decimals[::2], decimals[1::2], strict=True
             )
         ]

@@ -25,15 +25,18 @@ that a day of a busy shard fits a machine:
 - **Devices and first use** are kept for the whole file (the store keeps them 90 days).
 - **Countries** (HistoryEntry.country, AccountHistory.country_seen_before) are filled when asked
   (`countries=True`, for rule sets whose `history_needs` has "countries").
-- **Built when judged.** The HistoryEntry objects of an account are built from its packed rows
-  when one of its records is judged, and kept for the accounts judged most recently (up to
-  `view_entries` entries in all, ~400 bytes each): a busy account's next record then costs one
-  append, not a rebuild.
+- **Built when read.** The HistoryEntry objects of an account are built from its packed rows
+  as the rules read them (consumer/backtest/views.py): from the newest end, as far back as a
+  pass goes, which for a history in event-time order is the edge of the rules' windows
+  (`AccountHistory.ascending`); all of them for a pass that needs all. They are kept for the
+  accounts judged most recently (up to `view_entries` entries in all, ~400 bytes each): a busy
+  account's next record then costs one append, not a rebuild.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from decimal import Decimal
 from itertools import pairwise
 
@@ -41,6 +44,7 @@ from msgspec import structs
 
 from consumer.backtest.compact import Countries, PackedEntries
 from consumer.backtest.dedup import DuplicateWindow
+from consumer.backtest.views import TailView
 from consumer.config import StateConfig
 from consumer.records import Transaction
 from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry
@@ -56,6 +60,7 @@ class _Account:
 
     __slots__ = (
         "ascending",
+        "counted",
         "countries",
         "devices",
         "last_time",
@@ -67,7 +72,8 @@ class _Account:
 
     def __init__(self) -> None:
         self.packed = PackedEntries()
-        self.view: list[HistoryEntry] | None = None
+        self.view: TailView | None = None
+        self.counted = 0  # entries of `view` built, as ReplayHistory last counted them
         # One value alone, a set from the second on (a set costs ~200 bytes; most accounts of
         # a file have one device).
         self.devices: str | set[str] | None = None
@@ -154,13 +160,11 @@ class ReplayHistory:
         views = self._views
         view = account.view
         if view is None:
-            view = account.view = account.packed.entries(self._country_ids.names)
+            view = account.view = TailView(account.packed, self._country_ids.names)
+            views[account] = None
             if not account.ascending:
                 account.ascending = _in_time_order(view)
-            self._view_entries += len(view)
-            views[account] = None
-            if self._view_entries > self._view_budget:
-                self._evict()
+                self._recount(account)
         else:  # judged again: now the most recent
             views.move_to_end(account)
         return AccountHistory(
@@ -179,23 +183,33 @@ class ReplayHistory:
         view = account.view
         if dropped and view is not None:
             if prefix:
-                del view[:dropped]
-                self._view_entries -= dropped
+                view.drop_prefix(dropped)
+                if not account.ascending:
+                    account.ascending = _in_time_order(view)
+                self._recount(account)
             else:
                 self._drop_view(account)
-        if dropped and not account.ascending and account.view is not None:
-            account.ascending = _in_time_order(account.view)
 
-    def _drop_view(self, account: _Account) -> None:
+    def _recount(self, account: _Account) -> None:
+        """Bring the entries built in all up to date with the account's view (the rules build
+        entries as they read), and keep them within the budget."""
         view = account.view
         if view is not None:
-            self._view_entries -= len(view)
+            self._view_entries += view.built - account.counted
+            account.counted = view.built
+            if self._view_entries > self._view_budget:
+                self._evict()
+
+    def _drop_view(self, account: _Account) -> None:
+        if account.view is not None:
+            self._view_entries -= account.counted
+            account.counted = 0
             account.view = None
             del self._views[account]
 
     def _evict(self) -> None:
         """Drop the least recently judged accounts' views until the rest fit the budget (the
-        one just built stays, however long)."""
+        one judged last stays, however long)."""
         views = self._views
         while self._view_entries > self._view_budget and len(views) > 1:
             self._drop_view(next(iter(views)))  # the linked list's head: O(1)
@@ -236,23 +250,22 @@ class ReplayHistory:
                         (index, 0), txn.event_time, txn.amount, txn.latitude, txn.longitude, kept
                     )
                 )
-                self._view_entries += 1
             if t < account.oldest:
                 account.oldest = t
             if len(packed.times) > self._max_entries:
                 at = packed.drop_oldest()
                 account.oldest = packed.oldest()
                 if view is not None:
-                    del view[at]
-                    self._view_entries -= 1
+                    view.drop_at(at)
         device = txn.device_id
         if device is not None:
             account.devices = _with(account.devices, device)
         if self._countries and country is not None:
             account.countries = _with(account.countries, country)
+        self._recount(account)
 
 
-def _in_time_order(view: list[HistoryEntry]) -> bool:
+def _in_time_order(view: Sequence[HistoryEntry]) -> bool:
     """True when the entries' event times never decrease (positions ascend with the list)."""
     return all(a.event_time <= b.event_time for a, b in pairwise(view))
 
