@@ -3,10 +3,10 @@
 Writes a labelled replay file with the load-test generator (gzip JSON Lines, event time at
 --rate, --accounts ordinary accounts, 5 % fraud, 1 % invalid) unless --input names one, then runs
 the backtest as the CLI does (file read and decompressed, every record parsed, history built,
-judged by --rules and by the default rule set) --repeat times for each --jobs value and reports
-the best wall-clock rate, the CPU time per record of the single-process run (less sensitive to
-other jobs on the machine than wall time) and the load average, since a shared machine's numbers
-are only a range.
+judged by --rules and by the default rule set; --parts and --history-cache as the CLI's)
+--repeat times for each --jobs value and reports the best wall-clock rate, the CPU time per
+record of the single-process run (less sensitive to other jobs on the machine than wall time)
+and the load average, since a shared machine's numbers are only a range.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from consumer.backtest.history import VIEW_ENTRIES
 from consumer.backtest.inputs import RecordFile
 from consumer.backtest.parallel import run_parallel
 from consumer.backtest.run import run_backtest
@@ -49,15 +50,17 @@ def _generate(path: Path, records: int, accounts: int, rate: float) -> None:
         )
 
 
-def _once(path: Path, rules: str, jobs: int) -> tuple[float, float, int]:
+def _once(
+    path: Path, rules: str, jobs: int, parts: int | None, cache: int
+) -> tuple[float, float, int]:
     """(wall s, CPU s of this process, records) for one run."""
     new, baseline = load_ruleset(rules), default_ruleset()
     wall, cpu = time.perf_counter(), time.process_time()
-    if jobs == 1:
+    if jobs == 1 and not parts:
         with RecordFile(path) as source:
-            result = run_backtest(source.items(), new, baseline)
+            result = run_backtest(source.items(), new, baseline, view_entries=cache)
     else:
-        result = run_parallel(path, new, baseline, jobs)
+        result = run_parallel(path, new, baseline, jobs, parts=parts, view_entries=cache)
     return time.perf_counter() - wall, time.process_time() - cpu, result.records
 
 
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="event-time records/s")
     parser.add_argument("--rules", default="docs/rules.example.yaml")
     parser.add_argument("--jobs", default="1,2", help="comma-separated (default 1,2)")
+    parser.add_argument("--parts", type=int, help="as the CLI's --parts (at least each --jobs)")
+    parser.add_argument(
+        "--history-cache", type=int, default=VIEW_ENTRIES, help="as the CLI's --history-cache"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for jobs in (int(j) for j in args.jobs.split(",")):
             best: tuple[float, float, int] | None = None
             for _ in range(args.repeat):
-                outcome = _once(path, args.rules, jobs)
+                outcome = _once(path, args.rules, jobs, args.parts, args.history_cache)
                 best = outcome if best is None or outcome[0] < best[0] else best
             assert best is not None
             wall, cpu, records = best
@@ -93,17 +100,23 @@ def main(argv: list[str] | None = None) -> int:
                 "records_per_s": round(records / wall),
                 "day_of_a_busy_shard_min": round(DAY_OF_A_BUSY_SHARD / (records / wall) / 60, 1),
             }
-            if jobs == 1:
+            if jobs == 1 and not args.parts:
                 row["cpu_us_per_record"] = round(cpu / records * 1e6, 1)
             runs.append(row)
             _say(
                 f"jobs {jobs}: {records:,} records in {wall:.2f} s = {records / wall:,.0f} "
                 f"records/s; 86.4M records would take {row['day_of_a_busy_shard_min']} min"
-                + (f" ({row['cpu_us_per_record']} µs CPU/record)" if jobs == 1 else "")
+                + (
+                    f" ({row['cpu_us_per_record']} µs CPU/record)"
+                    if "cpu_us_per_record" in row
+                    else ""
+                )
             )
         report = {
             "rules": args.rules,
             "input": args.input or f"generated: {args.records} records, {args.accounts} accounts",
+            "parts": args.parts,
+            "history_cache": args.history_cache,
             "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "runs": runs,
