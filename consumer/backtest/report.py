@@ -79,7 +79,12 @@ def to_dict(
             "count": sum(result.invalid.values()),
             "reasons": [
                 {"reason": reason, "count": count, "records": result.invalid_examples[reason]}
-                for reason, count in result.invalid.most_common()
+                for reason, count in sorted(
+                    result.invalid.items(),
+                    # Ties by the first record: the order of a part-by-part merge is not the
+                    # file's, and the report must not depend on --jobs.
+                    key=lambda item: (-item[1], result.invalid_examples[item[0]][0]),
+                )
             ],
         },
         "flagged": {

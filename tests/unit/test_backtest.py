@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from consumer.backtest.history import ReplayHistory
-from consumer.backtest.inputs import RecordFile
+from consumer.backtest.inputs import BadLine, RecordFile
 from consumer.backtest.report import to_dict
-from consumer.backtest.run import run_backtest
+from consumer.backtest.run import merge, run_backtest
 from consumer.cli import main
 from consumer.config import StateConfig
 from consumer.records import Transaction, parse_transaction
@@ -383,6 +383,22 @@ def test_report_dict_without_labels_has_no_precision() -> None:
     report = to_dict(result, default_ruleset(), default_ruleset(), 0.0)
     assert report["records"] == 0 and report["labels"] is None
     assert "precision" not in report["rules"][0]
+
+
+def test_invalid_reasons_with_equal_counts_come_in_file_order_whatever_the_parts() -> None:
+    """Parts merged in any order give the same report: ties go by their first record."""
+    bad = [(n, BadLine(reason)) for n, reason in enumerate(["b", "a", "c", "a", "b", "c", "z"])]
+    parts = [
+        run_backtest(iter([item for item in bad if item[0] % 2 == side]), *(default_ruleset(),) * 2)
+        for side in (0, 1)
+    ]
+    whole = run_backtest(iter(bad), default_ruleset(), default_ruleset())
+    reports = [
+        to_dict(result, default_ruleset(), default_ruleset(), 0.0)["invalid"]
+        for result in (whole, merge(parts), merge(reversed(parts)))
+    ]
+    assert [r["reason"] for r in reports[0]["reasons"]] == ["b", "a", "c", "z"]
+    assert reports[1] == reports[0] and reports[2] == reports[0]
 
 
 def test_the_state_bounds_come_from_the_workers_variables(
