@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,15 @@ def _generate(path: Path, records: int, accounts: int, rate: float) -> None:
 
 
 def _once(
-    path: Path, rules: str, jobs: int, parts: int | None, cache: int
+    path: Path, rules: str, jobs: int, parts: int | None, cache: int, limit: int | None
 ) -> tuple[float, float, int]:
-    """(wall s, CPU s of this process, records) for one run."""
+    """(wall s, CPU s of this process, records) for one run (the first `limit` records)."""
     new, baseline = load_ruleset(rules), default_ruleset()
     wall, cpu = time.perf_counter(), time.process_time()
     if jobs == 1 and not parts:
         with RecordFile(path) as source:
-            result = run_backtest(source.items(), new, baseline, view_entries=cache)
+            items = islice(source.items(), limit)
+            result = run_backtest(items, new, baseline, view_entries=cache)
     else:
         result = run_parallel(path, new, baseline, jobs, parts=parts, view_entries=cache)
     return time.perf_counter() - wall, time.process_time() - cpu, result.records
@@ -76,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--history-cache", type=int, default=VIEW_ENTRIES, help="as the CLI's --history-cache"
     )
+    parser.add_argument("--limit", type=int, help="only the first N records (--jobs 1 only)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.limit is not None and (args.jobs != "1" or args.parts):
+        parser.error("--limit needs --jobs 1 and no --parts")
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(args.input) if args.input else Path(scratch) / "records.jsonl.gz"
         if not args.input:
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for jobs in (int(j) for j in args.jobs.split(",")):
             best: tuple[float, float, int] | None = None
             for _ in range(args.repeat):
-                outcome = _once(path, args.rules, jobs, args.parts, args.history_cache)
+                outcome = _once(path, args.rules, jobs, args.parts, args.history_cache, args.limit)
                 best = outcome if best is None or outcome[0] < best[0] else best
             assert best is not None
             wall, cpu, records = best
