@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.backtest.history import VIEW_ENTRIES
-from consumer.backtest.inputs import RecordFile, part_of
+from consumer.backtest.inputs import READ_ERRORS, RecordFile, UnreadableInput, part_of
 from consumer.backtest.run import BacktestResult, merge, run_backtest
 from consumer.config import StateConfig
 from consumer.rules.ruleset import RuleSet
@@ -63,6 +63,8 @@ def _work(
             )
             positions[part] = source.size
         results.put((part, result, None))
+    except READ_ERRORS as exc:  # a damaged file: the parent says so as one process would
+        results.put((part, None, UnreadableInput(str(exc))))
     except BaseException as exc:  # reported to the parent, which stops the others
         results.put((part, None, f"{exc!r}\n{traceback.format_exc()}"))
 
@@ -133,6 +135,8 @@ def run_parallel(
                     code = dead[0].exitcode
                     raise RuntimeError(f"a backtest process died (exit code {code})") from None
                 continue
+            if isinstance(error, UnreadableInput):
+                raise error
             if error is not None:
                 raise RuntimeError(f"backtest part {part} of {parts} failed: {error}")
             done[part] = result

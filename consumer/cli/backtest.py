@@ -77,7 +77,7 @@ def _entries(text: str) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.backtest.history import VIEW_ENTRIES
-    from consumer.backtest.inputs import RecordFile
+    from consumer.backtest.inputs import READ_ERRORS, RecordFile
     from consumer.backtest.parallel import run_parallel
     from consumer.backtest.report import render_table, to_dict
     from consumer.backtest.run import PartitionError, run_backtest
@@ -133,7 +133,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     progress=lambda count: bar.update(source.position(), count),
                     view_entries=cache,
                 )
-        except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
+        except READ_ERRORS as exc:  # e.g. a truncated or corrupt gzip file
             print(f"fraudstream backtest: reading {args.input}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except (PartitionError, RuntimeError) as exc:

@@ -367,6 +367,21 @@ def test_a_truncated_gzip_file_is_an_error_not_a_traceback(
     assert code == 2 and "reading" in err
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_corrupt_gzip_file_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    whole = write_replay(tmp_path / "r.jsonl.gz", [record(n, "10") for n in range(2000)])
+    damaged = bytearray(whole.read_bytes())
+    for at in range(200, 260):  # inside the deflate stream
+        damaged[at] ^= 0x5A
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(bytes(damaged))
+    rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
+    code, _, err = run_cli(capsys, "--rules", str(rules), "--input", str(bad), "--jobs", jobs)
+    assert code == 2 and "fraudstream backtest:" in err and "Traceback" not in err
+
+
 def test_the_table_names_every_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_replay(tmp_path / "r.jsonl", [record(0, "6000"), record(1, "12000")])
     rules = write_rules(tmp_path / "new.yaml", LOWER_THRESHOLD)
