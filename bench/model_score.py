@@ -6,7 +6,8 @@ rows with the stream's history semantics; without --model a model is trained on 
 temporary directory). Then, best of --repeat passes, per transaction:
 - features_for (the history features, the amount against the usual amount, ...), and the same
   with every history emptied: its fixed cost, the rest being the pass over the history entries
-  (their mean count per transaction is reported);
+  (their mean count per transaction is reported); and the same histories not marked as in
+  event-time order (`ascending`), as the worker's state store gives them;
 - ModelScorer.encode: rows -> the float matrix LightGBM reads;
 - ModelScorer.score_batch at batch sizes 1, 100, 500 and 10,000: encoding, one LightGBM call
   with pred_contrib=True (TreeSHAP contributions), sigmoid, the top three features per row;
@@ -76,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return len(pairs)
 
     emptied = [(t, structs.replace(h, recent=())) for t, h in pairs]
+    unordered = [(t, structs.replace(h, ascending=False)) for t, h in pairs]
     entries = sum(len(h.recent) for _, h in pairs) / max(1, len(pairs))
     results: dict[str, Any] = {
         "features_for_us": round(best_us(extract, args.repeat), 2),
+        "features_for_store_order_us": round(best_us(lambda: extract(unordered), args.repeat), 2),
         "features_for_empty_history_us": round(best_us(lambda: extract(emptied), args.repeat), 2),
         "history_entries_per_transaction": round(entries, 2),
         "encode_us": {},
@@ -133,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write(f"model: {trees} trees, {len(scorer.feature_names)} features\n")
     out.write(
         f"features_for: {results['features_for_us']} us per transaction "
-        f"({results['features_for_empty_history_us']} us with an empty history; "
+        f"({results['features_for_store_order_us']} us as the worker's store orders histories, "
+        f"{results['features_for_empty_history_us']} us with an empty history; "
         f"{results['history_entries_per_transaction']} history entries per transaction)\n"
     )
     out.write(

@@ -39,6 +39,7 @@ def test_the_model_score_benchmark_reports_every_part(capsys: pytest.CaptureFixt
     assert model_score.main(["--json", "--records", "2000", "--repeat", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 < result["features_for_empty_history_us"] < result["features_for_us"]
+    assert result["features_for_store_order_us"] > result["features_for_empty_history_us"]
     assert result["history_entries_per_transaction"] > 0
     for part in ("encode_us", "raw_only_us", "explain_flagged_us", "score_batch_us"):
         assert set(result[part]) == {"1", "100", "500"}  # 10,000: more than the rows
