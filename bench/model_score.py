@@ -4,7 +4,11 @@ transaction.
 Pure CPU, no servers. Labelled realistic traffic (load_test.labelled) is turned into feature
 rows with the stream's history semantics; without --model a model is trained on it first (in a
 temporary directory). Then, best of --repeat passes, per transaction:
-- features_for (the history features, the amount against the usual amount, ...);
+- features_for (the history features, the amount against the usual amount, ...), and the same
+  with every history emptied: its fixed cost, the rest being the pass over the history entries
+  (their mean count per transaction is reported); and the same histories not marked as in
+  event-time order (`ascending`), as the worker's state store gives them;
+- ModelScorer.encode: rows -> the float matrix LightGBM reads;
 - ModelScorer.score_batch at batch sizes 1, 100, 500 and 10,000: encoding, one LightGBM call
   with pred_contrib=True (TreeSHAP contributions), sigmoid, the top three features per row;
 - score_batch(..., explain_from=threshold): raw scores for all, contributions only for the rows
@@ -25,6 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from msgspec import structs
 
 from consumer.model.dataset import judged, load_dataset
 from consumer.model.features import features_for
@@ -65,13 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = load_dataset(data_path).rows
         trees = scorer._booster.num_trees()
 
-    def extract() -> int:
+    def extract(pairs: list[Any] = pairs) -> int:
         for t, h in pairs:
             features_for(t, h)
         return len(pairs)
 
+    emptied = [(t, structs.replace(h, recent=())) for t, h in pairs]
+    unordered = [(t, structs.replace(h, ascending=False)) for t, h in pairs]
+    entries = sum(len(h.recent) for _, h in pairs) / max(1, len(pairs))
     results: dict[str, Any] = {
         "features_for_us": round(best_us(extract, args.repeat), 2),
+        "features_for_store_order_us": round(best_us(lambda: extract(unordered), args.repeat), 2),
+        "features_for_empty_history_us": round(best_us(lambda: extract(emptied), args.repeat), 2),
+        "history_entries_per_transaction": round(entries, 2),
+        "encode_us": {},
         "score_batch_us": {},
         "raw_only_us": {},
         "explain_flagged_us": {},
@@ -80,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flagged_share = float((scorer.scores(rows) >= threshold).mean())
     booster = scorer._booster
 
-    for size in BATCH_SIZES:
+    sizes = [size for size in BATCH_SIZES if size <= len(rows)]  # a small --records: fewer
+    for size in sizes:
         batches = [rows[i : i + size] for i in range(0, min(len(rows), 20 * size), size)]
         batches = [b for b in batches if len(b) == size][: max(1, 10_000 // size)]
 
@@ -90,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sum(len(b) for b in batches)
 
         matrices = [scorer.encode(b) for b in batches]
+
+        def encoded(batches: list[Any] = batches) -> int:
+            for batch in batches:
+                scorer.encode(batch)
+            return sum(len(b) for b in batches)
 
         def raw_only(matrices: list[Any] = matrices) -> int:
             for matrix in matrices:
@@ -104,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["score_batch_us"][str(size)] = round(best_us(scored, args.repeat), 2)
         results["explain_flagged_us"][str(size)] = round(best_us(flagged_only, args.repeat), 2)
         results["raw_only_us"][str(size)] = round(best_us(raw_only, args.repeat), 2)
+        results["encode_us"][str(size)] = round(best_us(encoded, args.repeat), 2)
 
     results["model"] = {
         "trees": trees,
@@ -114,17 +134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["python"] = platform.python_version()
     out = io.StringIO()
     out.write(f"model: {trees} trees, {len(scorer.feature_names)} features\n")
-    out.write(f"features_for: {results['features_for_us']} us per transaction\n")
+    out.write(
+        f"features_for: {results['features_for_us']} us per transaction "
+        f"({results['features_for_store_order_us']} us as the worker's store orders histories, "
+        f"{results['features_for_empty_history_us']} us with an empty history; "
+        f"{results['history_entries_per_transaction']} history entries per transaction)\n"
+    )
     out.write(
         f"threshold {threshold:.2f}: {flagged_share:.1%} of the rows score at or above it\n"
         "batch size | score_batch, top-3 for every row | top-3 at/above threshold only"
-        " | raw score only (us per transaction)\n"
+        " | raw score only | encode (us per transaction)\n"
     )
-    for size in BATCH_SIZES:
+    for size in sizes:
         out.write(
             f"{size:>10} | {results['score_batch_us'][str(size)]:>32} | "
             f"{results['explain_flagged_us'][str(size)]:>29} | "
-            f"{results['raw_only_us'][str(size)]:>14}\n"
+            f"{results['raw_only_us'][str(size)]:>14} | {results['encode_us'][str(size)]:>6}\n"
         )
     sys.stderr.write(out.getvalue())
     if args.json:

@@ -1,11 +1,15 @@
 """The model's features: what the stream's history can give about one transaction.
 
-Built on the rule set's history features (consumer.rules.features.Facts), so a window count
-means exactly what `txn_count_1h` means in a custom rule: the account's transactions earlier in
-the stream, within the window in event time, this one included. A row is a tuple with one value
-per FEATURE_NAMES entry: numbers as floats (NaN when absent, booleans 0/1) and the categorical
-features as their raw strings (None when absent); the scorer encodes those with the model's own
-vocabulary (features.json), so an unseen merchant category is "missing", never an error.
+The history features mean exactly what the rule set's (consumer.rules.features.Facts) mean, so
+a window count is what `txn_count_1h` is in a custom rule: the account's transactions earlier in
+the stream, within the window in event time, this one included. They are computed here in one
+pass over the history (the hot path's cost), and tests/unit/test_model_features.py holds every
+row equal, bit for bit, to the row built from Facts and consumer.rules.scan themselves.
+
+A row is a tuple with one value per FEATURE_NAMES entry: numbers as floats (NaN when absent,
+booleans 0/1) and the categorical features as their raw strings (None when absent); the scorer
+encodes those with the model's own vocabulary (features.json), so an unseen merchant category is
+"missing", never an error.
 
 The country features need the history's countries (HistoryEntry.country, country_seen_before),
 which the worker's state store keeps (consumer/state.py) and the offline histories fill.
@@ -14,14 +18,14 @@ which the worker's state store keeps (consumer/state.py) and the offline histori
 from __future__ import annotations
 
 import math
-from decimal import ROUND_FLOOR
-
-from msgspec import structs
+from bisect import bisect_right
+from decimal import ROUND_FLOOR, Decimal
+from operator import attrgetter
 
 from consumer.records import Transaction
 from consumer.rules.exact import EXACT
-from consumer.rules.features import Facts, FeaturePlan
-from consumer.rules.history import AccountHistory
+from consumer.rules.geo import haversine_km
+from consumer.rules.history import AccountHistory, HistoryEntry
 
 # The longest window a feature reads (24 h): the worker's state store, and the offline history
 # that training builds, keep at least this much.
@@ -75,8 +79,10 @@ STREAM_UNAVAILABLE: tuple[str, ...] = ()
 FeatureValue = float | str | None
 FeatureRow = tuple[FeatureValue, ...]
 
-_PLAN = FeaturePlan.for_names(frozenset(_WINDOWED))
+_SMALL = Decimal(SMALL_AMOUNT)  # a Decimal compares faster with a Decimal than with an int
 _NAN = math.nan
+_INF = math.inf
+_event_time = attrgetter("event_time")
 
 
 def _num(value: object) -> float:
@@ -90,35 +96,95 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
     else the history holds (the worker's store keeps a lateness allowance more; an offline
     builder may keep less), so training and the stream compute the same row.
 
-    Per transaction on the hot path when a model scores: the window features come from the
-    rule features' one pass, read at once rather than name by name."""
+    Per transaction on the hot path when a model scores, so every history feature comes from
+    one pass over the history: the rule set's window features (consumer.rules.features.Facts,
+    same bounds, exact Decimal sums), the usual amount, the last event time, the small charges
+    and the travel point of consumer.rules.scan. tests/unit/test_model_features.py holds the
+    row equal, bit for bit, to one built from Facts and scan themselves."""
     t = txn.event_time
-    horizon = EXACT.subtract(t, MODEL_HORIZON_S)
+    subtract = EXACT.subtract
+    horizon = subtract(t, MODEL_HORIZON_S)  # also the 24 h window's bound
+    low_1h = subtract(t, 3600)
+    low_10m = subtract(t, 600)
+    low_1m = subtract(t, 60)
     recent = history.recent
+    if history.ascending and recent and recent[0].event_time <= horizon:
+        # In event-time order: what the horizon holds starts at one point.
+        recent = recent[bisect_right(recent, horizon, key=_event_time) :]
+    lat = txn.latitude
+    lon = txn.longitude
+    travel = lat is not None and lon is not None
+    add = EXACT.add
+    # Per window, the entries in it but in no narrower one (windows nest): count, exact sum.
+    n_1m = n_10m = n_1h = n_24h = 0
+    s_1m: Decimal | None = None
+    s_10m: Decimal | None = None
+    s_1h: Decimal | None = None
+    s_24h: Decimal | None = None
+    countries_1h: set[str | None] = set()
+    countries_24h: set[str | None] = set()
+    amounts: list[float] = []  # in history order: their float sum is the mean's
+    small = 1 if txn.amount <= _SMALL else 0
+    last = horizon  # below every entry counted: the latest event time once one is
+    previous: HistoryEntry | None = None  # the travel point (consumer.rules.scan)
+    previous_t = horizon  # likewise: the first located entry before t takes its place
     for entry in recent:
-        if entry.event_time <= horizon:
-            history = structs.replace(history, recent=[e for e in recent if e.event_time > horizon])
-            break
-    facts = Facts(txn, history, _PLAN)
-    facts.window_features()
-    windowed = facts.values
-    derived = facts.derived
-    amount = float(txn.amount)
-    balance = txn.account_balance
-    # One pass over the history for the account's usual amount (its earlier transactions
-    # within the history horizon), the last event time and the small charges of 10 minutes.
-    low_10m = EXACT.subtract(t, 600)
-    amounts: list[float] = []
-    last = None
-    small = 1 if txn.amount <= SMALL_AMOUNT else 0
-    for entry in history.recent:
         at = entry.event_time
-        if at <= t:
-            amounts.append(float(entry.amount))
-            if last is None or at > last:
-                last = at
-            if at > low_10m and entry.amount <= SMALL_AMOUNT:
-                small += 1
+        if at <= horizon or at > t:
+            continue
+        spent = entry.amount
+        amounts.append(float(spent))
+        if at > low_1h:
+            countries_1h.add(entry.country)
+            if at > low_10m:
+                if spent <= _SMALL:
+                    small += 1
+                if at > low_1m:
+                    n_1m += 1
+                    s_1m = spent if s_1m is None else add(s_1m, spent)
+                else:
+                    n_10m += 1
+                    s_10m = spent if s_10m is None else add(s_10m, spent)
+            else:
+                n_1h += 1
+                s_1h = spent if s_1h is None else add(s_1h, spent)
+        else:
+            n_24h += 1
+            s_24h = spent if s_24h is None else add(s_24h, spent)
+        countries_24h.add(entry.country)
+        if at > last:
+            last = at
+        # The latest located entry strictly before t; of equal times, the latest in the stream.
+        if (
+            travel
+            and at < t
+            and (
+                at > previous_t
+                or (
+                    at == previous_t
+                    and previous is not None
+                    and entry.position >= previous.position
+                )
+            )
+            and entry.latitude is not None
+            and entry.longitude is not None
+        ):
+            previous = entry
+            previous_t = at
+    amount_d = txn.amount
+    amount = float(amount_d)
+    count_1m = 1 + n_1m
+    count_10m = count_1m + n_10m
+    count_1h = count_10m + n_1h
+    sum_1m = amount_d if s_1m is None else add(amount_d, s_1m)
+    sum_10m = sum_1m if s_10m is None else add(sum_1m, s_10m)
+    sum_1h = sum_10m if s_1h is None else add(sum_10m, s_1h)
+    sum_24h = sum_1h if s_24h is None else add(sum_1h, s_24h)
+    destination = txn.destination_country
+    countries_1h.add(destination)
+    countries_24h.add(destination)
+    countries_1h.discard(None)
+    countries_24h.discard(None)
     if amounts:
         mean = sum(amounts) / len(amounts)
         to_mean = amount / mean if mean > 0 else _NAN
@@ -126,30 +192,47 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
         to_median = amount / mid if mid > 0 else _NAN
     else:
         to_mean = to_median = _NAN
-    since_last = _NAN if last is None else float(EXACT.subtract(t, last))
-    speed = derived("speed_kmh_from_last")
+    km = speed = _NAN
+    if previous is not None:
+        assert lat is not None and lon is not None
+        assert previous.latitude is not None and previous.longitude is not None
+        km = haversine_km(previous.latitude, previous.longitude, lat, lon)
+        hours = float(subtract(t, previous.event_time)) / 3600.0
+        speed = min(km / hours if hours > 0.0 else _INF, MAX_SPEED_KMH)
+    balance = txn.account_balance
     created = txn.account_created_at
     origin = txn.origin_country
-    destination = txn.destination_country
+    has_earlier = history.has_earlier
+    new_device = txn.device_id is not None and has_earlier and not history.device_seen_before
+    new_country = destination is not None and has_earlier and not history.country_seen_before
     return (
         amount,
         _num(balance),
         amount / float(balance) if balance is not None and balance > 0 else _NAN,
-        *[float(windowed[name]) for name in _WINDOWED],
+        float(count_1m),
+        float(count_10m),
+        float(count_1h),
+        float(count_1h + n_24h),
+        float(sum_1m),
+        float(sum_10m),
+        float(sum_1h),
+        float(sum_24h),
+        float(len(countries_1h)),
+        float(len(countries_24h)),
         float(small),
         float(len(amounts)),
         to_mean,
         to_median,
-        since_last,
-        _num(derived("km_from_last")),
-        _NAN if speed is None else min(speed, MAX_SPEED_KMH),
-        1.0 if txn.latitude is not None and txn.longitude is not None else 0.0,
-        1.0 if derived("new_device") else 0.0,
-        1.0 if derived("new_country") else 0.0,
-        1.0 if derived("first_transaction") else 0.0,
+        float(subtract(t, last)) if amounts else _NAN,
+        km,
+        speed,
+        1.0 if travel else 0.0,
+        1.0 if new_device else 0.0,
+        1.0 if new_country else 0.0,
+        0.0 if has_earlier else 1.0,
         1.0 if origin is not None and destination is not None and origin != destination else 0.0,
         float(int(t.to_integral_value(rounding=ROUND_FLOOR)) // 3600 % 24),
-        _NAN if created is None else float(EXACT.subtract(t, created)) / 86400.0,
+        _NAN if created is None else float(subtract(t, created)) / 86400.0,
         txn.channel,
         txn.merchant_category,
     )

@@ -25,6 +25,7 @@ from typing import Any
 from consumer.model.features import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
+    NUMERIC_FEATURES,
     STREAM_UNAVAILABLE,
     FeatureRow,
 )
@@ -109,8 +110,10 @@ class Encoder:
             )
             for name in CATEGORICAL_FEATURES
         ]
-        categorical = {column for column, _ in self._codes}
-        self._numeric = [c for c in range(len(FEATURE_NAMES)) if c not in categorical]
+        # FEATURE_NAMES lists the numeric features first: a row's numeric values are its
+        # leading slice, which numpy converts in one call (no per-value Python indexing).
+        self._numeric = len(NUMERIC_FEATURES)
+        assert FEATURE_NAMES[: self._numeric] == NUMERIC_FEATURES
 
     def encode(self, rows: list[FeatureRow]) -> Any:
         np = self._np
@@ -118,10 +121,11 @@ class Encoder:
         if not rows:
             return matrix
         numeric = self._numeric
-        matrix[:, numeric] = np.array([[row[c] for c in numeric] for row in rows], dtype=np.float64)
+        matrix[:, :numeric] = np.array([row[:numeric] for row in rows], dtype=np.float64)
         nan = math.nan
         for column, codes in self._codes:
-            matrix[:, column] = [codes.get(row[column], nan) for row in rows]  # type: ignore[arg-type]
+            get = codes.get
+            matrix[:, column] = [get(row[column], nan) for row in rows]  # type: ignore[arg-type]
         if self._masked:
             matrix[:, self._masked] = nan
         return matrix

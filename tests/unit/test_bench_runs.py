@@ -28,3 +28,21 @@ def test_the_benchmark_runs_and_its_summary_matches_the_outputs(keep_alive: bool
     assert summary["cache_entries"] == 400
     # Every party's CPU is counted, so the machine's bound is at least what was measured.
     assert summary["machine_bound_records_per_s"] >= 0.9 * summary["records_per_s"]
+
+
+def test_the_model_score_benchmark_reports_every_part(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.model_score` on a small file (it trains its own model): the features,
+    their fixed cost, the encoding and the scorer, per batch size."""
+    pytest.importorskip("lightgbm")
+    from bench import model_score
+
+    assert model_score.main(["--json", "--records", "2000", "--repeat", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < result["features_for_empty_history_us"] < result["features_for_us"]
+    assert result["features_for_store_order_us"] > result["features_for_empty_history_us"]
+    assert result["history_entries_per_transaction"] > 0
+    for part in ("encode_us", "raw_only_us", "explain_flagged_us", "score_batch_us"):
+        assert set(result[part]) == {"1", "100", "500"}  # 10,000: more than the rows
+        assert all(value > 0 for value in result[part].values())
+    # Explaining every row costs more than the raw score alone, which includes no encoding.
+    assert result["score_batch_us"]["500"] > result["raw_only_us"]["500"]
