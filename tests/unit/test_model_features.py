@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from msgspec import structs
 
 from consumer.model.features import (
+    _WINDOWED,
     FEATURE_NAMES,
     MAX_SPEED_KMH,
     MODEL_HORIZON_S,
@@ -34,18 +35,6 @@ from consumer.rules.exact import EXACT
 from consumer.rules.features import Facts, FeaturePlan
 from consumer.rules.history import AccountHistory, HistoryEntry
 
-_WINDOWED = (
-    "txn_count_1m",
-    "txn_count_10m",
-    "txn_count_1h",
-    "txn_count_24h",
-    "amount_sum_1m",
-    "amount_sum_10m",
-    "amount_sum_1h",
-    "amount_sum_24h",
-    "distinct_countries_1h",
-    "distinct_countries_24h",
-)
 _PLAN = FeaturePlan.for_names(frozenset(_WINDOWED))
 _NAN = math.nan
 
