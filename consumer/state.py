@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
+from itertools import pairwise
 from sys import intern
 from typing import Any
 
@@ -133,6 +134,11 @@ def _decode_entry(member: str | bytes) -> _Stored:
     )
 
 
+def _in_time_order(recent: list[_Stored]) -> bool:
+    """True when the entries' event times never decrease (they are in position order)."""
+    return all(a.event_time <= b.event_time for a, b in pairwise(recent))
+
+
 def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
     """Sorted entries, one per position: a record stored by an older worker and again by this
     one (a replay across an upgrade) keeps its newer, six-field form."""
@@ -179,6 +185,10 @@ class _Account:
     oldest_score: float = float("inf")
     # len(recent) when the store last counted it into the cache's entry total.
     counted: int = 0
+    # `recent` (in stream order) also has never-decreasing event times, as in-order traffic
+    # gives it: the rules then read it newest first and stop at their windows
+    # (AccountHistory.ascending). Exact (Decimal) checks; re-checked when entries leave.
+    in_time_order: bool = True
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
@@ -194,6 +204,8 @@ class _Account:
         if len(keep) != len(self.recent):
             self.recent = keep
             self.positions = {s.position for s in keep}
+            if not self.in_time_order:
+                self.in_time_order = _in_time_order(keep)
 
 
 class BatchView:
@@ -249,6 +261,7 @@ class BatchView:
             device_seen_before=device_first is not None and device_first < position,
             has_earlier=account.first is not None and account.first < position,
             country_seen_before=country_first is not None and country_first < position,
+            ascending=account.in_time_order,
         )
 
     def add(self, txn: Transaction, position: Position) -> None:
@@ -271,8 +284,12 @@ class BatchView:
                 )
             )
             account.oldest_score = min(account.oldest_score, score)
-            if len(account.recent) > 1 and account.recent[-2].position > position:
-                account.recent.sort(key=lambda s: s.position)  # only after a replayed prefix
+            recent = account.recent
+            if len(recent) > 1 and recent[-2].position > position:
+                recent.sort(key=lambda s: s.position)  # only after a replayed prefix
+                account.in_time_order = _in_time_order(recent)
+            elif account.in_time_order and len(recent) > 1:
+                account.in_time_order = recent[-2].event_time <= txn.event_time
             account.new_members[member] = score
         if txn.device_id is not None:
             account.checked.add(txn.device_id)
@@ -470,6 +487,7 @@ class AccountStateStore:
                 positions=positions,
                 checked=set(devices),
                 oldest_score=min((stored.score for stored in recent), default=float("inf")),
+                in_time_order=_in_time_order(recent),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]

@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from consumer.config import StateConfig
@@ -358,3 +360,59 @@ def test_members_written_before_countries_were_stored_read_as_country_unknown(
     # Both forms of one record in Redis (each version stored it once): read once, with country.
     redis_conn.zadd("fs:acct:{acct-{1}}:recent", {"2.0|1795500001|10|||FR": 1795500001})
     assert judge_countries(store, [later])[0].split(":")[0] == "None,FR"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.sampled_from(["a1", "a2"]), st.integers(-3, 40)), max_size=6),
+        min_size=1,
+        max_size=5,
+    ),
+    replay=st.booleans(),
+    cache=st.sampled_from([0, 100]),
+)
+def test_a_history_said_to_be_in_time_order_is(
+    redis_conn: redis.Redis,
+    batches: list[list[tuple[str, int]]],
+    replay: bool,
+    cache: int,
+) -> None:
+    """AccountHistory.ascending lets the rules stop early: it must never be set on a history
+    out of (event_time, position) order (late records, replays, pruning, the cache), and it
+    must be set for in-order traffic, or the early stop silently never happens."""
+    redis_conn.flushall()
+    store = AccountStateStore(
+        redis_conn, dataclasses.replace(CONFIG, cache_accounts=cache), HORIZON
+    )
+    clock = {"a1": 0, "a2": 0}
+    in_order = all(offset >= 0 for batch in batches for _, offset in batch)
+
+    def check(history: AccountHistory) -> str:
+        keys = [(e.event_time, e.position) for e in history.recent]
+        if history.ascending:
+            assert keys == sorted(keys)
+        elif in_order and history.recent:
+            raise AssertionError("in-order traffic, yet not marked in order")
+        return "ok"
+
+    position = 0
+    sent: list[list[tuple[Position, Transaction]]] = []
+    for batch in batches:
+        items = []
+        for account, offset in batch:
+            position += 1
+            clock[account] += offset  # a negative offset: a late record
+            items.append(
+                (
+                    (position, 0),
+                    txn(f"t{position}", account=account, ts_ms=T0 + 1000 * clock[account]),
+                )
+            )
+        sent.append(items)
+        judge_batch(store, items, check)
+    if replay:  # a worker restarting from an earlier checkpoint
+        for items in sent:
+            judge_batch(store, items, check)
