@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from itertools import pairwise
 from sys import intern
 from typing import Any
 
@@ -56,7 +55,7 @@ from redis.exceptions import NoScriptError
 from consumer.config import StateConfig
 from consumer.metrics import METRICS
 from consumer.records import Transaction
-from consumer.rules.history import AccountHistory, HistoryEntry
+from consumer.rules.history import AccountHistory, HistoryEntry, in_time_order
 
 Position = tuple[int, int]  # (sequence number, sub-sequence number): tuple order = stream order
 
@@ -134,11 +133,6 @@ def _decode_entry(member: str | bytes) -> _Stored:
     )
 
 
-def _in_time_order(recent: list[_Stored]) -> bool:
-    """True when the entries' event times never decrease (they are in position order)."""
-    return all(a.event_time <= b.event_time for a, b in pairwise(recent))
-
-
 def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
     """Sorted entries, one per position: a record stored by an older worker and again by this
     one (a replay across an upgrade) keeps its newer, six-field form."""
@@ -205,7 +199,7 @@ class _Account:
             self.recent = keep
             self.positions = {s.position for s in keep}
             if not self.in_time_order:
-                self.in_time_order = _in_time_order(keep)
+                self.in_time_order = in_time_order(keep)
 
 
 class BatchView:
@@ -287,7 +281,7 @@ class BatchView:
             recent = account.recent
             if len(recent) > 1 and recent[-2].position > position:
                 recent.sort(key=lambda s: s.position)  # only after a replayed prefix
-                account.in_time_order = _in_time_order(recent)
+                account.in_time_order = in_time_order(recent)
             elif account.in_time_order and len(recent) > 1:
                 account.in_time_order = recent[-2].event_time <= txn.event_time
             account.new_members[member] = score
@@ -487,7 +481,7 @@ class AccountStateStore:
                 positions=positions,
                 checked=set(devices),
                 oldest_score=min((stored.score for stored in recent), default=float("inf")),
-                in_time_order=_in_time_order(recent),
+                in_time_order=in_time_order(recent),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]

@@ -36,9 +36,7 @@ that a day of a busy shard fits a machine:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from decimal import Decimal
-from itertools import pairwise
 
 from msgspec import structs
 
@@ -47,7 +45,7 @@ from consumer.backtest.dedup import DuplicateWindow
 from consumer.backtest.views import TailView
 from consumer.config import StateConfig
 from consumer.records import Transaction
-from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry
+from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry, in_time_order
 
 VIEW_ENTRIES = 500_000
 """Built HistoryEntry objects kept for the accounts judged most recently, in all (~200 MB at
@@ -163,7 +161,7 @@ class ReplayHistory:
             view = account.view = TailView(account.packed, self._country_ids.names)
             views[account] = None
             if not account.ascending:
-                account.ascending = _in_time_order(view)
+                account.ascending = in_time_order(view)
                 self._recount(account)
         else:  # judged again: now the most recent
             views.move_to_end(account)
@@ -185,7 +183,7 @@ class ReplayHistory:
             if prefix:
                 view.drop_prefix(dropped)
                 if not account.ascending:
-                    account.ascending = _in_time_order(view)
+                    account.ascending = in_time_order(view)
                 self._recount(account)
             else:
                 self._drop_view(account)
@@ -263,11 +261,6 @@ class ReplayHistory:
         if self._countries and country is not None:
             account.countries = _with(account.countries, country)
         self._recount(account)
-
-
-def _in_time_order(view: Sequence[HistoryEntry]) -> bool:
-    """True when the entries' event times never decrease (positions ascend with the list)."""
-    return all(a.event_time <= b.event_time for a, b in pairwise(view))
 
 
 def _among(value: str | None, kept: str | set[str] | None) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from itertools import pairwise
 
 import msgspec
 
@@ -42,11 +43,18 @@ class AccountHistory(msgspec.Struct, frozen=True, gc=False):
     # True when an earlier transaction of the account had this transaction's destination_country
     # (read only by rule sets whose RuleSet.history_needs says "countries").
     country_seen_before: bool = False
-    # True only when `recent` is also in ascending (event_time, position) order, as a replay
-    # of in-order records gives it: the windows and the travel point are then read from the
-    # newest end, stopping where nothing older can count (consumer.rules.scan). A builder that
-    # does not know leaves it False (the worker's store does); the decisions are the same.
+    # True only when `recent` is also in ascending (event_time, position) order, as in-order
+    # traffic gives it: the windows and the travel point are then read from the newest end,
+    # stopping where nothing older can count (consumer.rules.scan). The worker's state store
+    # and the backtest's history track it (`in_time_order`); a builder that does not know
+    # leaves it False. The decisions are the same either way.
     ascending: bool = False
 
 
 EMPTY_HISTORY = AccountHistory()
+
+
+def in_time_order(entries: Sequence[HistoryEntry]) -> bool:
+    """True when the event times of `entries`, which are in stream (position) order, never
+    decrease: what `AccountHistory.ascending` promises."""
+    return all(a.event_time <= b.event_time for a, b in pairwise(entries))
