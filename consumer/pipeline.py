@@ -160,10 +160,11 @@ class BatchPipeline:
     def _judge(self, valid: list[_Valid], ruleset: RuleSet, model: BatchModel | None) -> None:
         settings = self._settings
         retry = settings.retry
-        self._state_writer.wait()  # the previous batch's state is in Redis before this one reads
+        # The previous batch's save may still be on its way: the load waits for it if it must.
+        in_flight = self._state_writer.in_flight()
         view = call_with_retries(
             "redis_load",
-            lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid]),
+            lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid], in_flight),
             retry,
             retry_on=REDIS_ERRORS,
         )
@@ -249,7 +250,8 @@ class BatchPipeline:
         saved = self._state_writer.submit(
             lambda: call_with_retries(
                 "redis_save", lambda: self._store.write(prepared), retry, retry_on=REDIS_ERRORS
-            )
+            ),
+            prepared,
         )
         if alerts:
             self._dead_letter_rejected(

@@ -368,10 +368,21 @@ _ALERTED = "|A"
 @dataclass(frozen=True, slots=True)
 class PreparedSave:
     """A batch's state writes, ready to send: save-script calls (keys, args) and, on a cluster,
-    the transaction ids' first sightings (each its own slot)."""
+    the transaction ids' first sightings (each its own slot). `accounts` and `seen` say what it
+    writes, so the next batch's load can tell whether it must wait for it."""
 
     script_calls: list[tuple[list[str], list[Any]]]
     txn_writes: list[tuple[str, str]]
+    accounts: frozenset[str] = frozenset()
+    seen: dict[str, Position] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveInFlight:
+    """The previous batch's save while it is still being written, and how to wait for it."""
+
+    prepared: PreparedSave
+    wait: Callable[[], None]
 
 
 class AccountStateStore:
@@ -423,7 +434,17 @@ class AccountStateStore:
             return [[account_id] for account_id in account_ids]
         return [list(account_ids)] if account_ids else []
 
-    def load(self, items: Sequence[tuple[Position, Transaction]]) -> BatchView:
+    def load(
+        self, items: Sequence[tuple[Position, Transaction]], in_flight: SaveInFlight | None = None
+    ) -> BatchView:
+        """The state `items` need: cached accounts from memory, the others and every transaction
+        id from Redis in one round trip.
+
+        A previous batch's save may still be in flight (`in_flight`): the load waits for it only
+        when it must read one of the accounts that save writes (the cache answers for those
+        unless it let them go); the transaction ids it writes are known here already, so a
+        record repeating one is a duplicate whichever lands first in Redis.
+        """
         wanted: dict[str, _Wanted] = {}
         for _, txn in items:
             t = float(txn.event_time)
@@ -444,6 +465,8 @@ class AccountStateStore:
         }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
         groups = self._groups(list(asked))
+        if in_flight is not None and not in_flight.prepared.accounts.isdisjoint(asked):
+            in_flight.wait()
 
         def queue(pipe: Any) -> None:
             for group in groups:
@@ -488,9 +511,10 @@ class AccountStateStore:
         values = txn_replies if self._cluster else (txn_replies[0] if txn_ids else [])
         seen: dict[str, Position | None] = {}
         alerted: set[str] = set()
+        pending = in_flight.prepared.seen if in_flight is not None else {}
         for txn_id, value in zip(txn_ids, values, strict=True):
             if value is None:
-                seen[txn_id] = None
+                seen[txn_id] = pending.get(txn_id)
                 continue
             text = value.decode() if isinstance(value, bytes) else value
             if text.endswith(_ALERTED):
@@ -562,7 +586,12 @@ class AccountStateStore:
             account.new_devices = {}
             account.new_countries = {}
         self._count_entries(view)
-        return PreparedSave(calls, txn_writes if self._cluster else [])
+        return PreparedSave(
+            calls,
+            txn_writes if self._cluster else [],
+            accounts=frozenset(changed),
+            seen=dict(view.new_seen),
+        )
 
     def write(self, prepared: PreparedSave) -> int:
         """Send a prepared save in one pipelined round trip; return the number of commands.

@@ -7,17 +7,21 @@ waiting. Sent from a background thread, that wait overlaps the end of the batch,
 line to the daemon and the decoding of the next batch (both threads share the GIL, but the wait
 on the socket releases it).
 
-Nothing is weakened: at most one save is in flight; the next batch's load waits for it (a
-record always sees its predecessors' state), the alerted marks wait for it (they update the keys
-it creates), and the checkpoint policy settles it before any flush, so no record is
-checkpointed before its state is in Redis. A save that gave up (retries exhausted) raises at
-the next wait, and the processor exits as for any other give-up.
+Nothing is weakened: at most one save is in flight; the next batch's load is told about it and
+waits for it when it reads an account the save writes (a record always sees its predecessors'
+state; usually the cache holds those accounts and nothing waits), the alerted marks wait for it
+(they update the keys it creates), and the checkpoint policy settles it before any flush, so no
+record is checkpointed before its state is in Redis. A save that gave up (retries exhausted)
+raises at the next wait (at the latest when the next batch submits its own save, before that
+batch publishes anything), and the processor exits as for any other give-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+
+from consumer.state import PreparedSave, SaveInFlight
 
 
 class StateWriter:
@@ -26,15 +30,29 @@ class StateWriter:
     def __init__(self) -> None:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
         self._pending: Future[int] | None = None
+        self._prepared: PreparedSave | None = None
 
-    def submit(self, save: Callable[[], int]) -> Future[int]:
-        """Start `save` once the previous one is done; its future (alert marks wait on it)."""
+    def submit(self, save: Callable[[], int], prepared: PreparedSave) -> Future[int]:
+        """Start `save` (which writes `prepared`) once the previous one is done; its future
+        (alert marks wait on it)."""
         self.wait()
         self._pending = self._worker.submit(save)
+        self._prepared = prepared
         return self._pending
+
+    def in_flight(self) -> SaveInFlight | None:
+        """The save still being written, for the next load; None once it is written (a save
+        that gave up raises here)."""
+        pending, prepared = self._pending, self._prepared
+        if pending is None or prepared is None:
+            return None
+        if pending.done():
+            self.wait()
+            return None
+        return SaveInFlight(prepared, self.wait)
 
     def wait(self) -> None:
         """Until the save in flight is written; raises its error if it gave up."""
-        pending, self._pending = self._pending, None
+        pending, self._pending, self._prepared = self._pending, None, None
         if pending is not None:
             pending.result()

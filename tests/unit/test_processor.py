@@ -372,9 +372,10 @@ def _slow_state_writes(
         events.append(f"saved-on:{threading.current_thread().name.split('_')[0]}")
         return written
 
-    def load(self: AccountStateStore, items: Any) -> Any:
-        events.append("load")
-        return real_load(self, items)
+    def load(self: AccountStateStore, items: Any, in_flight: Any = None) -> Any:
+        loaded = real_load(self, items, in_flight)
+        events.append("load")  # once it has read Redis
+        return loaded
 
     monkeypatch.setattr(AccountStateStore, "write", write)
     monkeypatch.setattr(AccountStateStore, "load", load)
@@ -400,6 +401,24 @@ def test_the_state_save_runs_in_the_background_and_every_read_and_checkpoint_wai
     assert daemon.checkpoints == [seq(2)]
     # The alerted mark (SET XX on the key the save creates) waited for the slow save.
     assert aws.redis.get("fs:txn:{t-1}").endswith(b"|A")
+    assert [a["transaction_id"] for a in aws.alerts()] == ["t-1"]
+
+
+def test_a_batch_whose_accounts_are_cached_loads_while_the_previous_save_is_written(
+    aws: Aws, events: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_state_writes(monkeypatch, events, delay_s=0.2)
+    # The same account twice, the in-process cache on: batch 2 need not wait for batch 1's save;
+    # it still sees batch 1 (t-1 again is a duplicate: not judged, stored or alerted twice).
+    one = [msg.record(txn("t-1", "20000"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-1", "20000"), seq(2), ARRIVAL)]
+    two.append(msg.record(txn("t-2", "12.50"), seq(3), ARRIVAL))
+    script = two_batches_then_shutdown(one, two)
+    daemon = run(aws, script, events)
+    assert events[:4] == ["load", "load", "saved-on:state-save", "saved-on:state-save"]
+    assert events[4:] == ["put:flagged", f"checkpoint:{seq(3)}"]
+    assert daemon.checkpoints == [seq(3)]
+    assert aws.redis.zcard("fs:acct:{acct-0001}:recent") == 2  # t-1 once, t-2
     assert [a["transaction_id"] for a in aws.alerts()] == ["t-1"]
 
 
