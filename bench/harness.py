@@ -169,6 +169,7 @@ def run_ours(
             for line in work.batches[: opts.warmup_batches]:
                 feeder.process_records(line, timed=False)
             commands_before = redis_srv.commands_processed()
+            calls_before = redis_srv.command_calls()
             cpu_before = {
                 "ours": cpu_seconds(proc.pid),
                 "redis": cpu_seconds(redis_srv.pid),
@@ -187,6 +188,7 @@ def run_ours(
                 "feeder": time.process_time() - cpu_before["feeder"],
             }
             commands = redis_srv.commands_processed() - commands_before - 1
+            calls_after = redis_srv.command_calls()
             code = feeder.close()
         except BaseException as exc:
             if proc.poll() is None:
@@ -208,6 +210,11 @@ def run_ours(
         "shutdown_flush_s": shutdown_s,
         "checkpoints": feeder.stats.checkpoints,
         "redis_commands": commands,
+        "redis_calls": {
+            name: calls - calls_before.get(name, 0)
+            for name, calls in calls_after.items()
+            if name != "info" and calls > calls_before.get(name, 0)
+        },
         "cpu_s": cpu["ours"],
         "redis_cpu_s": cpu["redis"],
         "moto_cpu_s": cpu["moto"],
@@ -371,6 +378,11 @@ def summarise(
         # Median batch time of each tenth of the run: growth means per-account history costs.
         "batch_p50_ms_by_decile": _deciles(batches),
         "redis_commands_per_record": round(ours["redis_commands"] / ours["records"], 2),
+        # Inside the scripts too: what redis-server's CPU goes to.
+        "redis_calls_per_record": {
+            name: round(calls / ours["records"], 3)
+            for name, calls in sorted(ours["redis_calls"].items())
+        },
         "peer_redis_commands_per_record": round(peer["redis_commands"] / peer["records"], 2),
         "peer_batch_p50_ms": round(percentile(peer["batch_seconds"], 50) * 1000, 2),
         "peer_batch_p99_ms": round(percentile(peer["batch_seconds"], 99) * 1000, 2),

@@ -176,6 +176,12 @@ class RedisServer(_Server):
         with redis.Redis.from_url(self.url) as client:
             return int(client.info("stats")["total_commands_processed"])
 
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command so far, those the scripts make included (INFO commandstats)."""
+        with redis.Redis.from_url(self.url) as client:
+            stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
     def flushall(self) -> None:
         with redis.Redis.from_url(self.url) as client:
             client.flushall()

@@ -16,7 +16,10 @@ Why it is shaped like this:
 - **Bounded memory.** Loads read recent transactions back to the longest rule look-back (the
   state horizon) plus a lateness allowance; the key expires that long after the account's last
   write and holds at most `max_entries`. Devices, countries and "has history" live
-  `memory_ttl_s`; transaction ids the 24 h duplicate window.
+  `memory_ttl_s`; transaction ids the 24 h duplicate window. A cached account's expiries are
+  set again only every eighth of the shorter time (and whenever a key is created), each that
+  much longer, so every key lives at least its time after the last write and at most an eighth
+  more, and a busy account's save is its ZADD and cap, not five more commands.
 
 Keys:
   fs:acct:{A}:recent     ZSET  score = event time, member =
@@ -183,6 +186,9 @@ class _Account:
     # gives it: the rules then read it newest first and stop at their windows
     # (AccountHistory.ascending). Exact (Decimal) checks; re-checked when entries leave.
     in_time_order: bool = True
+    # When (time.monotonic) this process last set the expiry of the account's keys: the saves
+    # between refreshes send only what changes the keys' content.
+    refreshed_at: float = float("-inf")
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
@@ -329,31 +335,30 @@ _SAVE = """
 local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
 local a = 6
-local function firsts(key, n)
+local function firsts(key, n, refresh)
   for _ = 1, n do
     redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  redis.call('EXPIRE', key, memory_ttl)  -- a no-op on a key that does not exist
+  -- a no-op on a key that does not exist
+  if refresh or n > 0 then redis.call('EXPIRE', key, memory_ttl) end
 end
 for k = 1, accounts * 4, 4 do
-  local first, members = ARGV[a], tonumber(ARGV[a + 1])
-  local devices, countries = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  a = a + 4
+  local first, refresh, members = ARGV[a], ARGV[a + 1] == '1', tonumber(ARGV[a + 2])
+  local devices, countries = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
   local last = a + 2 * members - 1
   while a <= last do
     local stop = math.min(last, a + 999)
     redis.call('ZADD', KEYS[k], unpack(ARGV, a, stop))
     a = stop + 1
   end
-  if members > 0 then
-    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1)
-    redis.call('EXPIRE', KEYS[k], keep_ttl)
-  end
-  firsts(KEYS[k + 1], devices)
-  firsts(KEYS[k + 2], countries)
+  if members > 0 then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1) end
+  if refresh then redis.call('EXPIRE', KEYS[k], keep_ttl) end
+  firsts(KEYS[k + 1], devices, refresh)
+  firsts(KEYS[k + 2], countries, refresh)
   if first ~= '' then redis.call('SET', KEYS[k + 3], first, 'NX', 'EX', memory_ttl) end
-  redis.call('EXPIRE', KEYS[k + 3], memory_ttl)
+  if refresh then redis.call('EXPIRE', KEYS[k + 3], memory_ttl) end
 end
 for k = accounts * 4 + 1, #KEYS do
   redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
@@ -406,6 +411,10 @@ class AccountStateStore:
         # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
         self._cache_idle_s = min(self._keep_s, config.memory_ttl_s) / 2
         self._save_sha = _sha1(_SAVE)
+        # A cached account's keys get their expiry set again at most this often (and whenever
+        # a key is created); the expiry each save sets is longer by as much, so every key still
+        # lives at least its full time after the account's last write.
+        self._refresh_s = min(self._keep_s, config.memory_ttl_s) / 8
 
     def _send(self, queue: Callable[[Any], None], metric: str) -> list[Any]:
         """One pipelined round trip of what `queue` puts on a pipeline.
@@ -550,13 +559,14 @@ class AccountStateStore:
             for txn_id, position in view.new_seen.items()
         ]
         calls: list[tuple[list[str], list[Any]]] = []
+        now = time.monotonic()
         groups = self._groups(changed)
         in_script = [] if self._cluster else txn_writes
         for index, group in enumerate(groups or ([[]] if in_script else [])):
             keys: list[str] = []
             args: list[Any] = [
-                int(self._keep_s) + 1,
-                config.memory_ttl_s,
+                int(self._keep_s + self._refresh_s) + 1,
+                int(config.memory_ttl_s + self._refresh_s),
                 config.max_entries,
                 len(group),
                 config.dedup_ttl_s,
@@ -564,8 +574,14 @@ class AccountStateStore:
             for account_id in group:
                 account = view.accounts[account_id]
                 keys += account.keys
+                # The first save of a loaded account refreshes, and creates any key it writes.
+                refresh = now - account.refreshed_at >= self._refresh_s
+                if refresh:
+                    account.refreshed_at = now
+                first = account.first  # SET NX: only a key's creation (or refresh) needs it
                 args += (
-                    encode_position(account.first) if account.first is not None else "",
+                    encode_position(first) if refresh and first is not None else "",
+                    "1" if refresh else "0",
                     len(account.new_members),
                     len(account.new_devices),
                     len(account.new_countries),
