@@ -189,6 +189,9 @@ class _Account:
     # When (time.monotonic) this process last set the expiry of the account's keys: the saves
     # between refreshes send only what changes the keys' content.
     refreshed_at: float = float("-inf")
+    # At least the size of the recent set in Redis (its size at load, plus every member sent
+    # since): while it is within max_entries the save need not cap the set.
+    stored_at_most: int = 0
 
     def prune(self, min_score: float, max_entries: int) -> None:
         """Forget entries older than any decision can use, and beyond the newest max_entries
@@ -326,7 +329,8 @@ for k = 1, #KEYS, 4 do
   a = a + 1
   local devices = firsts(KEYS[k + 1])
   local countries = firsts(KEYS[k + 2])
-  out[#out + 1] = {recent, devices, countries, redis.call('GET', KEYS[k + 3])}
+  local first = redis.call('GET', KEYS[k + 3])
+  out[#out + 1] = {recent, devices, countries, first, redis.call('ZCARD', KEYS[k])}
 end
 return out
 """
@@ -345,15 +349,15 @@ local function firsts(key, n, refresh)
 end
 for k = 1, accounts * 4, 4 do
   local first, refresh, members = ARGV[a], ARGV[a + 1] == '1', tonumber(ARGV[a + 2])
-  local devices, countries = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
+  local devices, countries, cap = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
+  a = a + 6
   local last = a + 2 * members - 1
   while a <= last do
     local stop = math.min(last, a + 999)
     redis.call('ZADD', KEYS[k], unpack(ARGV, a, stop))
     a = stop + 1
   end
-  if members > 0 then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1) end
+  if cap == '1' then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1) end
   if refresh then redis.call('EXPIRE', KEYS[k], keep_ttl) end
   firsts(KEYS[k + 1], devices, refresh)
   firsts(KEYS[k + 2], countries, refresh)
@@ -497,7 +501,7 @@ class AccountStateStore:
 
         per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
         for account_id, reply in zip(asked, per_account, strict=True):
-            members, device_firsts, country_firsts, first_raw = reply
+            members, device_firsts, country_firsts, first_raw, stored_count = reply
             devices, countries = asked[account_id]
             recent = [_decode_entry(m) for m in members]
             recent.sort(key=lambda stored: stored.position)
@@ -512,8 +516,9 @@ class AccountStateStore:
                 countries=_known(countries, country_firsts),
                 positions=positions,
                 checked=set(devices),
-                oldest_score=min((stored.score for stored in recent), default=float("inf")),
+                oldest_score=min((entry.score for entry in recent), default=float("inf")),
                 in_time_order=in_time_order(recent),
+                stored_at_most=int(stored_count),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
@@ -579,12 +584,17 @@ class AccountStateStore:
                 if refresh:
                     account.refreshed_at = now
                 first = account.first  # SET NX: only a key's creation (or refresh) needs it
+                account.stored_at_most += len(account.new_members)
+                cap = account.stored_at_most > config.max_entries
+                if cap:
+                    account.stored_at_most = config.max_entries
                 args += (
                     encode_position(first) if refresh and first is not None else "",
                     "1" if refresh else "0",
                     len(account.new_members),
                     len(account.new_devices),
                     len(account.new_countries),
+                    "1" if cap else "0",
                 )
                 for member, score in account.new_members.items():
                     args += (score, member)

@@ -1,6 +1,7 @@
-"""Key expiry on a real redis-server: a cached account's keys get their expiry set again only
-every `refresh` (the save's commands that would change nothing are not sent), yet every key
-always has one, at least as long as the account's last write plus its nominal time."""
+"""Saves that send only what changes something, on a real redis-server: a cached account's
+keys get their expiry set again only every `refresh`, yet every key always has one, at least
+as long as the account's last write plus its nominal time; and the recent set is capped only
+when it may hold more than max_entries, yet never does after a save."""
 
 from __future__ import annotations
 
@@ -123,3 +124,41 @@ def test_every_key_always_expires_and_not_before_its_time_after_the_last_write(
             nominal = KEEP if key.endswith(b":recent") else CONFIG.memory_ttl_s
             assert ttl > 0, key  # never a key without expiry
             assert ttl >= nominal - (clock.now - last_write[owner]) - 5, key
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 4)), max_size=10),
+    cache_entries=st.sampled_from([0, 4, 100]),
+    replay=st.booleans(),
+)
+def test_the_recent_set_never_holds_more_than_max_entries_after_a_save(
+    redis_conn: redis.Redis, sizes: list[tuple[str, int]], cache_entries: int, replay: bool
+) -> None:
+    redis_conn.flushall()
+    config = dataclasses.replace(CONFIG, max_entries=5, cache_entries=cache_entries)
+    store = AccountStateStore(redis_conn, config, HORIZON)
+    position = 0
+    for account, size in sizes:
+        items = []
+        for _ in range(size):
+            position += 1
+            items.append(((position, 0), txn(f"t{position}", account=account, ts_ms=T0 + position)))
+        judge_all(store, items)
+        if replay:  # the same records again: nothing new, the bound must not drift
+            judge_all(store, items)
+        for name in ("a", "b"):
+            assert redis_conn.zcard(f"fs:acct:{{{name}}}:recent") <= 5
+
+
+def test_a_cached_account_is_capped_only_once_it_may_hold_more_than_max_entries(
+    redis_conn: redis.Redis,
+) -> None:
+    store = AccountStateStore(redis_conn, dataclasses.replace(CONFIG, max_entries=5), HORIZON)
+    redis_conn.config_resetstat()
+    for n in range(1, 8):
+        judge_all(store, [((n, 0), txn(f"t{n}", account="a", ts_ms=T0 + n))])
+        assert calls(redis_conn, "zremrangebyrank") == max(0, n - 5), n
+    assert redis_conn.zcard("fs:acct:{a}:recent") == 5
