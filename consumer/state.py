@@ -19,7 +19,8 @@ Why it is shaped like this:
   `memory_ttl_s`; transaction ids the 24 h duplicate window. A cached account's expiries are
   set again only every eighth of the shorter time (and whenever a key is created), each that
   much longer, so every key lives at least its time after the last write and at most an eighth
-  more, and a busy account's save is its ZADD and cap, not five more commands.
+  more; the set is capped only when it may hold more than `max_entries` (an upper bound of
+  its size is kept), so a busy account's save is its ZADD alone, not seven commands.
 
 Keys:
   fs:acct:{A}:recent     ZSET  score = event time, member =
