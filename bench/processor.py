@@ -22,7 +22,7 @@ from bench.servers import aws_client, peak_rss_mb
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings, StateConfig
 from consumer.gc_policy import FullCollections
-from consumer.kcl_io import kcl_process
+from consumer.kcl_io import kcl_process, protocol_in
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     process = kcl_process(
         FraudRecordProcessor(settings, build=build, collections=FullCollections.install()),
-        sys.stdin,
+        protocol_in(),
         protocol_out,
         sys.stderr,
     )

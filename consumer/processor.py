@@ -26,7 +26,7 @@ from consumer.checkpointing import CheckpointPolicy, LeaseGone
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import ConfigError, Settings, load_settings
 from consumer.gc_policy import FullCollections
-from consumer.kcl_io import kcl_process
+from consumer.kcl_io import kcl_process, protocol_in
 from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
 from consumer.pipeline import BatchPipeline
@@ -183,7 +183,7 @@ def main() -> None:
     )
     exit_when_orphaned(os.getppid())
     try:
-        kcl_process(processor, sys.stdin, protocol_out, sys.stderr).run()
+        kcl_process(processor, protocol_in(), protocol_out, sys.stderr).run()
     except SystemExit as stop:
         # A deliberate exit (give-up, bad config, failed checkpoint) must end the process now:
         # the daemon waits for it before it stops the worker, and background threads (alerts

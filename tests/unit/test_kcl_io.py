@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
+import os
+import sys
 
 import pytest
 from amazon_kclpy import dispatch
@@ -12,7 +15,13 @@ from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, Shutdown
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.kcl_io import KinesisRecord, RawRecord, load_action
+from consumer.kcl_io import (
+    PROTOCOL_BUFFER_BYTES,
+    KinesisRecord,
+    RawRecord,
+    load_action,
+    protocol_in,
+)
 
 
 def _records_line(*datas: bytes, behind: int | None = 17) -> str:
@@ -132,3 +141,36 @@ def test_other_messages_go_through_kclpy() -> None:
 def test_a_line_that_is_not_json_fails_as_in_kclpy() -> None:
     with pytest.raises(json.JSONDecodeError):
         load_action("{not json")
+
+
+def test_the_protocol_pipe_is_read_as_bytes_and_every_message_decodes_as_from_text() -> None:
+    """The processor reads the daemon's pipe through `protocol_in` (bytes, a 1 MB buffer and,
+    where Linux allows, a 1 MB pipe): every kind of line gives the action the text line gives."""
+    lines = [
+        '{"action":"initialize","shardId":"s-1","sequenceNumber":"TRIM_HORIZON"'
+        ',"subSequenceNumber":0}',
+        _records_line(b'{"a":1}', b"\x00\xffbinary"),
+        _records_line(b"x").replace('"subSequenceNumber":null', '"subSequenceNumber":0'),
+        '{"action":"checkpoint","sequenceNumber":"5","subSequenceNumber":0,"error":null}',
+        '{"action":"checkpoint","sequenceNumber":"5","subSequenceNumber":0,'
+        '"error":"ThrottlingException"}',
+        '{"action":"shutdownRequested"}',
+        '{"action":"leaseLost"}',
+        '{"action":"shardEnded"}',
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        reader = protocol_in(read_end)
+        if sys.platform == "linux":
+            assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == PROTOCOL_BUFFER_BYTES
+        with os.fdopen(write_end, "wb") as writer:
+            writer.write("".join(line + "\n" for line in lines).encode())
+        for line in lines:
+            raw = reader.readline()
+            assert isinstance(raw, bytes) and raw.decode() == line + "\n"
+            ours, from_text = load_action(raw), load_action(line)
+            assert type(ours) is type(from_text)
+            assert vars(ours) == vars(from_text)  # records compare by value (Structs)
+        assert reader.readline() == b""  # the end of the pipe ends kclpy's loop
+    finally:
+        os.close(read_end)
