@@ -2,7 +2,7 @@
 
 `python -m bench.processor ...` is what the MultiLangDaemon would start per shard, with one
 difference: the edges point at the bench's moto and redis-server (boto3 clients with
-endpoint_url, redis.Redis.from_url) instead of coming from the environment. Everything between
+endpoint_url, the Redis URL) instead of coming from the environment. Everything between
 stdin and the outputs is the production code: amazon_kclpy's KCLProcess, FraudRecordProcessor,
 consumer.wiring.assemble_pipeline with the production Settings defaults (flush at 500 records /
 4 MiB / 10 s, info logs on stderr). At the end it writes its peak RSS (VmHWM) to --results.
@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench.servers import aws_client, peak_rss_mb
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings, StateConfig
@@ -27,7 +25,7 @@ from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
 from consumer.sinks.query_body import encode_body_once
-from consumer.wiring import assemble_pipeline
+from consumer.wiring import assemble_pipeline, redis_client
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     s3 = aws_client("s3", args.endpoint_url)
     sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.wiring does
-    redis_conn = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-    )
+    redis_conn = redis_client(settings)  # as the worker builds it
     redis_conn.ping()
 
     def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:

@@ -18,6 +18,7 @@ from consumer.config import Settings
 from consumer.model.features import MODEL_HORIZON_S
 from consumer.model_source import model_source
 from consumer.pipeline import BatchPipeline
+from consumer.redis_packing import LeanCommandPacker
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
@@ -60,6 +61,7 @@ def redis_client(settings: Settings) -> Any:
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
         "health_check_interval": 30,
+        "command_packer": LeanCommandPacker(),
     }
     if settings.redis_cluster:
         return redis.cluster.RedisCluster.from_url(settings.redis_url, **options)
