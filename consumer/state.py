@@ -459,18 +459,7 @@ class AccountStateStore:
         unless it let them go); the transaction ids it writes are known here already, so a
         record repeating one is a duplicate whichever lands first in Redis.
         """
-        wanted: dict[str, _Wanted] = {}
-        for _, txn in items:
-            t = float(txn.event_time)
-            want = wanted.get(txn.account_id)
-            if want is None:
-                want = wanted[txn.account_id] = _Wanted(t)
-            elif t < want.oldest:
-                want.oldest = t
-            if txn.device_id is not None:
-                want.devices.add(txn.device_id)
-            if txn.destination_country is not None:
-                want.countries.add(txn.destination_country)
+        wanted = self._wanted(items)
         loaded: dict[str, _Account] = self._from_cache(wanted)
         asked = {
             account_id: (sorted(want.devices), sorted(want.countries))
@@ -647,6 +636,24 @@ class AccountStateStore:
         if commands:
             _timed_execute(pipe, "redis.mark_alerted")
         return commands
+
+    @staticmethod
+    def _wanted(items: Sequence[tuple[Position, Transaction]]) -> dict[str, _Wanted]:
+        """Per account of the batch: how far back its records look, their devices and
+        countries."""
+        wanted: dict[str, _Wanted] = {}
+        for _, txn in items:
+            t = float(txn.event_time)
+            want = wanted.get(txn.account_id)
+            if want is None:
+                want = wanted[txn.account_id] = _Wanted(t)
+            elif t < want.oldest:
+                want.oldest = t
+            if txn.device_id is not None:
+                want.devices.add(txn.device_id)
+            if txn.destination_country is not None:
+                want.countries.add(txn.destination_country)
+        return wanted
 
     def _from_cache(self, wanted: dict[str, _Wanted]) -> dict[str, _Account]:
         """Accounts this process already holds, when the cache can answer for them exactly.
