@@ -46,3 +46,19 @@ def test_the_model_score_benchmark_reports_every_part(capsys: pytest.CaptureFixt
         assert all(value > 0 for value in result[part].values())
     # Explaining every row costs more than the raw score alone, which includes no encoding.
     assert result["score_batch_us"]["500"] > result["raw_only_us"]["500"]
+
+
+def test_the_state_stages_benchmark_times_every_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.state_stages` on a few batches: every stage of the store is timed, and
+    the main thread's share is the stages but the save's write."""
+    from bench import state_stages
+
+    assert state_stages.main(["--json", "--records", "3000", "--warmup", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    costs = result["cpu_us_per_record"]
+    assert set(costs) == set(state_stages.STAGES)
+    assert all(us > 0 for us in costs.values())
+    assert result["main_thread_us_per_record"] == pytest.approx(
+        sum(costs.values()) - costs["write"], abs=0.05
+    )
+    assert all(us > 0 for us in result["cache_lookup_us_per_account"].values())
