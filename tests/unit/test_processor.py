@@ -431,6 +431,21 @@ def test_a_state_save_that_gives_up_exits_the_worker_without_checkpointing(
     assert aws.objects("flagged/") == {}
 
 
+def test_a_save_that_gives_up_is_not_lost_when_the_next_load_need_not_wait_for_it(
+    aws: Aws, events: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slow and failing: batch 2's load (the same account, cached) runs while it is in flight.
+    _slow_state_writes(monkeypatch, events, delay_s=0.2, fail=True)
+    one = [msg.record(txn("t-1", "12.50"), seq(1), ARRIVAL)]
+    two = [msg.record(txn("t-2", "20000"), seq(2), ARRIVAL)]  # would alert
+    with pytest.raises(SystemExit) as exited:
+        run(aws, two_batches_then_shutdown(one, two), events)
+    assert exited.value.code == EXIT_GAVE_UP
+    assert events.count("load") == 2  # batch 2 was loaded and judged beside the failing save
+    assert not any(e.startswith(("checkpoint", "put")) for e in events)
+    assert aws.alerts() == []  # nothing of batch 2 went out on a state that was never saved
+
+
 def test_stray_writes_to_stdout_cannot_reach_the_protocol() -> None:
     code = (
         "import sys; from consumer.processor import claim_stdout\n"
