@@ -57,7 +57,8 @@ def test_the_state_stages_benchmark_times_every_stage(capsys: pytest.CaptureFixt
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     costs = result["cpu_us_per_record"]
     assert set(costs) == set(state_stages.STAGES)
-    assert all(us > 0 for us in costs.values())
+    assert all(us >= 0 for us in costs.values())  # the timer's own cost taken off
+    assert costs["load"] > 0 and costs["add"] > 0 and costs["write"] > 0
     assert result["main_thread_us_per_record"] == pytest.approx(
         sum(costs.values()) - costs["write"], abs=0.05
     )
