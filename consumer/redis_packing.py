@@ -11,7 +11,7 @@ on the wire are the same.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.connection import HiredisRespSerializer
@@ -25,13 +25,9 @@ class LeanCommandPacker:
 
     def pack(self, *args: Any) -> list[bytes]:
         first = args[0]
-        general: list[bytes]
-        if (b" " in first) if type(first) is bytes else (" " in first):
-            general = self._general.pack(*args)
-            return general
-        try:
-            packed: bytes = hiredis.pack_command(args)
-        except TypeError:  # a memoryview, say: redis-py converts it (or names what is wrong)
-            general = self._general.pack(*args)
-            return general
-        return [packed]
+        if not ((b" " in first) if type(first) is bytes else (" " in first)):
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:  # a memoryview, say: redis-py converts it (or names what is wrong)
+                pass
+        return cast(list[bytes], self._general.pack(*args))

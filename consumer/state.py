@@ -606,7 +606,7 @@ class AccountStateStore:
             calls,
             txn_writes if self._cluster else [],
             accounts=frozenset(changed),
-            seen=dict(view.new_seen),
+            seen=view.new_seen,  # the batch is judged: its first sightings change no more
         )
 
     def write(self, prepared: PreparedSave) -> int:

@@ -29,30 +29,29 @@ class StateWriter:
 
     def __init__(self) -> None:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-save")
-        self._pending: Future[int] | None = None
-        self._prepared: PreparedSave | None = None
+        self._pending: tuple[Future[int], PreparedSave] | None = None
 
     def submit(self, save: Callable[[], int], prepared: PreparedSave) -> Future[int]:
         """Start `save` (which writes `prepared`) once the previous one is done; its future
         (alert marks wait on it)."""
         self.wait()
-        self._pending = self._worker.submit(save)
-        self._prepared = prepared
-        return self._pending
+        future = self._worker.submit(save)
+        self._pending = (future, prepared)
+        return future
 
     def in_flight(self) -> SaveInFlight | None:
         """The save still being written, for the next load; None once it is written (a save
         that gave up raises here)."""
-        pending, prepared = self._pending, self._prepared
-        if pending is None or prepared is None:
+        if self._pending is None:
             return None
-        if pending.done():
+        future, prepared = self._pending
+        if future.done():
             self.wait()
             return None
         return SaveInFlight(prepared, self.wait)
 
     def wait(self) -> None:
         """Until the save in flight is written; raises its error if it gave up."""
-        pending, self._pending, self._prepared = self._pending, None, None
+        pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            pending[0].result()
