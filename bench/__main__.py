@@ -53,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
         help="history entries the processor's account cache may hold (FRAUD_STATE_CACHE_ENTRIES)",
     )
     p.add_argument(
+        "--alerts-in-process",
+        action="store_true",
+        help="publish alerts from the processor's own process (FRAUD_ALERT_PROCESS=false)",
+    )
+    p.add_argument(
         "--moto-keep-alive",
         action="store_true",
         help="serve moto with HTTP keep-alive, as AWS does (moto_server closes every connection)",
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         moto_keep_alive=args.moto_keep_alive,
         cache_entries=args.cache_entries,
+        alerts_in_process=args.alerts_in_process,
     )
     try:
         summary = run(opts)

@@ -19,7 +19,15 @@ from types import FrameType
 from typing import Any
 
 from bench.daemon import DaemonFeeder
-from bench.servers import BUCKET, MotoServer, RedisServer, aws_client, cpu_seconds
+from bench.servers import (
+    BUCKET,
+    MotoServer,
+    RedisServer,
+    aws_client,
+    child_pids,
+    cpu_seconds,
+    peak_rss_mb_of,
+)
 from bench.workload import (
     SHARD_ID,
     Workload,
@@ -52,6 +60,8 @@ class Options:
     moto_keep_alive: bool = False
     # History entries the processor's account cache may hold (FRAUD_STATE_CACHE_ENTRIES).
     cache_entries: int = StateConfig().cache_entries
+    # FRAUD_ALERT_PROCESS=false: alerts published from the processor's own process.
+    alerts_in_process: bool = False
 
 
 def log(text: str = "") -> None:
@@ -151,6 +161,8 @@ def run_ours(
     if opts.model is not None:
         command += ["--model", str(opts.model)]
     command += ["--cache-entries", str(opts.cache_entries)]
+    if opts.alerts_in_process:
+        command.append("--alerts-in-process")
     timed = work.batches[opts.warmup_batches :]
     timed = timed[: -(-opts.records // opts.batch_size)]
     timed_records = min(opts.records, work.records - opts.warmup_batches * opts.batch_size)
@@ -168,10 +180,13 @@ def run_ours(
             feeder.action(initialize_line(SHARD_ID), "initialize")
             for line in work.batches[: opts.warmup_batches]:
                 feeder.process_records(line, timed=False)
+            # The alert process (started at initialize): its CPU is ours too.
+            children = child_pids(proc.pid)
             commands_before = redis_srv.commands_processed()
             calls_before = redis_srv.command_calls()
             cpu_before = {
                 "ours": cpu_seconds(proc.pid),
+                "children": sum(cpu_seconds(pid) for pid in children),
                 "redis": cpu_seconds(redis_srv.pid),
                 "moto": cpu_seconds(moto.pid),
                 "feeder": time.process_time(),
@@ -183,10 +198,12 @@ def run_ours(
             elapsed = time.perf_counter() - started
             cpu = {
                 "ours": cpu_seconds(proc.pid) - cpu_before["ours"],
+                "children": sum(cpu_seconds(pid) for pid in children) - cpu_before["children"],
                 "redis": cpu_seconds(redis_srv.pid) - cpu_before["redis"],
                 "moto": cpu_seconds(moto.pid) - cpu_before["moto"],
                 "feeder": time.process_time() - cpu_before["feeder"],
             }
+            children_peak_rss = [peak_rss_mb_of(pid) or 0.0 for pid in children]
             commands = redis_srv.commands_processed() - commands_before - 1
             calls_after = redis_srv.command_calls()
             code = feeder.close()
@@ -215,7 +232,10 @@ def run_ours(
             for name, calls in calls_after.items()
             if name != "info" and calls > calls_before.get(name, 0)
         },
-        "cpu_s": cpu["ours"],
+        # The processor's own process and its alert process together: the work it does.
+        "cpu_s": cpu["ours"] + cpu["children"],
+        "alert_process_cpu_s": cpu["children"],
+        "alert_process_peak_rss_mb": round(max(children_peak_rss, default=0.0), 1),
         "redis_cpu_s": cpu["redis"],
         "moto_cpu_s": cpu["moto"],
         "feeder_cpu_s": cpu["feeder"],
@@ -371,6 +391,8 @@ def summarise(
         "records_per_s_on_peer_records": round(same_rps),
         "speedup_on_peer_records": round(same_rps / peer["records_per_s"], 2),
         "peak_rss_mb": ours["peak_rss_mb"],
+        # 0 with --alerts-in-process: no alert process.
+        "alert_process_peak_rss_mb": ours["alert_process_peak_rss_mb"],
         "peer_peak_rss_mb": peer["peak_rss_mb"],
         "batch_p50_ms": round(percentile(batches, 50) * 1000, 2),
         "batch_p99_ms": round(percentile(batches, 99) * 1000, 2),
@@ -415,6 +437,8 @@ def summarise(
         "records_per_cpu_s": round(ours["records"] / ours["cpu_s"]) if ours["cpu_s"] else None,
         "peer_records_per_cpu_s": round(peer["records"] / peer["cpu_s"]) if peer["cpu_s"] else None,
         "cpu_s": round(ours["cpu_s"], 2),
+        "alert_process_cpu_s": round(ours["alert_process_cpu_s"], 2),
+        "alerts_in_process": opts.alerts_in_process,
         "redis_cpu_s": round(ours["redis_cpu_s"], 2),
         "moto_cpu_s": round(ours["moto_cpu_s"], 2),
         "feeder_cpu_s": round(ours["feeder_cpu_s"], 3),

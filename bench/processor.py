@@ -13,17 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench.servers import aws_client, peak_rss_mb
+from consumer.alert_process import AlertProcess
 from consumer.checkpointing import CheckpointPolicy
-from consumer.config import Settings, StateConfig
+from consumer.config import RetryConfig, Settings, StateConfig
 from consumer.gc_policy import FullCollections
 from consumer.kcl_io import kcl_process, protocol_in
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
+from consumer.sinks.alerts import AlertPublisher, AlertSink
 from consumer.sinks.query_body import encode_body_once
 from consumer.wiring import assemble_pipeline, redis_client
 
@@ -37,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile here")
     parser.add_argument("--model", type=Path, help="a model directory: score every batch with it")
+    parser.add_argument(
+        "--alerts-in-process",
+        action="store_true",
+        help="FRAUD_ALERT_PROCESS=false: publish alerts from this process, not a child process",
+    )
     parser.add_argument(
         "--cache-entries",
         type=int,
@@ -55,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         topic_arn=args.topic_arn,
         redis_url=args.redis_url,
         model_dir=None if args.model is None else str(args.model),
+        alert_process=not args.alerts_in_process,
         state=StateConfig(cache_entries=args.cache_entries),
     )
     s3 = aws_client("s3", args.endpoint_url)
@@ -63,7 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     redis_conn.ping()
 
     def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
-        return assemble_pipeline(shard_id, settings, s3, sns, redis_conn)
+        alerts = (
+            None
+            if args.alerts_in_process
+            else AlertProcess(  # as consumer.wiring.build_pipeline, the SNS client at moto
+                partial(bench_sns_sink, args.endpoint_url, settings.topic_arn, settings.retry),
+                retry_deadline_s=settings.retry.deadline_s,
+                shard_id=shard_id,
+            )
+        )
+        return assemble_pipeline(shard_id, settings, s3, sns, redis_conn, alerts)
 
     process = kcl_process(
         FraudRecordProcessor(settings, build=build, collections=FullCollections.install()),
@@ -88,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         args.profile.with_suffix(".html").write_text(profiler.output_html())
         session.save(str(args.profile.with_suffix(".pyisession")))
     args.results.write_text(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+def bench_sns_sink(endpoint_url: str, topic_arn: str, retry: RetryConfig) -> AlertSink:
+    """The alert process's sink in the benchmark (built in the child): the production
+    publisher over an SNS client pointed at the bench's moto server."""
+    return AlertPublisher(encode_body_once(aws_client("sns", endpoint_url)), topic_arn, retry)
 
 
 if __name__ == "__main__":

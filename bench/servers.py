@@ -59,6 +59,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (every thread's), from /proc; [] where it is missing."""
+    pids: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids.extend(int(child) for child in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return pids
+
+
+def peak_rss_mb_of(pid: int | str) -> float | None:
+    """VmHWM of a live process (or "self"), in MiB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MiB.
 
@@ -66,12 +88,9 @@ def peak_rss_mb() -> float:
     subprocess spawns with vfork, so a child's ru_maxrss starts at its parent's peak (here the
     harness holding every generated batch). VmHWM belongs to the new address space alone.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = peak_rss_mb_of("self")
+    if peak is not None:
+        return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -93,6 +93,9 @@ class Settings:
     prefix: str = ""
     region: str = "us-east-1"
     alert_severity: str = "medium"
+    # Alerts published from a child process per shard (consumer/alert_process.py): botocore's
+    # CPU off the judging thread's GIL, for the memory of a second, smaller process.
+    alert_process: bool = True
     rules: RulesConfig = field(default_factory=RulesConfig)
     flush: FlushConfig = FlushConfig()
     retry: RetryConfig = RetryConfig()
@@ -295,6 +298,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topic_arn=topic_arn,
         redis_url=_parsed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
         redis_cluster=_parsed(env, "FRAUD_REDIS_CLUSTER", False, _boolean),
+        alert_process=_parsed(env, "FRAUD_ALERT_PROCESS", True, _boolean),
         prefix=_parsed(env, "FRAUD_PREFIX", "", _prefix),
         region=region,
         alert_severity=_parsed(env, "FRAUD_ALERT_SEVERITY", "medium", _severity),

@@ -38,6 +38,20 @@ class Metrics:
             self._counts[f"{name}.min_ms"] = millis if first else min(low, millis)
             self._counts[f"{name}.max_ms"] = max(self._counts[f"{name}.max_ms"], millis)
 
+    def merge(self, counts: Snapshot) -> None:
+        """Add another process's snapshot (consumer/alert_process.py): counts and totals add up,
+        a duration's minimum and maximum combine."""
+        with self._lock:
+            for name, value in counts.items():
+                if name.endswith(".min_ms"):
+                    seen = self._counts.get(name[: -len(".min_ms")] + ".count", 0) > 0
+                    self._counts[name] = min(self._counts[name], value) if seen else value
+                elif name.endswith(".max_ms"):
+                    self._counts[name] = max(self._counts[name], value)
+            for name, value in counts.items():
+                if not name.endswith((".min_ms", ".max_ms")):
+                    self._counts[name] += value
+
     def get(self, name: str) -> float:
         return self._counts.get(name, 0)
 

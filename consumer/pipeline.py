@@ -31,7 +31,7 @@ from consumer.rules.config import SEVERITIES
 from consumer.rules.engine import Decision
 from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset
 from consumer.ruleset_source import RuleSetSource, builtin_ruleset
-from consumer.sinks.alerts import Alert, AlertPublisher, RejectedAlert
+from consumer.sinks.alerts import Alert, AlertSink, RejectedAlert
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
 from consumer.state import AccountStateStore, BatchView, Position, position_of
 from consumer.state_writer import StateWriter
@@ -72,7 +72,7 @@ class BatchPipeline:
         settings: Settings,
         flagged: S3JsonLinesBatch,
         dead_letters: S3JsonLinesBatch,
-        alerts: AlertPublisher,
+        alerts: AlertSink,
         store: AccountStateStore,
         now: Callable[[], datetime] = _utc_now,
         rulesets: RuleSetSource | None = None,

@@ -24,6 +24,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_REDIS_CLUSTER",
         "FRAUD_PREFIX",
         "FRAUD_ALERT_SEVERITY",
+        "FRAUD_ALERT_PROCESS",
         "FRAUD_RULES_FILE",
         "FRAUD_FLUSH_MAX_RECORDS",
         "FRAUD_FLUSH_MAX_BYTES",

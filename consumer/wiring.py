@@ -12,6 +12,7 @@ import redis
 import redis.cluster
 from botocore.config import Config
 
+from consumer.alert_process import production_alert_process
 from consumer.checkpointing import CheckpointPolicy
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
@@ -23,7 +24,7 @@ from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
 from consumer.ruleset_source import RuleSetSource, builtin_ruleset, fetcher_for
-from consumer.sinks.alerts import AlertPublisher
+from consumer.sinks.alerts import AlertPublisher, AlertSink
 from consumer.sinks.query_body import encode_body_once
 from consumer.sinks.s3_batches import (
     S3JsonLinesBatch,
@@ -74,9 +75,15 @@ def check_redis(client: Any, settings: Settings) -> None:
 
 
 def assemble_pipeline(
-    shard_id: str, settings: Settings, s3: Any, sns: Any, redis_conn: Any
+    shard_id: str,
+    settings: Settings,
+    s3: Any,
+    sns: Any,
+    redis_conn: Any,
+    alerts: AlertSink | None = None,
 ) -> tuple[BatchPipeline, CheckpointPolicy]:
-    """The pipeline and its checkpoint policy over the given clients (tests pass moto's)."""
+    """The pipeline and its checkpoint policy over the given clients (tests pass moto's).
+    Alerts go to `alerts`, else to a publisher in this process over `sns`."""
     flagged = S3JsonLinesBatch(
         "flagged", s3, settings.bucket, settings.prefix, flagged_key, settings.flush, settings.retry
     )
@@ -92,7 +99,8 @@ def assemble_pipeline(
     shadow = S3JsonLinesBatch(
         "shadow", s3, settings.bucket, settings.prefix, shadow_key, settings.flush, settings.retry
     )
-    alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
+    if alerts is None:
+        alerts = AlertPublisher(sns, settings.topic_arn, settings.retry)
     rulesets = ruleset_source(settings, lambda: s3)
     model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back
@@ -146,12 +154,20 @@ def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, Ch
     """The production wiring: real clients, and Redis reachable before the first record."""
     redis_conn = redis_client(settings)
     check_redis(redis_conn, settings)
+    alerts = (
+        production_alert_process(
+            shard_id, settings.topic_arn, settings.region, settings.retry, settings.log_level
+        )
+        if settings.alert_process
+        else None
+    )
     return assemble_pipeline(
         shard_id,
         settings,
         aws_client("s3", settings.region),
         aws_client("sns", settings.region),
         redis_conn,
+        alerts,
     )
 
 

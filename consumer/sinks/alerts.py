@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import simplejson
 
@@ -64,6 +64,13 @@ class RejectedAlert:
     alert: Alert
     code: str
     reason: str
+
+
+class AlertSink(Protocol):
+    """Where a batch's alerts go: `AlertPublisher` in this process, or
+    `consumer.alert_process.AlertProcess` in a child process."""
+
+    def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]: ...
 
 
 class AlertPublisher:

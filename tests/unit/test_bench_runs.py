@@ -10,19 +10,26 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("keep_alive", [False, True])
-def test_the_benchmark_runs_and_its_summary_matches_the_outputs(keep_alive: bool) -> None:
+@pytest.mark.parametrize(("keep_alive", "alerts_in_process"), [(False, False), (True, True)])
+def test_the_benchmark_runs_and_its_summary_matches_the_outputs(
+    keep_alive: bool, alerts_in_process: bool
+) -> None:
     command = [sys.executable, "-m", "bench", "--json", "--records", "1500"]
     command += ["--peer-records", "200", "--batch-size", "250", "--accounts", "300"]
     command += ["--cache-entries", "400"]
     if keep_alive:
         command.append("--moto-keep-alive")
+    if alerts_in_process:
+        command.append("--alerts-in-process")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: targets missed, not a failure
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["moto_keep_alive"] is keep_alive
     assert summary["judged"] == 1500 + 2 * 250  # the timed records and two warm-up batches
     assert summary["flagged"] > 0
+    # Alerts counted by the alert process reach the processor's metrics like its own.
+    assert summary["alerts"] > 0 and summary["alerts_in_process"] is alerts_in_process
+    assert (summary["alert_process_peak_rss_mb"] > 0) is not alerts_in_process
     assert summary["s3_flagged_lines"] == summary["flagged"]
     assert summary["records_per_s"] > 0 and summary["peer_records_per_s"] > 0
     assert summary["cache_entries"] == 400

@@ -28,6 +28,7 @@ def test_defaults_follow_the_contract() -> None:
         ("REDIS_URL", "http://localhost:6379"),
         ("FRAUD_TOPIC_ARN", "my-topic"),
         ("FRAUD_METRICS_ENABLED", "maybe"),
+        ("FRAUD_ALERT_PROCESS", "sometimes"),
         ("FRAUD_METRICS_INTERVAL_S", "0.5"),
         ("FRAUD_METRICS_INTERVAL_S", "soon"),
         ("FRAUD_METRICS_NAMESPACE", "AWS/Kinesis"),
@@ -84,3 +85,8 @@ def test_metrics_are_on_by_default_and_configurable() -> None:
     ).metrics
     assert (custom.enabled, custom.namespace, custom.interval_s) == (False, "Team/Fraud", 30.0)
     assert custom.application == "fraud-prod"
+
+
+def test_alerts_are_published_from_a_child_process_unless_switched_off() -> None:
+    assert load_settings(BASE).alert_process is True
+    assert load_settings({**BASE, "FRAUD_ALERT_PROCESS": "false"}).alert_process is False

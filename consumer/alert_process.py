@@ -1,0 +1,185 @@
+"""Alerts published from a child process, so botocore's CPU stays off the judging process's GIL.
+
+Each PublishBatch of ten alerts costs botocore about 1.8 ms of CPU (serialising, signing, parsing
+the XML reply). In the shard's own process that CPU holds the GIL the judging thread needs: at a
+few percent of records flagged it is a tenth of the shard's throughput. So each shard process
+spawns one child (spawned, not forked: the parent runs threads) that owns the SNS client and an
+`AlertPublisher`; the parent's alert thread sends it each batch's alerts over a pipe and waits for
+the answer with the GIL released. The contract is unchanged: `publish` returns when SNS accepted
+every alert (or refused some for good, handed back for the dead letters), or raises.
+
+Failure stays visible and loses nothing. A give-up in the child is the parent's give-up
+(`OutputGaveUp`); the child's counters (alerts sent, retries, give-ups) come back with every
+answer and are added to the parent's, so CloudWatch shows them as before. A child that dies or
+does not answer within the retry budget's deadline is a give-up too (`gave_up.alert_process`, an
+`alert_process_failed` log line): the worker exits without checkpointing and the KCL replays from
+the last checkpoint, as for any output that cannot be written (alerts are at-least-once).
+
+The child writes nothing to stdout (fd 1 is pointed at stderr before anything runs: stdout is the
+MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM and SIGINT as the parent does
+(the daemon orders shutdown), and ends when the parent closes the pipe or dies (end of file).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn
+
+import structlog
+
+from consumer.config import RetryConfig
+from consumer.logs import configure_logging, get_logger
+from consumer.metrics import METRICS
+from consumer.retry import OutputGaveUp
+from consumer.sinks.alerts import (
+    SNS_BATCH_LIMIT,
+    Alert,
+    AlertPublisher,
+    AlertSink,
+    RejectedAlert,
+)
+
+log = get_logger(__name__)
+
+# What the child runs publish() with: a picklable callable (a module-level function or a partial
+# of one), called once in the child.
+SinkFactory = Callable[[], AlertSink]
+
+_SPAWN = multiprocessing.get_context("spawn")
+# Past the retry budget's deadline: how much longer an answer may take before the child is hung.
+ANSWER_MARGIN_S = 30.0
+
+
+class AlertProcess:
+    """An AlertSink whose publishing runs in a child process; one request at a time."""
+
+    def __init__(
+        self,
+        sink_factory: SinkFactory,
+        *,
+        retry_deadline_s: float,
+        shard_id: str = "?",
+        log_level: str = "info",
+        answer_margin_s: float = ANSWER_MARGIN_S,
+    ) -> None:
+        ours, theirs = _SPAWN.Pipe(duplex=True)
+        self._process = _SPAWN.Process(
+            target=serve,
+            args=(theirs, sink_factory, shard_id, log_level),
+            name="fraudstream-alerts",
+            daemon=True,
+        )
+        self._process.start()
+        theirs.close()  # only the child holds its end: the child's death is our end of file
+        self._conn = ours
+        self._retry_deadline_s = retry_deadline_s
+        self._answer_margin_s = answer_margin_s
+        self._lock = threading.Lock()
+        self._failed: str | None = None
+        log.info("alert_process_started", pid=self._process.pid)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]:
+        """Publish in the child; its refusals, or its give-up raised here as OutputGaveUp."""
+        if not alerts:
+            return []
+        with self._lock:
+            if self._failed is not None:
+                raise OutputGaveUp(self._failed)
+            try:
+                self._conn.send(list(alerts))
+                timeout_s = self.answer_timeout_s(len(alerts))
+                if not self._conn.poll(timeout_s):
+                    self._fail(f"gave no answer in {timeout_s:.0f} s")
+                outcome, payload, counts = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                self._fail(f"is gone ({exc!r})")
+        METRICS.merge(counts)
+        if outcome == "gave_up":
+            raise OutputGaveUp(payload)
+        if outcome != "ok":
+            raise OutputGaveUp(f"alert process failed: {payload}")
+        return [RejectedAlert(alerts[index], code, reason) for index, code, reason in payload]
+
+    def answer_timeout_s(self, alerts: int) -> float:
+        """The longest a publish of `alerts` may take: each PublishBatch call of ten retries up
+        to the deadline (a FIFO topic's calls one after the other), and a margin past that."""
+        calls = -(-alerts // SNS_BATCH_LIMIT)
+        return self._retry_deadline_s * calls + self._answer_margin_s
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """End the child (it finishes nothing: publish waits for each answer)."""
+        self._conn.close()
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout_s)
+
+    def _fail(self, why: str) -> NoReturn:
+        self._process.join(0.2)  # a child that just died has an exit code to report
+        exit_code = self._process.exitcode
+        self._failed = f"alert process (pid {self._process.pid}) {why}; exit code {exit_code}"
+        METRICS.incr("gave_up.alert_process")
+        log.error("alert_process_failed", pid=self._process.pid, exit_code=exit_code, reason=why)
+        if self._process.is_alive():
+            self._process.kill()  # hung: it must not publish after we gave up on it
+        raise OutputGaveUp(self._failed)
+
+
+def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level: str) -> None:
+    """The child's loop: publish each list of alerts it is sent, answer with the outcome and the
+    counters it moved, until the parent closes the pipe."""
+    os.dup2(2, 1)  # fd 1 may be the daemon's protocol pipe: nothing of ours goes there
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(log_level, component="alerts")
+    structlog.contextvars.bind_contextvars(shard_id=shard_id)
+    sink = sink_factory()
+    while True:
+        try:
+            alerts = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe or died
+        conn.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
+
+
+def _outcome(sink: AlertSink, alerts: list[Alert]) -> tuple[str, Any]:
+    try:
+        rejected = sink.publish(alerts)
+    except OutputGaveUp as exc:
+        return "gave_up", str(exc)
+    except Exception as exc:  # a bug: the parent stops the worker rather than lose alerts
+        log.exception("alert_process_error")
+        return "error", repr(exc)
+    index = {id(alert): i for i, alert in enumerate(alerts)}
+    return "ok", [(index[id(r.alert)], r.code, r.reason) for r in rejected]
+
+
+def sns_sink(topic_arn: str, region: str, retry: RetryConfig) -> AlertSink:
+    """The production sink, built in the child: its own SNS client (endpoint from the
+    environment, as every client's) and publisher."""
+    from consumer.wiring import aws_client  # the child's import: keeps this module light
+
+    return AlertPublisher(aws_client("sns", region), topic_arn, retry)
+
+
+def production_alert_process(
+    shard_id: str, topic_arn: str, region: str, retry: RetryConfig, log_level: str
+) -> AlertProcess:
+    return AlertProcess(
+        partial(sns_sink, topic_arn, region, retry),
+        retry_deadline_s=retry.deadline_s,
+        shard_id=shard_id,
+        log_level=log_level,
+    )

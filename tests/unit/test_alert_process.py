@@ -1,0 +1,239 @@
+"""Alerts published from a child process (consumer/alert_process.py): the same answers as in
+the worker's own process, and every way the child can fail ends as a visible give-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from consumer.alert_process import AlertProcess
+from consumer.metrics import METRICS, Metrics
+from consumer.retry import OutputGaveUp
+from consumer.sinks.alerts import Alert
+from consumer.sinks.s3_batches import RecordPosition
+from tests.support.alert_sinks import file_sink
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def alert(n: int) -> Alert:
+    position = RecordPosition("shardId-000000000001", f"{n:056d}", 0, 0)
+    body = json.dumps({"transaction_id": f"t-{n}", "severity": "high"})
+    return Alert(f"t-{n}", "acct-1234567", "high", ("high_amount",), body, position)
+
+
+def published(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> None:
+    METRICS.snapshot_and_reset()
+
+
+@pytest.fixture
+def sent(tmp_path: Path) -> Path:
+    return tmp_path / "published.jsonl"
+
+
+def start(sent: Path, **sink: object) -> AlertProcess:
+    return AlertProcess(
+        partial(file_sink, str(sent), **sink),  # type: ignore[arg-type]
+        retry_deadline_s=0.2,
+        answer_margin_s=5.0,
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[AlertProcess]]:
+    started: list[AlertProcess] = []
+    yield started
+    for process in started:
+        process.close()
+
+
+def test_alerts_are_published_by_the_child_and_refusals_come_back_as_the_parents_alerts(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent, refuse=("t-2",))
+    processes.append(process)
+    batch = [alert(n) for n in range(5)]
+    rejected = process.publish(batch)
+    assert [r.alert for r in rejected] == [batch[2]]
+    assert rejected[0].alert is batch[2]  # the parent's own object, for its dead letters
+    assert rejected[0].code == "InvalidParameter"
+    lines = published(sent)
+    assert [line["ids"] for line in lines] == [["t-0", "t-1", "t-3", "t-4"]]
+    assert lines[0]["pid"] == process.pid != os.getpid()
+    # The next batch goes to the same child, in order.
+    assert process.publish([alert(7)]) == []
+    assert [line["ids"] for line in published(sent)][-1] == ["t-7"]
+    assert process.publish([]) == []
+
+
+def test_the_childs_counters_reach_the_parents_metrics(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent)
+    processes.append(process)
+    process.publish([alert(n) for n in range(3)])
+    process.publish([alert(n) for n in range(3, 7)])
+    assert METRICS.get("alerts.sent") == 7
+    assert METRICS.get("sns.publish.count") == 2
+    assert METRICS.get("sns.publish.max_ms") == 2.0
+
+
+def test_a_give_up_in_the_child_is_the_parents_give_up_with_its_metric(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent, behaviour="give_up")
+    processes.append(process)
+    with pytest.raises(OutputGaveUp, match="sns_alerts: gave up after 2 attempts"):
+        process.publish([alert(1)])
+    assert METRICS.get("gave_up.sns_alerts") == 1
+    assert METRICS.get("retries.sns_alerts") == 1
+    assert published(sent) == []
+
+
+def test_a_bug_in_the_child_stops_the_worker_instead_of_losing_alerts(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent, behaviour="raise")
+    processes.append(process)
+    with pytest.raises(OutputGaveUp, match="a bug in the sink"):
+        process.publish([alert(1)])
+
+
+def test_a_child_that_dies_is_a_give_up_and_stays_one(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent, behaviour="crash")
+    processes.append(process)
+    with pytest.raises(OutputGaveUp, match=r"is gone .*exit code 9"):
+        process.publish([alert(1)])
+    assert METRICS.get("gave_up.alert_process") == 1
+    with pytest.raises(OutputGaveUp, match="exit code 9"):
+        process.publish([alert(2)])  # no new child behind the worker's back
+
+
+def test_a_hung_child_is_a_give_up_after_the_retry_budget_and_is_killed(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent, behaviour="hang")
+    processes.append(process)
+    assert process.answer_timeout_s(1) == pytest.approx(5.2)
+    assert process.answer_timeout_s(25) == pytest.approx(5.6)  # three PublishBatch calls
+    started = time.monotonic()
+    with pytest.raises(OutputGaveUp, match="gave no answer"):
+        process.publish([alert(1)])
+    assert 5.0 <= time.monotonic() - started < 15
+    assert METRICS.get("gave_up.alert_process") == 1
+    assert process.pid is not None
+    _wait_gone(process.pid)
+
+
+def test_the_child_ignores_sigterm_as_the_worker_does(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    process = start(sent)
+    processes.append(process)
+    process.publish([alert(1)])  # the child is past its set-up
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.publish([alert(2)]) == []
+    assert [line["ids"] for line in published(sent)] == [["t-1"], ["t-2"]]
+
+
+def test_close_ends_the_child(sent: Path) -> None:
+    process = start(sent)
+    process.publish([alert(1)])
+    assert process.pid is not None
+    process.close()
+    _wait_gone(process.pid)
+
+
+_SCRIPT = """
+import os, sys
+from functools import partial
+from consumer.alert_process import AlertProcess
+from consumer.logs import configure_logging
+from consumer.sinks.s3_batches import RecordPosition
+from consumer.sinks.alerts import Alert
+from tests.support.alert_sinks import file_sink
+
+configure_logging("info")  # as the worker does: its own lines on stderr
+sink = partial(file_sink, sys.argv[1], behaviour=sys.argv[2])
+process = AlertProcess(sink, retry_deadline_s=0.2, answer_margin_s=5.0)
+position = RecordPosition("shardId-0", "1", 0, 0)
+process.publish([Alert("t-1", "acct-1234567", "high", ("r",), "{}", position)])
+sys.stderr.write(f"child={process.pid}\\n")
+sys.stderr.flush()
+os._exit(0)  # the worker killed: no close, no atexit
+"""
+
+
+def _run_parent(sent: Path, behaviour: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_SCRIPT), str(sent), behaviour],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_nothing_the_child_writes_reaches_the_protocols_stdout(sent: Path) -> None:
+    done = _run_parent(sent, "noisy")
+    assert done.stdout == b""  # the daemon would read any byte here as a protocol message
+    assert b"noise from print" in done.stderr and b"noise on fd 1" in done.stderr
+    assert [line["ids"] for line in published(sent)] == [["t-1"]]
+
+
+def test_the_child_ends_when_its_worker_dies(sent: Path) -> None:
+    done = _run_parent(sent, "ok")
+    child = int(done.stderr.decode().rsplit("child=", 1)[1].split()[0])
+    _wait_gone(child)
+
+
+def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state == "Z":  # exited, waiting for its parent to reap it
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still running after {timeout_s} s")
+
+
+def test_merge_adds_counts_and_combines_minimum_and_maximum() -> None:
+    metrics = Metrics()
+    metrics.incr("alerts.sent", 3)
+    metrics.observe_ms("sns.publish", 5.0)
+    child = Metrics()
+    child.incr("alerts.sent", 4)
+    child.observe_ms("sns.publish", 2.0)
+    child.observe_ms("sns.publish", 9.0)
+    metrics.merge(child.snapshot_and_reset())
+    assert metrics.get("alerts.sent") == 7
+    assert metrics.get("sns.publish.count") == 3
+    assert metrics.get("sns.publish.total_ms") == 16.0
+    assert metrics.get("sns.publish.min_ms") == 2.0
+    assert metrics.get("sns.publish.max_ms") == 9.0
+    fresh = Metrics()
+    fresh.merge({"sns.publish.count": 1, "sns.publish.min_ms": 4.0, "sns.publish.max_ms": 4.0})
+    assert fresh.get("sns.publish.min_ms") == 4.0  # nothing of its own to compare with
