@@ -15,9 +15,12 @@ does not answer within the retry budget's deadline is a give-up too (`gave_up.al
 `alert_process_failed` log line): the worker exits without checkpointing and the KCL replays from
 the last checkpoint, as for any output that cannot be written (alerts are at-least-once).
 
-The child writes nothing to stdout (fd 1 is pointed at stderr before anything runs: stdout is the
-MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM and SIGINT as the parent does
-(the daemon orders shutdown), and ends when the parent closes the pipe or dies (end of file).
+The child is ready before the shard's first batch: the constructor waits until it has built
+its SNS client (a child that cannot start fails the shard's initialize, a visible give-up, not
+its first alert). The child writes nothing to stdout (fd 1 is pointed at stderr before anything
+runs: stdout is the MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM and SIGINT
+as the parent does (the daemon orders shutdown), and ends when the parent closes the pipe or
+dies (end of file).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ SinkFactory = Callable[[], AlertSink]
 _SPAWN = multiprocessing.get_context("spawn")
 # Past the retry budget's deadline: how much longer an answer may take before the child is hung.
 ANSWER_MARGIN_S = 30.0
+# A child that has not built its SNS client by then is reported at the shard's initialize.
+START_TIMEOUT_S = 60.0
 
 
 class AlertProcess:
@@ -68,6 +73,7 @@ class AlertProcess:
         shard_id: str = "?",
         log_level: str = "info",
         answer_margin_s: float = ANSWER_MARGIN_S,
+        start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         ours, theirs = _SPAWN.Pipe(duplex=True)
         self._process = _SPAWN.Process(
@@ -83,6 +89,7 @@ class AlertProcess:
         self._answer_margin_s = answer_margin_s
         self._lock = threading.Lock()
         self._failed: str | None = None
+        self._await_ready(start_timeout_s)
         log.info("alert_process_started", pid=self._process.pid)
 
     @property
@@ -110,6 +117,19 @@ class AlertProcess:
         if outcome != "ok":
             raise OutputGaveUp(f"alert process failed: {payload}")
         return [RejectedAlert(alerts[index], code, reason) for index, code, reason in payload]
+
+    def _await_ready(self, timeout_s: float) -> None:
+        """Wait until the child has built its sink: a child that cannot start (a bad endpoint,
+        a missing module) stops the shard's initialize, not its first alert; and its start-up
+        (a second of imports) is over before the first batch."""
+        try:
+            if not self._conn.poll(timeout_s):
+                self._fail(f"did not start in {timeout_s:.0f} s")
+            outcome, payload = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._fail(f"is gone before it started ({exc!r})")
+        if outcome != "ready":
+            self._fail(f"could not start: {payload}")
 
     def answer_timeout_s(self, alerts: int) -> float:
         """The longest a publish of `alerts` may take: each PublishBatch call of ten retries up
@@ -145,7 +165,13 @@ def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, component="alerts")
     structlog.contextvars.bind_contextvars(shard_id=shard_id)
-    sink = sink_factory()
+    try:
+        sink = sink_factory()
+    except Exception as exc:
+        log.exception("alert_process_start_failed")
+        conn.send(("failed", repr(exc)))
+        return
+    conn.send(("ready", None))
     while True:
         try:
             alerts = conn.recv()

@@ -61,4 +61,8 @@ def _always_fails() -> None:
 
 
 def file_sink(path: str, refuse: tuple[str, ...] = (), behaviour: str = "ok") -> FileSink:
+    if behaviour == "cannot_start":
+        raise RuntimeError("no SNS endpoint for the test")
+    if behaviour == "dies_at_start":
+        os._exit(7)
     return FileSink(Path(path), frozenset(refuse), behaviour)

@@ -156,6 +156,21 @@ def test_the_child_ignores_sigterm_as_the_worker_does(
     assert [line["ids"] for line in published(sent)] == [["t-1"], ["t-2"]]
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [
+        ("cannot_start", "could not start: RuntimeError\\('no SNS endpoint for the test'\\)"),
+        ("dies_at_start", r"is gone before it started .*exit code 7"),
+    ],
+)
+def test_a_child_that_cannot_start_fails_the_shards_start(
+    sent: Path, behaviour: str, message: str
+) -> None:
+    with pytest.raises(OutputGaveUp, match=message):
+        start(sent, behaviour=behaviour)
+    assert METRICS.get("gave_up.alert_process") == 1
+
+
 def test_close_ends_the_child(sent: Path) -> None:
     process = start(sent)
     process.publish([alert(1)])
