@@ -428,8 +428,9 @@ def test_the_default_task_memory_fits_the_sizing_budget(template: dict[str, Any]
     # Measured: 4 shards each serialising a 10,000 x 1 KiB batch with one more prefetched need
     # 384 MiB of heap; the KCL's own state and a GetRecords being parsed add the rest.
     assert heap >= 128 + 112 * shards
-    jvm_non_heap_mb, per_processor_mb = 160, 384
-    needed = heap + jvm_non_heap_mb + shards * per_processor_mb
+    # Per shard: the processor (384 MiB) and its alert process (FRAUD_ALERT_PROCESS, 96 MiB).
+    jvm_non_heap_mb, per_processor_mb, per_alert_process_mb = 160, 384, 96
+    needed = heap + jvm_non_heap_mb + shards * (per_processor_mb + per_alert_process_mb)
     assert needed <= params["TaskMemory"]["Default"], needed
 
 
