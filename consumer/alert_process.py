@@ -19,8 +19,8 @@ The child is ready before the shard's first batch: the constructor waits until i
 its SNS client (a child that cannot start fails the shard's initialize, a visible give-up, not
 its first alert). The child writes nothing to stdout (fd 1 is pointed at stderr before anything
 runs: stdout is the MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM and SIGINT
-as the parent does (the daemon orders shutdown), and ends when the parent closes the pipe or
-dies (end of file).
+as the parent does (the daemon orders shutdown), and ends when the parent closes the pipe, or
+within half a second of the parent's death, even in the middle of a publish.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from multiprocessing.connection import Connection
@@ -165,6 +166,7 @@ def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, component="alerts")
     structlog.contextvars.bind_contextvars(shard_id=shard_id)
+    _exit_when_orphaned(os.getppid())
     try:
         sink = sink_factory()
     except Exception as exc:
@@ -177,7 +179,25 @@ def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level:
             alerts = conn.recv()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
-        conn.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
+        try:
+            conn.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
+        except OSError:
+            return  # the parent is gone: nobody is left to tell
+
+
+def _exit_when_orphaned(parent_pid: int, poll_s: float = 0.5) -> None:
+    """End this process within `poll_s` once its processor is gone, even in the middle of a
+    publish (retrying SNS for up to the retry deadline): the processor's records are replayed
+    by whoever owns the shard next, with their alerts."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        log.warning("alert_process_orphaned", parent_pid=parent_pid)
+        sys.stderr.flush()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="orphan-guard", daemon=True).start()
 
 
 def _outcome(sink: AlertSink, alerts: list[Alert]) -> tuple[str, Any]:

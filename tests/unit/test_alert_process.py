@@ -180,7 +180,7 @@ def test_close_ends_the_child(sent: Path) -> None:
 
 
 _SCRIPT = """
-import os, sys
+import os, sys, threading, time
 from functools import partial
 from consumer.alert_process import AlertProcess
 from consumer.logs import configure_logging
@@ -192,7 +192,12 @@ configure_logging("info")  # as the worker does: its own lines on stderr
 sink = partial(file_sink, sys.argv[1], behaviour=sys.argv[2])
 process = AlertProcess(sink, retry_deadline_s=0.2, answer_margin_s=5.0)
 position = RecordPosition("shardId-0", "1", 0, 0)
-process.publish([Alert("t-1", "acct-1234567", "high", ("r",), "{}", position)])
+alerts = [Alert("t-1", "acct-1234567", "high", ("r",), "{}", position)]
+if sys.argv[2] == "hang":  # the child is stuck in a publish when its worker dies
+    threading.Thread(target=process.publish, args=(alerts,), daemon=True).start()
+    time.sleep(0.5)
+else:
+    process.publish(alerts)
 sys.stderr.write(f"child={process.pid}\\n")
 sys.stderr.flush()
 os._exit(0)  # the worker killed: no close, no atexit
@@ -216,10 +221,12 @@ def test_nothing_the_child_writes_reaches_the_protocols_stdout(sent: Path) -> No
     assert [line["ids"] for line in published(sent)] == [["t-1"]]
 
 
-def test_the_child_ends_when_its_worker_dies(sent: Path) -> None:
-    done = _run_parent(sent, "ok")
+@pytest.mark.parametrize("behaviour", ["ok", "hang"])
+def test_the_child_ends_when_its_worker_dies(sent: Path, behaviour: str) -> None:
+    """Idle, it reads the end of the pipe; stuck in a publish, its watcher sees the parent go."""
+    done = _run_parent(sent, behaviour)
     child = int(done.stderr.decode().rsplit("child=", 1)[1].split()[0])
-    _wait_gone(child)
+    _wait_gone(child, timeout_s=5.0)
 
 
 def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
