@@ -17,16 +17,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.servers import aws_client, peak_rss_mb
+from bench.servers import aws_client, peak_rss_mb, sns_sink_at
 from consumer.alert_process import AlertProcess
 from consumer.checkpointing import CheckpointPolicy
-from consumer.config import RetryConfig, Settings, StateConfig
+from consumer.config import Settings, StateConfig
 from consumer.gc_policy import FullCollections
 from consumer.kcl_io import kcl_process, protocol_in
 from consumer.logs import configure_logging
 from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
-from consumer.sinks.alerts import AlertPublisher, AlertSink
 from consumer.sinks.query_body import encode_body_once
 from consumer.wiring import assemble_pipeline, redis_client
 
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             None
             if args.alerts_in_process
             else AlertProcess(  # as consumer.wiring.build_pipeline, the SNS client at moto
-                partial(bench_sns_sink, args.endpoint_url, settings.topic_arn, settings.retry),
+                partial(sns_sink_at, args.endpoint_url, settings.topic_arn, settings.retry),
                 retry_deadline_s=settings.retry.deadline_s,
                 shard_id=shard_id,
             )
@@ -106,12 +105,6 @@ def main(argv: list[str] | None = None) -> None:
         args.profile.with_suffix(".html").write_text(profiler.output_html())
         session.save(str(args.profile.with_suffix(".pyisession")))
     args.results.write_text(json.dumps({"peak_rss_mb": round(peak_rss_mb(), 1)}))
-
-
-def bench_sns_sink(endpoint_url: str, topic_arn: str, retry: RetryConfig) -> AlertSink:
-    """The alert process's sink in the benchmark (built in the child): the production
-    publisher over an SNS client pointed at the bench's moto server."""
-    return AlertPublisher(encode_body_once(aws_client("sns", endpoint_url)), topic_arn, retry)
 
 
 if __name__ == "__main__":

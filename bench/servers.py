@@ -18,6 +18,10 @@ import boto3
 import redis
 from botocore.config import Config
 
+from consumer.config import RetryConfig
+from consumer.sinks.alerts import AlertPublisher, AlertSink
+from consumer.sinks.query_body import encode_body_once
+
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 BUCKET = "fraudstream-bench"
@@ -47,6 +51,12 @@ def aws_client(service: str, endpoint_url: str) -> Any:
         config=BOTO_CONFIG,
         **DUMMY_CREDENTIALS,
     )
+
+
+def sns_sink_at(endpoint_url: str, topic_arn: str, retry: RetryConfig) -> AlertSink:
+    """The alert process's sink in the benchmark (built in the child, so defined in an
+    importable module): the production publisher over an SNS client at the bench's moto."""
+    return AlertPublisher(encode_body_once(aws_client("sns", endpoint_url)), topic_arn, retry)
 
 
 def cpu_seconds(pid: int) -> float:

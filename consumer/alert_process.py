@@ -3,10 +3,11 @@
 Each PublishBatch of ten alerts costs botocore about 1.8 ms of CPU (serialising, signing, parsing
 the XML reply). In the shard's own process that CPU holds the GIL the judging thread needs: at a
 few percent of records flagged it is a tenth of the shard's throughput. So each shard process
-spawns one child (spawned, not forked: the parent runs threads) that owns the SNS client and an
-`AlertPublisher`; the parent's alert thread sends it each batch's alerts over a pipe and waits for
-the answer with the GIL released. The contract is unchanged: `publish` returns when SNS accepted
-every alert (or refused some for good, handed back for the dead letters), or raises.
+starts one child (`python -m consumer.alert_process`, not a fork: the parent runs threads) that
+owns the SNS client and an `AlertPublisher`; the parent's alert thread sends it each batch's
+alerts over a pipe and waits for the answer with the GIL released. The contract is unchanged:
+`publish` returns when SNS accepted every alert (or refused some for good, handed back for the
+dead letters), or raises.
 
 Failure stays visible and loses nothing. A give-up in the child is the parent's give-up
 (`OutputGaveUp`); the child's counters (alerts sent, retries, give-ups) come back with every
@@ -25,9 +26,9 @@ within half a second of the parent's death, even in the middle of a publish.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -56,7 +57,6 @@ log = get_logger(__name__)
 # of one), called once in the child.
 SinkFactory = Callable[[], AlertSink]
 
-_SPAWN = multiprocessing.get_context("spawn")
 # Past the retry budget's deadline: how much longer an answer may take before the child is hung.
 ANSWER_MARGIN_S = 30.0
 # A child that has not built its SNS client by then is reported at the shard's initialize.
@@ -76,25 +76,20 @@ class AlertProcess:
         answer_margin_s: float = ANSWER_MARGIN_S,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
-        ours, theirs = _SPAWN.Pipe(duplex=True)
-        self._process = _SPAWN.Process(
-            target=serve,
-            args=(theirs, sink_factory, shard_id, log_level),
-            name="fraudstream-alerts",
-            daemon=True,
-        )
-        self._process.start()
-        theirs.close()  # only the child holds its end: the child's death is our end of file
-        self._conn = ours
+        self._process, self._to_child, self._from_child = _start_child()
         self._retry_deadline_s = retry_deadline_s
         self._answer_margin_s = answer_margin_s
         self._lock = threading.Lock()
         self._failed: str | None = None
+        try:
+            self._to_child.send((sink_factory, shard_id, log_level))
+        except OSError as exc:
+            self._fail(f"is gone before it started ({exc!r})")
         self._await_ready(start_timeout_s)
         log.info("alert_process_started", pid=self._process.pid)
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         return self._process.pid
 
     def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]:
@@ -105,11 +100,11 @@ class AlertProcess:
             if self._failed is not None:
                 raise OutputGaveUp(self._failed)
             try:
-                self._conn.send(list(alerts))
+                self._to_child.send(list(alerts))
                 timeout_s = self.answer_timeout_s(len(alerts))
-                if not self._conn.poll(timeout_s):
+                if not self._from_child.poll(timeout_s):
                     self._fail(f"gave no answer in {timeout_s:.0f} s")
-                outcome, payload, counts = self._conn.recv()
+                outcome, payload, counts = self._from_child.recv()
             except (EOFError, OSError) as exc:
                 self._fail(f"is gone ({exc!r})")
         METRICS.merge(counts)
@@ -124,9 +119,9 @@ class AlertProcess:
         a missing module) stops the shard's initialize, not its first alert; and its start-up
         (a second of imports) is over before the first batch."""
         try:
-            if not self._conn.poll(timeout_s):
+            if not self._from_child.poll(timeout_s):
                 self._fail(f"did not start in {timeout_s:.0f} s")
-            outcome, payload = self._conn.recv()
+            outcome, payload = self._from_child.recv()
         except (EOFError, OSError) as exc:
             self._fail(f"is gone before it started ({exc!r})")
         if outcome != "ready":
@@ -140,24 +135,74 @@ class AlertProcess:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """End the child (it finishes nothing: publish waits for each answer)."""
-        self._conn.close()
-        self._process.join(timeout_s)
-        if self._process.is_alive():
+        self._to_child.close()  # its end of file
+        self._from_child.close()
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join(timeout_s)
+            self._process.wait(timeout_s)
 
     def _fail(self, why: str) -> NoReturn:
-        self._process.join(0.2)  # a child that just died has an exit code to report
-        exit_code = self._process.exitcode
+        try:
+            self._process.wait(0.2)  # a child that just died has an exit code to report
+        except subprocess.TimeoutExpired:
+            self._process.kill()  # alive but hung: it must not publish after we gave up on it
+        exit_code = self._process.returncode
         self._failed = f"alert process (pid {self._process.pid}) {why}; exit code {exit_code}"
         METRICS.incr("gave_up.alert_process")
         log.error("alert_process_failed", pid=self._process.pid, exit_code=exit_code, reason=why)
-        if self._process.is_alive():
-            self._process.kill()  # hung: it must not publish after we gave up on it
         raise OutputGaveUp(self._failed)
 
 
-def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level: str) -> None:
+def _start_child() -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+    """`python -m consumer.alert_process` with a pipe each way (multiprocessing's spawn would
+    also start its resource tracker, a third process per shard, and import the parent's main
+    module in the child). The child's stdout is our stderr; its stdin is empty."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consumer.alert_process", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w),
+            stdin=subprocess.DEVNULL,
+            stdout=2,
+            # The parent's import path: the child finds consumer and the factory's module.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+    except BaseException:
+        for fd in (to_child_w, from_child_r):
+            os.close(fd)
+        raise
+    finally:
+        # Only the child holds these ends: its death is our end of file, and ours its.
+        os.close(to_child_r)
+        os.close(from_child_w)
+    return process, Connection(to_child_w, readable=False), Connection(from_child_r, writable=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The child: `python -m consumer.alert_process <read fd> <write fd>`."""
+    inbound_fd, outbound_fd = (int(arg) for arg in (argv or sys.argv[1:]))
+    inbound = Connection(inbound_fd, writable=False)
+    outbound = Connection(outbound_fd, readable=False)
+    try:
+        sink_factory, shard_id, log_level = inbound.recv()
+    except (EOFError, OSError):
+        return  # the parent is gone already
+    except Exception as exc:  # a factory this process cannot import: the parent says why
+        outbound.send(("failed", repr(exc)))
+        return
+    serve(inbound, outbound, sink_factory, shard_id, log_level)
+
+
+def serve(
+    inbound: Connection,
+    outbound: Connection,
+    sink_factory: SinkFactory,
+    shard_id: str,
+    log_level: str,
+) -> None:
     """The child's loop: publish each list of alerts it is sent, answer with the outcome and the
     counters it moved, until the parent closes the pipe."""
     os.dup2(2, 1)  # fd 1 may be the daemon's protocol pipe: nothing of ours goes there
@@ -171,16 +216,16 @@ def serve(conn: Connection, sink_factory: SinkFactory, shard_id: str, log_level:
         sink = sink_factory()
     except Exception as exc:
         log.exception("alert_process_start_failed")
-        conn.send(("failed", repr(exc)))
+        outbound.send(("failed", repr(exc)))
         return
-    conn.send(("ready", None))
+    outbound.send(("ready", None))
     while True:
         try:
-            alerts = conn.recv()
+            alerts = inbound.recv()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         try:
-            conn.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
+            outbound.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
         except OSError:
             return  # the parent is gone: nobody is left to tell
 
@@ -215,7 +260,7 @@ def _outcome(sink: AlertSink, alerts: list[Alert]) -> tuple[str, Any]:
 def sns_sink(topic_arn: str, region: str, retry: RetryConfig) -> AlertSink:
     """The production sink, built in the child: its own SNS client (endpoint from the
     environment, as every client's) and publisher."""
-    from consumer.wiring import aws_client  # the child's import: keeps this module light
+    from consumer.aws_clients import aws_client  # the child's import: keeps this module light
 
     return AlertPublisher(aws_client("sns", region), topic_arn, retry)
 
@@ -229,3 +274,7 @@ def production_alert_process(
         shard_id=shard_id,
         log_level=log_level,
     )
+
+
+if __name__ == "__main__":
+    main()

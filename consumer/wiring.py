@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 import boto3
@@ -13,6 +12,7 @@ import redis.cluster
 from botocore.config import Config
 
 from consumer.alert_process import production_alert_process
+from consumer.aws_clients import aws_client
 from consumer.checkpointing import CheckpointPolicy
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import Settings
@@ -25,7 +25,6 @@ from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
 from consumer.ruleset_source import RuleSetSource, builtin_ruleset, fetcher_for
 from consumer.sinks.alerts import AlertPublisher, AlertSink
-from consumer.sinks.query_body import encode_body_once
 from consumer.sinks.s3_batches import (
     S3JsonLinesBatch,
     dead_letter_key,
@@ -35,24 +34,10 @@ from consumer.sinks.s3_batches import (
 )
 from consumer.state import AccountStateStore
 
-# Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
-_BOTO_CONFIG = Config(
-    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10
-)
-
-
 # Metrics are best effort (consumer/cloudwatch.py): short timeouts, our own few retries only.
 _METRICS_BOTO_CONFIG = Config(
     retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=5
 )
-
-
-@cache
-def aws_client(service: str, region: str) -> Any:
-    """One client per service per process; endpoints follow AWS_ENDPOINT_URL_<SERVICE>."""
-    session: Any = boto3.session.Session()
-    client = session.client(service, region_name=region, config=_BOTO_CONFIG)
-    return encode_body_once(client) if service == "sns" else client
 
 
 def redis_client(settings: Settings) -> Any:
