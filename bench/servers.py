@@ -70,7 +70,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def child_pids(pid: int) -> list[int]:
-    """The live children of a process (every thread's), from /proc; [] where it is missing."""
+    """The live children of a process (every thread's), from /proc; [] where it is missing
+    (`/proc/<pid>/task/<tid>/children` needs a kernel built with CONFIG_PROC_CHILDREN, as
+    Debian's and Ubuntu's are)."""
     pids: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():

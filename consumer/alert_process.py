@@ -19,9 +19,10 @@ the last checkpoint, as for any output that cannot be written (alerts are at-lea
 The child is ready before the shard's first batch: the constructor waits until it has built
 its SNS client (a child that cannot start fails the shard's initialize, a visible give-up, not
 its first alert). The child writes nothing to stdout (fd 1 is pointed at stderr before anything
-runs: stdout is the MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM and SIGINT
-as the parent does (the daemon orders shutdown), and ends when the parent closes the pipe, or
-within half a second of the parent's death, even in the middle of a publish.
+runs: stdout is the MultiLangDaemon protocol's), never reads stdin, ignores SIGTERM as the
+processor does, and SIGINT (the daemon orders shutdown). It ends when the processor closes it
+(at the end of the processor's work, killed when the processor gives up) or closes the pipe, and
+within half a second of the processor's death, even in the middle of a publish.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
 from consumer.retry import OutputGaveUp
 from consumer.sinks.alerts import (
-    SNS_BATCH_LIMIT,
     Alert,
     AlertPublisher,
     AlertSink,
     RejectedAlert,
+    publish_calls,
 )
 
 log = get_logger(__name__)
@@ -57,8 +58,12 @@ log = get_logger(__name__)
 # of one), called once in the child.
 SinkFactory = Callable[[], AlertSink]
 
-# Past the retry budget's deadline: how much longer an answer may take before the child is hung.
+# Past the retry budget's deadline, per PublishBatch call: botocore's own last attempt (two tries
+# of a 3 s connect and a 10 s read) and the pipe.
 ANSWER_MARGIN_S = 30.0
+# Never wait longer than this for an answer: under the daemon's timeoutInSeconds (600,
+# properties/fraudstream.properties), which halts the JVM instead of letting us give up cleanly.
+ANSWER_TIMEOUT_CAP_S = 540.0
 # A child that has not built its SNS client by then is reported at the shard's initialize.
 START_TIMEOUT_S = 60.0
 
@@ -74,11 +79,13 @@ class AlertProcess:
         shard_id: str = "?",
         log_level: str = "info",
         answer_margin_s: float = ANSWER_MARGIN_S,
+        answer_timeout_cap_s: float = ANSWER_TIMEOUT_CAP_S,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
         self._process, self._to_child, self._from_child = _start_child()
         self._retry_deadline_s = retry_deadline_s
         self._answer_margin_s = answer_margin_s
+        self._answer_timeout_cap_s = answer_timeout_cap_s
         self._lock = threading.Lock()
         self._failed: str | None = None
         try:
@@ -101,7 +108,7 @@ class AlertProcess:
                 raise OutputGaveUp(self._failed)
             try:
                 self._to_child.send(list(alerts))
-                timeout_s = self.answer_timeout_s(len(alerts))
+                timeout_s = self.answer_timeout_s(alerts)
                 if not self._from_child.poll(timeout_s):
                     self._fail(f"gave no answer in {timeout_s:.0f} s")
                 outcome, payload, counts = self._from_child.recv()
@@ -110,7 +117,9 @@ class AlertProcess:
         METRICS.merge(counts)
         if outcome == "gave_up":
             raise OutputGaveUp(payload)
-        if outcome != "ok":
+        if outcome != "ok":  # a bug in the child's sink: counted and logged like a give-up
+            METRICS.incr("gave_up.alert_process")
+            log.error("alert_process_failed", pid=self._process.pid, reason=payload)
             raise OutputGaveUp(f"alert process failed: {payload}")
         return [RejectedAlert(alerts[index], code, reason) for index, code, reason in payload]
 
@@ -127,27 +136,36 @@ class AlertProcess:
         if outcome != "ready":
             self._fail(f"could not start: {payload}")
 
-    def answer_timeout_s(self, alerts: int) -> float:
-        """The longest a publish of `alerts` may take: each PublishBatch call of ten retries up
-        to the deadline (a FIFO topic's calls one after the other), and a margin past that."""
-        calls = -(-alerts // SNS_BATCH_LIMIT)
-        return self._retry_deadline_s * calls + self._answer_margin_s
+    def answer_timeout_s(self, alerts: Sequence[Alert]) -> float:
+        """The longest a publish of `alerts` may take before the child counts as hung: each of
+        its PublishBatch calls (split by count and size, as the publisher splits them) retries
+        up to the deadline, a FIFO topic's one after the other, each with a margin; capped
+        below the daemon's timeoutInSeconds."""
+        calls = publish_calls(alerts)
+        return min(
+            (self._retry_deadline_s + self._answer_margin_s) * calls, self._answer_timeout_cap_s
+        )
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """End the child (it finishes nothing: publish waits for each answer)."""
+        """End the child and reap it: at its end of file it exits; if it has not within
+        `timeout_s` (0: the processor is giving up, and a publish still under way must not
+        outlive it) it is killed. Idempotent."""
+        if self._to_child.closed:
+            return
         self._to_child.close()  # its end of file
         self._from_child.close()
         try:
             self._process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.wait(timeout_s)
+            self._process.wait()
 
     def _fail(self, why: str) -> NoReturn:
         try:
-            self._process.wait(0.2)  # a child that just died has an exit code to report
+            self._process.wait(1.0)  # a child that just died or failed has an exit code to report
         except subprocess.TimeoutExpired:
             self._process.kill()  # alive but hung: it must not publish after we gave up on it
+            self._process.wait()  # reaped: no zombie left behind
         exit_code = self._process.returncode
         self._failed = f"alert process (pid {self._process.pid}) {why}; exit code {exit_code}"
         METRICS.incr("gave_up.alert_process")
@@ -163,7 +181,14 @@ def _start_child() -> tuple[subprocess.Popen[bytes], Connection, Connection]:
     from_child_r, from_child_w = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "consumer.alert_process", str(to_child_r), str(from_child_w)],
+            [
+                sys.executable,
+                "-m",
+                "consumer.alert_process",
+                str(to_child_r),
+                str(from_child_w),
+                str(os.getpid()),
+            ],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=2,
@@ -182,8 +207,9 @@ def _start_child() -> tuple[subprocess.Popen[bytes], Connection, Connection]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The child: `python -m consumer.alert_process <read fd> <write fd>`."""
-    inbound_fd, outbound_fd = (int(arg) for arg in (argv or sys.argv[1:]))
+    """The child: `python -m consumer.alert_process <read fd> <write fd> <parent pid>`."""
+    inbound_fd, outbound_fd, parent_pid = (int(arg) for arg in (argv or sys.argv[1:]))
+    _exit_when_orphaned(parent_pid)  # first: the parent may be gone before it says a word
     inbound = Connection(inbound_fd, writable=False)
     outbound = Connection(outbound_fd, readable=False)
     try:
@@ -191,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     except (EOFError, OSError):
         return  # the parent is gone already
     except Exception as exc:  # a factory this process cannot import: the parent says why
-        outbound.send(("failed", repr(exc)))
+        _tell(outbound, ("failed", repr(exc)))
         return
     serve(inbound, outbound, sink_factory, shard_id, log_level)
 
@@ -211,23 +237,30 @@ def serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level, component="alerts")
     structlog.contextvars.bind_contextvars(shard_id=shard_id)
-    _exit_when_orphaned(os.getppid())
     try:
         sink = sink_factory()
     except Exception as exc:
         log.exception("alert_process_start_failed")
-        outbound.send(("failed", repr(exc)))
+        _tell(outbound, ("failed", repr(exc)))
         return
-    outbound.send(("ready", None))
+    if not _tell(outbound, ("ready", None)):
+        return
     while True:
         try:
             alerts = inbound.recv()
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
-        try:
-            outbound.send((*_outcome(sink, alerts), METRICS.snapshot_and_reset()))
-        except OSError:
-            return  # the parent is gone: nobody is left to tell
+        if not _tell(outbound, (*_outcome(sink, alerts), METRICS.snapshot_and_reset())):
+            return
+
+
+def _tell(outbound: Connection, message: tuple[Any, ...]) -> bool:
+    """Send to the parent; False when it is gone (nobody left to tell: the child ends)."""
+    try:
+        outbound.send(message)
+    except OSError:
+        return False
+    return True
 
 
 def _exit_when_orphaned(parent_pid: int, poll_s: float = 0.5) -> None:
@@ -253,6 +286,7 @@ def _outcome(sink: AlertSink, alerts: list[Alert]) -> tuple[str, Any]:
     except Exception as exc:  # a bug: the parent stops the worker rather than lose alerts
         log.exception("alert_process_error")
         return "error", repr(exc)
+    # The publisher hands back the very Alert objects it was given: matched by identity.
     index = {id(alert): i for i, alert in enumerate(alerts)}
     return "ok", [(index[id(r.alert)], r.code, r.reason) for r in rejected]
 
@@ -268,6 +302,7 @@ def sns_sink(topic_arn: str, region: str, retry: RetryConfig) -> AlertSink:
 def production_alert_process(
     shard_id: str, topic_arn: str, region: str, retry: RetryConfig, log_level: str
 ) -> AlertProcess:
+    """The worker's alert process (consumer.wiring.build_pipeline, FRAUD_ALERT_PROCESS)."""
     return AlertProcess(
         partial(sns_sink, topic_arn, region, retry),
         retry_deadline_s=retry.deadline_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import datetime
+from math import isfinite
 from typing import Any
 
 import msgspec
@@ -24,13 +25,19 @@ def to_json(value: dict[str, Any]) -> str:
 
     msgspec's encoder (C, ~13x simplejson's time on a flagged line) writes it whenever its
     bytes are what simplejson would write: ASCII (simplejson escapes every other code point),
-    no DEL (simplejson escapes it too) and no `NaN` / `Infinity` anywhere (a non-finite Decimal,
-    which simplejson refuses). Anything else, a rare non-ASCII record among them, is written by
-    simplejson, which defines the output; a property test holds the two to the same text.
-    Floats (only the model's score, 0-100 to two places, reaches a line: the parser reads
-    numbers as Decimal) are the exception: at or above 1e16 or below 1e-4 msgspec writes the
-    same number with another exponent form (`1e16` for `1e+16`), and a float that is not finite
-    becomes `null` where simplejson would write an invalid `NaN`."""
+    no DEL (simplejson escapes it too), no `NaN` / `Infinity` anywhere (a non-finite Decimal,
+    which simplejson refuses) and no non-finite float at the top level (where the model's score
+    is; msgspec would write `null`, simplejson refuses it). Anything else, a rare non-ASCII
+    record among them, is written by simplejson, which defines the output and refuses what it
+    always refused; a property test holds the two to the same text.
+
+    What a line holds: the parser's values (str, int, Decimal, bool, None, lists, dicts: its
+    numbers are never floats) and our own fields (str, int, bool, a rounded finite float
+    score). Beyond those the two encoders differ and nothing relies on either: a float at or
+    above 1e16 or below 1e-4 is the same number with another exponent form (`1e16` for
+    `1e+16`), and msgspec writes sets, dates, UUIDs and bytes that simplejson refuses."""
+    if any(type(item) is float and not isfinite(item) for item in value.values()):
+        return _reference_json(value)
     try:
         fast = _fast_encode(value)
     except (TypeError, ValueError, OverflowError):

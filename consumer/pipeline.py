@@ -324,6 +324,11 @@ class BatchPipeline:
         self._state_writer.wait()
         self._dead_letter_rejected(self._dispatch.settle())
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """The shard's work here is over: end the alert sink (its process, if it has one);
+        `timeout_s` 0 when the processor is giving up and nothing more may be published."""
+        self._alerts.close(timeout_s)
+
     def discard_in_flight(self) -> None:
         """Lease lost: queued alerts are dropped; the new owner's replay judges them again. A
         state save in flight finishes: its writes are idempotent and position-tagged."""

@@ -150,6 +150,12 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         log.info("shutdown_flushed", shard_id=self._shard_id, checkpointed=committed)
         self._flush_metrics()
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """The process is ending: end what the pipeline started (its alert process: reaped here,
+        since in a container nothing else reaps it). 0 when giving up: no wait."""
+        if self._pipeline is not None:
+            self._pipeline.close(timeout_s)
+
     def _flush_metrics(self) -> None:
         """The shard's work here is over: publish its last numbers now (bounded, never raises)."""
         if self._publisher is not None:
@@ -184,11 +190,13 @@ def main() -> None:
     exit_when_orphaned(os.getppid())
     try:
         kcl_process(processor, protocol_in(), protocol_out, sys.stderr).run()
+        processor.close()  # the daemon closed the pipe: the shard's work here is over
     except SystemExit as stop:
         # A deliberate exit (give-up, bad config, failed checkpoint) must end the process now:
         # the daemon waits for it before it stops the worker, and background threads (alerts
         # still retrying) would hold a normal interpreter exit for up to their whole deadline.
         # Nothing they could still write would be checkpointed by this process anyway.
+        processor.close(timeout_s=0)  # the alert process too: killed and reaped, not orphaned
         if publisher is not None:
             publisher.close()
         sys.stderr.flush()

@@ -150,7 +150,8 @@ def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, Ch
         shard_id,
         settings,
         aws_client("s3", settings.region),
-        aws_client("sns", settings.region),
+        # With an alert process, this process never talks to SNS.
+        aws_client("sns", settings.region) if alerts is None else None,
         redis_conn,
         alerts,
     )

@@ -72,6 +72,9 @@ class AlertSink(Protocol):
 
     def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]: ...
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """The processor's work is over (or it is giving up: `timeout_s` 0)."""
+
 
 class AlertPublisher:
     """Publishes alerts to one topic; a FIFO topic also gets group and deduplication ids."""
@@ -133,6 +136,10 @@ class AlertPublisher:
         METRICS.incr("alerts.sent", len(alerts) - len(rejected))
         return rejected
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the publishing threads (a call under way finishes)."""
+        self._pool.shutdown(wait=timeout_s > 0, cancel_futures=True)
+
     def _send(
         self,
         pending: dict[str, dict[str, Any]],
@@ -165,6 +172,22 @@ class AlertPublisher:
 
 ENTRY_OVERHEAD = 4096  # subject, attributes and ids of one entry, generously
 SNS_BATCH_BYTES = 256 * 1024
+
+
+def publish_calls(alerts: Sequence[Alert]) -> int:
+    """How many PublishBatch calls `publish` makes for `alerts` (as `_chunks` splits them; a
+    message too large for SNS, sent shorter, is counted at its full size: at most one more)."""
+    calls = 0
+    count = size = 0
+    for alert in alerts:
+        entry_size = len(alert.message.encode()) + ENTRY_OVERHEAD
+        if count and (count == SNS_BATCH_LIMIT or size + entry_size > SNS_BATCH_BYTES):
+            count = size = 0
+        if count == 0:
+            calls += 1
+        count += 1
+        size += entry_size
+    return calls
 
 
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -3,12 +3,14 @@ the worker's own process, and every way the child can fail ends as a visible giv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.alert_process import AlertProcess
+from consumer.alert_process import ANSWER_TIMEOUT_CAP_S, AlertProcess
 from consumer.metrics import METRICS, Metrics
 from consumer.retry import OutputGaveUp
 from consumer.sinks.alerts import Alert
@@ -114,6 +116,21 @@ def test_a_bug_in_the_child_stops_the_worker_instead_of_losing_alerts(
     processes.append(process)
     with pytest.raises(OutputGaveUp, match="a bug in the sink"):
         process.publish([alert(1)])
+    assert METRICS.get("gave_up.alert_process") == 1  # on the give-ups dashboard too
+
+
+def test_a_batch_larger_than_the_pipe_goes_through_whole(
+    sent: Path, processes: list[AlertProcess]
+) -> None:
+    """500 alerts of ~1 KiB (a 10,000-record batch at 5% flagged): several times the pipe."""
+    process = start(sent)
+    processes.append(process)
+    body = "x" * 1024
+    batch = [
+        Alert(f"t-{n}", "acct-1234567", "high", ("r",), body, alert(n).position) for n in range(500)
+    ]
+    assert process.publish(batch) == []
+    assert published(sent)[0]["ids"] == [f"t-{n}" for n in range(500)]
 
 
 def test_a_child_that_dies_is_a_give_up_and_stays_one(
@@ -133,15 +150,25 @@ def test_a_hung_child_is_a_give_up_after_the_retry_budget_and_is_killed(
 ) -> None:
     process = start(sent, behaviour="hang")
     processes.append(process)
-    assert process.answer_timeout_s(1) == pytest.approx(5.2)
-    assert process.answer_timeout_s(25) == pytest.approx(5.6)  # three PublishBatch calls
+    assert process.answer_timeout_s([alert(1)]) == pytest.approx(5.2)
+    # Three PublishBatch calls of at most ten...
+    assert process.answer_timeout_s([alert(n) for n in range(25)]) == pytest.approx(15.6)
+    # ...or fewer when the messages are large (at most 256 KiB a call)...
+    big = [
+        Alert(f"t-{n}", "acct-1", "high", ("r",), "x" * 100_000, alert(n).position)
+        for n in range(4)
+    ]
+    assert process.answer_timeout_s(big) == pytest.approx(10.4)
+    # ...and never past the daemon's timeoutInSeconds.
+    capped = AlertProcess(partial(file_sink, str(sent)), retry_deadline_s=60.0)
+    processes.append(capped)
+    assert capped.answer_timeout_s([alert(n) for n in range(500)]) == ANSWER_TIMEOUT_CAP_S < 600
     started = time.monotonic()
     with pytest.raises(OutputGaveUp, match="gave no answer"):
         process.publish([alert(1)])
     assert 5.0 <= time.monotonic() - started < 15
     assert METRICS.get("gave_up.alert_process") == 1
-    assert process.pid is not None
-    _wait_gone(process.pid)
+    assert not Path(f"/proc/{process.pid}").exists()  # killed and reaped
 
 
 def test_the_child_ignores_sigterm_as_the_worker_does(
@@ -150,7 +177,6 @@ def test_the_child_ignores_sigterm_as_the_worker_does(
     process = start(sent)
     processes.append(process)
     process.publish([alert(1)])  # the child is past its set-up
-    assert process.pid is not None
     os.kill(process.pid, signal.SIGTERM)
     assert process.publish([alert(2)]) == []
     assert [line["ids"] for line in published(sent)] == [["t-1"], ["t-2"]]
@@ -171,12 +197,29 @@ def test_a_child_that_cannot_start_fails_the_shards_start(
     assert METRICS.get("gave_up.alert_process") == 1
 
 
-def test_close_ends_the_child(sent: Path) -> None:
+def test_close_ends_and_reaps_the_child(sent: Path) -> None:
     process = start(sent)
     process.publish([alert(1)])
-    assert process.pid is not None
     process.close()
-    _wait_gone(process.pid)
+    assert not Path(f"/proc/{process.pid}").exists()  # reaped, not a zombie
+    process.close()  # twice is harmless
+
+
+def test_closing_at_a_give_up_kills_a_publish_under_way(sent: Path) -> None:
+    """The processor gives up (os._exit follows): a publish still retrying must not go on."""
+    process = start(sent, behaviour="hang")
+    worker = threading.Thread(target=_swallow, args=(process, [alert(1)]), daemon=True)
+    worker.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    process.close(timeout_s=0)
+    assert time.monotonic() - started < 2
+    assert not Path(f"/proc/{process.pid}").exists()
+
+
+def _swallow(process: AlertProcess, alerts: list[Alert]) -> None:
+    with contextlib.suppress(OutputGaveUp):
+        process.publish(alerts)
 
 
 _SCRIPT = """

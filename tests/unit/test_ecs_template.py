@@ -480,3 +480,9 @@ def test_the_read_only_worker_writes_its_properties_to_a_volume_the_image_owns(
     mounts = [m["ContainerPath"] for m in container["MountPoints"]]
     (mount,) = [m for m in mounts if out.group(1).startswith(m.rstrip("/") + "/")]
     assert re.search(rf'^VOLUME \["{re.escape(mount)}"\]', dockerfile, re.M)
+
+
+def test_the_worker_runs_under_an_init_process_that_reaps_orphans(template: dict[str, Any]) -> None:
+    """Each processor has an alert process (FRAUD_ALERT_PROCESS); if a processor dies first, its
+    orphan must be reaped by PID 1, which the JVM does not do for processes it did not start."""
+    assert worker_container(template)["LinuxParameters"]["InitProcessEnabled"] is True

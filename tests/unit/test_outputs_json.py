@@ -28,6 +28,9 @@ literals = st.from_regex(
 # Floats whose shortest form has no exponent in either encoder (the model's score, 0-100 to two
 # places, is the only float a line holds); outside it the exponent is written differently.
 plain_floats = st.floats(min_value=1e-4, max_value=1e16, exclude_max=True) | st.just(0.0)
+# Mostly ASCII, as real lines are: those take the fast path, which is what is under test.
+ascii_text = st.text(alphabet=st.characters(max_codepoint=127))
+keys = ascii_text  # field names; non-ASCII text is in the values (and a parametrized case)
 scalars = (
     st.none()
     | st.booleans()
@@ -39,14 +42,15 @@ scalars = (
     | plain_floats.map(lambda f: -f)
     | st.floats(min_value=0, max_value=100).map(lambda f: round(f, 2))
     | st.text()
-    | st.text(alphabet=st.characters(max_codepoint=127))
+    | ascii_text
+    | ascii_text
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=20,
 )
-lines = st.dictionaries(st.text(), values, max_size=8)
+lines = st.dictionaries(keys, values, max_size=8)
 
 
 @settings(max_examples=600)
@@ -69,6 +73,7 @@ def test_any_finite_float_is_written_as_the_same_number(line: dict[str, float]) 
         {"transaction": {"merchant": "Café"}},  # non-ASCII: escaped as simplejson does
         {"detail": "a\x7fb"},  # DEL, ASCII but escaped by simplejson
         {"emoji": "\U0001f600"},  # a surrogate pair
+        {"Zoë": 1},  # a non-ASCII key
         {"amount": Decimal("1.50"), "big": 10**40, "tiny": Decimal("1E-7")},
         {"note": "NaN and Infinity inside a string"},
     ],
@@ -87,6 +92,29 @@ def test_the_fast_encoder_writes_the_usual_flagged_line(monkeypatch: pytest.Monk
     assert calls == []
     to_json({"name": "Zoë"})
     assert len(calls) == 1  # non-ASCII: the reference path
+
+
+def test_the_property_reaches_the_fast_path() -> None:
+    """Most generated lines must be ones the fast path writes, or the property proves little."""
+    fast = 0
+    examples = 0
+
+    @settings(max_examples=300, database=None)
+    @given(lines)
+    def count(line: dict[str, Any]) -> None:
+        nonlocal fast, examples
+        examples += 1
+        encoded = outputs._fast_encode(line)
+        fast += encoded.isascii() and not outputs._needs_reference(encoded)
+
+    count()
+    assert fast >= examples // 4, (fast, examples)
+
+
+def test_a_non_finite_float_score_is_refused_as_before() -> None:
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            to_json({"transaction_id": "t-1", "model_score": value})
 
 
 def test_a_non_finite_decimal_is_refused_as_before() -> None:
