@@ -175,36 +175,36 @@ SNS_BATCH_BYTES = 256 * 1024
 
 
 def publish_calls(alerts: Sequence[Alert]) -> int:
-    """How many PublishBatch calls `publish` makes for `alerts` (as `_chunks` splits them; a
-    message too large for SNS, sent shorter, is counted at its full size: at most one more)."""
-    calls = 0
-    count = size = 0
-    for alert in alerts:
-        entry_size = len(alert.message.encode()) + ENTRY_OVERHEAD
-        if count and (count == SNS_BATCH_LIMIT or size + entry_size > SNS_BATCH_BYTES):
-            count = size = 0
-        if count == 0:
-            calls += 1
-        count += 1
-        size += entry_size
-    return calls
+    """How many PublishBatch calls `publish` makes for `alerts` (a message too large for SNS,
+    sent shorter, is counted at its full size: at most one call more)."""
+    return len(_call_sizes([len(alert.message.encode()) for alert in alerts]))
 
 
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Split entries into PublishBatch calls: at most 10 each and 256 KiB in total."""
     chunks: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        entry_size = len(entry["Message"].encode()) + ENTRY_OVERHEAD
-        if current and (len(current) == SNS_BATCH_LIMIT or size + entry_size > SNS_BATCH_BYTES):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry_size
-    if current:
-        chunks.append(current)
+    start = 0
+    for count in _call_sizes([len(entry["Message"].encode()) for entry in entries]):
+        chunks.append(entries[start : start + count])
+        start += count
     return chunks
+
+
+def _call_sizes(message_bytes: list[int]) -> list[int]:
+    """How many entries of these message sizes go in each call, in order: at most 10 a call
+    and 256 KiB in all (each entry counted with ENTRY_OVERHEAD)."""
+    counts: list[int] = []
+    count = size = 0
+    for length in message_bytes:
+        entry_size = length + ENTRY_OVERHEAD
+        if count and (count == SNS_BATCH_LIMIT or size + entry_size > SNS_BATCH_BYTES):
+            counts.append(count)
+            count = size = 0
+        count += 1
+        size += entry_size
+    if count:
+        counts.append(count)
+    return counts
 
 
 def _without_transaction(message: str) -> str:
