@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,6 +22,7 @@ import structlog
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from consumer.alert_process import AlertProcess
 from consumer.cloudwatch import CloudWatchPublisher
 from consumer.config import FlushConfig, MetricsConfig, RetryConfig, Settings, StateConfig
 from consumer.kcl_io import kcl_process
@@ -28,6 +31,7 @@ from consumer.processor import EXIT_GAVE_UP, FraudRecordProcessor
 from consumer.state import AccountStateStore
 from consumer.wiring import assemble_pipeline
 from tests.support import kcl_messages as msg
+from tests.support.alert_sinks import file_sink
 from tests.support.fake_daemon import FakeDaemon
 
 SHARD = "shardId-000000000000"
@@ -581,3 +585,41 @@ def _alive(pid: int) -> bool:
             return not any(line.startswith("State:\tZ") for line in status)
     except FileNotFoundError:
         return False
+
+
+def test_alerts_through_an_alert_process_refusals_dead_lettered_and_the_child_reaped(
+    aws: Aws, events: list[str], tmp_path: Path
+) -> None:
+    """The worker's wiring with FRAUD_ALERT_PROCESS: the batch's alerts are published by the
+    child before the checkpoint, one the child's sink refuses is dead-lettered by the worker,
+    and closing the processor (the end of the shard's work) reaps the child."""
+    sent = tmp_path / "published.jsonl"
+    children: list[AlertProcess] = []
+
+    def build(shard: str, settings: Settings) -> Any:
+        child = AlertProcess(
+            partial(file_sink, str(sent), refuse=("t-4",)), retry_deadline_s=1.0, shard_id=shard
+        )
+        children.append(child)
+        return assemble_pipeline(shard, settings, aws.s3, None, aws.redis, child)
+
+    batch = [
+        msg.record(txn("t-1", "12.50"), seq(1), ARRIVAL),
+        msg.record(txn("t-2", "10000.01"), seq(2), ARRIVAL),
+        msg.record(txn("t-4", "25000.5", account="4111111111111111"), seq(4), ARRIVAL),
+    ]
+    daemon = FakeDaemon(one_batch_then_shutdown(batch), events)
+    config = Settings(bucket="bkt", topic_arn=aws.topic, redis_url="redis://unused")
+    processor = FraudRecordProcessor(config, build=build)
+    kcl_process(processor, daemon.stdin, daemon.stdout, daemon.stderr).run()
+
+    assert daemon.checkpoints == [seq(4)]
+    [child] = children
+    published = [json.loads(line) for line in sent.read_text().splitlines()]
+    assert [line["ids"] for line in published] == [["t-2"]]  # t-4 refused
+    assert published[0]["pid"] == child.pid
+    [letters] = aws.objects("dead-letter/").values()
+    assert [letter["sequence_number"] for letter in letters] == [seq(4)]
+    assert "alert rejected by SNS (InvalidParameter)" in letters[0]["error"]
+    processor.close()
+    assert not Path(f"/proc/{child.pid}").exists()
