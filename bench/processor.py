@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import aws_client, peak_rss_mb, sns_sink_at
-from consumer.alert_process import AlertProcess
+from consumer.alert_process import production_alert_process
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings, StateConfig
 from consumer.gc_policy import FullCollections
@@ -71,16 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     redis_conn.ping()
 
     def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
-        alerts = (
-            None
-            if args.alerts_in_process
-            else AlertProcess(  # as consumer.wiring.build_pipeline, the SNS client at moto
-                partial(sns_sink_at, args.endpoint_url, settings.topic_arn, settings.retry),
-                retry_deadline_s=settings.retry.deadline_s,
-                shard_id=shard_id,
-            )
-        )
-        return assemble_pipeline(shard_id, settings, s3, sns, redis_conn, alerts)
+        # As consumer.wiring.build_pipeline does, with the SNS client at moto.
+        if settings.alert_process:
+            sink = partial(sns_sink_at, args.endpoint_url, settings.topic_arn, settings.retry)
+            alerts = production_alert_process(shard_id, settings, sink)
+            return assemble_pipeline(shard_id, settings, s3, None, redis_conn, alerts)
+        return assemble_pipeline(shard_id, settings, s3, sns, redis_conn)
 
     process = kcl_process(
         FraudRecordProcessor(settings, build=build, collections=FullCollections.install()),

@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from consumer.config import RetryConfig
+from consumer.config import RetryConfig, Settings
 from consumer.logs import configure_logging, get_logger
 from consumer.metrics import METRICS
 from consumer.retry import OutputGaveUp
@@ -300,14 +300,17 @@ def sns_sink(topic_arn: str, region: str, retry: RetryConfig) -> AlertSink:
 
 
 def production_alert_process(
-    shard_id: str, topic_arn: str, region: str, retry: RetryConfig, log_level: str
+    shard_id: str, settings: Settings, sink_factory: SinkFactory | None = None
 ) -> AlertProcess:
-    """The worker's alert process (consumer.wiring.build_pipeline, FRAUD_ALERT_PROCESS)."""
+    """The worker's alert process (consumer.wiring.build_pipeline, FRAUD_ALERT_PROCESS): the
+    SNS sink of `settings`, or `sink_factory` (the benchmark's, at its moto server)."""
+    if sink_factory is None:
+        sink_factory = partial(sns_sink, settings.topic_arn, settings.region, settings.retry)
     return AlertProcess(
-        partial(sns_sink, topic_arn, region, retry),
-        retry_deadline_s=retry.deadline_s,
+        sink_factory,
+        retry_deadline_s=settings.retry.deadline_s,
         shard_id=shard_id,
-        log_level=log_level,
+        log_level=settings.log_level,
     )
 
 

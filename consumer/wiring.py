@@ -139,13 +139,7 @@ def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, Ch
     """The production wiring: real clients, and Redis reachable before the first record."""
     redis_conn = redis_client(settings)
     check_redis(redis_conn, settings)
-    alerts = (
-        production_alert_process(
-            shard_id, settings.topic_arn, settings.region, settings.retry, settings.log_level
-        )
-        if settings.alert_process
-        else None
-    )
+    alerts = production_alert_process(shard_id, settings) if settings.alert_process else None
     return assemble_pipeline(
         shard_id,
         settings,
