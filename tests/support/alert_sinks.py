@@ -1,4 +1,4 @@
-"""Alert sinks for the alert process's tests, built in the spawned child by a picklable factory.
+"""Alert sinks for the alert process's tests, built in the child process by a picklable factory.
 
 The child cannot share a fake with the test, so what it publishes is appended to a file the test
 reads; each behaviour the parent must survive (refusals, give-ups, a crash, a hang, stray output
