@@ -19,15 +19,8 @@ from types import FrameType
 from typing import Any
 
 from bench.daemon import DaemonFeeder
-from bench.servers import (
-    BUCKET,
-    MotoServer,
-    RedisServer,
-    aws_client,
-    child_pids,
-    cpu_seconds,
-    peak_rss_mb_of,
-)
+from bench.procfs import child_pids, cpu_seconds, peak_rss_mb_of
+from bench.servers import BUCKET, MotoServer, RedisServer, aws_client
 from bench.workload import (
     SHARD_ID,
     Workload,

@@ -33,7 +33,8 @@ from typing import Any
 
 import redis
 
-from bench.servers import aws_client, cpu_seconds, peak_rss_mb
+from bench.procfs import cpu_seconds, peak_rss_mb
+from bench.servers import aws_client
 from consumer.outputs import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules import (

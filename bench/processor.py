@@ -17,7 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.servers import aws_client, peak_rss_mb, sns_sink_at
+from bench.procfs import peak_rss_mb
+from bench.servers import aws_client, sns_sink_at
 from consumer.alert_process import production_alert_process
 from consumer.checkpointing import CheckpointPolicy
 from consumer.config import Settings, StateConfig

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -57,53 +55,6 @@ def sns_sink_at(endpoint_url: str, topic_arn: str, retry: RetryConfig) -> AlertS
     """The alert process's sink in the benchmark (built in the child, so defined in an
     importable module): the production publisher over an SNS client at the bench's moto."""
     return AlertPublisher(encode_body_once(aws_client("sns", endpoint_url)), topic_arn, retry)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc (0.0 where /proc is not available)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # After the ")" that closes the command name: field 3 is index 0, utime is field 14.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def child_pids(pid: int) -> list[int]:
-    """The live children of a process (every thread's), from /proc; [] where it is missing
-    (`/proc/<pid>/task/<tid>/children` needs a kernel built with CONFIG_PROC_CHILDREN, as
-    Debian's and Ubuntu's are)."""
-    pids: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            pids.extend(int(child) for child in (task / "children").read_text().split())
-    except OSError:
-        pass
-    return pids
-
-
-def peak_rss_mb_of(pid: int | str) -> float | None:
-    """VmHWM of a live process (or "self"), in MiB; None once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MiB.
-
-    VmHWM from /proc, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, and
-    subprocess spawns with vfork, so a child's ru_maxrss starts at its parent's peak (here the
-    harness holding every generated batch). VmHWM belongs to the new address space alone.
-    """
-    peak = peak_rss_mb_of("self")
-    if peak is not None:
-        return peak
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _Server:

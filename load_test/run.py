@@ -3,10 +3,11 @@
     fraudstream local up --workers 1
     python -m load_test.run --rate 1000 --duration 300 --out reports/
 
-It produces labelled synthetic traffic at the given rate, samples the workers' memory (the
-Java daemon and its Python processors) while it runs, waits until every shard is checkpointed at
-its last record, then reads back what the consumer wrote: the flagged lines in S3, the alerts
-that SNS delivered to the tap queue, and the workers' own counters from their logs.
+It produces labelled synthetic traffic at the given rate, samples the workers' memory (the Java
+daemon, its Python processors and their alert processes) while it runs, waits until every shard
+is checkpointed at its last record, then reads back what the consumer wrote: the flagged lines
+in S3, the alerts that SNS delivered to the tap queue, and the workers' own counters from their
+logs.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
 from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
+from load_test.memory import MemorySampler
 from load_test.producer import Producer, ProgressPrinter, run_generate
 from load_test.report import (
     Report,
@@ -33,53 +34,6 @@ from load_test.report import (
     timeline,
 )
 from load_test.synthetic import TransactionGenerator
-
-PAGE_KB = 4
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/statm").read_text().split()
-    except OSError:
-        return 0.0
-    return int(fields[1]) * PAGE_KB / 1024
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parts = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(parts[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-class MemorySampler(threading.Thread):
-    """Peak RSS of each worker's daemon (JVM) and of its largest Python processor, every second."""
-
-    def __init__(self, options: StackOptions) -> None:
-        super().__init__(daemon=True)
-        self._options = options
-        self._halt = threading.Event()
-        self.peak: dict[str, float] = {"daemon_jvm": 0.0, "processor_max": 0.0, "worker_total": 0.0}
-
-    def run(self) -> None:
-        while not self._halt.wait(1.0):
-            for name, pid in running_pids(self._options).items():
-                if not name.startswith("worker-"):
-                    continue
-                jvm = _rss_mb(pid)
-                processors = [_rss_mb(child) for child in _children(pid)]
-                self.peak["daemon_jvm"] = max(self.peak["daemon_jvm"], jvm)
-                self.peak["processor_max"] = max(self.peak["processor_max"], *processors, 0.0)
-                self.peak["worker_total"] = max(self.peak["worker_total"], jvm + sum(processors))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
 
 
 def _worker_counters(options: StackOptions, since: float) -> dict[str, int]:
@@ -137,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             put_time[body["transaction_id"]] = parse_time(body["timestamp"])
         return record.to_entry()
 
-    sampler = MemorySampler(options)
+    def workers() -> dict[str, int]:
+        return {
+            name: pid for name, pid in running_pids(options).items() if name.startswith("worker-")
+        }
+
+    sampler = MemorySampler(workers)
     sampler.start()
     started = time.time()
     progress = ProgressPrinter()
