@@ -1,4 +1,4 @@
-"""Load-test producer: put transactions to a Kinesis stream with PutRecords.
+"""Load-test producer: put transactions to a Kinesis stream with PutRecords (or PutRecord).
 
 Usage (from the repository root)::
 
@@ -7,12 +7,21 @@ Usage (from the repository root)::
     python -m load_test.producer replay --file records.jsonl [common options]
 
     common options: --stream NAME (env FRAUD_STREAM)  --endpoint-url URL  --region REGION
-                    --max-attempts N  --json
+                    --max-attempts N  --put-api records|record  --concurrency N  --json
 
 Batching
     One PutRecords call carries at most 500 entries and at most 5 MiB (data plus partition keys);
     one entry is at most 1 MiB (data plus partition key) with a partition key of 1..256
     characters. :class:`Entry` refuses anything larger, so every entry is sendable.
+
+PutRecord instead (``put_api="record"``)
+    Each eligible entry is sent by its own PutRecord call, ``concurrency`` calls at a time. For
+    kinesis-mock, the local stand-in: its PutRecords costs time proportional to the records the
+    shard already holds, per record put (its grouping step hashes the shard's whole record
+    list), so a local run slows down minute by minute and starves the consumer's GetRecords; its
+    PutRecord appends in constant time (docs/performance.md). Against AWS, PutRecords is the
+    efficient call. The entries of one round all have distinct keys, so sending them at once
+    keeps each key's order, and the retry rules below are the same per entry.
 
 Retries
     A PutRecords call can succeed for some entries and fail for others (``FailedRecordCount``;
@@ -66,6 +75,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -83,6 +93,8 @@ DEFAULT_BASE_DELAY_S = 0.1
 DEFAULT_MAX_DELAY_S = 5.0
 DEFAULT_LOOKAHEAD = 50_000
 DEFAULT_LOOKAHEAD_BYTES = 64 * 1024 * 1024
+DEFAULT_CONCURRENCY = 16
+PUT_APIS = ("records", "record")
 
 # Whole-call errors worth retrying; anything else is a configuration problem.
 RETRIABLE_CALL_ERRORS = frozenset(
@@ -109,7 +121,8 @@ EXIT_USAGE = 2
 EXIT_FATAL = 3
 EXIT_INTERRUPTED = 130
 
-# boto3's Kinesis client (untyped without boto3-stubs); anything with ``put_records`` works.
+# boto3's Kinesis client (untyped without boto3-stubs); anything with ``put_records`` (and, for
+# put_api="record", ``put_record``) works.
 KinesisClient = Any
 ProgressCallback = Callable[["Summary"], None]
 
@@ -191,6 +204,17 @@ class ProducerError(RuntimeError):
         self.summary = summary
 
 
+def _call_error(exc: ClientError) -> tuple[str, str | None]:
+    """A failed call's error code, and a message when it is not worth retrying (a
+    configuration problem: stream missing, access denied, bad request)."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code") or "Unknown")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in RETRIABLE_CALL_ERRORS or status >= 500:
+        return code, None
+    return code, f"{code}: {error.get('Message', '')}".rstrip(": ")
+
+
 class _Pending:
     __slots__ = ("attempts", "entry", "seq")
 
@@ -218,6 +242,8 @@ class Producer:
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         max_batch_entries: int = MAX_BATCH_ENTRIES,
         max_batch_bytes: int = MAX_REQUEST_BYTES,
+        put_api: str = "records",
+        concurrency: int = DEFAULT_CONCURRENCY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -232,6 +258,10 @@ class Producer:
             raise ValueError(f"max_batch_bytes must be 1..{MAX_REQUEST_BYTES}")
         if base_delay_s < 0 or max_delay_s < 0:
             raise ValueError("delays must not be negative")
+        if put_api not in PUT_APIS:
+            raise ValueError(f"put_api must be one of {', '.join(PUT_APIS)}, got {put_api!r}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._client = client
         self._stream_arg = (
             {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
@@ -245,6 +275,11 @@ class Producer:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self._pool = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="put-record")
+            if put_api == "record"
+            else None
+        )
 
         self._queues: dict[str, deque[_Pending]] = {}  # per key, FIFO; head = next to send
         self._ready: list[tuple[int, str]] = []  # heap of (head seq, key), eligible now
@@ -382,39 +417,68 @@ class Producer:
         cap = min(self._max_delay, self._base_delay * 2.0 ** min(failures - 1, 30))
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
+    def close(self) -> None:
+        """Stop the PutRecord threads (put_api="record"); idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
     def _put(self, batch: list[_Pending]) -> None:
-        records = [{"Data": p.entry.data, "PartitionKey": p.entry.partition_key} for p in batch]
         self._retried += sum(1 for p in batch if p.attempts > 0)
         self._batches += 1
-        results: list[str | None]
-        try:
-            response = self._client.put_records(Records=records, **self._stream_arg)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code") or "Unknown")
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code not in RETRIABLE_CALL_ERRORS and status < 500:
-                self._unsend(batch)
-                raise ProducerError(
-                    f"PutRecords failed: {code}: {error.get('Message', '')}".rstrip(": "),
-                    self.summary(),
-                ) from exc
-            results = [code] * len(batch)
-        except (BotoConnectionError, HTTPClientError) as exc:
-            results = [type(exc).__name__] * len(batch)
-        else:
-            out = response.get("Records") if isinstance(response, dict) else None
-            if not isinstance(out, list) or len(out) != len(batch):
-                self._unsend(batch)
-                raise ProducerError(
-                    f"PutRecords returned {len(out) if isinstance(out, list) else 'no'} results "
-                    f"for {len(batch)} entries",
-                    self.summary(),
-                )
-            results = [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
+        results = self._put_each(batch) if self._pool is not None else self._put_records(batch)
         self._complete(batch, results)
         if self._on_progress is not None:
             self._on_progress(self.summary())
+
+    def _put_records(self, batch: list[_Pending]) -> list[str | None]:
+        """One PutRecords call: each entry's error code, None where it landed."""
+        records = [{"Data": p.entry.data, "PartitionKey": p.entry.partition_key} for p in batch]
+        try:
+            response = self._client.put_records(Records=records, **self._stream_arg)
+        except ClientError as exc:
+            code, fatal = _call_error(exc)
+            if fatal is not None:
+                self._unsend(batch)
+                raise ProducerError(f"PutRecords failed: {fatal}", self.summary()) from exc
+            return [code] * len(batch)
+        except (BotoConnectionError, HTTPClientError) as exc:
+            return [type(exc).__name__] * len(batch)
+        out = response.get("Records") if isinstance(response, dict) else None
+        if not isinstance(out, list) or len(out) != len(batch):
+            self._unsend(batch)
+            raise ProducerError(
+                f"PutRecords returned {len(out) if isinstance(out, list) else 'no'} results "
+                f"for {len(batch)} entries",
+                self.summary(),
+            )
+        return [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
+
+    def _put_each(self, batch: list[_Pending]) -> list[str | None]:
+        """One PutRecord call per entry, `concurrency` at a time (distinct keys: see the
+        module docstring). A non-retriable error stops the run once every call has
+        answered: what landed is counted, the refused entries stay queued."""
+        assert self._pool is not None
+        outcomes = list(self._pool.map(self._put_one, batch))
+        refused = [(p, m) for p, (_, m) in zip(batch, outcomes, strict=True) if m is not None]
+        if refused:
+            answered = [(p, c) for p, (c, m) in zip(batch, outcomes, strict=True) if m is None]
+            self._complete([p for p, _ in answered], [code for _, code in answered])
+            self._unsend([p for p, _ in refused])
+            raise ProducerError(f"PutRecord failed: {refused[0][1]}", self.summary())
+        return [code for code, _ in outcomes]
+
+    def _put_one(self, item: _Pending) -> tuple[str | None, str | None]:
+        """(error code or None, fatal message or None) of one PutRecord call."""
+        entry = item.entry
+        try:
+            self._client.put_record(
+                Data=entry.data, PartitionKey=entry.partition_key, **self._stream_arg
+            )
+        except ClientError as exc:
+            return _call_error(exc)
+        except (BotoConnectionError, HTTPClientError) as exc:
+            return type(exc).__name__, None
+        return None, None
 
     def _unsend(self, batch: list[_Pending]) -> None:
         # The run stops; put the heads back so pending/summary stay truthful.
@@ -461,6 +525,8 @@ def send(
     max_batch_entries: int = MAX_BATCH_ENTRIES,
     max_batch_bytes: int = MAX_REQUEST_BYTES,
     lookahead: int = DEFAULT_LOOKAHEAD,
+    put_api: str = "records",
+    concurrency: int = DEFAULT_CONCURRENCY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
@@ -477,11 +543,16 @@ def send(
         max_delay_s=max_delay_s,
         max_batch_entries=max_batch_entries,
         max_batch_bytes=max_batch_bytes,
+        put_api=put_api,
+        concurrency=concurrency,
         sleep=sleep,
         clock=clock,
         rng=rng,
     )
-    return producer.send_all(entries, lookahead=lookahead)
+    try:
+        return producer.send_all(entries, lookahead=lookahead)
+    finally:
+        producer.close()
 
 
 # -- replay files ---------------------------------------------------------------------------------
@@ -635,14 +706,20 @@ class ProgressPrinter:
             self._shown = False
 
 
-def make_client(region: str, endpoint_url: str | None) -> KinesisClient:
-    """A Kinesis client; ``endpoint_url=None`` keeps boto3's own endpoint resolution (which
-    honours ``AWS_ENDPOINT_URL_KINESIS`` / ``AWS_ENDPOINT_URL``)."""
+def make_client(
+    region: str, endpoint_url: str | None, concurrency: int = DEFAULT_CONCURRENCY
+) -> KinesisClient:
+    """A Kinesis client with a connection for each of `concurrency` threads; ``endpoint_url=None``
+    keeps boto3's own endpoint resolution (which honours ``AWS_ENDPOINT_URL_KINESIS`` /
+    ``AWS_ENDPOINT_URL``)."""
     import boto3
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=max(10, concurrency),
     )
     return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
 
@@ -727,6 +804,18 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help=f"sends per entry before giving up (default {DEFAULT_MAX_ATTEMPTS})",
     )
     parser.add_argument(
+        "--put-api",
+        choices=PUT_APIS,
+        default=default("records"),
+        help="PutRecords batches (default; AWS) or one PutRecord per entry (kinesis-mock)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=default(DEFAULT_CONCURRENCY),
+        help=f"PutRecord calls at once with --put-api record (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         default=default(False),
@@ -805,10 +894,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress = ProgressPrinter()
     producer = Producer(
-        make_client(args.region, args.endpoint_url),
+        make_client(args.region, args.endpoint_url, args.concurrency),
         args.stream,
         on_progress=progress,
         max_attempts=args.max_attempts,
+        put_api=args.put_api,
+        concurrency=args.concurrency,
     )
     code = EXIT_OK
     try:
@@ -834,6 +925,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.finish()
         if summary.failed:
             code = EXIT_FAILED_ENTRIES
+    finally:
+        producer.close()
     if generator is not None:
         extra.update(
             generated=sum(generator.counts.values()),

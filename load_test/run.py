@@ -19,10 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+
 from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
 from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
 from load_test.memory import MemorySampler
-from load_test.producer import Producer, ProgressPrinter, run_generate
+from load_test.producer import (
+    DEFAULT_CONCURRENCY,
+    PUT_APIS,
+    Producer,
+    ProgressPrinter,
+    run_generate,
+)
 from load_test.report import (
     Report,
     parse_time,
@@ -63,12 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=".fraudstream")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--catch-up-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--put-api",
+        choices=PUT_APIS,
+        default="record",
+        help=(
+            "record (default): one PutRecord per transaction, --concurrency at once: kinesis-mock's"
+            " PutRecords slows down as its shards fill (docs/performance.md); records: batches"
+        ),
+    )
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     args = parser.parse_args(argv)
 
     options = StackOptions(state_dir=Path(args.state_dir))
     env = read_env_file(options)
+    pool = Config(max_pool_connections=max(10, args.concurrency))
     kinesis, sqs, s3 = (
-        stack_client(env, "kinesis"),
+        stack_client(env, "kinesis", pool),
         stack_client(env, "sqs"),
         stack_client(env, "s3"),
     )
@@ -100,9 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     sampler.start()
     started = time.time()
     progress = ProgressPrinter()
-    producer = Producer(kinesis, env["FRAUD_STREAM"], on_progress=progress)
-    run_generate(producer, next_entry, rate=args.rate, duration_s=args.duration)
-    summary = producer.flush()
+    producer = Producer(
+        kinesis,
+        env["FRAUD_STREAM"],
+        on_progress=progress,
+        put_api=args.put_api,
+        concurrency=args.concurrency,
+    )
+    try:
+        run_generate(producer, next_entry, rate=args.rate, duration_s=args.duration)
+        summary = producer.flush()
+    finally:
+        producer.close()
     progress.finish()
     produced_at = time.time()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIND_HOST = "127.0.0.1"
@@ -247,14 +248,15 @@ def stack_env(options: StackOptions) -> dict[str, str]:
     }
 
 
-def stack_client(env: Mapping[str, str], service: str) -> Any:
+def stack_client(env: Mapping[str, str], service: str, config: Config | None = None) -> Any:
     """A boto3 client for one service of the local stack, from its environment (local.env)."""
     session: Any = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_REGION"],
     )
-    return session.client(service, endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"])
+    endpoint = env[f"AWS_ENDPOINT_URL_{service.upper()}"]
+    return session.client(service, endpoint_url=endpoint, config=config)
 
 
 def create_resources(options: StackOptions, env: Mapping[str, str]) -> None:

@@ -9,6 +9,8 @@ import json
 import math
 import random
 import re
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -84,6 +86,14 @@ class FakeKinesis:
         self.attempt_times: dict[tuple[str, bytes], list[float]] = defaultdict(list)
         self.stream_args: list[dict[str, Any]] = []
         self.raise_on_call: dict[int, Exception] = {}
+        # PutRecord (put_api="record")
+        self._lock = threading.Lock()
+        self.record_delay_s = 0.002
+        self.in_flight: list[str] = []
+        self.max_in_flight = 0
+        self.same_key_in_flight = 0
+        self.single_calls = 0
+        self.raise_for_key: dict[str, Exception] = {}
 
     def put_records(self, *, Records: list[dict[str, Any]], **stream: Any) -> dict[str, Any]:
         self.stream_args.append(stream)
@@ -107,6 +117,32 @@ class FakeKinesis:
                 self.landed[key].append(data)
                 results.append({"SequenceNumber": str(len(self.calls)), "ShardId": "shard-0"})
         return {"FailedRecordCount": failed, "Records": results}
+
+    def put_record(self, *, Data: bytes, PartitionKey: str, **stream: Any) -> dict[str, Any]:
+        """PutRecord double, safe to call from several threads: it holds each call for
+        `record_delay_s` so that concurrent calls overlap, and records how many (and which
+        keys) were in flight at once. A failure raises as boto3 does (`fail`'s code, 5xx)."""
+        key = (PartitionKey, Data)
+        with self._lock:
+            self.stream_args.append(stream)
+            self.in_flight.append(PartitionKey)
+            self.max_in_flight = max(self.max_in_flight, len(self.in_flight))
+            if len(set(self.in_flight)) != len(self.in_flight):
+                self.same_key_in_flight += 1
+            self.attempts[key] += 1
+            attempt = self.attempts[key]
+        time.sleep(self.record_delay_s)
+        with self._lock:
+            self.in_flight.remove(PartitionKey)
+            self.single_calls += 1
+            error = self.raise_for_key.get(PartitionKey)
+            if error is not None:
+                raise error
+            code = self.fail(PartitionKey, Data, attempt)
+            if code:
+                raise client_error(code, 500)
+            self.landed[PartitionKey].append(Data)
+        return {"SequenceNumber": str(self.single_calls), "ShardId": "shard-0"}
 
     @staticmethod
     def _raise(error: Exception) -> dict[str, Any]:
@@ -536,7 +572,7 @@ def test_cli_replay_malformed_file_exits_2_before_sending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeKinesis()
-    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint: fake)
+    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint, concurrency: fake)
     good = json.dumps({"data": "{}", "partition_key": "k"})
     path = write_lines(tmp_path, [good, good, good, good, "oops"])
     code = producer_mod.main(["replay", "--file", str(path), "--stream", STREAM])
@@ -549,7 +585,7 @@ def test_cli_replay_sends_in_file_order_and_prints_json_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeKinesis()
-    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint: fake)
+    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint, concurrency: fake)
     monkeypatch.setenv("FRAUD_STREAM", STREAM)
     lines = [
         json.dumps({"data": json.dumps({"account_id": f"a{i % 3}", "n": i})}) for i in range(9)
@@ -569,7 +605,7 @@ def test_cli_exits_nonzero_when_entries_finally_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeKinesis(lambda key, data, attempt: "InternalFailure" if key == "a1" else None)
-    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint: fake)
+    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint, concurrency: fake)
     lines = [json.dumps({"data": json.dumps({"account_id": f"a{i % 3}"})}) for i in range(6)]
     code = producer_mod.main(
         [
@@ -586,6 +622,102 @@ def test_cli_exits_nonzero_when_entries_finally_fail(
     assert code == 1
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["sent"], result["failed"], result["retried"]) == (4, 2, 2)
+
+
+# -- PutRecord (put_api="record", for kinesis-mock) ------------------------------------------------
+
+
+def test_put_record_api_keeps_each_keys_order_with_calls_in_parallel() -> None:
+    entries = keyed_entries(keys=40, per_key=5)
+    fake = FakeKinesis()
+
+    summary = send(fake, STREAM, entries, put_api="record", concurrency=8)
+
+    assert (summary.sent, summary.failed) == (200, 0)
+    assert fake.calls == []  # no PutRecords at all
+    assert fake.single_calls == 200
+    assert dict(fake.landed) == expected_by_key(entries)
+    assert 1 < fake.max_in_flight <= 8
+    assert fake.same_key_in_flight == 0
+
+
+def test_put_record_api_retries_only_the_failed_entries_in_order() -> None:
+    entries = keyed_entries(keys=6, per_key=4)
+
+    def fail(key: str, data: bytes, attempt: int) -> str | None:
+        return (
+            "ProvisionedThroughputExceededException"
+            if data.endswith(b"-1") and attempt < 3
+            else None
+        )
+
+    clock = FakeClock()
+    fake = FakeKinesis(fail, clock)
+    summary = send(
+        fake, STREAM, entries, put_api="record", concurrency=4, sleep=clock.sleep, clock=clock
+    )
+
+    assert (summary.sent, summary.failed, summary.retried) == (24, 0, 12)
+    assert summary.error_codes == {"ProvisionedThroughputExceededException": 12}
+    assert dict(fake.landed) == expected_by_key(entries)
+    assert sum(fake.attempts.values()) == 24 + 12
+    assert clock.sleeps  # the retries waited out their backoff
+
+
+def test_put_record_api_stops_on_a_refusal_and_counts_what_landed() -> None:
+    entries = keyed_entries(keys=5, per_key=1)
+    fake = FakeKinesis()
+    fake.raise_for_key["k2"] = client_error("ResourceNotFoundException")
+    producer = Producer(fake, STREAM, put_api="record", concurrency=5)
+    for entry in entries:
+        producer.add(entry)
+
+    with pytest.raises(ProducerError, match="PutRecord failed: ResourceNotFoundException") as info:
+        producer.send_ready()
+    producer.close()
+
+    assert info.value.summary.sent == 4
+    assert info.value.summary.pending == 1  # k2 is still queued, not lost or counted as sent
+    assert producer.ready_keys == 1
+    assert set(fake.landed) == {"k0", "k1", "k3", "k4"}
+
+
+def test_put_record_api_lands_in_a_stream(kinesis: Any) -> None:
+    entries = keyed_entries(keys=7, per_key=3)
+
+    summary = send(kinesis, STREAM, entries, put_api="record", concurrency=4)
+
+    assert summary.sent == 21
+    landed: dict[str, list[bytes]] = defaultdict(list)
+    for key, data in read_stream(kinesis):
+        landed[key].append(data)
+    assert dict(landed) == expected_by_key(entries)
+
+
+def test_cli_put_record_api_and_its_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeKinesis()
+    made: list[int] = []
+
+    def make_client(region: str, endpoint: str | None, concurrency: int) -> FakeKinesis:
+        made.append(concurrency)
+        return fake
+
+    monkeypatch.setattr(producer_mod, "make_client", make_client)
+    lines = [json.dumps({"data": json.dumps({"account_id": f"a{i % 3}"})}) for i in range(6)]
+    path = str(write_lines(tmp_path, lines))
+    argv = ["--stream", STREAM, "replay", "--file", path, "--put-api", "record"]
+
+    assert producer_mod.main([*argv, "--concurrency", "3"]) == 0
+    assert made == [3]
+    assert (fake.single_calls, fake.calls) == (6, [])
+    assert fake.max_in_flight <= 3
+
+
+def test_producer_refuses_an_unknown_put_api() -> None:
+    with pytest.raises(ValueError, match="put_api must be one of records, record"):
+        Producer(FakeKinesis(), STREAM, put_api="batch")
 
 
 def test_cli_requires_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
