@@ -125,6 +125,9 @@ EXIT_INTERRUPTED = 130
 # put_api="record", ``put_record``) works.
 KinesisClient = Any
 ProgressCallback = Callable[["Summary"], None]
+# Called for each entry Kinesis accepted, on the producing thread, with the wall-clock time
+# (time.time()) its call answered: where a load test starts its put -> alert clock.
+LandedCallback = Callable[["Entry", float], None]
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,10 @@ class Producer:
         max_batch_bytes: int = MAX_REQUEST_BYTES,
         put_api: str = "records",
         concurrency: int = DEFAULT_CONCURRENCY,
+        on_landed: LandedCallback | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         if not stream:
@@ -267,6 +272,8 @@ class Producer:
             {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
         )
         self._on_progress = on_progress
+        self._on_landed = on_landed
+        self._wall_clock = wall_clock
         self.max_attempts = max_attempts
         self._base_delay = base_delay_s
         self._max_delay = max_delay_s
@@ -425,13 +432,17 @@ class Producer:
     def _put(self, batch: list[_Pending]) -> None:
         self._retried += sum(1 for p in batch if p.attempts > 0)
         self._batches += 1
-        results = self._put_each(batch) if self._pool is not None else self._put_records(batch)
-        self._complete(batch, results)
+        if self._pool is not None:
+            results, answered_at = self._put_each(batch)
+        else:
+            results, answered_at = self._put_records(batch)
+        self._complete(batch, results, answered_at)
         if self._on_progress is not None:
             self._on_progress(self.summary())
 
-    def _put_records(self, batch: list[_Pending]) -> list[str | None]:
-        """One PutRecords call: each entry's error code, None where it landed."""
+    def _put_records(self, batch: list[_Pending]) -> tuple[list[str | None], list[float]]:
+        """One PutRecords call: each entry's error code (None where it landed) and when the
+        call answered."""
         records = [{"Data": p.entry.data, "PartitionKey": p.entry.partition_key} for p in batch]
         try:
             response = self._client.put_records(Records=records, **self._stream_arg)
@@ -440,9 +451,10 @@ class Producer:
             if fatal is not None:
                 self._unsend(batch)
                 raise ProducerError(f"PutRecords failed: {fatal}", self.summary()) from exc
-            return [code] * len(batch)
+            return [code] * len(batch), [self._wall_clock()] * len(batch)
         except (BotoConnectionError, HTTPClientError) as exc:
-            return [type(exc).__name__] * len(batch)
+            return [type(exc).__name__] * len(batch), [self._wall_clock()] * len(batch)
+        answered_at = [self._wall_clock()] * len(batch)
         out = response.get("Records") if isinstance(response, dict) else None
         if not isinstance(out, list) or len(out) != len(batch):
             self._unsend(batch)
@@ -451,48 +463,58 @@ class Producer:
                 f"for {len(batch)} entries",
                 self.summary(),
             )
-        return [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
+        codes = [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
+        return codes, answered_at
 
-    def _put_each(self, batch: list[_Pending]) -> list[str | None]:
+    def _put_each(self, batch: list[_Pending]) -> tuple[list[str | None], list[float]]:
         """One PutRecord call per entry, `concurrency` at a time (distinct keys: see the
         module docstring). A non-retriable error stops the run once every call has
         answered: what landed is counted, the refused entries stay queued."""
         assert self._pool is not None
         outcomes = list(self._pool.map(self._put_one, batch))
-        refused = [(p, m) for p, (_, m) in zip(batch, outcomes, strict=True) if m is not None]
-        if refused:
-            answered = [(p, c) for p, (c, m) in zip(batch, outcomes, strict=True) if m is None]
-            self._complete([p for p, _ in answered], [code for _, code in answered])
-            self._unsend([p for p, _ in refused])
-            raise ProducerError(f"PutRecord failed: {refused[0][1]}", self.summary())
-        return [code for code, _ in outcomes]
+        codes = [code for code, _, _ in outcomes]
+        answered_at = [at for _, _, at in outcomes]
+        refusals = [message for _, message, _ in outcomes]
+        if any(refusals):
+            took = [i for i, message in enumerate(refusals) if message is None]
+            self._complete(
+                [batch[i] for i in took], [codes[i] for i in took], [answered_at[i] for i in took]
+            )
+            self._unsend([p for p, message in zip(batch, refusals, strict=True) if message])
+            first = next(message for message in refusals if message)
+            raise ProducerError(f"PutRecord failed: {first}", self.summary())
+        return codes, answered_at
 
-    def _put_one(self, item: _Pending) -> tuple[str | None, str | None]:
-        """(error code or None, fatal message or None) of one PutRecord call."""
+    def _put_one(self, item: _Pending) -> tuple[str | None, str | None, float]:
+        """(error code or None, fatal message or None, when it answered) of one PutRecord."""
         entry = item.entry
         try:
             self._client.put_record(
                 Data=entry.data, PartitionKey=entry.partition_key, **self._stream_arg
             )
         except ClientError as exc:
-            return _call_error(exc)
+            return (*_call_error(exc), self._wall_clock())
         except (BotoConnectionError, HTTPClientError) as exc:
-            return type(exc).__name__, None
-        return None, None
+            return type(exc).__name__, None, self._wall_clock()
+        return None, None, self._wall_clock()
 
     def _unsend(self, batch: list[_Pending]) -> None:
         # The run stops; put the heads back so pending/summary stay truthful.
         for p in batch:
             heapq.heappush(self._ready, (p.seq, p.entry.partition_key))
 
-    def _complete(self, batch: list[_Pending], results: Sequence[str | None]) -> None:
+    def _complete(
+        self, batch: list[_Pending], results: Sequence[str | None], answered_at: Sequence[float]
+    ) -> None:
         now = self._clock()
-        for item, code in zip(batch, results, strict=True):
+        for item, code, at in zip(batch, results, answered_at, strict=True):
             key = item.entry.partition_key
             item.attempts += 1
             if code is None:
                 self._sent += 1
                 self._finish(key)
+                if self._on_landed is not None:
+                    self._on_landed(item.entry, at)
                 continue
             self._errors[code] = self._errors.get(code, 0) + 1
             if item.attempts >= self.max_attempts:
@@ -527,8 +549,10 @@ def send(
     lookahead: int = DEFAULT_LOOKAHEAD,
     put_api: str = "records",
     concurrency: int = DEFAULT_CONCURRENCY,
+    on_landed: LandedCallback | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> Summary:
     """Put ``entries`` to ``stream`` (a name, or an ARN starting with ``arn:``) keeping each
@@ -545,8 +569,10 @@ def send(
         max_batch_bytes=max_batch_bytes,
         put_api=put_api,
         concurrency=concurrency,
+        on_landed=on_landed,
         sleep=sleep,
         clock=clock,
+        wall_clock=wall_clock,
         rng=rng,
     )
     try:

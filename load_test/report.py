@@ -33,6 +33,10 @@ class Report:
     precision: float | None = None
     alert_latency_s: dict[str, float] = field(default_factory=dict)
     s3_latency_s: dict[str, float] = field(default_factory=dict)
+    # The producer's own delay: the transaction's timestamp -> its put acknowledged. The two
+    # latencies above start at the acknowledgement, so a producer (or a stand-in) that falls
+    # behind shows here, not as the consumer's latency.
+    put_lag_s: dict[str, float] = field(default_factory=dict)
     catch_up_seconds: float = 0.0
     throughput_per_s: float = 0.0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
@@ -163,6 +167,7 @@ def render_text(report: Report) -> str:
     for name, values in (
         ("put -> alert", report.alert_latency_s),
         ("put -> S3", report.s3_latency_s),
+        ("txn -> put", report.put_lag_s),
     ):
         if values:
             lines.append(

@@ -27,6 +27,7 @@ from load_test.memory import MemorySampler
 from load_test.producer import (
     DEFAULT_CONCURRENCY,
     PUT_APIS,
+    Entry,
     Producer,
     ProgressPrinter,
     run_generate,
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])  # alerts of earlier runs
 
     labels: dict[str, frozenset[str]] = {}
-    put_time: dict[str, float] = {}
+    created_at: dict[str, float] = {}  # the transaction's own timestamp
+    put_time: dict[str, float] = {}  # when Kinesis acknowledged its put: the latency clock
+    id_of_data: dict[bytes, str] = {}
     generator = TransactionGenerator(
         accounts=args.accounts,
         fraud_ratio=args.fraud_ratio,
@@ -107,8 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         if not record.is_invalid:
             body = json.loads(record.data)
             labels[body["transaction_id"]] = frozenset(record.expected_rules)
-            put_time[body["transaction_id"]] = parse_time(body["timestamp"])
+            created_at[body["transaction_id"]] = parse_time(body["timestamp"])
+            id_of_data[record.data] = body["transaction_id"]
         return record.to_entry()
+
+    def landed(entry: Entry, at: float) -> None:
+        transaction_id = id_of_data.pop(entry.data, None)
+        if transaction_id is not None:
+            put_time[transaction_id] = at
 
     def workers() -> dict[str, int]:
         return {
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         on_progress=progress,
         put_api=args.put_api,
         concurrency=args.concurrency,
+        on_landed=landed,
     )
     try:
         run_generate(producer, next_entry, rate=args.rate, duration_s=args.duration)
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for key, line in read_jsonl_objects(s3, env["FRAUD_BUCKET"], "flagged/"):
         tid = line["transaction_id"]
-        if tid in labels:
+        if tid in put_time:
             found[tid] = frozenset(r["rule"] for r in line["reasons"])
             s3_latency.append(modified[key] - put_time[tid])
     alert_pairs = []
@@ -181,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         flagged_by_rule=rule_counts(found),
         alert_latency_s=percentiles([published - put for put, published in alert_pairs]),
         s3_latency_s=percentiles(s3_latency),
+        put_lag_s=percentiles([put_time[t] - created_at[t] for t in put_time]),
         catch_up_seconds=round(caught_up, 2),
         throughput_per_s=round(summary.sent / max(produced_at - started, 1e-9), 1),
         peak_rss_mb={k: round(v, 1) for k, v in sampler.peak.items()},

@@ -48,5 +48,9 @@ def test_text_and_chart(tmp_path: Path) -> None:
     report = Report(produced=10, alert_latency_s=percentiles([0.1, 0.2]))
     report.timeline = timeline(0.0, [0.1, 1.1], [(0.1, 0.3)])
     assert "put -> alert" in render_text(report)
+    assert "txn -> put" not in render_text(report)  # no producer lag measured: no line
+    report.put_lag_s = percentiles([0.01, 0.03, 2.5])
+    assert "txn -> put      p50 0.030 s" in render_text(report)
+    assert '"put_lag_s"' in report.to_json()
     if plot(report, tmp_path / "chart.png"):
         assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"

@@ -715,6 +715,35 @@ def test_cli_put_record_api_and_its_concurrency(
     assert fake.max_in_flight <= 3
 
 
+@pytest.mark.parametrize("put_api", ["records", "record"])
+def test_each_entry_is_reported_landed_once_when_its_call_answered(put_api: str) -> None:
+    entries = keyed_entries(keys=4, per_key=3)
+    clock = FakeClock()
+    fake = FakeKinesis(lambda key, data, attempt: "InternalFailure" if attempt == 1 else None)
+    wall = itertools.count(100.0)
+    landed: list[tuple[bytes, float]] = []
+
+    summary = send(
+        fake,
+        STREAM,
+        entries,
+        put_api=put_api,
+        concurrency=2,
+        on_landed=lambda entry, at: landed.append((entry.data, at)),
+        sleep=clock.sleep,
+        clock=clock,
+        wall_clock=lambda: next(wall),
+    )
+
+    assert summary.sent == 12
+    assert sum(fake.attempts.values()) == 24  # every entry failed once, and is reported once
+    assert sorted(data for data, _ in landed) == sorted(e.data for e in entries)
+    for key in {e.partition_key for e in entries}:  # a key's entries answered in their order
+        mine = [(data, at) for data, at in landed if data.startswith(key.encode() + b"-")]
+        assert [data for data, _ in mine] == expected_by_key(entries)[key]
+        assert [at for _, at in mine] == sorted(at for _, at in mine)
+
+
 def test_producer_refuses_an_unknown_put_api() -> None:
     with pytest.raises(ValueError, match="put_api must be one of records, record"):
         Producer(FakeKinesis(), STREAM, put_api="batch")
