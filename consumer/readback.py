@@ -24,15 +24,24 @@ def read_jsonl_objects(s3: Any, bucket: str, prefix: str) -> list[tuple[str, dic
 
 
 def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Receive and delete every message in the queue; SNS envelopes as parsed JSON."""
+    """Receive and delete every message in the queue; SNS envelopes as parsed JSON.
+
+    Each receive's messages are deleted in one batch call (a load test drains thousands); a
+    delete the queue refuses raises, since that message would come back in a later drain.
+    """
     messages: list[dict[str, Any]] = []
     while True:
         got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not got:
             return messages
-        for message in got:
-            messages.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        messages += [json.loads(message["Body"]) for message in got]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"]}
+            for i, message in enumerate(got)
+        ]
+        failed = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
+        if failed:
+            raise RuntimeError(f"SQS refused to delete {len(failed)} messages: {failed[0]}")
 
 
 def list_shards(kinesis: Any, stream: str, page_size: int = 1000) -> list[dict[str, Any]]:
@@ -96,11 +105,22 @@ def last_sequence_per_shard(kinesis: Any, stream: str) -> dict[str, str]:
 
 
 def wait_for_checkpoints(
-    kinesis: Any, dynamodb: Any, stream: str, table: str, timeout_s: float, poll_s: float = 1.0
+    kinesis: Any,
+    dynamodb: Any,
+    stream: str,
+    table: str,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    last: dict[str, str] | None = None,
 ) -> float | None:
     """Wait until every shard with records is checkpointed at its newest record (or finished:
-    SHARD_END); the seconds it took, or None when `timeout_s` passed first."""
-    last = last_sequence_per_shard(kinesis, stream)
+    SHARD_END); the seconds it took, or None when `timeout_s` passed first.
+
+    `last` (shard -> sequence number) saves reading the whole stream to find each shard's newest
+    record, where the caller knows it: a producer gets every sequence number back from its puts.
+    """
+    if last is None:
+        last = last_sequence_per_shard(kinesis, stream)
     started = time.monotonic()
     while not _checkpointed(lease_checkpoints(dynamodb, table), last):
         if time.monotonic() - started > timeout_s:

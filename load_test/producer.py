@@ -125,9 +125,10 @@ EXIT_INTERRUPTED = 130
 # put_api="record", ``put_record``) works.
 KinesisClient = Any
 ProgressCallback = Callable[["Summary"], None]
-# Called for each entry Kinesis accepted, on the producing thread, with the wall-clock time
-# (time.time()) its call answered: where a load test starts its put -> alert clock.
-LandedCallback = Callable[["Entry", float], None]
+# Called for each entry Kinesis accepted, on the producing thread (see Landed).
+LandedCallback = Callable[["Landed"], None]
+# (when the call answered, shard id, sequence number); the last two empty for a failure.
+_Receipt = tuple[float, str, str]
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,18 @@ class Entry:
     def size(self) -> int:
         """Bytes this entry counts against the PutRecords limits."""
         return len(self.data) + len(self.partition_key.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """An entry Kinesis accepted: when its call answered (wall clock, time.time()), where a load
+    test starts its put -> alert clock, and where it went (the newest sequence number of each
+    shard is what the consumers must checkpoint before the test reads their output)."""
+
+    entry: Entry
+    at: float
+    shard_id: str
+    sequence_number: str
 
 
 @dataclass
@@ -433,16 +446,15 @@ class Producer:
         self._retried += sum(1 for p in batch if p.attempts > 0)
         self._batches += 1
         if self._pool is not None:
-            results, answered_at = self._put_each(batch)
+            results, receipts = self._put_each(batch)
         else:
-            results, answered_at = self._put_records(batch)
-        self._complete(batch, results, answered_at)
+            results, receipts = self._put_records(batch)
+        self._complete(batch, results, receipts)
         if self._on_progress is not None:
             self._on_progress(self.summary())
 
-    def _put_records(self, batch: list[_Pending]) -> tuple[list[str | None], list[float]]:
-        """One PutRecords call: each entry's error code (None where it landed) and when the
-        call answered."""
+    def _put_records(self, batch: list[_Pending]) -> tuple[list[str | None], list[_Receipt]]:
+        """One PutRecords call: each entry's error code (None where it landed) and receipt."""
         records = [{"Data": p.entry.data, "PartitionKey": p.entry.partition_key} for p in batch]
         try:
             response = self._client.put_records(Records=records, **self._stream_arg)
@@ -451,10 +463,10 @@ class Producer:
             if fatal is not None:
                 self._unsend(batch)
                 raise ProducerError(f"PutRecords failed: {fatal}", self.summary()) from exc
-            return [code] * len(batch), [self._wall_clock()] * len(batch)
+            return [code] * len(batch), [(self._wall_clock(), "", "")] * len(batch)
         except (BotoConnectionError, HTTPClientError) as exc:
-            return [type(exc).__name__] * len(batch), [self._wall_clock()] * len(batch)
-        answered_at = [self._wall_clock()] * len(batch)
+            return [type(exc).__name__] * len(batch), [(self._wall_clock(), "", "")] * len(batch)
+        at = self._wall_clock()
         out = response.get("Records") if isinstance(response, dict) else None
         if not isinstance(out, list) or len(out) != len(batch):
             self._unsend(batch)
@@ -463,40 +475,52 @@ class Producer:
                 f"for {len(batch)} entries",
                 self.summary(),
             )
-        codes = [(r.get("ErrorCode") or None) if isinstance(r, dict) else "?" for r in out]
-        return codes, answered_at
+        codes: list[str | None] = []
+        receipts: list[_Receipt] = []
+        for result in out:
+            result = result if isinstance(result, dict) else {"ErrorCode": "?"}
+            codes.append(result.get("ErrorCode") or None)
+            receipts.append(
+                (at, str(result.get("ShardId", "")), str(result.get("SequenceNumber", "")))
+            )
+        return codes, receipts
 
-    def _put_each(self, batch: list[_Pending]) -> tuple[list[str | None], list[float]]:
+    def _put_each(self, batch: list[_Pending]) -> tuple[list[str | None], list[_Receipt]]:
         """One PutRecord call per entry, `concurrency` at a time (distinct keys: see the
         module docstring). A non-retriable error stops the run once every call has
         answered: what landed is counted, the refused entries stay queued."""
         assert self._pool is not None
         outcomes = list(self._pool.map(self._put_one, batch))
         codes = [code for code, _, _ in outcomes]
-        answered_at = [at for _, _, at in outcomes]
+        receipts = [receipt for _, _, receipt in outcomes]
         refusals = [message for _, message, _ in outcomes]
         if any(refusals):
             took = [i for i, message in enumerate(refusals) if message is None]
             self._complete(
-                [batch[i] for i in took], [codes[i] for i in took], [answered_at[i] for i in took]
+                [batch[i] for i in took], [codes[i] for i in took], [receipts[i] for i in took]
             )
             self._unsend([p for p, message in zip(batch, refusals, strict=True) if message])
             first = next(message for message in refusals if message)
             raise ProducerError(f"PutRecord failed: {first}", self.summary())
-        return codes, answered_at
+        return codes, receipts
 
-    def _put_one(self, item: _Pending) -> tuple[str | None, str | None, float]:
-        """(error code or None, fatal message or None, when it answered) of one PutRecord."""
+    def _put_one(self, item: _Pending) -> tuple[str | None, str | None, _Receipt]:
+        """(error code or None, fatal message or None, receipt) of one PutRecord call."""
         entry = item.entry
         try:
-            self._client.put_record(
+            response = self._client.put_record(
                 Data=entry.data, PartitionKey=entry.partition_key, **self._stream_arg
             )
         except ClientError as exc:
-            return (*_call_error(exc), self._wall_clock())
+            return (*_call_error(exc), (self._wall_clock(), "", ""))
         except (BotoConnectionError, HTTPClientError) as exc:
-            return type(exc).__name__, None, self._wall_clock()
-        return None, None, self._wall_clock()
+            return type(exc).__name__, None, (self._wall_clock(), "", "")
+        receipt = (
+            self._wall_clock(),
+            str(response.get("ShardId", "")),
+            str(response.get("SequenceNumber", "")),
+        )
+        return None, None, receipt
 
     def _unsend(self, batch: list[_Pending]) -> None:
         # The run stops; put the heads back so pending/summary stay truthful.
@@ -504,17 +528,17 @@ class Producer:
             heapq.heappush(self._ready, (p.seq, p.entry.partition_key))
 
     def _complete(
-        self, batch: list[_Pending], results: Sequence[str | None], answered_at: Sequence[float]
+        self, batch: list[_Pending], results: Sequence[str | None], receipts: Sequence[_Receipt]
     ) -> None:
         now = self._clock()
-        for item, code, at in zip(batch, results, answered_at, strict=True):
+        for item, code, receipt in zip(batch, results, receipts, strict=True):
             key = item.entry.partition_key
             item.attempts += 1
             if code is None:
                 self._sent += 1
                 self._finish(key)
                 if self._on_landed is not None:
-                    self._on_landed(item.entry, at)
+                    self._on_landed(Landed(item.entry, *receipt))
                 continue
             self._errors[code] = self._errors.get(code, 0) + 1
             if item.attempts >= self.max_attempts:

@@ -23,11 +23,12 @@ from botocore.config import Config
 
 from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
 from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
+from load_test.alert_tap import AlertTap
 from load_test.memory import MemorySampler
 from load_test.producer import (
     DEFAULT_CONCURRENCY,
     PUT_APIS,
-    Entry,
+    Landed,
     Producer,
     ProgressPrinter,
     run_generate,
@@ -114,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             id_of_data[record.data] = body["transaction_id"]
         return record.to_entry()
 
-    def landed(entry: Entry, at: float) -> None:
-        transaction_id = id_of_data.pop(entry.data, None)
+    newest: dict[str, str] = {}  # shard -> the newest sequence number the producer put there
+
+    def landed(receipt: Landed) -> None:
+        transaction_id = id_of_data.pop(receipt.entry.data, None)
         if transaction_id is not None:
-            put_time[transaction_id] = at
+            put_time[transaction_id] = receipt.at
+        shard, sequence = receipt.shard_id, receipt.sequence_number
+        if shard and sequence and int(sequence) > int(newest.get(shard, "-1")):
+            newest[shard] = sequence
 
     def workers() -> dict[str, int]:
         return {
@@ -126,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sampler = MemorySampler(workers)
     sampler.start()
+    tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
+    tap.start()
     started = time.time()
     progress = ProgressPrinter()
     producer = Producer(
@@ -152,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             env["FRAUD_APP_NAME"],
             args.catch_up_timeout,
             poll_s=0.5,
+            last=newest,
         )
         is None
     ):
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             found[tid] = frozenset(r["rule"] for r in line["reasons"])
             s3_latency.append(modified[key] - put_time[tid])
     alert_pairs = []
-    for alert in drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"]):
+    for alert in tap.stop():
         tid = json.loads(alert["Message"])["transaction_id"]
         if tid in put_time:
             alert_pairs.append((put_time[tid], parse_time(alert["Timestamp"])))

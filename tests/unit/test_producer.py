@@ -28,6 +28,7 @@ from load_test.producer import (
     MAX_BATCH_ENTRIES,
     MAX_RECORD_BYTES,
     Entry,
+    Landed,
     Producer,
     ProducerError,
     ProgressPrinter,
@@ -721,7 +722,7 @@ def test_each_entry_is_reported_landed_once_when_its_call_answered(put_api: str)
     clock = FakeClock()
     fake = FakeKinesis(lambda key, data, attempt: "InternalFailure" if attempt == 1 else None)
     wall = itertools.count(100.0)
-    landed: list[tuple[bytes, float]] = []
+    receipts: list[Landed] = []
 
     summary = send(
         fake,
@@ -729,7 +730,7 @@ def test_each_entry_is_reported_landed_once_when_its_call_answered(put_api: str)
         entries,
         put_api=put_api,
         concurrency=2,
-        on_landed=lambda entry, at: landed.append((entry.data, at)),
+        on_landed=receipts.append,
         sleep=clock.sleep,
         clock=clock,
         wall_clock=lambda: next(wall),
@@ -737,7 +738,10 @@ def test_each_entry_is_reported_landed_once_when_its_call_answered(put_api: str)
 
     assert summary.sent == 12
     assert sum(fake.attempts.values()) == 24  # every entry failed once, and is reported once
+    landed = [(receipt.entry.data, receipt.at) for receipt in receipts]
     assert sorted(data for data, _ in landed) == sorted(e.data for e in entries)
+    assert {receipt.shard_id for receipt in receipts} == {"shard-0"}
+    assert all(receipt.sequence_number.isdigit() for receipt in receipts)
     for key in {e.partition_key for e in entries}:  # a key's entries answered in their order
         mine = [(data, at) for data, at in landed if data.startswith(key.encode() + b"-")]
         assert [data for data, _ in mine] == expected_by_key(entries)[key]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from consumer.readback import SHARD_END, checkpoints_complete, lineage_order
+from consumer.readback import SHARD_END, checkpoints_complete, drain_queue, lineage_order
 
 
 def shard(
@@ -50,3 +53,31 @@ def test_checkpoints_are_complete_when_closed_shards_ended_and_open_ones_reached
     assert checkpoints_complete(shards, last, {"a": SHARD_END, "b": "7", "c": "TRIM_HORIZON"})
     assert not checkpoints_complete(shards, last, {"a": "5", "b": "7"})  # parent not ended
     assert not checkpoints_complete(shards, last, {"a": SHARD_END, "b": "6"})  # behind
+
+
+@mock_aws
+def test_draining_a_queue_receives_every_message_once_and_empties_it() -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    for n in range(25):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
+
+    drained = drain_queue(sqs, url)
+
+    assert sorted(message["n"] for message in drained) == list(range(25))
+    assert drain_queue(sqs, url) == []  # deleted, not merely received
+
+
+class RefusingQueue:
+    """One message to receive; its delete is refused."""
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        return {"Messages": [{"Body": "{}", "ReceiptHandle": "h"}]}
+
+    def delete_message_batch(self, **_: Any) -> dict[str, Any]:
+        return {"Failed": [{"Id": "0", "Code": "ReceiptHandleIsInvalid"}], "Successful": []}
+
+
+def test_a_refused_delete_is_an_error_not_a_message_seen_twice_later() -> None:
+    with pytest.raises(RuntimeError, match="SQS refused to delete 1 messages"):
+        drain_queue(RefusingQueue(), "queue")
