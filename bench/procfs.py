@@ -58,3 +58,16 @@ def peak_rss_mb() -> float:
     if peak is not None:
         return peak
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proportional_mb_of(pid: int) -> float:
+    """Pss of a live process, MiB (0.0 once it is gone): its private memory plus its share of
+    pages mapped by several processes (libc, the interpreter, the JVM's libraries), so that a
+    sum over a process tree counts a shared page once, as the task's cgroup does."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -23,13 +24,17 @@ def read_jsonl_objects(s3: Any, bucket: str, prefix: str) -> list[tuple[str, dic
     return lines
 
 
-def drain_queue(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Receive and delete every message in the queue; SNS envelopes as parsed JSON.
+def drain_queue(
+    sqs: Any, queue_url: str, into: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Receive and delete every message in the queue; SNS envelopes as parsed JSON, appended to
+    `into` (a new list by default) as they arrive, so a call that fails part way keeps what it
+    had received.
 
     Each receive's messages are deleted in one batch call (a load test drains thousands); a
     delete the queue refuses raises, since that message would come back in a later drain.
     """
-    messages: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = [] if into is None else into
     while True:
         got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not got:
@@ -111,7 +116,7 @@ def wait_for_checkpoints(
     table: str,
     timeout_s: float,
     poll_s: float = 1.0,
-    last: dict[str, str] | None = None,
+    last: Mapping[str, str] | None = None,
 ) -> float | None:
     """Wait until every shard with records is checkpointed at its newest record (or finished:
     SHARD_END); the seconds it took, or None when `timeout_s` passed first.
@@ -129,8 +134,19 @@ def wait_for_checkpoints(
     return time.monotonic() - started
 
 
-def _checkpointed(checkpoints: dict[str, str], last: dict[str, str]) -> bool:
-    return all(checkpoints.get(shard) in (sequence, SHARD_END) for shard, sequence in last.items())
+def _checkpointed(checkpoints: Mapping[str, str], last: Mapping[str, str]) -> bool:
+    return all(at_or_past(checkpoints.get(shard), sequence) for shard, sequence in last.items())
+
+
+def at_or_past(checkpoint: str | None, sequence: str) -> bool:
+    """A shard's checkpoint covers `sequence`: it is that record, a later one (the shard took
+    more than the caller knew of), or SHARD_END. Sequence numbers are decimal strings; a
+    sentinel such as TRIM_HORIZON covers nothing."""
+    if checkpoint == SHARD_END:
+        return True
+    if checkpoint is None or not checkpoint.isdigit() or not sequence.isdigit():
+        return False
+    return int(checkpoint) >= int(sequence)
 
 
 # --- resharded streams -----------------------------------------------------------------------
@@ -240,7 +256,7 @@ def checkpoints_complete(
         if not is_open(shard):
             if checkpoints.get(shard_id) != SHARD_END:
                 return False
-        elif shard_id in last and checkpoints.get(shard_id) != last[shard_id]:
+        elif shard_id in last and not at_or_past(checkpoints.get(shard_id), last[shard_id]):
             return False
     return True
 

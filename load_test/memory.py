@@ -3,30 +3,20 @@ and each processor's alert process (consumer/alert_process.py), sampled every se
 
 A worker is the process tree daemon -> processors (one per leased shard) -> alert processes.
 Per process the sampler keeps VmHWM, the kernel's own peak, so a spike between two samples still
-counts; `worker_total` is the largest sum of the tree's *current* RSS seen in one sample (what
-the task's memory limit must hold at once), which a sum of per-process peaks would overstate.
+counts (for a process still alive at the next sample); `worker_total` is the largest sum of the
+tree's *current* proportional set sizes (Pss) seen in one sample: what the task's memory limit
+must hold at once, shared library pages counted once, which neither a sum of RSS nor a sum of
+per-process peaks would give.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-from bench.procfs import child_pids, peak_rss_mb_of
-
-PAGE_KB = 4
+from bench.procfs import child_pids, peak_rss_mb_of, proportional_mb_of
 
 KEYS = ("daemon_jvm", "processor_max", "alert_process_max", "worker_total")
-
-
-def rss_mb(pid: int) -> float:
-    """Current resident memory of a live process, MiB (0.0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/statm").read_text().split()
-    except OSError:
-        return 0.0
-    return int(fields[1]) * PAGE_KB / 1024
 
 
 def worker_tree(daemon_pid: int) -> tuple[list[int], list[int]]:
@@ -54,13 +44,14 @@ class MemorySampler(threading.Thread):
         """One look at every worker (also called once more by `stop`)."""
         for daemon_pid in self._workers().values():
             processors, alert_processes = worker_tree(daemon_pid)
-            self._raise("daemon_jvm", [daemon_pid])
-            self._raise("processor_max", processors)
-            self._raise("alert_process_max", alert_processes)
-            total = sum(rss_mb(pid) for pid in (daemon_pid, *processors, *alert_processes))
+            self._lift_peak("daemon_jvm", [daemon_pid])
+            self._lift_peak("processor_max", processors)
+            self._lift_peak("alert_process_max", alert_processes)
+            tree = (daemon_pid, *processors, *alert_processes)
+            total = sum(proportional_mb_of(pid) for pid in tree)
             self.peak["worker_total"] = max(self.peak["worker_total"], total)
 
-    def _raise(self, key: str, pids: list[int]) -> None:
+    def _lift_peak(self, key: str, pids: list[int]) -> None:
         for pid in pids:
             self.peak[key] = max(self.peak[key], peak_rss_mb_of(pid) or 0.0)
 

@@ -176,6 +176,24 @@ class Landed:
     sequence_number: str
 
 
+class NewestPerShard:
+    """The newest sequence number put to each shard, from the producer's receipts (call it with
+    each `Landed`): what every consumer must have checkpointed before a test reads its output.
+    A receipt without a shard or a decimal sequence number (a stand-in's reply) is skipped."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, int] = {}
+
+    def __call__(self, receipt: Landed) -> None:
+        shard, sequence = receipt.shard_id, receipt.sequence_number
+        if shard and sequence.isdigit():
+            self._newest[shard] = max(self._newest.get(shard, -1), int(sequence))
+
+    def checkpoints(self) -> dict[str, str]:
+        """shard -> the sequence number a checkpoint must reach."""
+        return {shard: str(sequence) for shard, sequence in self._newest.items()}
+
+
 @dataclass
 class Summary:
     """Counters of a run. ``retried`` counts re-sends of entries (one entry re-sent twice
@@ -501,7 +519,10 @@ class Producer:
             )
             self._unsend([p for p, message in zip(batch, refusals, strict=True) if message])
             first = next(message for message in refusals if message)
-            raise ProducerError(f"PutRecord failed: {first}", self.summary())
+            refused = sum(1 for message in refusals if message)
+            raise ProducerError(
+                f"PutRecord failed ({refused} of {len(batch)} refused): {first}", self.summary()
+            )
         return codes, receipts
 
     def _put_one(self, item: _Pending) -> tuple[str | None, str | None, _Receipt]:
@@ -515,6 +536,8 @@ class Producer:
             return (*_call_error(exc), (self._wall_clock(), "", ""))
         except (BotoConnectionError, HTTPClientError) as exc:
             return type(exc).__name__, None, (self._wall_clock(), "", "")
+        except Exception as exc:  # no credentials, a bad parameter: settled as a refusal
+            return type(exc).__name__, f"{type(exc).__name__}: {exc}", (self._wall_clock(), "", "")
         receipt = (
             self._wall_clock(),
             str(response.get("ShardId", "")),
@@ -756,22 +779,32 @@ class ProgressPrinter:
             self._shown = False
 
 
-def make_client(
-    region: str, endpoint_url: str | None, concurrency: int = DEFAULT_CONCURRENCY
-) -> KinesisClient:
-    """A Kinesis client with a connection for each of `concurrency` threads; ``endpoint_url=None``
-    keeps boto3's own endpoint resolution (which honours ``AWS_ENDPOINT_URL_KINESIS`` /
-    ``AWS_ENDPOINT_URL``)."""
-    import boto3
+def client_config(concurrency: int = DEFAULT_CONCURRENCY) -> Any:
+    """botocore settings for the producer's Kinesis client: bounded retries and timeouts, and a
+    connection for each of `concurrency` PutRecord threads."""
     from botocore.config import Config
 
-    config = Config(
+    return Config(
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=max(10, concurrency),
     )
-    return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+def make_client(
+    region: str, endpoint_url: str | None, concurrency: int = DEFAULT_CONCURRENCY
+) -> KinesisClient:
+    """A Kinesis client; ``endpoint_url=None`` keeps boto3's own endpoint resolution (which
+    honours ``AWS_ENDPOINT_URL_KINESIS`` / ``AWS_ENDPOINT_URL``)."""
+    import boto3
+
+    return boto3.client(
+        "kinesis",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=client_config(concurrency),
+    )
 
 
 def run_generate(
@@ -821,7 +854,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
@@ -849,7 +882,7 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     parser.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=default(DEFAULT_MAX_ATTEMPTS),
         help=f"sends per entry before giving up (default {DEFAULT_MAX_ATTEMPTS})",
     )
@@ -861,7 +894,7 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=default(DEFAULT_CONCURRENCY),
         help=f"PutRecord calls at once with --put-api record (default {DEFAULT_CONCURRENCY})",
     )
@@ -884,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="synthetic transactions at a fixed rate")
     gen.add_argument("--rate", type=_positive_float, required=True, help="records per second")
     gen.add_argument("--duration", type=_positive_float, required=True, help="seconds")
-    gen.add_argument("--accounts", type=_positive_int, default=1000, help="default 1000")
+    gen.add_argument("--accounts", type=positive_int, default=1000, help="default 1000")
     gen.add_argument("--fraud-ratio", type=_ratio, default=0.05, help="default 0.05")
     gen.add_argument("--invalid-ratio", type=_ratio, default=0.0, help="default 0.0")
     gen.add_argument("--seed", type=int, default=None, help="seed for reproducible records")

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
 import boto3
-import pytest
 from moto import mock_aws
 
 from load_test.alert_tap import AlertTap
+
+
+def _waiting(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
 
 
 @mock_aws
@@ -23,26 +30,54 @@ def test_messages_sent_before_during_and_after_are_each_returned_once() -> None:
     tap.start()
     for n in range(1, 20):
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": n}))
-        time.sleep(0.01)
-    time.sleep(0.3)
-    waiting = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    assert waiting["Attributes"]["ApproximateNumberOfMessages"] == "0"  # drained as they came
+    deadline = time.monotonic() + 10
+    while _waiting(sqs, url):  # drained while running, not only at stop()
+        assert time.monotonic() < deadline, "the tap did not drain the queue"
+        time.sleep(0.02)
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": 20}))
     messages = tap.stop()
 
     assert sorted(message["n"] for message in messages) == list(range(21))
-    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    assert _waiting(sqs, url) == 0
 
 
-class BrokenQueue:
+class FlakyQueue:
+    """Its first receive fails; then it holds one message, whose first delete is refused (so
+    SQS hands it out again), then nothing."""
+
+    def __init__(self) -> None:
+        self.receives = 0
+        self.deletes = 0
+        self.failed_once = threading.Event()
+
     def receive_message(self, **_: Any) -> dict[str, Any]:
-        raise ConnectionError("the queue went away")
+        self.receives += 1
+        if self.receives == 1:
+            self.failed_once.set()
+            raise ConnectionError("moto is busy")
+        if self.deletes < 2:
+            body = json.dumps({"MessageId": "m-1", "Message": "{}"})
+            return {"Messages": [{"Body": body, "ReceiptHandle": f"h{self.receives}"}]}
+        return {}
+
+    def delete_message_batch(self, **_: Any) -> dict[str, Any]:
+        self.deletes += 1
+        if self.deletes == 1:
+            return {"Failed": [{"Id": "0", "Code": "ReceiptHandleIsInvalid"}]}
+        return {"Successful": [{"Id": "0"}]}
 
 
-def test_a_failure_in_the_thread_is_raised_by_stop() -> None:
-    tap = AlertTap(BrokenQueue(), "queue", interval_s=0.01)
+def test_a_failed_drain_is_retried_and_a_message_seen_twice_is_kept_once() -> None:
+    queue = FlakyQueue()
+    tap = AlertTap(queue, "queue", interval_s=0.01)
     tap.start()
-    time.sleep(0.1)
+    assert queue.failed_once.wait(5)
+    deadline = time.monotonic() + 5
+    while queue.deletes < 2:
+        assert time.monotonic() < deadline, "the tap stopped after its first failure"
+        time.sleep(0.01)
 
-    with pytest.raises(ConnectionError, match="the queue went away"):
-        tap.stop()
+    messages = tap.stop()
+
+    assert tap.errors == 2  # the failed receive and the refused delete, both retried
+    assert [message["MessageId"] for message in messages] == ["m-1"]

@@ -29,6 +29,7 @@ from load_test.producer import (
     MAX_RECORD_BYTES,
     Entry,
     Landed,
+    NewestPerShard,
     Producer,
     ProducerError,
     ProgressPrinter,
@@ -136,6 +137,7 @@ class FakeKinesis:
         with self._lock:
             self.in_flight.remove(PartitionKey)
             self.single_calls += 1
+            sequence_number = str(self.single_calls)
             error = self.raise_for_key.get(PartitionKey)
             if error is not None:
                 raise error
@@ -143,7 +145,7 @@ class FakeKinesis:
             if code:
                 raise client_error(code, 500)
             self.landed[PartitionKey].append(Data)
-        return {"SequenceNumber": str(self.single_calls), "ShardId": "shard-0"}
+        return {"SequenceNumber": sequence_number, "ShardId": "shard-0"}
 
     @staticmethod
     def _raise(error: Exception) -> dict[str, Any]:
@@ -673,7 +675,8 @@ def test_put_record_api_stops_on_a_refusal_and_counts_what_landed() -> None:
     for entry in entries:
         producer.add(entry)
 
-    with pytest.raises(ProducerError, match="PutRecord failed: ResourceNotFoundException") as info:
+    match = r"PutRecord failed \(1 of 5 refused\): ResourceNotFoundException"
+    with pytest.raises(ProducerError, match=match) as info:
         producer.send_ready()
     producer.close()
 
@@ -683,10 +686,29 @@ def test_put_record_api_stops_on_a_refusal_and_counts_what_landed() -> None:
     assert set(fake.landed) == {"k0", "k1", "k3", "k4"}
 
 
+def test_put_record_api_settles_a_round_that_raised_something_unexpected() -> None:
+    fake = FakeKinesis()
+    fake.raise_for_key["k1"] = ValueError("no credentials")
+    producer = Producer(fake, STREAM, put_api="record", concurrency=3)
+    for entry in keyed_entries(keys=3, per_key=2):
+        producer.add(entry)
+
+    with pytest.raises(ProducerError, match="ValueError: no credentials") as info:
+        producer.send_ready()
+    producer.close()
+
+    # k0 and k2 landed and were counted; k1 is queued again, its second entry behind it.
+    assert info.value.summary.sent == 2
+    assert producer.pending == 4
+    assert set(fake.landed) == {"k0", "k2"}
+
+
 def test_put_record_api_lands_in_a_stream(kinesis: Any) -> None:
     entries = keyed_entries(keys=7, per_key=3)
 
-    summary = send(kinesis, STREAM, entries, put_api="record", concurrency=4)
+    # One call at a time: moto's own put_record is not safe to call from several threads (the
+    # FakeKinesis tests cover the concurrency).
+    summary = send(kinesis, STREAM, entries, put_api="record", concurrency=1)
 
     assert summary.sent == 21
     landed: dict[str, list[bytes]] = defaultdict(list)
@@ -746,6 +768,23 @@ def test_each_entry_is_reported_landed_once_when_its_call_answered(put_api: str)
         mine = [(data, at) for data, at in landed if data.startswith(key.encode() + b"-")]
         assert [data for data, _ in mine] == expected_by_key(entries)[key]
         assert [at for _, at in mine] == sorted(at for _, at in mine)
+
+
+def test_the_newest_sequence_number_per_shard_is_kept_as_a_number() -> None:
+    newest = NewestPerShard()
+    entry = Entry(b"x", "k")
+    for shard, sequence in [
+        ("shard-0", "99"),
+        ("shard-0", "100"),  # later, although "100" < "99" as text
+        ("shard-0", "98"),  # an earlier one answering late
+        ("shard-1", "7"),
+        ("", "8"),  # a reply without a shard
+        ("shard-2", ""),  # or without a sequence number
+        ("shard-2", "n/a"),
+    ]:
+        newest(Landed(entry, 0.0, shard, sequence))
+
+    assert newest.checkpoints() == {"shard-0": "100", "shard-1": "7"}
 
 
 def test_producer_refuses_an_unknown_put_api() -> None:

@@ -9,7 +9,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from consumer.readback import SHARD_END, checkpoints_complete, drain_queue, lineage_order
+from consumer.readback import (
+    SHARD_END,
+    at_or_past,
+    checkpoints_complete,
+    drain_queue,
+    lineage_order,
+)
 
 
 def shard(
@@ -81,3 +87,41 @@ class RefusingQueue:
 def test_a_refused_delete_is_an_error_not_a_message_seen_twice_later() -> None:
     with pytest.raises(RuntimeError, match="SQS refused to delete 1 messages"):
         drain_queue(RefusingQueue(), "queue")
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "sequence", "covered"),
+    [
+        (
+            "49590338271490256608559692538361571095921575989136588898",
+            "49590338271490256608559692538361571095921575989136588898",
+            True,
+        ),
+        (
+            "49590338271490256608559692538361571095921575989136588899",
+            "49590338271490256608559692538361571095921575989136588898",
+            True,
+        ),
+        (
+            "49590338271490256608559692538361571095921575989136588897",
+            "49590338271490256608559692538361571095921575989136588898",
+            False,
+        ),
+        ("100", "99", True),  # numbers, not strings: "100" < "99" as text
+        ("99", "100", False),
+        (SHARD_END, "5", True),
+        ("TRIM_HORIZON", "5", False),
+        ("LATEST", "5", False),
+        (None, "5", False),
+    ],
+)
+def test_a_checkpoint_covers_a_sequence_number_at_or_before_it(
+    checkpoint: str | None, sequence: str, covered: bool
+) -> None:
+    assert at_or_past(checkpoint, sequence) is covered
+
+
+def test_a_checkpoint_past_the_newest_known_record_completes_the_shard() -> None:
+    shards = [shard("a")]
+    assert checkpoints_complete(shards, {"a": "7"}, {"a": "9"})  # the shard took more since
+    assert not checkpoints_complete(shards, {"a": "7"}, {"a": "6"})
