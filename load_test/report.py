@@ -38,6 +38,9 @@ class Report:
     # behind shows here, not as the consumer's latency.
     put_lag_s: dict[str, float] = field(default_factory=dict)
     catch_up_seconds: float = 0.0
+    # Per shard: the newest sequence number the producer put, and the consumers' checkpoint when
+    # the wait ended (it ends once every checkpoint is at or past what was put).
+    checkpoints: dict[str, dict[str, str | None]] = field(default_factory=dict)
     throughput_per_s: float = 0.0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     timeline: list[dict[str, float]] = field(default_factory=list)

@@ -19,7 +19,12 @@ import time
 from pathlib import Path
 
 from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
-from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
+from consumer.readback import (
+    drain_queue,
+    lease_checkpoints,
+    read_jsonl_objects,
+    wait_for_checkpoints,
+)
 from load_test.alert_tap import AlertTap
 from load_test.memory import MemorySampler
 from load_test.producer import (
@@ -155,21 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     progress.finish()
     produced_at = time.time()
 
+    dynamodb = stack_client(env, "dynamodb")
+    targets = newest.checkpoints()
     if (
         wait_for_checkpoints(
             kinesis,
-            stack_client(env, "dynamodb"),
+            dynamodb,
             env["FRAUD_STREAM"],
             env["FRAUD_APP_NAME"],
             args.catch_up_timeout,
             poll_s=0.5,
             # Read the stream's ends back only if the puts' answers did not name them.
-            last=newest.checkpoints() or None,
+            last=targets or None,
         )
         is None
     ):
         print("the workers did not catch up in time", file=sys.stderr)
     caught_up = time.time() - produced_at
+    reached = lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"])
     sampler.stop()
 
     found: dict[str, frozenset[str]] = {}
@@ -206,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         s3_latency_s=percentiles(s3_latency),
         put_lag_s=percentiles([put_time[t] - created_at[t] for t in put_time]),
         catch_up_seconds=round(caught_up, 2),
+        checkpoints={
+            shard: {"put": targets.get(shard), "checkpointed": at} for shard, at in reached.items()
+        },
         throughput_per_s=round(summary.sent / max(produced_at - started, 1e-9), 1),
         peak_rss_mb={k: round(v, 1) for k, v in sampler.peak.items()},
         timeline=timeline(started, list(put_time.values()), alert_pairs),
