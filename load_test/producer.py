@@ -21,7 +21,9 @@ PutRecord instead (``put_api="record"``)
     list), so a local run slows down minute by minute and starves the consumer's GetRecords; its
     PutRecord appends in constant time (docs/performance.md). Against AWS, PutRecords is the
     efficient call. The entries of one round all have distinct keys, so sending them at once
-    keeps each key's order, and the retry rules below are the same per entry.
+    keeps each key's order, and the retry rules below are the same per entry. A round ends when
+    its slowest call answers (a stuck call holds back every key until its timeout); the
+    summary's ``batches`` counts rounds.
 
 Retries
     A PutRecords call can succeed for some entries and fail for others (``FailedRecordCount``;
