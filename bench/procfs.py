@@ -36,15 +36,21 @@ def child_pids(pid: int) -> list[int]:
     return pids
 
 
-def peak_rss_mb_of(pid: int | str) -> float | None:
-    """VmHWM of a live process (or "self"), in MiB; None once it is gone."""
+def _mib_field(path: str, field: str) -> float | None:
+    """A `Name:   <n> kB` line of a /proc file, in MiB; None when the file or line is missing
+    (a process gone, or a zombie, which has no memory lines)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def peak_rss_mb_of(pid: int | str) -> float | None:
+    """VmHWM of a live process (or "self"), in MiB; None once it is gone."""
+    return _mib_field(f"/proc/{pid}/status", "VmHWM:")
 
 
 def peak_rss_mb() -> float:
@@ -64,10 +70,4 @@ def proportional_mb_of(pid: int) -> float:
     """Pss of a live process, MiB (0.0 once it is gone): its private memory plus its share of
     pages mapped by several processes (libc, the interpreter, the JVM's libraries), so that a
     sum over a process tree counts a shared page once, as the task's cgroup does."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _mib_field(f"/proc/{pid}/smaps_rollup", "Pss:") or 0.0
