@@ -863,6 +863,29 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_put_arguments(
+    parser: argparse.ArgumentParser, *, put_api: str, suppress: bool = False
+) -> None:
+    """--put-api (default `put_api`) and --concurrency: the producer's CLI and the load test's
+    (which defaults to PutRecord: it only ever runs against kinesis-mock)."""
+    parser.add_argument(
+        "--put-api",
+        choices=PUT_APIS,
+        default=argparse.SUPPRESS if suppress else put_api,
+        help=(
+            "records: PutRecords batches (the right call against AWS); record: one PutRecord per"
+            " entry, --concurrency at once (kinesis-mock, whose PutRecords slows down as its"
+            f" shards fill: docs/performance.md); default {put_api}"
+        ),
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=argparse.SUPPRESS if suppress else DEFAULT_CONCURRENCY,
+        help=f"PutRecord calls at once with --put-api record (default {DEFAULT_CONCURRENCY})",
+    )
+
+
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
@@ -888,18 +911,7 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(DEFAULT_MAX_ATTEMPTS),
         help=f"sends per entry before giving up (default {DEFAULT_MAX_ATTEMPTS})",
     )
-    parser.add_argument(
-        "--put-api",
-        choices=PUT_APIS,
-        default=default("records"),
-        help="PutRecords batches (default; AWS) or one PutRecord per entry (kinesis-mock)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=default(DEFAULT_CONCURRENCY),
-        help=f"PutRecord calls at once with --put-api record (default {DEFAULT_CONCURRENCY})",
-    )
+    add_put_arguments(parser, put_api="records", suppress=suppress)
     parser.add_argument(
         "--json",
         action="store_true",

@@ -28,15 +28,13 @@ from consumer.readback import (
 from load_test.alert_tap import AlertTap
 from load_test.memory import MemorySampler
 from load_test.producer import (
-    DEFAULT_CONCURRENCY,
-    PUT_APIS,
     Entry,
     Landed,
     NewestPerShard,
     Producer,
     ProgressPrinter,
+    add_put_arguments,
     client_config,
-    positive_int,
     run_generate,
 )
 from load_test.report import (
@@ -79,21 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=".fraudstream")
     parser.add_argument("--out", default="reports")
     parser.add_argument("--catch-up-timeout", type=float, default=300.0)
-    parser.add_argument(
-        "--put-api",
-        choices=PUT_APIS,
-        default="record",
-        help=(
-            "record (default): one PutRecord per transaction, --concurrency at once: kinesis-mock's"
-            " PutRecords slows down as its shards fill (docs/performance.md); records: batches"
-        ),
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"PutRecord calls at once (default {DEFAULT_CONCURRENCY})",
-    )
+    add_put_arguments(parser, put_api="record")
     args = parser.parse_args(argv)
 
     options = StackOptions(state_dir=Path(args.state_dir))
