@@ -4,8 +4,11 @@
 # lints it. Build and push: deploy/ecs/README.md.
 
 # --- build: the package, its dependencies and the KCL jars into a virtualenv ---------------------
-# `pip install .` builds amazon-kclpy from its sdist, which runs Maven to fetch the KCL jars into
-# the package (the same thing scripts/setup.sh relies on): hence the JDK and Maven, here only.
+# The dependencies are exactly requirements/runtime.lock's (hash-checked; scripts/lock.sh makes
+# it), installed before the source is copied so a code change reuses that layer. amazon-kclpy is
+# an sdist whose build fetches the KCL jars from Maven into the package (the same thing
+# scripts/setup.sh relies on): hence the JDK and Maven, here only. It and the package build
+# without isolation, with the setuptools and wheel of requirements/build.lock.
 FROM python:3.11-slim-bookworm AS build
 # Debian's stable packages move only for security fixes: pinning their versions would break the
 # build at every point release instead of taking the fix.
@@ -19,14 +22,18 @@ RUN mkdir -p /usr/share/man/man1 \
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The `model` extra (LightGBM, numpy) is in the lock and so in every image: a model is switched on
+# by FRAUD_MODEL_DIR alone (docs/model.md); a worker without one never imports it.
+COPY requirements/build.lock requirements/runtime.lock ./requirements/
+RUN python -m venv /opt/fraudstream \
+ && /opt/fraudstream/bin/pip install --require-hashes -r requirements/build.lock \
+ && /opt/fraudstream/bin/pip install --require-hashes --no-build-isolation -r requirements/runtime.lock
 # Only what the package build reads (pyproject's readme is README.md); .dockerignore keeps the
 # rest of the context (virtualenvs, caches, .git) out.
 COPY pyproject.toml README.md ./
 COPY consumer ./consumer
-# The `model` extra (LightGBM, numpy) is in every image, so a model is switched on by
-# FRAUD_MODEL_DIR alone (docs/model.md); a worker without one never imports it.
-RUN python -m venv /opt/fraudstream \
- && /opt/fraudstream/bin/pip install ".[model]" \
+RUN /opt/fraudstream/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/fraudstream/bin/pip check \
  && /opt/fraudstream/bin/python -c "import amazon_kclpy, pathlib, sys; jars = pathlib.Path(amazon_kclpy.__file__).parent / 'jars'; sys.exit(0 if any(jars.glob('amazon-kinesis-client-multilang-*.jar')) else 'the KCL jars are missing from ' + str(jars))" \
  && /opt/fraudstream/bin/fraudstream --help > /dev/null \
  && /opt/fraudstream/bin/python -c "import lightgbm, numpy"

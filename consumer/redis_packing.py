@@ -11,17 +11,29 @@ on the wire are the same.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.connection import HiredisRespSerializer
+
+
+class _Packer(Protocol):
+    def pack(self, *args: Any) -> Any: ...
+
+
+# redis-py's own packer, behind a declared type: its constructor is unannotated in some releases
+# (8.x added `fallback` and `encode`, untyped) and mypy will not call an untyped function from
+# typed code. Assigning the class is checked against this signature, so a release that types it,
+# or leaves it untyped, passes alike, and one that needs an argument fails here.
+_redis_py_packer: Callable[[], _Packer] = HiredisRespSerializer
 
 
 class LeanCommandPacker:
     """A redis-py `command_packer` (Connection's constructor argument)."""
 
     def __init__(self) -> None:
-        self._general = HiredisRespSerializer()
+        self._general = _redis_py_packer()
 
     def pack(self, *args: Any) -> list[bytes]:
         first = args[0]

@@ -3,8 +3,9 @@
 
 A Dockerfile that was never built fails late, on someone else's machine: a COPY source that
 .dockerignore drops, an entry point that no package installs, a base image that moves under us,
-a root user, a shell that swallows SIGTERM, a secret baked into a layer. Each of those is visible
-in the text, so this script reads the text and says which line is wrong and why.
+a root user, a shell that swallows SIGTERM, a secret baked into a layer, dependencies resolved
+afresh instead of from the hash-pinned lock. Each of those is visible in the text, so this
+script reads the text and says which line is wrong and why.
 
     .venv/bin/python scripts/check_dockerfile.py [--dockerfile Dockerfile] [--context .]
 
@@ -42,6 +43,11 @@ SECRET_NAME = re.compile(
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IGNORECASE)
 # Tokens of a RUN command that name a file of this repository (./x, scripts/x.sh, tools/x.py).
 REPO_FILE_TOKEN = re.compile(r"^(\./)?[\w.-]+(/[\w.-]+)*\.(sh|py)$")
+# A pip command: pip, pip3, pip3.11, /opt/venv/bin/pip (`python -m pip` is found separately).
+PIP_PROGRAM = re.compile(r"^(.*/)?pip(\d+(\.\d+)?)?$")
+SHELL_SEPARATORS = frozenset({"&&", "||", ";", "|"})
+# pip options whose value is a file: requirements and constraints.
+PIP_FILE_OPTIONS = ("--requirement", "--constraint", "-r", "-c")
 
 
 @dataclass
@@ -166,6 +172,35 @@ def exec_form(value: str) -> list[str] | None:
     return None
 
 
+def pip_installs(words: list[str]) -> Iterator[list[str]]:
+    """The arguments after `install` of each `pip install` in a RUN command's words."""
+    command: list[str] = []
+    for word in [*words, ";"]:
+        if word not in SHELL_SEPARATORS:
+            command.append(word)
+            continue
+        args = command
+        command = []
+        if len(args) >= 3 and args[1:3] == ["-m", "pip"]:
+            args = args[2:]
+        if args and PIP_PROGRAM.match(args[0]) and "install" in args[1:]:
+            yield args[args.index("install", 1) + 1 :]
+
+
+def pip_files(args: list[str]) -> list[str]:
+    """Requirement and constraint files among pip's arguments: `-r f`, `-rf`, `--requirement=f`."""
+    files: list[str] = []
+    for index, word in enumerate(args):
+        for option in PIP_FILE_OPTIONS:
+            if word == option and index + 1 < len(args):
+                files.append(args[index + 1])
+            elif option.startswith("--") and word.startswith(option + "="):
+                files.append(word[len(option) + 1 :])
+            elif not option.startswith("--") and word.startswith(option) and len(word) > 2:
+                files.append(word[2:])
+    return files
+
+
 def copy_words(value: str) -> list[str]:
     form = exec_form(value)
     if form is not None:
@@ -249,6 +284,7 @@ class Checker:
         for index, stage in enumerate(self.stages):
             self.check_copies(index, stage)
             self.check_run_files(stage)
+            self.check_pip_installs(stage)
             self.check_no_secrets(stage)
         self.check_final_stage(self.stages[-1])
         return sorted(self.problems, key=lambda p: p.line)
@@ -335,6 +371,46 @@ class Checker:
             )
             if re.search(installs_here, ins.value) and ("pyproject.toml" not in copied):
                 self.problem(ins.line, "`pip install .` before pyproject.toml is copied")
+
+    # -- dependencies from the lock ------------------------------------------------------------
+
+    def check_pip_installs(self, stage: Stage) -> None:
+        """Requirements come from copied, hash-pinned files; the package adds no dependencies."""
+        copied: list[str] = []
+        for ins in stage.instructions:
+            if ins.name in ("COPY", "ADD"):
+                flags, words = split_flags(copy_words(ins.value))
+                if "from" not in flags:
+                    copied += [w.strip("/").removeprefix("./") for w in words[:-1]]
+                continue
+            if ins.name != "RUN":
+                continue
+            try:
+                words = shlex.split(ins.value)
+            except ValueError:
+                continue  # check_run_files says so
+            for args in pip_installs(words):
+                files = pip_files(args)
+                for name in files:
+                    rel = name.removeprefix("./")
+                    if name.startswith("/") or "$" in name:
+                        continue
+                    if not self.source_present(rel):
+                        self.problem(ins.line, f"pip reads {name!r}: not in the build context")
+                    elif not any(rel == c or rel.startswith(c + "/") for c in copied):
+                        self.problem(ins.line, f"pip reads {name!r} before a COPY brings it in")
+                if files and "--require-hashes" not in args:
+                    self.problem(
+                        ins.line,
+                        "pip install -r without --require-hashes: install the lock hash-checked",
+                    )
+                local = [a for a in args if re.fullmatch(r"[\"']?\.(\[[^\]]*\])?[\"']?", a)]
+                if local and "--no-deps" not in args:
+                    self.problem(
+                        ins.line,
+                        "`pip install .` without --no-deps: its dependencies would be resolved "
+                        "afresh instead of coming from the lock",
+                    )
 
     def copied_sources(self, stage: Stage) -> list[str]:
         copied: list[str] = []

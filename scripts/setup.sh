@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything fraudstream needs on a fresh Debian machine (Python 3.11, Java 17, Node 20):
-# redis-server (apt), kinesis-mock (npm kinesis-local), and the Python package with the KCL jars
-# (amazon-kclpy downloads them from Maven when it builds) into .venv. Safe to run again.
+# redis-server (apt), kinesis-mock (npm kinesis-local, as package-lock.json pins it), and into
+# .venv the Python packages exactly as requirements/dev.lock pins them (hash-checked), the KCL jars
+# (amazon-kclpy downloads them from Maven when it builds) and this package, editable.
+# Safe to run again, and quick then: each install is skipped while the lock it was made from is
+# unchanged (a stamp of the lock's hash in .venv and node_modules; delete it to force one).
+# The locks change only through scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -21,19 +25,42 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 say "redis-server: $(redis-server --version | cut -d' ' -f3)"
 
-if [ ! -f node_modules/kinesis-local/main.js ]; then
-  say "installing kinesis-mock (npm kinesis-local)"
-  npm install --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
+lock_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+npm_stamp=node_modules/.fraudstream-lock.sha256
+npm_want=$(lock_hash package.json package-lock.json)
+if [ ! -f node_modules/kinesis-local/main.js ] || [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+  say "installing kinesis-mock (npm kinesis-local, package-lock.json)"
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$npm_want" >"$npm_stamp"
 fi
 say "kinesis-local: $(node -p 'require("./node_modules/kinesis-local/package.json").version')"
 
 if [ ! -x .venv/bin/python ]; then
-  say "creating .venv"
-  python3 -m venv .venv
+  python=python3
+  command -v python3.11 >/dev/null 2>&1 && python=python3.11
+  say "creating .venv ($($python --version))"
+  "$python" -m venv .venv
 fi
-say "installing the Python package and the KCL jars into .venv"
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]'
+version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[ "$version" = 3.11 ] || say "warning: .venv runs Python $version; the locks are made for 3.11"
+
+# build.lock first (pip, setuptools, wheel, pytest-runner): the sdists among the pins (amazon-kclpy,
+# whose build downloads the KCL jars) and this package then build with those, hash-checked, rather
+# than with whatever an isolated build environment would fetch.
+py_stamp=.venv/.fraudstream-lock.sha256
+py_want=$(lock_hash requirements/build.lock requirements/dev.lock pyproject.toml)
+if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_want" ]; then
+  say "installing requirements/dev.lock, the KCL jars and the package into .venv"
+  rm -f "$py_stamp"
+  pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+  pip install -q --require-hashes -r requirements/build.lock
+  pip install -q --require-hashes --no-build-isolation -r requirements/dev.lock
+  pip install -q --no-deps --no-build-isolation -e .
+  pip check >/dev/null || { pip check >&2; say "the installed packages conflict"; exit 1; }
+  stamp_after_jars=1
+fi
 jars=$(.venv/bin/python -c 'import amazon_kclpy, pathlib; print(len(list((pathlib.Path(amazon_kclpy.__file__).parent / "jars").glob("*.jar"))))')
 [ "$jars" -gt 0 ] || { say "the KCL jars are missing after installing amazon-kclpy"; exit 1; }
+[ -z "${stamp_after_jars:-}" ] || echo "$py_want" >"$py_stamp"
 say "KCL jars: $jars; done in $((SECONDS - started)) s"

@@ -39,6 +39,7 @@ def context(tmp_path: Path) -> Path:
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, tmp_path / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "requirements", tmp_path / "requirements", ignore=ignore)
     shutil.copytree(REPO / "consumer", tmp_path / "consumer", ignore=ignore)
     shutil.copytree(REPO / "properties", tmp_path / "properties", ignore=ignore)
     return tmp_path
@@ -131,6 +132,32 @@ BREAKAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "run names a missing script": (
         _edit("WORKDIR /src\n", "WORKDIR /src\nRUN ./scripts/fetch_jars.sh\n"),
         "RUN names './scripts/fetch_jars.sh', which the context does not hold",
+    ),
+    "lock ignored": (
+        _append_ignore("requirements/"),
+        "COPY source 'requirements/runtime.lock': excluded by .dockerignore",
+    ),
+    "lock not copied before the install": (
+        _edit(
+            "COPY requirements/build.lock requirements/runtime.lock ./requirements/",
+            "COPY requirements/build.lock ./requirements/",
+        ),
+        "pip reads 'requirements/runtime.lock' before a COPY brings it in",
+    ),
+    "lock missing": (
+        _edit("-r requirements/runtime.lock", "-r requirements/prod.lock"),
+        "pip reads 'requirements/prod.lock': not in the build context",
+    ),
+    "lock installed without hashes": (
+        _edit(
+            "pip install --require-hashes --no-build-isolation -r requirements/runtime.lock",
+            "pip install --no-build-isolation -r requirements/runtime.lock",
+        ),
+        "pip install -r without --require-hashes",
+    ),
+    "package installed with its dependencies": (
+        _edit("pip install --no-deps --no-build-isolation .", 'pip install ".[model]"'),
+        "`pip install .` without --no-deps",
     ),
     "wrong stop signal": (
         _edit("STOPSIGNAL SIGTERM", "STOPSIGNAL SIGKILL"),
