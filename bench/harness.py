@@ -19,7 +19,6 @@ from types import FrameType
 from typing import Any
 
 from bench.daemon import DaemonFeeder
-from bench.procfs import child_pids, cpu_seconds, peak_rss_mb_of
 from bench.servers import BUCKET, MotoServer, RedisServer, aws_client
 from bench.workload import (
     SHARD_ID,
@@ -29,6 +28,7 @@ from bench.workload import (
     shutdown_requested_line,
 )
 from consumer.config import StateConfig
+from load_test.procfs import child_pids, cpu_seconds, peak_rss_mb_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_RECORDS_PER_S = 20_000

@@ -33,7 +33,6 @@ from typing import Any
 
 import redis
 
-from bench.procfs import cpu_seconds, peak_rss_mb
 from bench.servers import aws_client
 from consumer.outputs import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, parse_transaction
@@ -47,6 +46,7 @@ from consumer.rules import (
 )
 from consumer.sinks.alerts import mask_account
 from consumer.sinks.s3_batches import RecordPosition
+from load_test.procfs import cpu_seconds, peak_rss_mb
 
 DEDUP_TTL_S = 86400
 LATENESS_S = 3600

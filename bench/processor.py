@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.procfs import peak_rss_mb
 from bench.servers import aws_client, sns_sink_at
 from consumer.alert_process import production_alert_process
 from consumer.checkpointing import CheckpointPolicy
@@ -29,6 +28,7 @@ from consumer.pipeline import BatchPipeline
 from consumer.processor import FraudRecordProcessor, claim_stdout
 from consumer.sinks.query_body import encode_body_once
 from consumer.wiring import assemble_pipeline, redis_client
+from load_test.procfs import peak_rss_mb
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
-from bench.procfs import child_pids, peak_rss_mb_of, proportional_mb_of
+from load_test.procfs import child_pids, peak_rss_mb_of, proportional_mb_of
 
 KEYS = ("daemon_jvm", "processor_max", "alert_process_max", "worker_total")
 

@@ -12,7 +12,8 @@ Usage (from the repository root)::
 Batching
     One PutRecords call carries at most 500 entries and at most 5 MiB (data plus partition keys);
     one entry is at most 1 MiB (data plus partition key) with a partition key of 1..256
-    characters. :class:`Entry` refuses anything larger, so every entry is sendable.
+    characters. :class:`Entry` (:mod:`load_test.entries`) refuses anything larger, so every entry
+    is sendable.
 
 PutRecord instead (``put_api="record"``)
     Each eligible entry is sent by its own PutRecord call, ``concurrency`` calls at a time. For
@@ -85,10 +86,11 @@ from typing import IO, Any
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from load_test.entries import MAX_PARTITION_KEY_CHARS, Entry
+from load_test.synthetic import TransactionGenerator
+
 MAX_BATCH_ENTRIES = 500
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
-MAX_RECORD_BYTES = 1024 * 1024
-MAX_PARTITION_KEY_CHARS = 256
 
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_BASE_DELAY_S = 0.1
@@ -131,39 +133,6 @@ ProgressCallback = Callable[["Summary"], None]
 LandedCallback = Callable[["Landed"], None]
 # (when the call answered, shard id, sequence number); the last two empty for a failure.
 _Receipt = tuple[float, str, str]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One record to put: its bytes and its partition key."""
-
-    data: bytes
-    partition_key: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.data, bytes):
-            raise TypeError(f"data must be bytes, not {type(self.data).__name__}")
-        if not isinstance(self.partition_key, str):
-            raise TypeError("partition_key must be a str")
-        if not 1 <= len(self.partition_key) <= MAX_PARTITION_KEY_CHARS:
-            raise ValueError(
-                f"partition key must be 1..{MAX_PARTITION_KEY_CHARS} characters, "
-                f"got {len(self.partition_key)}"
-            )
-        try:
-            self.partition_key.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError("partition key is not encodable as UTF-8") from exc
-        if self.size > MAX_RECORD_BYTES:
-            raise ValueError(
-                f"record is {self.size} bytes (data + partition key), "
-                f"more than the {MAX_RECORD_BYTES} allowed"
-            )
-
-    @property
-    def size(self) -> int:
-        """Bytes this entry counts against the PutRecords limits."""
-        return len(self.data) + len(self.partition_key.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -980,8 +949,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if args.fraud_ratio + args.invalid_ratio > 1.0:
             parser.error("--fraud-ratio + --invalid-ratio must not exceed 1")
-        from load_test.synthetic import TransactionGenerator
-
         generator = TransactionGenerator(
             accounts=args.accounts,
             fraud_ratio=args.fraud_ratio,
@@ -1035,8 +1002,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: load_test.synthetic builds
-    # load_test.producer.Entry objects, which are not instances of __main__.Entry.
-    from load_test.producer import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -26,9 +26,9 @@ from consumer.readback import (
     wait_for_checkpoints,
 )
 from load_test.alert_tap import AlertTap
+from load_test.entries import Entry
 from load_test.memory import MemorySampler
 from load_test.producer import (
-    Entry,
     Landed,
     NewestPerShard,
     Producer,

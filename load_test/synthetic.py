@@ -105,7 +105,7 @@ from decimal import Decimal
 from typing import Any
 
 from consumer.rules.config import RULE_IDS
-from load_test.producer import Entry
+from load_test.entries import Entry
 
 # (country, currency, home city latitude, longitude)
 COUNTRIES: tuple[tuple[str, str, float, float], ...] = (

@@ -24,10 +24,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from load_test import producer as producer_mod
+from load_test.entries import MAX_RECORD_BYTES, Entry
 from load_test.producer import (
     MAX_BATCH_ENTRIES,
-    MAX_RECORD_BYTES,
-    Entry,
     Landed,
     NewestPerShard,
     Producer,

@@ -4,6 +4,9 @@ Shared by the benchmark (its processor and the alert process it starts) and the 
 workers' daemons, their processors and those processors' alert processes). Each reader returns
 a neutral value where /proc or the process is gone, so a sample taken as a process exits is
 skipped rather than an error.
+
+It lives in load_test, not bench, so the dependency runs one way: the benchmark already imports
+the load test (its synthetic generator), and nothing in load_test imports bench.
 """
 
 from __future__ import annotations
