@@ -109,6 +109,9 @@ class Settings:
     # ruleset_check_s seconds; None: the seven contract rules as FRAUD_RULES_FILE/FRAUD_RULE_* say.
     ruleset: str | None = None
     ruleset_check_s: float = 30.0
+    # Where the fleet's last good rule set is kept (consumer/ruleset_source.py): a file or
+    # s3://bucket/key; None: beside the rule set, `<FRAUD_RULESET>.last-good.json`.
+    ruleset_last_good: str | None = None
     # The audit trail: every judged transaction's decision under <prefix>decisions/ (off: cost).
     decisions: bool = False
     # The model score (docs/model.md): a directory written by `fraudstream train`; its score
@@ -266,6 +269,25 @@ def _ruleset(env: Mapping[str, str]) -> str | None:
     return _parsed(env, "FRAUD_RULESET", "", _ruleset_source)
 
 
+def _ruleset_last_good(env: Mapping[str, str], ruleset: str | None) -> str | None:
+    raw = env.get("FRAUD_RULESET_LAST_GOOD", "").strip()
+    if not raw:
+        return None
+    if ruleset is None:
+        raise ConfigError("FRAUD_RULESET_LAST_GOOD: set without FRAUD_RULESET")
+    if raw == ruleset:
+        raise ConfigError(
+            "FRAUD_RULESET_LAST_GOOD: the rule set itself; name another file or object"
+        )
+    if is_s3(raw):
+        location = _s3_location(raw)
+        if location is None or not location.key or location.key.endswith("/"):
+            raise ConfigError(
+                f"FRAUD_RULESET_LAST_GOOD: must be s3://<bucket>/<key> or a file path, got {raw!r}"
+            )
+    return raw
+
+
 def _rules(env: Mapping[str, str]) -> RulesConfig:
     try:
         return load_rules_config(env)
@@ -323,6 +345,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         timestamp_max_ahead_s=_parsed(env, "FRAUD_TIMESTAMP_MAX_AHEAD_S", 86400, _positive_int),
         ruleset=_ruleset(env),
+        ruleset_last_good=_ruleset_last_good(env, _ruleset(env)),
         ruleset_check_s=_parsed(env, "FRAUD_RULESET_CHECK_S", 30.0, _positive_float),
         decisions=_parsed(env, "FRAUD_DECISIONS", False, _boolean),
         model_dir=_parsed(env, "FRAUD_MODEL_DIR", None, _model_source),

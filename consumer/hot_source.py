@@ -131,7 +131,7 @@ class HotReload(Generic[D, T]):
         load: Callable[[Fetched[D]], T],
         version_of: Callable[[T], str],
         value: T,
-        tag: str,
+        tag: str | None,
         refusals: tuple[type[Exception], ...],
         pending: tuple[type[Exception], ...] = (),
         clock: Callable[[], float] = time.monotonic,
@@ -144,8 +144,8 @@ class HotReload(Generic[D, T]):
         self._refusals = refusals
         self._pending = pending
         self._clock = clock
-        self.value = value  # loaded at start-up by the owner: a source that cannot load stops it
-        self._tag = tag
+        self.value = value  # loaded at start-up by the owner (see RuleSetSource for a fallback)
+        self._tag = tag  # None: the source could not be read at start, read it whole next time
         self._refused_tag: str | None = None
         self._pending_tag: str | None = None
         self.last_refusal: str | None = None  # why the newest version was refused, if it was

@@ -8,6 +8,12 @@ problem is reported in one message that names the setting to fix, within seconds
 The task role is least-privilege (deploy/ecs): it may not hold s3:ListBucket (HeadBucket) or
 sns:GetTopicAttributes. "Access denied" on those two therefore cannot tell a missing resource
 from a forbidden look: it is a warning, not a failure. "Does not exist" always fails.
+
+The rule set (FRAUD_RULESET) is read and loaded as a processor would at start: a refused or
+unreadable published version with a valid last good version is a warning (the processors start
+with the last good one, consumer/ruleset_source.py); with none, start-up stops with a
+configuration problem (exit 78: no restart fixes it), or, when the storage did not answer, an
+unavailable one (exit 69).
 """
 
 from __future__ import annotations
@@ -25,8 +31,21 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.config import Settings
+from consumer.ruleset_source import (
+    NoUsableRuleSet,
+    fetcher_for,
+    last_good_location,
+    last_good_store_for,
+    starting_ruleset,
+)
 
-__all__ = ["PreflightError", "Report", "redis_location", "run_preflight"]
+__all__ = [
+    "PreflightConfigError",
+    "PreflightError",
+    "Report",
+    "redis_location",
+    "run_preflight",
+]
 
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 3.0
@@ -41,12 +60,19 @@ class PreflightError(RuntimeError):
     """A resource the worker needs is missing or unreachable; the message names the setting."""
 
 
+class PreflightConfigError(PreflightError):
+    """What a setting points to can never work as it is (a rule set refused, with no version
+    ever accepted): no restart fixes it, so `fraudstream worker` exits 78 (EX_CONFIG)."""
+
+
 @dataclass
 class Report:
-    """What the checks found: problems stop start-up, warnings are printed and tolerated."""
+    """What the checks found: problems stop start-up, warnings are printed and tolerated.
+    `config_problems` stop it too, as a configuration error."""
 
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    config_problems: list[str] = field(default_factory=list)
 
 
 def _aws_error(exc: Exception) -> tuple[str, int]:
@@ -151,6 +177,29 @@ def _check_redis(settings: Settings, report: Report) -> None:
             client.close()
 
 
+def _check_ruleset(settings: Settings, s3: Callable[[], Any], report: Report) -> None:
+    """The rule set a processor starting now would judge with (consumer/ruleset_source.py)."""
+    if settings.ruleset is None:
+        return
+    location = last_good_location(settings.ruleset, settings.ruleset_last_good)
+    try:
+        start = starting_ruleset(
+            fetcher_for(settings.ruleset, s3), last_good_store_for(location, s3)
+        )
+    except NoUsableRuleSet as exc:
+        (report.problems if exc.transient else report.config_problems).append(
+            f"FRAUD_RULESET: {exc}; publish a version that loads"
+        )
+        return
+    good = start.last_good
+    if good is not None:
+        report.warnings.append(
+            f"FRAUD_RULESET: {settings.ruleset} {start.refused}; the processors start with the "
+            f"last good version {good.version!r} (sha256 {good.sha256[:12]}, accepted "
+            f"{good.accepted_at or '?'} by {good.accepted_by or '?'}) from {good.location}"
+        )
+
+
 def _client(service: str, region: str) -> Any:
     """A client with short timeouts; endpoints follow AWS_ENDPOINT_URL_<SERVICE>."""
     session: Any = boto3.session.Session()
@@ -162,14 +211,18 @@ def run_preflight(
     stream: str,
     client: Callable[[str, str], Any] = _client,
 ) -> Report:
-    """Check Redis, the bucket, the topic and the stream side by side; raise PreflightError
-    naming every problem, or return the warnings."""
+    """Check Redis, the bucket, the topic, the stream and the rule set side by side; raise
+    PreflightError naming every problem (PreflightConfigError when one of them is a
+    configuration problem), or return the warnings."""
     report = Report()
     checks: dict[str, Callable[[], None]] = {
         "REDIS_URL": lambda: _check_redis(settings, report),
         "FRAUD_BUCKET": lambda: _check_bucket(client("s3", settings.region), settings, report),
         "FRAUD_TOPIC_ARN": lambda: _check_topic(client("sns", settings.region), settings, report),
         "FRAUD_STREAM": lambda: _check_stream(client("kinesis", settings.region), stream, report),
+        "FRAUD_RULESET": lambda: _check_ruleset(
+            settings, lambda: client("s3", settings.region), report
+        ),
     }
     with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="preflight") as pool:
         futures = {key: pool.submit(check) for key, check in checks.items()}
@@ -177,6 +230,8 @@ def run_preflight(
             error = future.exception()
             if error is not None:  # e.g. a malformed AWS_ENDPOINT_URL_*: still named, still fatal
                 report.problems.append(f"{key}: cannot be checked: {error!r}")
+    if report.config_problems:
+        raise PreflightConfigError("; ".join(sorted(report.config_problems + report.problems)))
     if report.problems:
         raise PreflightError("; ".join(sorted(report.problems)))
     report.warnings.sort()

@@ -42,6 +42,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_TIMESTAMP_MAX_AHEAD_S",
         "FRAUD_RULESET",
         "FRAUD_RULESET_CHECK_S",
+        "FRAUD_RULESET_LAST_GOOD",
         "FRAUD_DECISIONS",
         "FRAUD_MODEL_DIR",
         "FRAUD_MODEL_THRESHOLD",

@@ -23,7 +23,13 @@ from consumer.redis_packing import LeanCommandPacker
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
-from consumer.ruleset_source import RuleSetSource, builtin_ruleset, fetcher_for
+from consumer.ruleset_source import (
+    RuleSetSource,
+    builtin_ruleset,
+    fetcher_for,
+    last_good_location,
+    last_good_store_for,
+)
 from consumer.sinks.alerts import AlertPublisher, AlertSink
 from consumer.sinks.s3_batches import (
     S3JsonLinesBatch,
@@ -124,13 +130,20 @@ def assemble_pipeline(
 def ruleset_source(settings: Settings, s3: Callable[[], Any]) -> RuleSetSource:
     """FRAUD_RULESET (a file or S3 object, hot-reloaded), else the contract rules as configured.
 
+    Every version accepted is kept as the last good one (FRAUD_RULESET_LAST_GOOD, by default
+    beside the rule set), and a start while the published version is refused judges with it.
     The state store keeps at least the history the contract rules at their defaults need, so a
     reloaded version within that envelope never waits for a restart."""
     envelope = state_horizon_s(RulesConfig())
     if settings.ruleset is None:
         initial = builtin_ruleset(settings.rules)
         return RuleSetSource(None, 0, max(envelope, initial.state_horizon_s), fallback=initial)
-    source = RuleSetSource(fetcher_for(settings.ruleset, s3), settings.ruleset_check_s)
+    store = last_good_store_for(
+        last_good_location(settings.ruleset, settings.ruleset_last_good), s3
+    )
+    source = RuleSetSource(
+        fetcher_for(settings.ruleset, s3), settings.ruleset_check_s, last_good=store
+    )
     source.max_horizon_s = max(envelope, source.max_horizon_s)
     return source
 

@@ -43,6 +43,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not args.no_preflight:
         try:
             warnings += preflight.run_preflight(settings, values["streamName"]).warnings
+        except preflight.PreflightConfigError as exc:
+            # E.g. the rule set refused and no version ever accepted: a restart cannot fix it.
+            print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
         except preflight.PreflightError as exc:
             print(f"fraudstream: start-up check failed: {exc}", file=sys.stderr)
             return EXIT_UNAVAILABLE
@@ -113,7 +117,13 @@ def _fail(command: str, exc: Exception) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from consumer.cli.status import render_json, render_table, shard_statuses
+    from consumer.cli.status import (
+        render_json,
+        render_ruleset,
+        render_table,
+        ruleset_status,
+        shard_statuses,
+    )
 
     try:
         statuses = shard_statuses(
@@ -121,7 +131,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     except (BotoCoreError, ClientError) as exc:
         return _fail("status", exc)
-    print(render_json(args.stream, args.table, statuses) if args.json else render_table(statuses))
+    rules = None
+    if args.ruleset:  # the published rule set, the last good one: what a new worker would use
+        last_good = os.environ.get("FRAUD_RULESET_LAST_GOOD") or None
+        rules = ruleset_status(args.ruleset, last_good, aws_client("s3"))
+    if args.json:
+        print(render_json(args.stream, args.table, statuses, rules))
+    else:
+        print(render_table(statuses) + ("\n\n" + render_ruleset(rules) if rules else ""))
     return 0
 
 
@@ -242,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--table",
         default=os.environ.get("FRAUD_APP_NAME", "fraudstream"),
         help="the KCL lease table: the application name ($FRAUD_APP_NAME)",
+    )
+    status.add_argument(
+        "--ruleset",
+        default=os.environ.get("FRAUD_RULESET") or None,
+        help="the rule set: its published and last good versions ($FRAUD_RULESET)",
     )
     status.add_argument("--json", action="store_true", help="one JSON document instead")
     status.set_defaults(func=cmd_status)

@@ -9,6 +9,12 @@ shard allows 5 GetRecords a second, shared with the workers, so do not run it in
 
 The checkpoint lags the processing by up to the flush age (FRAUD_FLUSH_MAX_AGE_S) by design, so a
 live shard shows a few seconds behind even when the worker is keeping up.
+
+With a rule set (FRAUD_RULESET, or --ruleset), it also shows the published version and whether it
+loads, the fleet's last good version (consumer/ruleset_source.py: its record is checked as a
+worker checks it), and so which version a worker starting now judges with. Running workers keep
+the version in force when the published one is refused; per worker, their logs say which
+(`ruleset_loaded`, `ruleset_refused`, `ruleset_fallback_last_good`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from consumer.readback import is_open, lease_items, list_shards
+from consumer.rules.ruleset import RuleSetError
+from consumer.rules.ruleset_load import load_ruleset
+from consumer.ruleset_source import (
+    LastGoodUnusable,
+    fetcher_for,
+    last_good_location,
+    last_good_store_for,
+    sha256_of,
+    summary,
+)
 
 # Checkpoints that are not sequence numbers, and the iterator that starts where they point.
 _SENTINEL_ITERATORS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}
@@ -103,6 +119,115 @@ def shard_statuses(
     return statuses
 
 
+@dataclass(frozen=True)
+class RuleSetStatus:
+    """The published rule set, the last good one, and what a worker starting now judges with."""
+
+    source: str
+    published_state: str  # valid | refused | unreadable
+    published_version: str | None
+    published_sha256: str | None
+    published_error: str | None
+    last_good_location: str
+    last_good_state: str  # valid | absent | invalid | unreadable
+    last_good_version: str | None
+    last_good_sha256: str | None
+    last_good_accepted_at: str | None
+    last_good_accepted_by: str | None
+    last_good_error: str | None
+    starting_workers_use: str | None  # a version, or None: a worker would not start (exit 78)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ruleset_status(source: str, last_good: str | None, s3: Any) -> RuleSetStatus:
+    """Read both as a starting worker would (consumer/ruleset_source.starting_ruleset), without
+    writing anything. Errors are reported in the fields, never raised."""
+    location = last_good_location(source, last_good)
+    published: dict[str, Any] = {"state": "valid", "version": None, "sha256": None, "error": None}
+    try:
+        fetched = fetcher_for(source, lambda: s3).fetch(None)
+        if fetched is None:  # cannot happen without a tag
+            raise OSError("nothing to read")
+    except Exception as exc:
+        published.update(state="unreadable", error=summary(exc))
+    else:
+        published["sha256"] = sha256_of(fetched.data)
+        try:
+            published["version"] = load_ruleset(fetched.data, name=source).version
+        except RuleSetError as exc:
+            published.update(state="refused", error=summary(exc))
+    good: dict[str, Any] = {"state": "valid", "error": None}
+    try:
+        record = last_good_store_for(location, lambda: s3).load()
+    except LastGoodUnusable as exc:
+        good["state"] = "unreadable" if exc.transient else "absent" if exc.absent else "invalid"
+        good["error"] = exc.reason
+        record = None
+    except Exception as exc:  # e.g. a malformed endpoint: reported, not raised
+        good.update(state="unreadable", error=summary(exc))
+        record = None
+    if published["state"] == "valid":
+        starting = published["version"]
+    else:
+        starting = record.version if record is not None else None
+    return RuleSetStatus(
+        source=source,
+        published_state=published["state"],
+        published_version=published["version"],
+        published_sha256=published["sha256"],
+        published_error=published["error"],
+        last_good_location=location,
+        last_good_state=good["state"],
+        last_good_version=record.version if record is not None else None,
+        last_good_sha256=record.sha256 if record is not None else None,
+        last_good_accepted_at=record.accepted_at if record is not None else None,
+        last_good_accepted_by=record.accepted_by if record is not None else None,
+        last_good_error=good["error"],
+        starting_workers_use=starting,
+    )
+
+
+def render_ruleset(status: RuleSetStatus) -> str:
+    """A few lines under the shard table."""
+
+    def cut(text: str | None, width: int = 100) -> str:
+        text = text or ""
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    published = status.published_state.upper() if status.published_state != "valid" else "ok"
+    accepted = f"accepted {status.last_good_accepted_at or '?'}"
+    accepted += f" by {status.last_good_accepted_by or '?'}"
+    lines = [
+        f"RULE SET   {status.source}",
+        f"published  {status.published_version or '-'}  "
+        f"sha256 {(status.published_sha256 or '-')[:12]}  {published}"
+        + (f": {cut(status.published_error)}" if status.published_error else ""),
+        f"last good  {status.last_good_version or '-'}  "
+        f"sha256 {(status.last_good_sha256 or '-')[:12]}  "
+        + (
+            accepted
+            if status.last_good_state == "valid"
+            else f"{status.last_good_state.upper()}: {cut(status.last_good_error)}"
+        )
+        + f"  ({status.last_good_location})",
+    ]
+    if status.published_state == "valid":
+        lines.append(f"in force   {status.published_version} (the published version)")
+    elif status.starting_workers_use is not None:
+        lines.append(
+            f"in force   {status.starting_workers_use} (the last good version) on workers that "
+            "start now; running workers keep the version they hold"
+        )
+    else:
+        lines.append(
+            "in force   NONE for a worker starting now: `fraudstream worker` stops with exit "
+            "78; running workers keep the version they hold"
+        )
+    return "\n".join(lines)
+
+
 def _short(checkpoint: str | None) -> str:
     if checkpoint is None:
         return "-"
@@ -148,7 +273,14 @@ def render_table(statuses: list[ShardStatus]) -> str:
     )
 
 
-def render_json(stream: str, table: str, statuses: list[ShardStatus]) -> str:
-    return json.dumps(
-        {"stream": stream, "lease_table": table, "shards": [s.as_dict() for s in statuses]}
-    )
+def render_json(
+    stream: str, table: str, statuses: list[ShardStatus], ruleset: RuleSetStatus | None = None
+) -> str:
+    document: dict[str, Any] = {
+        "stream": stream,
+        "lease_table": table,
+        "shards": [s.as_dict() for s in statuses],
+    }
+    if ruleset is not None:
+        document["ruleset"] = ruleset.as_dict()
+    return json.dumps(document)

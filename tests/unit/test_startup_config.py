@@ -409,3 +409,57 @@ def test_what_counts_as_one_typo(key: str, typo: bool) -> None:
             check_environment({key: "x"})
     else:
         assert check_environment({key: "x"}) == [f"{key}: unknown setting, ignored"]
+
+
+# -- the rule set: refused at start, with and without a last good version (issue #19) ----------
+
+
+def _moto_s3(env: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+BROKEN_RULESET = b"version: bad-2\nrules: {high_amount: {threshold: -5}}\n"
+
+
+def test_a_refused_rule_set_never_accepted_stops_the_worker_with_exit_78(
+    worker_env: dict[str, str],
+) -> None:
+    _moto_s3(worker_env).put_object(Bucket="bkt", Key="never/live.yaml", Body=BROKEN_RULESET)
+    env = {**worker_env, "FRAUD_RULESET": "s3://bkt/never/live.yaml"}
+    result, elapsed = worker(env)
+    assert result.returncode == 78, result.stderr
+    said = "fraudstream: configuration error: FRAUD_RULESET: s3://bkt/never/live.yaml refused: "
+    assert said in result.stderr
+    assert "threshold" in result.stderr
+    assert "no version was ever accepted (s3://bkt/never/live.yaml.last-good.json: none stored" in (
+        result.stderr
+    )
+    assert not jvm_started(env)
+    assert elapsed < 20
+
+
+def test_a_refused_rule_set_with_a_last_good_version_starts_the_worker_with_a_warning(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    from consumer.ruleset_source import FileFetcher, RuleSetSource, S3LastGoodStore
+
+    s3 = _moto_s3(worker_env)
+    good = tmp_path / "good.yaml"
+    good.write_text('version: "good-1"\nrules: {high_amount: {threshold: "5000"}}\n')
+    # A worker of the fleet accepted good-1 earlier and kept it beside the published key.
+    store = S3LastGoodStore(s3, "bkt", "kept/live.yaml.last-good.json")
+    RuleSetSource(FileFetcher(str(good)), 30, last_good=store, accepted_by="worker-7")
+    s3.put_object(Bucket="bkt", Key="kept/live.yaml", Body=BROKEN_RULESET)
+    env = {**worker_env, "FRAUD_RULESET": "s3://bkt/kept/live.yaml"}
+    result, _ = worker(env)
+    assert result.returncode == 0, result.stderr
+    assert jvm_started(env)
+    assert "fraudstream: warning: FRAUD_RULESET: s3://bkt/kept/live.yaml refused: " in result.stderr
+    assert "the processors start with the last good version 'good-1'" in result.stderr
+    assert "by worker-7) from s3://bkt/kept/live.yaml.last-good.json" in result.stderr

@@ -145,3 +145,79 @@ def test_a_missing_lease_table_fails_with_a_message(
     assert main(["status", "--stream", STREAM, "--table", "nope"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "ResourceNotFoundException" in err
+
+
+# -- the rule set: published, last good, what a starting worker uses (issue #19) ---------------
+
+GOOD = (
+    b'version: "good-1"\n'
+    b'custom: [{id: lucky_777, description: d, severity: high, when: "amount == 777"}]\n'
+)
+BROKEN = b"version: bad-2\nrules: {high_amount: {threshold: -5}}\n"
+
+
+def keep_last_good(s3: Any, body: bytes) -> None:
+    """What a worker that accepted `body` left beside the published key."""
+    from consumer.ruleset_source import RuleSetSource, S3Fetcher, S3LastGoodStore
+
+    s3.put_object(Bucket="rules", Key="live.yaml", Body=body)
+    store = S3LastGoodStore(s3, "rules", "live.yaml.last-good.json")
+    RuleSetSource(S3Fetcher(s3, "rules", "live.yaml"), 30, last_good=store, accepted_by="w-1")
+
+
+def test_the_rule_set_published_refused_and_the_last_good_one(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="rules")
+    keep_last_good(s3, GOOD)
+    s3.put_object(Bucket="rules", Key="live.yaml", Body=BROKEN)
+    args = ["status", "--stream", STREAM, "--table", TABLE, "--ruleset", "s3://rules/live.yaml"]
+
+    assert main([*args, "--json"]) == 0
+    rules = json.loads(capsys.readouterr().out)["ruleset"]
+    assert rules["source"] == "s3://rules/live.yaml"
+    assert (rules["published_state"], rules["published_version"]) == ("refused", None)
+    assert "threshold" in rules["published_error"]
+    assert rules["last_good_location"] == "s3://rules/live.yaml.last-good.json"
+    assert (rules["last_good_state"], rules["last_good_version"]) == ("valid", "good-1")
+    assert rules["last_good_accepted_by"] == "w-1"
+    assert rules["starting_workers_use"] == "good-1"
+
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "RULE SET   s3://rules/live.yaml" in text
+    assert "published  -  sha256 " in text and "REFUSED: " in text
+    assert "last good  good-1  sha256 " in text and "by w-1" in text
+    assert "in force   good-1 (the last good version) on workers that start now" in text
+
+
+def test_the_rule_set_without_any_good_version_says_a_worker_would_stop(aws: Aws) -> None:
+    from consumer.cli.status import render_ruleset, ruleset_status
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="rules")
+    s3.put_object(Bucket="rules", Key="live.yaml", Body=BROKEN)
+    status = ruleset_status("s3://rules/live.yaml", None, s3)
+    assert (status.last_good_state, status.starting_workers_use) == ("absent", None)
+    assert "NONE for a worker starting now: `fraudstream worker` stops with exit 78" in (
+        render_ruleset(status)
+    )
+    # A record that does not check out counts as none, as the workers count it.
+    s3.put_object(Bucket="rules", Key="live.yaml.last-good.json", Body=b'{"kind": "x"}')
+    status = ruleset_status("s3://rules/live.yaml", None, s3)
+    assert (status.last_good_state, status.starting_workers_use) == ("invalid", None)
+    # A published version that loads is what starting workers use.
+    keep_last_good(s3, GOOD)
+    status = ruleset_status("s3://rules/live.yaml", None, s3)
+    assert (status.published_state, status.published_version) == ("valid", "good-1")
+    assert status.last_good_sha256 == status.published_sha256
+    assert "in force   good-1 (the published version)" in render_ruleset(status)
+
+
+def test_without_a_rule_set_status_shows_only_the_shards(
+    aws: Aws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FRAUD_RULESET", raising=False)
+    assert main(["status", "--stream", STREAM, "--table", TABLE, "--json"]) == 0
+    assert "ruleset" not in json.loads(capsys.readouterr().out)
