@@ -54,6 +54,7 @@ COUNTS: dict[str, str] = {
     "records.internal_error": "ProcessingErrors",
     "checkpoints": "Checkpoints",
     "ruleset.refused": "RuleSetRefused",
+    "ruleset.last_good_in_use": "RuleSetLastGoodInUse",
     "model.refused": "ModelRefused",
     "state.cache_evicted": "StateCacheEvictions",
 }
