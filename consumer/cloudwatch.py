@@ -96,6 +96,7 @@ OUTPUTS: dict[str, str] = {
 FLAGGED_RULE = "flagged.rule."
 FLAGGED_SEVERITY = "flagged.severity."
 SHADOW_RULE = "shadow.rule."
+RULE_ERRORS = "rule_errors."  # a rule that raised on a record and so did not fire on it
 GAVE_UP = "gave_up."
 
 
@@ -132,6 +133,8 @@ def to_datums(
             count("FlaggedByRule", value, "Rule", name[len(FLAGGED_RULE) :])
         elif name.startswith(SHADOW_RULE):
             count("ShadowHitsByRule", value, "Rule", name[len(SHADOW_RULE) :])
+        elif name.startswith(RULE_ERRORS):
+            count("RuleErrors", value, "Rule", name[len(RULE_ERRORS) :])
         elif name.startswith(FLAGGED_SEVERITY):
             count("FlaggedBySeverity", value, "Severity", name[len(FLAGGED_SEVERITY) :])
         elif name.startswith(GAVE_UP):

@@ -4,11 +4,18 @@ Nothing here checkpoints: the CheckpointPolicy decides when handed-over outputs 
 Every record leaves this function in exactly one place: the dead letters (invalid), nowhere
 (a producer-retry duplicate, counted), the flagged buffer and maybe the alert list, or nowhere
 (judged and clean). Its effect on the account's history goes to Redis, once per batch.
+
+A rule that raises on a record (a custom rule's arithmetic, a bug, MemoryError) or a model that
+fails on it costs that rule its say, not the record its verdict: the other rules decide and
+alert, the failure is counted by rule (`rule_errors.<id>`, CloudWatch RuleErrors) and logged
+(`rule_error`, at most one line per rule per RULE_ERROR_LOG_EVERY_S). Only a record that cannot
+be judged at all goes to the dead letters as `internal`.
 """
 
 from __future__ import annotations
 
 import binascii
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -20,6 +27,7 @@ from consumer.config import Settings
 from consumer.logs import get_logger
 from consumer.metrics import METRICS
 from consumer.model.features import FeatureRow
+from consumer.model.rule import RULE_ID as MODEL_RULE_ID
 from consumer.model.rule import ModelRule
 from consumer.model_source import ModelSource
 from consumer.model_stage import BatchModel, Scored
@@ -28,7 +36,8 @@ from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.retry import REDIS_ERRORS, call_with_retries
 from consumer.rules import severity_at_least
 from consumer.rules.config import SEVERITIES
-from consumer.rules.engine import Decision
+from consumer.rules.engine import Decision, RuleErrors
+from consumer.rules.history import AccountHistory
 from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset
 from consumer.ruleset_source import RuleSetSource, builtin_ruleset
 from consumer.sinks.alerts import Alert, AlertSink, RejectedAlert
@@ -42,6 +51,42 @@ log = get_logger(__name__)
 # A valid record on its way to the judge: where it is, its state position, the transaction, and
 # its bytes as received (what a dead letter keeps if judging it fails).
 _Valid = tuple[RecordPosition, Position, Transaction, bytes]
+
+# The in-process counter of a rule's failures, by rule id (consumer/cloudwatch.py: RuleErrors).
+RULE_ERRORS = "rule_errors."
+# At most one `rule_error` log line per rule (and one `model_score_failed`) per this many
+# seconds, per shard; the next line says how many were held back meanwhile.
+RULE_ERROR_LOG_EVERY_S = 60.0
+
+
+class RateLimit:
+    """At most one log line per key per `every_s` seconds (of `clock`, monotonic).
+
+    `allow(key)` is None while the key is held back (counted), else the number held back since
+    its last line. Keys are rule ids, a few dozen; past `max_keys` (rule sets renaming rules over
+    months) the memory starts afresh."""
+
+    def __init__(
+        self,
+        every_s: float = RULE_ERROR_LOG_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1000,
+    ) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._last: dict[str, tuple[float, int]] = {}  # key -> (last line at, held back since)
+
+    def allow(self, key: str) -> int | None:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._every_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if last is None and len(self._last) >= self._max_keys:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return last[1] if last is not None else 0
 
 
 class KinesisRecord(Protocol):
@@ -79,6 +124,7 @@ class BatchPipeline:
         shadow: S3JsonLinesBatch | None = None,
         decisions: S3JsonLinesBatch | None = None,
         model: BatchModel | ModelSource | None = None,
+        error_log: RateLimit | None = None,
     ) -> None:
         self.shard_id = shard_id
         self._rulesets = rulesets or RuleSetSource(
@@ -97,6 +143,9 @@ class BatchPipeline:
         self._now = now
         self._dispatch = AlertDispatcher()
         self._state_writer = StateWriter()
+        # The `rule_error` and `model_score_failed` lines: a rule failing on every record must
+        # not flood the logs (the counts are in the metrics).
+        self._error_log = error_log or RateLimit()
 
     def process(self, records: Iterable[KinesisRecord]) -> RecordPosition | None:
         """Route every record; queue this batch's alerts; return the last record's position.
@@ -173,8 +222,9 @@ class BatchPipeline:
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
         # Pass 1: judge every record (the history each one sees, in stream order) and, with a
-        # model, collect its feature row; the score needs the whole batch.
-        judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes]] = []
+        # model, collect its feature row; the score needs the whole batch. Each judged record
+        # keeps the index of its row (-1: none, the model failed on it).
+        judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes, int]] = []
         rows: list[FeatureRow] = []
         # The model_score rule under the rule set in force: a reload changes it from this batch.
         model_rule = model.rule_for(ruleset.model) if model is not None else None
@@ -185,22 +235,32 @@ class BatchPipeline:
                 continue
             try:
                 history = view.history(txn, pos)
+                # A rule that raises does not fire: named in verdict.rule_errors.
                 verdict = judge_with_ruleset(txn, history, ruleset)
-                if model is not None:
-                    rows.append(model.row(txn, history))
+                row = self._row(model, txn, history, record_position) if model is not None else None
                 view.add(txn, pos)
             except Exception as exc:
                 self._not_judged(data, record_position, exc)
                 continue
-            judged.append((record_position, txn, verdict, data))
+            if verdict.rule_errors:
+                self._rule_errors(verdict.rule_errors, record_position, ruleset.version)
+            row_index = -1
+            if row is not None:
+                row_index = len(rows)
+                rows.append(row)
+            judged.append((record_position, txn, verdict, data, row_index))
         scored = self._scored(model, rows, model_rule) if model is not None else []
         # Pass 2: outputs.
-        for index, (record_position, txn, verdict, data) in enumerate(judged):
-            score = scored[index] if scored else None
+        for record_position, txn, verdict, data, row_index in judged:
+            score = scored[row_index] if scored and row_index >= 0 else None
             try:
                 decision = verdict.decision
                 if score is not None and model is not None and model_rule is not None:
-                    decision = model.apply(decision, score, model_rule)
+                    try:
+                        decision = model.apply(decision, score, model_rule)
+                    except Exception as exc:  # the rules' verdict stands, without the score
+                        self._model_failed(model, "apply", exc, record_position)
+                        score = None
                 # With its score, every line names the model that gave it.
                 model_fields = (
                     {}
@@ -271,9 +331,70 @@ class BatchPipeline:
         try:
             return model.score(rows, rule)
         except Exception:
-            log.exception("model_score_failed", rows=len(rows), model_version=model.model_version)
             METRICS.incr("records.internal_error")
+            METRICS.incr(f"{RULE_ERRORS}{MODEL_RULE_ID}", len(rows))  # records without a score
+            suppressed = self._error_log.allow("model_score_failed")
+            if suppressed is not None:
+                log.exception(
+                    "model_score_failed",
+                    rows=len(rows),
+                    model_version=model.model_version,
+                    suppressed=suppressed,
+                )
             return []
+
+    def _row(
+        self,
+        model: BatchModel,
+        txn: Transaction,
+        history: AccountHistory,
+        position: RecordPosition,
+    ) -> FeatureRow | None:
+        """The record's feature row; None when building it fails (the record keeps its rules'
+        verdict, without a score)."""
+        try:
+            return model.row(txn, history)
+        except Exception as exc:
+            self._model_failed(model, "row", exc, position)
+            return None
+
+    def _model_failed(
+        self, model: BatchModel, stage: str, exc: Exception, position: RecordPosition
+    ) -> None:
+        """The model failed on one record: counted and logged as a `model_score` rule error."""
+        METRICS.incr(f"{RULE_ERRORS}{MODEL_RULE_ID}")
+        suppressed = self._error_log.allow(MODEL_RULE_ID)
+        if suppressed is not None:
+            log.warning(
+                "rule_error",
+                rule=MODEL_RULE_ID,
+                error=type(exc).__name__,
+                stage=stage,
+                model_version=model.model_version,
+                shard_id=self.shard_id,
+                sequence_number=position.sequence_number,
+                suppressed=suppressed,
+            )
+
+    def _rule_errors(
+        self, errors: RuleErrors, position: RecordPosition, rules_version: str
+    ) -> None:
+        """Rules that raised on a record (and so did not fire): counted by rule, and logged at
+        most once per rule per interval. The exception's type only: its text may quote the
+        record, and the record is found by its sequence number."""
+        for rule, error in errors:
+            METRICS.incr(f"{RULE_ERRORS}{rule}")
+            suppressed = self._error_log.allow(rule)
+            if suppressed is not None:
+                log.warning(
+                    "rule_error",
+                    rule=rule,
+                    error=error,
+                    rules_version=rules_version,
+                    shard_id=self.shard_id,
+                    sequence_number=position.sequence_number,
+                    suppressed=suppressed,
+                )
 
     def _not_judged(self, data: bytes, position: RecordPosition, exc: Exception) -> None:
         """A record that breaks the judge must not stop the shard (a crash loop): it is kept

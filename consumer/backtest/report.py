@@ -55,6 +55,8 @@ def to_dict(
             "kind": {"new": _kind(rule, new), "baseline": _kind(rule, baseline)},
             "hits": {"new": new_side.hits[rule], "baseline": base_side.hits[rule]},
             "shadow_hits": {"new": new_side.shadow[rule], "baseline": base_side.shadow[rule]},
+            # records on which the rule raised, and so did not fire (a bug, an arithmetic limit)
+            "errors": {"new": new_side.errors[rule], "baseline": base_side.errors[rule]},
             "newly_flagged": {
                 "count": result.only_new[rule],
                 "examples": _ids(result.examples_new.get(rule)),
@@ -100,6 +102,13 @@ def to_dict(
             },
         },
         "rules": rules,
+        "rule_errors": {
+            name: {
+                "count": sum(side.errors.values()),
+                "examples": {rule: _ids(side.error_examples[rule]) for rule in sorted(side.errors)},
+            }
+            for name, side in (("new", new_side), ("baseline", base_side))
+        },
         "labels": None,
         "elapsed_s": round(elapsed_s, 3),
         "records_per_s": round(result.records / elapsed_s) if elapsed_s > 0 else None,
@@ -154,6 +163,10 @@ def render_table(report: dict[str, Any]) -> str:
             f"{_pct(overall['new']['recall'])} (baseline {_pct(overall['baseline']['recall'])})"
         )
     header = ["rule", "kind", "hits", "baseline", "change", "+new", "-gone", "shadow"]
+    rule_errors = report["rule_errors"]
+    any_errors = bool(rule_errors["new"]["count"] or rule_errors["baseline"]["count"])
+    if any_errors:
+        header.append("errors")
     if labels is not None:
         header += ["precision", "recall", "base prec", "base rec"]
     rows = [header]
@@ -175,6 +188,11 @@ def render_table(report: dict[str, Any]) -> str:
         ]
         if shadow["baseline"] and shadow["baseline"] != shadow["new"]:
             cells[-1] += f" (was {shadow['baseline']:,})"
+        if any_errors:
+            errors = row["errors"]
+            cells.append(f"{errors['new']:,}" if errors["new"] or errors["baseline"] else "")
+            if errors["baseline"] != errors["new"]:
+                cells[-1] += f" (was {errors['baseline']:,})"
         if labels is not None:
             cells += [
                 _pct(row["precision"]["new"]),
@@ -210,6 +228,11 @@ def render_table(report: dict[str, Any]) -> str:
                 lines.append(f"  {what}: {', '.join(flagged[key]['examples'])}")
         for sign, rule, diff in differences:
             lines.append(f"  {sign}{rule}: {', '.join(diff['examples'])}")
+    if any_errors:
+        lines += ["", "rule errors (the rule raised and did not fire; transaction ids):"]
+        for name in ("new", "baseline"):
+            for rule, ids in rule_errors[name]["examples"].items():
+                lines.append(f"  {name} {rule}: {', '.join(ids)}")
     if invalid["count"]:
         lines += ["", "invalid records by reason (record numbers, from 1 in file order):"]
         for entry in invalid["reasons"][:10]:

@@ -3,11 +3,13 @@
 Both rule sets are judged by `judge_with_ruleset` on the same AccountHistory object, built once
 per record by ReplayHistory; each record is parsed once. What is counted (BacktestResult):
 per rule, hits under each rule set; the records one flags and the other does not (with the first
-few transaction ids); shadow hits; and, for records that carry a label, true and false
-positives and false negatives per rule and overall. Two labels, as load_test/synthetic.py writes
-them: `fraud` (true or false; it wins when both are there) scores every rule and the overall
-decision against it; `expected_rules` (the rules that should fire) scores a contract rule against
-its own id, and a custom rule and the overall decision against "it names any rule".
+few transaction ids); shadow hits; rule errors (a rule that raised on a record counts as not
+fired there, as in the worker, and is counted by rule with the first few transaction ids); and,
+for records that carry a label, true and false positives and false negatives per rule and
+overall. Two labels, as load_test/synthetic.py writes them: `fraud` (true or false; it wins
+when both are there) scores every rule and the overall decision against it; `expected_rules`
+(the rules that should fire) scores a contract rule against its own id, and a custom rule and
+the overall decision against "it names any rule".
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Side:
 
     hits: Counter[str] = field(default_factory=Counter)  # live rules
     shadow: Counter[str] = field(default_factory=Counter)
+    # rule -> records on which it raised (and so did not fire), with the first few of them
+    errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     flagged: int = 0
     true_pos: Counter[str] = field(default_factory=Counter)  # "*" = the overall decision
     false_pos: Counter[str] = field(default_factory=Counter)
@@ -167,11 +172,18 @@ def run_backtest(
             continue
         history = history_of(txn)
         new_verdict = judge_with_ruleset(txn, history, new)
+        # A contract rule that raised under the new rule set: the baseline's judge finds it too.
+        reuse = same_contract and not new_verdict.rule_errors
         base_verdict = judge_with_ruleset(
-            txn, history, baseline, new_verdict.contract if same_contract else None
+            txn, history, baseline, new_verdict.contract if reuse else None
         )
         add(txn, index)
         judged += 1
+        if new_verdict.rule_errors or base_verdict.rule_errors:
+            for side, verdict in ((new_side, new_verdict), (base_side, base_verdict)):
+                for rule, _ in verdict.rule_errors:
+                    side.errors[rule] += 1
+                    _example(side.error_examples, rule, index, txn.transaction_id)
         raw = txn.raw
         label: Any = raw.get(LABEL)
         is_fraud: Any = raw.get(FRAUD)
@@ -285,9 +297,13 @@ def merge(parts: Iterable[BacktestResult]) -> BacktestResult:
                 [*out.invalid_examples.get(reason, []), *numbers]
             )[:EXAMPLES]
         for mine, theirs in zip(out.sides, part.sides, strict=True):
-            for name in ("hits", "shadow", "true_pos", "false_pos", "false_neg"):
+            for name in ("hits", "shadow", "errors", "true_pos", "false_pos", "false_neg"):
                 getattr(mine, name).update(getattr(theirs, name))
             mine.flagged += theirs.flagged
+            for rule, kept in theirs.error_examples.items():
+                mine.error_examples[rule] = sorted([*mine.error_examples.get(rule, []), *kept])[
+                    :EXAMPLES
+                ]
         out.only_new.update(part.only_new)
         out.only_base.update(part.only_base)
         for mine_examples, their_examples in (

@@ -4,11 +4,16 @@ The rules core is pure: it knows nothing of Redis, boto3 or the KCL, so the same
 stream, an offline backtest and the benchmarks, and it is tested with plain data. It runs once
 per record on the hot path (tens of thousands of times a second), so `judge` walks the history
 once (consumer.rules.scan) and allocates nothing when no rule fires.
+
+`judge` lets an exception out (a bug, MemoryError); `judge_rule_by_rule` is the slow, careful
+path the caller falls back to then: each rule on its own, a rule that raises counting as not
+fired, so the others still decide (consumer.rules.ruleset.judge_with_ruleset).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -48,6 +53,10 @@ class Decision(msgspec.Struct, frozen=True, gc=False):
 
 
 NOT_FLAGGED = Decision(reasons=(), severity=None)
+
+# (rule id, exception type name) of each rule that raised on a transaction: never the exception's
+# text, which may quote the record.
+RuleErrors = tuple[tuple[str, str], ...]
 
 
 def severity_at_least(severity: str | None, threshold: str) -> bool:
@@ -143,9 +152,121 @@ def judge(txn: Transaction, history: AccountHistory, config: RulesConfig) -> Dec
     return Decision(reasons=tuple(fired), severity=severity)
 
 
+def _decision(fired: list[Reason] | None, config: RulesConfig) -> Decision:
+    """The reasons and their highest severity (`judge` inlines this: a call per record)."""
+    if fired is None:
+        return NOT_FLAGGED
+    severities = config.severities
+    severity = severities[fired[0].rule]
+    rank = _RANK[severity]
+    for reason in fired:
+        candidate = severities[reason.rule]
+        if _RANK[candidate] > rank:
+            severity = candidate
+            rank = _RANK[candidate]
+    return Decision(reasons=tuple(fired), severity=severity)
+
+
 def _add(fired: list[Reason] | None, rule: str, detail: str) -> list[Reason]:
     reason = Reason(rule, detail)
     if fired is None:
         return [reason]
     fired.append(reason)
     return fired
+
+
+# --- each rule on its own: the fallback when `judge` raised ---------------------------------------
+
+
+def _velocity_alone(txn: Transaction, history: AccountHistory, config: RulesConfig) -> str | None:
+    t = txn.event_time
+    count = 0
+    if history.recent:
+        count, _, _ = scan(
+            history.recent,
+            t,
+            EXACT.subtract(t, config.velocity_window_s),
+            t,
+            config.card_testing_max_amount,
+            False,
+            history.ascending,
+        )
+    return velocity(count, config)
+
+
+def _card_testing_alone(
+    txn: Transaction, history: AccountHistory, config: RulesConfig
+) -> str | None:
+    if not is_small(txn, config):
+        return None
+    t = txn.event_time
+    small = 0
+    if history.recent:
+        _, small, _ = scan(
+            history.recent,
+            t,
+            t,
+            EXACT.subtract(t, config.card_testing_window_s),
+            config.card_testing_max_amount,
+            False,
+            history.ascending,
+        )
+    return card_testing(txn, small, config)
+
+
+def _impossible_travel_alone(
+    txn: Transaction, history: AccountHistory, config: RulesConfig
+) -> str | None:
+    if txn.latitude is None or not history.recent:
+        return None
+    t = txn.event_time
+    _, _, previous = scan(
+        history.recent, t, t, t, config.card_testing_max_amount, True, history.ascending
+    )
+    if previous is None:
+        return None
+    return impossible_travel(txn, previous, config)
+
+
+# In RULE_IDS order, the order `judge` gives its reasons in. Lambdas, so that each call reads
+# the module's current functions (what `judge` calls).
+_ALONE: tuple[tuple[str, Callable[[Transaction, AccountHistory, RulesConfig], str | None]], ...] = (
+    ("high_amount", lambda txn, history, config: high_amount(txn, config)),
+    ("velocity", lambda txn, history, config: _velocity_alone(txn, history, config)),
+    ("cross_border", lambda txn, history, config: cross_border(txn)),
+    (
+        "low_balance_high_amount",
+        lambda txn, history, config: low_balance_high_amount(txn, config),
+    ),
+    (
+        "impossible_travel",
+        lambda txn, history, config: _impossible_travel_alone(txn, history, config),
+    ),
+    ("card_testing", lambda txn, history, config: _card_testing_alone(txn, history, config)),
+    (
+        "new_device_high_amount",
+        lambda txn, history, config: new_device_high_amount(txn, history, config),
+    ),
+)
+
+
+def judge_rule_by_rule(
+    txn: Transaction, history: AccountHistory, config: RulesConfig
+) -> tuple[Decision, RuleErrors]:
+    """`judge`, each enabled rule evaluated on its own: a rule that raises does not fire, and is
+    named with its exception's type. Where nothing raises, the decision is `judge`'s (a property
+    test holds them equal); slower (a history pass per windowed rule), so only the fallback."""
+    enabled = config.enabled
+    fired: list[Reason] | None = None
+    errors: list[tuple[str, str]] = []
+    for rule, alone in _ALONE:
+        if rule not in enabled:
+            continue
+        try:
+            detail = alone(txn, history, config)
+        except Exception as exc:
+            errors.append((rule, type(exc).__name__))
+            continue
+        if detail is not None:
+            fired = _add(fired, rule, detail)
+    return _decision(fired, config), tuple(errors)

@@ -7,6 +7,10 @@ rules that are `shadow` are evaluated and returned apart, and never flag or aler
 a rule on live traffic before switching it on. Every decision carries the rule set's version
 (`rules_version` in each S3 line and alert).
 
+A rule that raises on a transaction (a bug, an arithmetic limit, MemoryError) counts as not
+fired for it, and the decision names it in `rule_errors`; every other rule still decides. The
+caller counts and logs them (consumer/pipeline.py, consumer/backtest/run.py).
+
 Pure like the rest of consumer.rules: loading a file is consumer.rules.ruleset_load's job.
 """
 
@@ -21,7 +25,15 @@ import msgspec
 
 from consumer.records import Transaction
 from consumer.rules.config import RULE_IDS, SEVERITIES, RulesConfig
-from consumer.rules.engine import NOT_FLAGGED, Decision, Reason, judge, state_horizon_s
+from consumer.rules.engine import (
+    NOT_FLAGGED,
+    Decision,
+    Reason,
+    RuleErrors,
+    judge,
+    judge_rule_by_rule,
+    state_horizon_s,
+)
 from consumer.rules.expressions import Expression
 from consumer.rules.features import FEATURES, Facts, FeaturePlan
 from consumer.rules.history import AccountHistory
@@ -79,6 +91,9 @@ class RuleSetDecision(msgspec.Struct, frozen=True, gc=False):
     shadow: tuple[Reason, ...]
     # What flags and alerts: the contract reasons, then the custom ones; the highest severity.
     decision: Decision
+    # (rule id, exception type name) of every rule, contract, live or shadow, that raised on
+    # this transaction and so did not fire; in evaluation order. Empty almost always.
+    rule_errors: RuleErrors = ()
 
     @property
     def flagged(self) -> bool:
@@ -180,12 +195,21 @@ def judge_with_ruleset(
 
     `contract`, when the caller already has it, is `engine.judge(txn, history, ruleset.config)`
     (a backtest judging two rule sets with equal contract parameters computes it once).
+
+    A rule that raises does not fire, and is named in `rule_errors`: if `engine.judge` raises,
+    the contract rules are judged again one by one (engine.judge_rule_by_rule); each custom rule
+    is tested on its own. (A try costs nothing in Python 3.11 until something raises.)
     """
+    errors: list[tuple[str, str]] | None = None
     if contract is None:
-        contract = judge(txn, history, ruleset.config)
+        try:
+            contract = judge(txn, history, ruleset.config)
+        except Exception:
+            contract, contract_errors = judge_rule_by_rule(txn, history, ruleset.config)
+            errors = list(contract_errors)
     live = ruleset.live
     shadow = ruleset.shadow
-    if not live and not shadow:
+    if not live and not shadow and errors is None:
         if contract is NOT_FLAGGED:
             return ruleset._quiet
         return RuleSetDecision(ruleset.version, contract, (), (), contract)
@@ -193,16 +217,22 @@ def judge_with_ruleset(
     shadow_hits: list[Reason] | None = None
     facts = Facts(txn, history, ruleset.plan)
     for rule in live:
-        if rule.when.test(facts):
-            if hits is None:
-                hits = []
-            hits.append(Reason(rule.id, _detail(rule, facts)))
+        try:
+            if rule.when.test(facts):
+                if hits is None:
+                    hits = []
+                hits.append(Reason(rule.id, _detail(rule, facts)))
+        except Exception as exc:
+            errors = _failed(errors, rule, exc)
     for rule in shadow:
-        if rule.when.test(facts):
-            if shadow_hits is None:
-                shadow_hits = []
-            shadow_hits.append(Reason(rule.id, _detail(rule, facts)))
-    if hits is None and shadow_hits is None and contract is NOT_FLAGGED:
+        try:
+            if rule.when.test(facts):
+                if shadow_hits is None:
+                    shadow_hits = []
+                shadow_hits.append(Reason(rule.id, _detail(rule, facts)))
+        except Exception as exc:
+            errors = _failed(errors, rule, exc)
+    if hits is None and shadow_hits is None and contract is NOT_FLAGGED and errors is None:
         return ruleset._quiet
     custom = tuple(hits) if hits is not None else ()
     decision = contract
@@ -220,7 +250,18 @@ def judge_with_ruleset(
         custom,
         tuple(shadow_hits) if shadow_hits is not None else (),
         decision,
+        tuple(errors) if errors is not None else (),
     )
+
+
+def _failed(
+    errors: list[tuple[str, str]] | None, rule: CustomRule, exc: Exception
+) -> list[tuple[str, str]]:
+    """Note that `rule` raised (its id and the exception's type: the text may quote values)."""
+    if errors is None:
+        errors = []
+    errors.append((rule.id, type(exc).__name__))
+    return errors
 
 
 def _detail(rule: CustomRule, facts: Facts) -> str:

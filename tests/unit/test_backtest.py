@@ -455,3 +455,71 @@ def test_a_fraud_label_scores_every_rule_against_it(
     assert row["precision"] == {"new": round(2 / 3, 4), "baseline": 0.5}
     assert row["recall"] == {"new": round(2 / 3, 4), "baseline": round(1 / 3, 4)}
     assert rule_row(report, "velocity")["recall"]["new"] == 0.0
+
+
+# -- a rule that raises -------------------------------------------------------------------------
+
+
+def test_rule_errors_are_counted_beside_the_hits_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer.backtest.report import render_table
+    from consumer.rules import engine
+    from consumer.rules.amount import high_amount
+    from consumer.rules.ruleset import CustomRule, RuleSet
+    from tests.unit.test_rule_errors import fragile, raising_for
+
+    poison = frozenset({"t1", "t4"})
+    new = RuleSet(
+        "fragile-1",
+        default_ruleset().config,
+        [CustomRule("fragile", "d", "high", fragile(poison))],
+    )
+    baseline = default_ruleset()
+    # high_amount raises on t3: under both rule sets, though their contract parameters are equal.
+    monkeypatch.setattr(engine, "high_amount", raising_for(frozenset({"t3"}), high_amount))
+    amounts = ["50", "150", "20000", "20000", "600"]
+    items = [(n, data(record(n, amount)).encode()) for n, amount in enumerate(amounts)]
+    result = run_backtest(iter(items), new, baseline, keep_decisions=True)
+    new_side, base_side = result.sides
+    assert result.judged == 5
+    assert new_side.errors == {"fragile": 2, "high_amount": 1}
+    assert base_side.errors == {"high_amount": 1}
+    assert result.decisions is not None
+    by_txn = {txn_id: (n, b) for _, txn_id, n, b in result.decisions}
+    assert by_txn["t0"] == ((), ())
+    assert by_txn["t1"] == ((), ())  # fragile raised (150 would have fired)
+    assert by_txn["t2"] == (("high_amount", "fragile"), ("high_amount",))
+    assert by_txn["t3"] == (("fragile",), ())  # high_amount raised, under both rule sets
+    assert by_txn["t4"] == ((), ())  # fragile raised
+
+    report = to_dict(result, new, baseline, 1.0)
+    assert rule_row(report, "fragile")["errors"] == {"new": 2, "baseline": 0}
+    assert rule_row(report, "high_amount")["errors"] == {"new": 1, "baseline": 1}
+    assert rule_row(report, "velocity")["errors"] == {"new": 0, "baseline": 0}
+    assert report["rule_errors"] == {
+        "new": {"count": 3, "examples": {"fragile": ["t1", "t4"], "high_amount": ["t3"]}},
+        "baseline": {"count": 1, "examples": {"high_amount": ["t3"]}},
+    }
+    table = render_table(report)
+    assert "errors" in table.splitlines()[4]  # the header of the rules table
+    assert "  new fragile: t1, t4" in table and "  baseline high_amount: t3" in table
+
+    # Parts add up to the whole.
+    parts = [
+        run_backtest(iter([i for i in items if i[0] % 2 == side]), new, baseline) for side in (0, 1)
+    ]
+    merged = merge(parts)
+    assert merged.sides[0].errors == new_side.errors
+    assert merged.sides[0].error_examples == new_side.error_examples
+    assert merged.sides[1].errors == base_side.errors
+
+
+def test_without_rule_errors_the_table_has_no_errors_column() -> None:
+    from consumer.backtest.report import render_table
+
+    items = [(0, data(record(0, "20000")).encode())]
+    result = run_backtest(iter(items), default_ruleset(), default_ruleset())
+    report = to_dict(result, default_ruleset(), default_ruleset(), 1.0)
+    assert report["rule_errors"]["new"] == {"count": 0, "examples": {}}
+    assert "errors" not in render_table(report)

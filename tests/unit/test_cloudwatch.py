@@ -84,6 +84,21 @@ def test_counters_map_to_the_contract_names_and_dimensions() -> None:
     assert dims == {"Rule", "Severity", "Output"}
 
 
+def test_rule_errors_are_counted_by_rule_apart_from_processing_errors() -> None:
+    """A rule that raised on a record (the record still judged by the others): RuleErrors by
+    Rule, the pipeline's counter; not a ProcessingError (nothing was lost)."""
+    from consumer import pipeline
+
+    assert pipeline.RULE_ERRORS == "rule_errors."
+    aggregate = {"rule_errors.big_spender": 3, "rule_errors.velocity": 1, "rule_errors.x": 0}
+    datums = by_key(to_datums(aggregate, "app", AT))
+    assert datums[("RuleErrors", "big_spender")]["Value"] == 3
+    assert datums[("RuleErrors", "velocity")]["Value"] == 1
+    assert datums[("RuleErrors", "big_spender")]["Dimensions"][1]["Name"] == "Rule"
+    assert datums[("RuleErrors", "big_spender")]["Unit"] == "Count"
+    assert datums[("ProcessingErrors",)]["Value"] == 0
+
+
 def test_durations_are_statistic_values_and_redis_load_and_save_are_one_metric() -> None:
     metrics = Metrics()
     for millis in (2.0, 0.25):
@@ -120,6 +135,7 @@ def test_the_contract_names_are_the_ones_published() -> None:
     """Every name the dashboard and alarms may use (docs/metrics.md) can be produced here."""
     aggregate: dict[str, float] = {"flagged.rule.x": 1, "flagged.severity.high": 1}
     aggregate |= {"shadow.rule.watch": 1, "ruleset.refused": 1, "model.refused": 1}
+    aggregate |= {"rule_errors.watch": 1}
     aggregate |= {"state.cache_evicted": 1}
     aggregate |= {"gave_up.s3_flagged": 1}
     for source in ("batch.total", "s3.flush", "redis.load", "kcl.millis_behind_latest"):

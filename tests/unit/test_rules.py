@@ -926,3 +926,103 @@ def test_judge_agrees_with_the_oracle(
     assert judge_stream(records, config, random.Random(seed)) == reference_decisions(
         records, config
     )
+
+
+# --- a rule that raises: the others still decide (engine.judge_rule_by_rule) -----------------
+
+
+def test_rule_by_rule_covers_every_rule_in_rule_id_order() -> None:
+    from consumer.rules import engine
+
+    assert tuple(rule for rule, _ in engine._ALONE) == RULE_IDS
+
+
+def _sorted_history(history: AccountHistory) -> AccountHistory:
+    ordered = sorted(history.recent, key=lambda e: (e.event_time, e.position))
+    return structs.replace(history, recent=ordered, ascending=True)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=streams(), config=configs)
+def test_rule_by_rule_decides_as_judge_when_nothing_raises(
+    records: list[tuple[str, bytes]], config: RulesConfig
+) -> None:
+    from consumer.rules.engine import judge_rule_by_rule
+
+    earlier: list[Transaction] = []
+    for _, data in records:
+        parsed = parse_transaction(data)
+        if isinstance(parsed, InvalidRecord):
+            continue
+        history = history_of(earlier, parsed)
+        for seen in (history, _sorted_history(history)):
+            assert judge_rule_by_rule(parsed, seen, config) == (judge(parsed, seen, config), ())
+        earlier.append(parsed)
+
+
+def _boom(*args: Any) -> Any:
+    raise ArithmeticError(f"{ACCOUNT} 4111111111111111")  # text that must not travel
+
+
+def test_a_contract_rule_that_raises_does_not_fire_and_the_others_decide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer.rules import engine
+
+    earlier = [txn(at=i, loc=BERLIN, device_id="old") for i in range(3)]
+    t = txn(
+        at=10,
+        amount="20000",
+        account_balance="100",
+        origin_country="DE",
+        destination_country="FR",
+        loc=NEW_YORK,
+        device_id="new",
+    )
+    history = history_of(earlier, t)
+    monkeypatch.setattr(engine, "velocity", _boom)
+    with pytest.raises(ArithmeticError):
+        judge(t, history, DEFAULT)
+    decision, errors = engine.judge_rule_by_rule(t, history, DEFAULT)
+    assert rules(decision) == [
+        "high_amount",
+        "cross_border",
+        "low_balance_high_amount",
+        "impossible_travel",
+        "new_device_high_amount",
+    ]
+    assert decision.severity == "high"
+    assert errors == (("velocity", "ArithmeticError"),)
+    # A disabled rule does not run, so it cannot fail.
+    without = replace(DEFAULT, enabled=frozenset(RULE_IDS) - {"velocity"})
+    assert engine.judge_rule_by_rule(t, history, without) == (judge(t, history, without), ())
+
+
+def test_the_shared_history_pass_failing_costs_only_the_windowed_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer.rules import engine
+
+    small = [txn(at=i, amount="1", loc=BERLIN) for i in range(4)]
+    t = txn(at=5, amount="1", origin_country="DE", destination_country="FR", loc=NEW_YORK)
+    history = history_of(small, t)
+    assert rules(judge(t, history, DEFAULT)) == [
+        "velocity",
+        "cross_border",
+        "impossible_travel",
+        "card_testing",
+    ]
+    monkeypatch.setattr(engine, "scan", _boom)
+    decision, errors = engine.judge_rule_by_rule(t, history, DEFAULT)
+    assert rules(decision) == ["cross_border"]
+    assert decision.severity == "low"
+    assert errors == (
+        ("velocity", "ArithmeticError"),
+        ("impossible_travel", "ArithmeticError"),
+        ("card_testing", "ArithmeticError"),
+    )
+    # Without history there is no pass to fail.
+    assert engine.judge_rule_by_rule(t, EMPTY_HISTORY, DEFAULT) == (
+        judge(t, EMPTY_HISTORY, DEFAULT),
+        (),
+    )
