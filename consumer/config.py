@@ -53,7 +53,7 @@ class StateConfig:
 
     # Event-time disorder tolerated within an account beyond the longest rule window.
     lateness_s: int = 3600
-    # Producer-retry duplicates are recognised for this long (CONTRACT: 24 h).
+    # Producer-retry duplicates are recognised for this long (docs/contract.md: 24 h).
     dedup_ttl_s: int = 86400
     # How long an account remembers its devices and that it has history.
     memory_ttl_s: int = 90 * 86400

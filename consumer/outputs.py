@@ -1,4 +1,4 @@
-"""The shapes of what the consumer writes (CONTRACT section 3), as pure functions.
+"""The shapes of what the consumer writes (docs/contract.md section 4), as pure functions.
 
 JSON is written with simplejson's Decimal support so that the transaction passes through with
 every number exactly as it was received.

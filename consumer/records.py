@@ -1,4 +1,4 @@
-"""Decode and validate one Kinesis record into a `Transaction` (CONTRACT section 1).
+"""Decode and validate one Kinesis record into a `Transaction` (docs/contract.md, "A transaction").
 
 Every record passes through here before anything else looks at it, so this module has two jobs
 that pull against each other: it must be exact and it must be fast. Exact, because thresholds
@@ -10,6 +10,21 @@ the checks are straight-line code.
 It also never raises for any input: a poison record (bad UTF-8, a BOM, `NaN`, a 5000-digit integer,
 100 000 levels of nesting, an impossible date) becomes an `InvalidRecord` naming the field and the
 reason, which the caller writes to the dead-letter output; it must never stop a shard.
+
+Bounded numbers. What the rules do later with a valid record's numbers runs in an exact decimal
+context (consumer/rules/exact.py), where a sum is as long as its operands' digits from the
+highest to the lowest exponent: `100 + 1e-99999999999` would need 10^11 digits (MemoryError),
+and every later record of the account would fail the same way. So `amount` and
+`account_balance` must be multiples of 1e-18 and the balance lies in [-1e15, 1e15]
+(docs/contract.md, "Bounds"). The check looks at the exponent, never at an expanded value: one
+quantize to 1e-18 in a context that traps Inexact (~80 ns), after the magnitude is known to be
+bounded, so `1e-99999999999` is refused in microseconds. A value that passes is kept as the
+exact Decimal of its literal (`12.50000000000000000000` keeps its zeros), with one exception:
+a zero balance written with an exponent below -18 (`0e-99999999999`, equal to zero and so a
+multiple of 1e-18) is held as `0E-18`, the same value with an exponent the arithmetic can use
+(its `raw` literal is passed through unchanged). The string fields the rules and the state use
+(`currency`, the country codes, `merchant_id`, `merchant_category`, `device_id`, `ip_address`)
+are at most 256 code points.
 
 A valid record must also survive what the worker does with it next: its raw object is re-encoded
 as JSON (simplejson, which recurses) and its strings become UTF-8 Redis keys. So two things the
@@ -32,7 +47,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from functools import lru_cache
 from typing import Any, NoReturn
 
@@ -42,7 +57,10 @@ __all__ = [
     "CHANNELS",
     "ID_MAX_LEN",
     "MAX_AMOUNT",
+    "MAX_BALANCE",
     "MAX_DEPTH",
+    "QUANTUM",
+    "TEXT_MAX_LEN",
     "InvalidRecord",
     "Transaction",
     "parse_event_time",
@@ -51,6 +69,11 @@ __all__ = [
 
 ID_MAX_LEN = 128
 MAX_AMOUNT = Decimal(1_000_000_000)
+# Bounds (docs/contract.md): |account_balance| <= 1e15; amounts and balances are multiples of
+# QUANTUM; the other string fields are at most TEXT_MAX_LEN code points.
+MAX_BALANCE = Decimal(10**15)
+QUANTUM = Decimal("1e-18")
+TEXT_MAX_LEN = 256
 # Deepest nesting of a record's JSON value; the object itself is level 1. Far below the recursion
 # limit, so re-encoding the raw object (simplejson recurses once per level) cannot overflow.
 MAX_DEPTH = 64
@@ -64,6 +87,17 @@ _ZERO = Decimal(0)
 # Arithmetic in this context is exact: the precision and exponent range are the largest the
 # decimal module allows, and the operands are small, so nothing is ever rounded.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+# Quantizing to QUANTUM in this context raises Inexact exactly when a non-zero digit lies past
+# the 18th decimal place, whatever the exponent (1e-99999999999 costs microseconds: the
+# coefficient is shifted out, not expanded). Called only once the magnitude is within the
+# bounds, so the result has at most 34 digits and never exceeds the precision.
+_quantize = Context(
+    prec=40, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation]
+).quantize
+_MIN_BALANCE = -MAX_BALANCE
+_INT_MAX_AMOUNT = 1_000_000_000
+_INT_MAX_BALANCE = 10**15
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -269,10 +303,16 @@ def _days_since_epoch(year: str, month: str, day: str) -> int | None:
 # account while the account is active. Straight to the regex path: each account has its own
 # creation second, which would only push the stream's shared seconds out of _second_start.
 _created_at = lru_cache(maxsize=32_768)(_parse_iso)
+# Only strings up to this long go through that cache: a fraction has no length bound, and 32,768
+# cached megabyte strings (with their Decimals) would hold tens of GB. A usual value is 20-35.
+_CACHED_TIME_MAX_LEN = 64
 
 # Messages, built once.
 _WANT_ID = "must be a string of 1..128 characters"
 _WANT_AMOUNT = "must be a number > 0 and <= 1e9"
+_WANT_QUANTUM = "must be a multiple of 1e-18 (no non-zero digit past the 18th decimal place)"
+_WANT_BALANCE = "must be a number in -1e15..1e15"
+_WANT_TEXT = f"must be a string of at most {TEXT_MAX_LEN} characters"
 _WANT_TIME = (
     "must be an ISO-8601 string YYYY-MM-DDTHH:MM[:SS[.fraction]] with a zone "
     "(Z, +HH:MM, +HHMM, +HH) or integer epoch milliseconds"
@@ -303,7 +343,7 @@ _OPTIONAL_TEXT = ("merchant_id", "merchant_category", "device_id", "ip_address")
 
 
 def parse_transaction(data: bytes) -> Transaction | InvalidRecord:
-    """Decode one Kinesis record's data and validate it against CONTRACT section 1.
+    """Decode one Kinesis record's data and validate it (docs/contract.md, "A transaction").
 
     Never raises for any `bytes` (or `bytearray` / `memoryview`) input: everything the contract
     calls invalid, including text the JSON parser cannot handle, comes back as an InvalidRecord.
@@ -386,11 +426,18 @@ def _validate(obj: dict[str, Any]) -> Transaction:
     amount = get("amount")
     if amount is None:
         raise _Bad("amount: missing")
-    if type(amount) is int:
+    if type(amount) is Decimal:
+        if not _ZERO < amount <= MAX_AMOUNT:
+            raise _Bad(f"amount: {_WANT_AMOUNT}")
+        try:  # the magnitude is bounded now: a cheap quantize, whatever the exponent
+            _quantize(amount, QUANTUM)
+        except ArithmeticError:
+            raise _Bad(f"amount: {_WANT_QUANTUM}") from None
+    elif type(amount) is int:  # a whole number: a multiple of 1e-18 already
+        if not 0 < amount <= _INT_MAX_AMOUNT:
+            raise _Bad(f"amount: {_WANT_AMOUNT}")
         amount = Decimal(amount)
-    elif type(amount) is not Decimal:
-        raise _Bad(f"amount: {_WANT_AMOUNT}")
-    if not _ZERO < amount <= MAX_AMOUNT:
+    else:
         raise _Bad(f"amount: {_WANT_AMOUNT}")
 
     timestamp = get("timestamp")
@@ -405,12 +452,31 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         currency = "USD"
     elif type(currency) is not str:
         raise _Bad("currency: must be a string")
+    elif len(currency) > TEXT_MAX_LEN:
+        raise _Bad(f"currency: {_WANT_TEXT}")
 
     account_balance = get("account_balance")
     if account_balance is not None:
-        if type(account_balance) is int:
+        if type(account_balance) is Decimal:
+            # adjusted() is the exponent of the leading digit: below 15, |balance| < 1e15.
+            if account_balance.adjusted() > 14 and not (
+                _MIN_BALANCE <= account_balance <= MAX_BALANCE
+            ):
+                raise _Bad(f"account_balance: {_WANT_BALANCE}")
+            try:
+                quantized = _quantize(account_balance, QUANTUM)
+            except ArithmeticError:
+                raise _Bad(f"account_balance: {_WANT_QUANTUM}") from None
+            if not account_balance and account_balance.adjusted() < -18:
+                # A zero (adjusted() is its exponent) written as 0e-99999999999 is a multiple of
+                # 1e-18, but `balance - amount` would take that exponent and expand the amount
+                # to it: held as 0E-18, the same value (sign kept; raw keeps the literal).
+                account_balance = quantized
+        elif type(account_balance) is int:
+            if not -_INT_MAX_BALANCE <= account_balance <= _INT_MAX_BALANCE:
+                raise _Bad(f"account_balance: {_WANT_BALANCE}")
             account_balance = Decimal(account_balance)
-        elif type(account_balance) is not Decimal:
+        else:
             raise _Bad("account_balance: must be a number")
 
     # Optional strings checked inline (a call each was a tenth of this function's time).
@@ -418,11 +484,15 @@ def _validate(obj: dict[str, Any]) -> Transaction:
     if origin_country is not None:
         if type(origin_country) is not str:
             raise _Bad("origin_country: must be a string")
+        if len(origin_country) > TEXT_MAX_LEN:
+            raise _Bad(f"origin_country: {_WANT_TEXT}")
         origin_country = origin_country.upper()
     destination_country = get("destination_country")
     if destination_country is not None:
         if type(destination_country) is not str:
             raise _Bad("destination_country: must be a string")
+        if len(destination_country) > TEXT_MAX_LEN:
+            raise _Bad(f"destination_country: {_WANT_TEXT}")
         destination_country = destination_country.upper()
 
     lat = get("latitude")
@@ -449,7 +519,7 @@ def _validate(obj: dict[str, Any]) -> Transaction:
     if account_created_at is not None:
         account_created_at = (
             _created_at(account_created_at)
-            if type(account_created_at) is str
+            if type(account_created_at) is str and len(account_created_at) <= _CACHED_TIME_MAX_LEN
             else parse_event_time(account_created_at)
         )
         if account_created_at is None:
@@ -457,8 +527,11 @@ def _validate(obj: dict[str, Any]) -> Transaction:
 
     for key in _OPTIONAL_TEXT:
         value = get(key)
-        if value is not None and type(value) is not str:
-            raise _Bad(f"{key}: must be a string")
+        if value is not None:
+            if type(value) is not str:
+                raise _Bad(f"{key}: must be a string")
+            if len(value) > TEXT_MAX_LEN:
+                raise _Bad(f"{key}: {_WANT_TEXT}")
 
     return Transaction(  # positional, in field order: faster than keywords
         transaction_id,

@@ -1,10 +1,11 @@
 """The one validity check that needs more than the record's bytes: a timestamp far in the future.
 
-CONTRACT section 1 does not bound the event time. A timestamp years ahead is not a payment but
-a producer's bug (epoch microseconds sent as milliseconds, a device clock reset to 2099): judged,
-it would enter the account's history at an instant no real transaction reaches, register its
-device as known, and raise the velocity count of nothing. Such a record is dead-lettered with
-its reason instead, so it is kept, visible and replayable once the producer is fixed.
+The contract's record format (docs/contract.md section 1) does not bound the event time. A
+timestamp years ahead is not a payment but a producer's bug (epoch microseconds sent as
+milliseconds, a device clock reset to 2099): judged, it would enter the account's history at an
+instant no real transaction reaches, register its device as known, and raise the velocity count
+of nothing. Such a record is dead-lettered with its reason instead, so it is kept, visible and
+replayable once the producer is fixed.
 
 The bound is relative to the record's Kinesis arrival time (`approximateArrivalTimestamp`),
 never the wall clock: a replay of the same record after a crash decides the same way. Event

@@ -1,6 +1,6 @@
 """Count-in-a-window rules: velocity and card_testing.
 
-"Within W" of a transaction at t means an event time t' with `t - W < t' <= t` (CONTRACT
+"Within W" of a transaction at t means an event time t' with `t - W < t' <= t` (docs/contract.md
 section 2). The counting itself happens in consumer.rules.scan, in the one pass over the history
 that all windowed rules share; these functions turn the counts into a verdict. Counts are of the
 earlier (in the stream) transactions only: "this one" is added here.

@@ -1,4 +1,4 @@
-"""A deliberately naive reference for the contract's decisions, written from CONTRACT.md alone.
+"""A deliberately naive reference for the contract's decisions, written from docs/contract.md alone.
 
 It does not use consumer.rules (only consumer.records, to parse and validate): it keeps the whole
 history of every account forever, recomputes every rule from scratch for every record with exact
@@ -39,12 +39,12 @@ def _km_between(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def _within(t: Fraction, other: Fraction, window: Fraction) -> bool:
-    """CONTRACT: "within W" means t - W < t' <= t."""
+    """docs/contract.md: "within W" means t - W < t' <= t."""
     return t - window < other <= t
 
 
 def _fired(txn: Transaction, earlier: list[Transaction], config: RulesConfig) -> set[str]:
-    """Every rule of CONTRACT section 2 that fires; `earlier` is the account's history in
+    """Every rule of docs/contract.md section 2 that fires; `earlier` is the account's history in
     stream order (not including txn)."""
     fired: set[str] = set()
     t = Fraction(txn.event_time)
@@ -124,8 +124,9 @@ def reference_decisions(
 ) -> list[tuple[str, str, frozenset[str]]]:
     """(position, outcome, fired rule ids) for each (position, raw data) in stream order.
 
-    outcome: "invalid" (CONTRACT section 1), "duplicate" (a valid record whose transaction_id an
-    earlier valid record at another position had: not judged, adds nothing), or "judged".
+    outcome: "invalid" (docs/contract.md section 1), "duplicate" (a valid record whose
+    transaction_id an earlier valid record at another position had: not judged, adds nothing),
+    or "judged".
     """
     stream_index: dict[str, int] = {}
     first_position_of_id: dict[str, str] = {}

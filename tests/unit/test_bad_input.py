@@ -3,7 +3,7 @@ that names the field and the problem, its bytes are kept, the shard keeps flowin
 records after it are judged), the checkpoint reaches the last record and the worker stays up.
 
 Every case runs as one batch: a valid flagged record, the bad one, another valid flagged record.
-The fields and their rules are CONTRACT section 1's table.
+The fields and their rules are the table of docs/contract.md ("A transaction").
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from tests.support.memory_aws import raw_of
 
 WANT_ID = "must be a string of 1..128 characters"
 WANT_AMOUNT = "must be a number > 0 and <= 1e9"
+WANT_QUANTUM = "must be a multiple of 1e-18 (no non-zero digit past the 18th decimal place)"
+WANT_BALANCE = "must be a number in -1e15..1e15"
+WANT_TEXT = "must be a string of at most 256 characters"
 WANT_TIME = (
     "must be an ISO-8601 string YYYY-MM-DDTHH:MM[:SS[.fraction]] with a zone "
     "(Z, +HH:MM, +HHMM, +HH) or integer epoch milliseconds"
@@ -138,6 +141,29 @@ CASES: list[tuple[str, bytes, str]] = [
     ),
     ("amount as string", record(amount="100.00"), f"amount: {WANT_AMOUNT}"),
     ("amount as boolean", record(amount=True), f"amount: {WANT_AMOUNT}"),
+    # The bounds (docs/contract.md, "Bounds"): 1e-99999999999 passed 0 < amount <= 1e9 and
+    # blinded its account (every later exact sum needed 10^11 digits).
+    ("amount 1e-99999999999", splice(amount="1e-99999999999"), f"amount: {WANT_QUANTUM}"),
+    ("amount 1e-19", splice(amount="1e-19"), f"amount: {WANT_QUANTUM}"),
+    ("amount 19 decimals", splice(amount="12.5000000000000000001"), f"amount: {WANT_QUANTUM}"),
+    ("balance 1e16", splice(account_balance="1e16"), f"account_balance: {WANT_BALANCE}"),
+    (
+        "balance just under -1e15",
+        splice(account_balance="-1000000000000000.000000000000000001"),
+        f"account_balance: {WANT_BALANCE}",
+    ),
+    (
+        "balance 1e-99999999999",
+        splice(account_balance="1e-99999999999"),
+        f"account_balance: {WANT_QUANTUM}",
+    ),
+    ("currency 257 characters", record(currency="U" * 257), f"currency: {WANT_TEXT}"),
+    (
+        "destination_country 257 characters",
+        record(destination_country="D" * 257),
+        f"destination_country: {WANT_TEXT}",
+    ),
+    ("device_id 257 emoji", record(device_id="\U0001f4f1" * 257), f"device_id: {WANT_TEXT}"),
     ("balance as string", record(account_balance="100"), "account_balance: must be a number"),
     ("balance NaN", splice(account_balance="NaN"), "not valid JSON: non-standard constant NaN"),
     (
@@ -281,7 +307,7 @@ def test_bad_record_is_dead_lettered_with_its_reason_and_the_shard_flows(
     assert letter["error"] == reason
 
 
-# CONTRACT section 1: the required fields, and values of the wrong type or out of range.
+# docs/contract.md: the required fields, and values of the wrong type or out of range.
 REQUIRED: dict[str, tuple[str, list[Any]]] = {
     "transaction_id": (WANT_ID, [123, True, [], {}, "", "x" * 129, 1.5]),
     "account_id": (WANT_ID, [42, False, ["a"], {"id": "a"}, "", "é" * 129]),
@@ -306,7 +332,7 @@ def test_each_required_field_of_the_wrong_type(redis_conn: Any, field: str, valu
     assert letter["error"] == f"{field}: {REQUIRED[field][0]}"
 
 
-# The optional fields of CONTRACT section 1 and a value of the wrong type for each.
+# The optional fields of docs/contract.md and a value of the wrong type for each.
 OPTIONAL_WRONG: list[tuple[str, Any, str]] = [
     ("currency", 840, "currency: must be a string"),
     ("account_balance", "1000.00", "account_balance: must be a number"),
@@ -337,7 +363,7 @@ def test_each_optional_field_of_the_wrong_type(
 def test_unknown_country_codes_are_judged_as_strings(
     redis_conn: Any, origin: str, destination: str
 ) -> None:
-    # CONTRACT section 1: country codes are checked as strings only (compared case-insensitively),
+    # docs/contract.md: country codes are checked as strings only (compared case-insensitively),
     # so a code outside ISO-3166 is no reason to drop a transaction unjudged.
     data = valid(
         "odd-countries", amount="12.50", origin_country=origin, destination_country=destination
@@ -407,7 +433,7 @@ def test_a_replay_decides_the_future_limit_the_same(redis_conn: Any) -> None:
 
 
 def test_a_future_dated_record_enters_no_state(redis_conn: Any) -> None:
-    """Its device stays unknown: a later large amount on it is a new device (CONTRACT: an
+    """Its device stays unknown: a later large amount on it is a new device (docs/contract.md: an
     invalid record enters no state)."""
     future = valid("future", amount="20", device_id="dev-x", timestamp=ARRIVAL + 10 * 86_400_000)
     first = valid("first", amount="20")

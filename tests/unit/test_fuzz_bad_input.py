@@ -73,8 +73,30 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
-GOOD_AMOUNTS = ["20000", "1", "4.99", "5.00", "999.99", "1000", "10000", "10000.01", "1e9"]
-BAD_AMOUNTS = ["0", "-1", "1e10", '"12"', "null"]
+GOOD_AMOUNTS = [
+    "20000",
+    "1",
+    "4.99",
+    "5.00",
+    "999.99",
+    "1000",
+    "10000",
+    "10000.01",
+    "1e9",
+    "1e-18",
+    "12.50000000000000000000",
+]
+BAD_AMOUNTS = ["0", "-1", "1e10", '"12"', "null", "1e-19", "1e-99999999999"]
+# Balances written as literals, at and past the bounds (a zero of exponent -99999999999 is valid).
+BALANCE_LITERALS = [
+    "0e-99999999999",
+    "1e15",
+    "-1e15",
+    "999999999999999.999999999999999999",
+    "1e16",
+    "1e-19",
+    "1e-99999999999",
+]
 GOOD_TIMES: list[Any] = [
     ARRIVAL - 60_000,
     ARRIVAL - 30_000,
@@ -105,7 +127,7 @@ def plausible_records(draw: st.DrawFn) -> bytes:
             st.sampled_from([(52.52, 13.405), (40.7128, -74.006), (48.85, 2.35), (91, 0)])
         )
     if draw(st.booleans()):
-        body["device_id"] = draw(st.sampled_from(["d1", "d2"]))
+        body["device_id"] = draw(st.sampled_from(["d1", "d2"] * 4 + ["d" * 257]))
     if draw(st.booleans()):
         body["origin_country"] = draw(st.sampled_from(["DE", "fr", "XX"]))
         body["destination_country"] = draw(st.sampled_from(["DE", "FR", "zz"]))
@@ -114,6 +136,8 @@ def plausible_records(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 4)) == 4:
         body[draw(st.sampled_from(FIELDS))] = draw(json_values)  # a field of any value or type
     text = json.dumps(body)
+    if "account_balance" not in body and draw(st.integers(0, 5)) == 0:
+        text = text[:-1] + f', "account_balance": {draw(st.sampled_from(BALANCE_LITERALS))}}}'
     amount = draw(st.sampled_from(GOOD_AMOUNTS * 4 + BAD_AMOUNTS))
     if "amount" not in body:
         text = text[:-1] + f', "amount": {amount}}}'

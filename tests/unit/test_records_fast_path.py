@@ -100,6 +100,18 @@ def test_fast_and_exact_paths_agree_on_any_number_literal(key: str, literal: str
         b'{"transaction_id":"t","account_id":"a","amount":10000.001,"timestamp":0}',
         b'{"transaction_id":"t","account_id":"a","amount":10000.00000000000000001,"timestamp":0}',
         b'{"transaction_id":"t","account_id":"a","amount":1e-400,"timestamp":0}',
+        # The bounds: the killer, the finest step and just past it, a zero of tiny exponent.
+        b'{"transaction_id":"t","account_id":"a","amount":1e-99999999999,"timestamp":0}',
+        b'{"transaction_id":"t","account_id":"a","amount":1e-18,"timestamp":0}',
+        b'{"transaction_id":"t","account_id":"a","amount":1.5e-18,"timestamp":0}',
+        b'{"transaction_id":"t","account_id":"a","amount":12.50000000000000000000,"timestamp":0}',
+        b'{"transaction_id":"t","account_id":"a","amount":1,"timestamp":0,'
+        b'"account_balance":0e-99999999999}',
+        b'{"transaction_id":"t","account_id":"a","amount":1,"timestamp":0,'
+        b'"account_balance":-1000000000000000.000000000000000001}',
+        b'{"transaction_id":"t","account_id":"a","amount":1,"timestamp":0,"device_id":"'
+        + b"\\u00e9" * 257
+        + b'"}',
         b'{"transaction_id":"t","account_id":"a","amount":18446744073709551616,"timestamp":0}',
         b'{"transaction_id":"t","account_id":"a","amount":5,"timestamp":18446744073709551616}',
         b'{"transaction_id":"t","account_id":"a","amount":5,"timestamp":1.0}',
