@@ -19,12 +19,13 @@ and every later record of the account would fail the same way. So `amount` and
 (docs/contract.md, "Bounds"). The check looks at the exponent, never at an expanded value: one
 quantize to 1e-18 in a context that traps Inexact (~80 ns), after the magnitude is known to be
 bounded, so `1e-99999999999` is refused in microseconds. A value that passes is kept as the
-exact Decimal of its literal (`12.50000000000000000000` keeps its zeros), with one exception:
-a zero balance written with an exponent below -18 (`0e-99999999999`, equal to zero and so a
-multiple of 1e-18) is held as `0E-18`, the same value with an exponent the arithmetic can use
-(its `raw` literal is passed through unchanged). The string fields the rules and the state use
-(`currency`, the country codes, `merchant_id`, `merchant_category`, `device_id`, `ip_address`)
-are at most 256 code points.
+exact Decimal of its literal (`12.50` stays `12.50`), except where the literal has more than 18
+decimal places, all zeros past the 18th (`12.50000000000000000000`, or `1.` and a million zeros,
+which would make every later sum of the account a million digits long), or is a zero written
+with an exponent below -18 (`0e-99999999999`): those are held with exactly 18 decimal places,
+the same value (the `raw` literal is passed through unchanged). The string fields the rules
+and the state use (`currency`, the country codes, `merchant_id`, `merchant_category`,
+`device_id`, `ip_address`) are at most 256 code points.
 
 A valid record must also survive what the worker does with it next: its raw object is re-encoded
 as JSON (simplejson, which recurses) and its strings become UTF-8 Redis keys. So two things the
@@ -47,7 +48,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Rounded,
+)
 from functools import lru_cache
 from typing import Any, NoReturn
 
@@ -92,9 +102,13 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 # the 18th decimal place, whatever the exponent (1e-99999999999 costs microseconds: the
 # coefficient is shifted out, not expanded). Called only once the magnitude is within the
 # bounds, so the result has at most 34 digits and never exceeds the precision.
+# Rounded is trapped too: it signals a literal with more than 18 decimals that are all zeros
+# (`1.` and a million zeros is a multiple of 1e-18, but every later sum of its account would
+# carry the million digits): such a value is held quantized (`_trimmed`), the same number.
 _quantize = Context(
-    prec=40, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation]
+    prec=40, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Rounded]
 ).quantize
+_trimmed = Context(prec=40, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[]).quantize
 _MIN_BALANCE = -MAX_BALANCE
 _INT_MAX_AMOUNT = 1_000_000_000
 _INT_MAX_BALANCE = 10**15
@@ -431,6 +445,8 @@ def _validate(obj: dict[str, Any]) -> Transaction:
             raise _Bad(f"amount: {_WANT_AMOUNT}")
         try:  # the magnitude is bounded now: a cheap quantize, whatever the exponent
             _quantize(amount, QUANTUM)
+        except Rounded:  # only zeros past the 18th decimal place: the same value, 18 places
+            amount = _trimmed(amount, QUANTUM)
         except ArithmeticError:
             raise _Bad(f"amount: {_WANT_QUANTUM}") from None
     elif type(amount) is int:  # a whole number: a multiple of 1e-18 already
@@ -465,6 +481,8 @@ def _validate(obj: dict[str, Any]) -> Transaction:
                 raise _Bad(f"account_balance: {_WANT_BALANCE}")
             try:
                 quantized = _quantize(account_balance, QUANTUM)
+            except Rounded:  # only zeros past the 18th decimal place, as for amount
+                quantized = account_balance = _trimmed(account_balance, QUANTUM)
             except ArithmeticError:
                 raise _Bad(f"account_balance: {_WANT_QUANTUM}") from None
             if not account_balance and account_balance.adjusted() < -18:
