@@ -135,7 +135,7 @@ def test_the_contract_names_are_the_ones_published() -> None:
     """Every name the dashboard and alarms may use (docs/metrics.md) can be produced here."""
     aggregate: dict[str, float] = {"flagged.rule.x": 1, "flagged.severity.high": 1}
     aggregate |= {"shadow.rule.watch": 1, "ruleset.refused": 1, "model.refused": 1}
-    aggregate |= {"rule_errors.watch": 1}
+    aggregate |= {"rule_errors.watch": 1, "ruleset.last_good_in_use": 1}
     aggregate |= {"state.cache_evicted": 1}
     aggregate |= {"gave_up.s3_flagged": 1}
     for source in ("batch.total", "s3.flush", "redis.load", "kcl.millis_behind_latest"):
