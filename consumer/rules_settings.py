@@ -12,66 +12,60 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from consumer.rules.config import PARAMETER_FIELDS, RULE_IDS, SEVERITIES, RulesConfig
+from consumer.rules.config import (
+    PARAMETER_FIELDS,
+    PARAMETER_KINDS,
+    RULE_IDS,
+    SEVERITIES,
+    ParameterKind,
+    RulesConfig,
+    parse_parameter,
+    shown,
+)
 
 
 class RulesConfigError(ValueError):
     """A rules parameter is unknown or invalid; the message names the file key or variable."""
 
 
-def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise ValueError("must be a number")
-    # A TOML float is converted through its shortest repr, which is the literal as written.
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
-    if not number.is_finite() or number <= 0:
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return number
+def _parser(kind: ParameterKind) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        return parse_parameter(kind, value)
+
+    return parse
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value: Any) -> float:
-    return float(_decimal(value))
-
-
-_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "decimal": _decimal,
-    "count": _count,
-    "float": _positive_float,
-}
-# rule id -> parameter name -> (RulesConfig field, parser)
+# rule id -> parameter name -> (RulesConfig field, parser): every value checked against its
+# kind's bounds (consumer/rules/config.py, docs/rules-as-data.md#limits), as rule-set files are.
 PARAMETERS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
-    rule: {name: (field, _PARSERS[kind]) for name, (field, kind) in params.items()}
+    rule: {name: (field, _parser(PARAMETER_KINDS[kind])) for name, (field, kind) in params.items()}
     for rule, params in PARAMETER_FIELDS.items()
 }
 assert set(PARAMETERS) == set(RULE_IDS)
 
+# A rules file is a few hundred bytes; anything this large is a mistake, refused unread.
+MAX_FILE_BYTES = 1 << 20
+
 
 def _severity(value: Any) -> str:
-    text = str(value).strip().lower()
+    text = value.strip().lower() if isinstance(value, str) else ""
     if text not in SEVERITIES:
-        raise ValueError(f"must be one of {', '.join(SEVERITIES)}, got {value!r}")
+        raise ValueError(f"must be one of {', '.join(SEVERITIES)}, got {shown(value)}")
     return text
 
 
 def _enabled(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = value.strip().lower() if isinstance(value, str) else None
     if text in ("true", "1", "yes", "on"):
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"must be true or false, got {value!r}")
+    raise ValueError(f"must be true or false, got {shown(value)}")
 
 
 class _Builder:
@@ -83,7 +77,9 @@ class _Builder:
 
     def set(self, rule: str, param: str, value: Any, where: str) -> None:
         if rule not in PARAMETERS:
-            raise RulesConfigError(f"{where}: unknown rule {rule!r} (rules: {', '.join(RULE_IDS)})")
+            raise RulesConfigError(
+                f"{where}: unknown rule {shown(rule)} (rules: {', '.join(RULE_IDS)})"
+            )
         try:
             if param == "severity":
                 self.severities[rule] = _severity(value)
@@ -94,8 +90,10 @@ class _Builder:
                 self.fields[field] = parse(value)
             else:
                 known = ", ".join([*PARAMETERS[rule], "severity", "enabled"])
-                raise RulesConfigError(f"{where}: unknown parameter {param!r} of {rule} ({known})")
-        except (ValueError, InvalidOperation) as exc:
+                raise RulesConfigError(
+                    f"{where}: unknown parameter {shown(param)} of {rule} ({known})"
+                )
+        except ValueError as exc:
             if isinstance(exc, RulesConfigError):
                 raise
             raise RulesConfigError(f"{where}: {exc}") from None
@@ -119,19 +117,17 @@ def _env_rule_param(key: str) -> tuple[str, str] | None:
 
 
 def load_rules_config(env: Mapping[str, str]) -> RulesConfig:
+    """The rules' parameters from FRAUD_RULES_FILE and FRAUD_RULE_* over the defaults.
+
+    Raises RulesConfigError naming the file key or the variable, and nothing else, whatever the
+    file holds (bytes that are not UTF-8 or TOML, deep nesting, dates, huge numbers).
+    """
     builder = _Builder()
     path = env.get("FRAUD_RULES_FILE", "").strip()
     if path:
-        try:
-            document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise RulesConfigError(f"FRAUD_RULES_FILE: cannot read {path}: {exc}") from None
-        unknown = set(document) - {"rules"}
-        if unknown:
-            raise RulesConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
-        for rule, params in document.get("rules", {}).items():
+        for rule, params in _read_rules_file(path).items():
             if not isinstance(params, dict):
-                raise RulesConfigError(f"{path}: [rules.{rule}] must be a table")
+                raise RulesConfigError(f"{path}: [rules.{rule[:80]}] must be a table")
             for param, value in params.items():
                 builder.set(rule, param, value, f"{path}: rules.{rule}.{param}")
     for key, value in sorted(env.items()):
@@ -141,3 +137,42 @@ def load_rules_config(env: Mapping[str, str]) -> RulesConfig:
                 raise RulesConfigError(f"{key}: unknown rule (rules: {', '.join(RULE_IDS)})")
             builder.set(*parsed, value, key)
     return builder.build()
+
+
+def _read_rules_file(path: str) -> dict[str, Any]:
+    """The file's [rules] table; RulesConfigError for anything else."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise RulesConfigError(
+            f"FRAUD_RULES_FILE: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RulesConfigError(f"FRAUD_RULES_FILE: {path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RulesConfigError(
+            f"FRAUD_RULES_FILE: cannot read {path}: not UTF-8 (byte {exc.start})"
+        ) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesConfigError(f"FRAUD_RULES_FILE: cannot read {path}: {exc}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # tomllib lets a few through: an integer past Python's digit limit (ValueError), deep
+        # nesting (RecursionError).
+        why = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+        if isinstance(exc, ValueError) and "digit" in str(exc):
+            why = "an integer with too many digits"
+        raise RulesConfigError(f"FRAUD_RULES_FILE: cannot read {path}: {why}") from None
+    unknown = set(document) - {"rules"}
+    if unknown:
+        raise RulesConfigError(
+            f"{path}: unknown section(s) {', '.join(k[:80] for k in sorted(unknown))}"
+        )
+    rules = document.get("rules", {})
+    if not isinstance(rules, dict):
+        raise RulesConfigError(f"{path}: rules must be a table ([rules.<rule>])")
+    return rules

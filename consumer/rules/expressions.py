@@ -15,13 +15,33 @@ compiled once into closures; no lark grammar, and nothing is ever handed to `eva
   `amount and new_device`, `currency + 1`, `channel == "onlin"` are refused before a rule set
   goes live, never discovered on the hot path.
 - Speed: each node becomes one closure (a comparison with a literal is one call), so a typical
-  rule costs a microsecond or two per transaction (bench/expressions.py).
+  rule costs a microsecond or two per transaction (bench/expressions.py). Cost limits: at most
+  MAX_LENGTH characters, MAX_DEPTH levels, MAX_NODES expression nodes and MAX_LIST_ITEMS items
+  in a list after `in` (docs/rules-as-data.md#limits; the rule set's own in ruleset_load.py).
 
 Semantics:
-- Numbers are exact: a literal is the Decimal of its text (`0.1` is 0.1, not the nearest
-  float), amounts and sums are Decimal, and `+ - *` on them never round. `/` rounds to 34
-  significant digits and is absent when dividing by zero. Distances, speeds and coordinates are
-  floats; arithmetic that mixes them with exact numbers is done in float, comparisons stay exact.
+- Numbers: a literal is the Decimal of its text (`0.1` is 0.1, not the nearest float); amounts,
+  balances and sums are Decimal; comparisons between exact numbers are always exact, whatever
+  their digits. Arithmetic runs in a bounded decimal context (ARITHMETIC: PRECISION = 72
+  significant digits, exponents within +-999,999), so no accepted condition and no valid record
+  makes an operation slow or huge:
+  - exact: every sum and difference of bounded numbers (literals, amounts, balances: at most
+    1e15 in size and multiples of 1e-18, so at most 34 digits; the history sums, the counts,
+    hour_of_day), any product of two of them and sums of such products: results of at most 72
+    digits are never rounded;
+  - rounded (half-even, to 72 significant digits): a result that needs more (a product of three
+    long numbers, say); `/`, to 34 significant digits (decimal128), absent when dividing by zero;
+    and an operand with more than 72 digits (account_age_s with a long event-time fraction, an
+    amount written with zeros past the 18th decimal place) is rounded to 72 before the
+    operation (Feature.long_digits);
+  - a result below 1e-999999 in size rounds to zero; one above 9.99e999999 raises
+    EvaluationError, the one exception `Expression.test` lets out by design (the caller counts
+    the rule as not fired). Literals are within +-1e15 with at most 18 decimal places, record
+    numbers within the record bounds, and a condition has at most MAX_NODES nodes, so results
+    stay below about 1e2000; only an extreme account_age_s (an event-time fraction or an
+    epoch-millisecond integer of tens of thousands of digits, then divided by) can reach it.
+  Distances, speeds and coordinates are floats; arithmetic that mixes them with exact numbers is
+  done in float (overflow gives infinity, inf - inf is absent), comparisons stay exact.
 - A field may be absent (no `account_balance`, no `channel`, no previous location). Arithmetic
   with an absent value is absent, and every comparison with an absent value is false (`!=` and
   `not in` too), as the contract rules read "both present and ...". Test absence with
@@ -39,22 +59,50 @@ import difflib
 import io
 import operator
 import tokenize
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any
 
-from consumer.rules.exact import EXACT
+from consumer.rules.config import LIMITS_DOC, LITERAL_MAX, MAX_PLACES, decimal_places
 from consumer.rules.features import BOOL, FEATURES, Facts, Feature, FieldType
 
-MAX_LENGTH = 2000
-MAX_DEPTH = 40
+# Cost limits of one condition (docs/rules-as-data.md#limits); the rule set's own (how many
+# rules, expression nodes in all) are in consumer/rules/ruleset_load.py.
+MAX_LENGTH = 2000  # characters
+MAX_DEPTH = 40  # levels of the syntax tree
+MAX_NODES = 100  # expression nodes (names, literals, operators, comparisons; a list is one)
+MAX_LIST_ITEMS = 300  # items of a list after `in` / `not in`
 
-# Division is the one inexact operation on exact numbers: 34 significant digits (decimal128).
-_DIVIDE = Context(prec=34, Emax=MAX_EMAX, Emin=MIN_EMIN)
+# The evaluation contexts: bounded precision and exponent range, so no accepted condition and
+# no valid record makes an operation slow or huge. PRECISION digits hold every sum and
+# difference of bounded numbers (|x| <= 1e15, multiples of 1e-18: at most 34 digits) exactly,
+# every product of two of them (at most 68) and sums of such products; division keeps the 34
+# digits of decimal128 it always had. Overflow past EMAX is trapped (EvaluationError); a result
+# below EMIN rounds towards zero, silently.
+PRECISION = 72
+EMAX = 999_999
+EMIN = -999_999
+_TRAPS = [Overflow, InvalidOperation, DivisionByZero]
+ARITHMETIC = Context(prec=PRECISION, Emax=EMAX, Emin=EMIN, traps=_TRAPS)
+_DIVIDE = Context(prec=34, Emax=EMAX, Emin=EMIN, traps=_TRAPS)
 
 Getter = Callable[[Facts], Any]
 _NOT_CONST: Any = object()
+
+
+class EvaluationError(ArithmeticError):
+    """A condition's arithmetic left the evaluation context (a result beyond 1e999999 in
+    magnitude) on one transaction: the only exception `Expression.test` raises by design. No
+    accepted condition reaches it with a valid record; the caller counts the rule as not fired."""
 
 
 class ExpressionError(ValueError):
@@ -94,6 +142,8 @@ class Expression:
     # The field and feature names it reads, in order of first appearance.
     names: tuple[str, ...]
     test: Callable[[Facts], bool]
+    # Expression nodes (MAX_NODES counts them): what the rule set's total limit adds up.
+    nodes: int = 0
 
 
 def compile_expression(source: str, fields: Mapping[str, Feature] = FEATURES) -> Expression:
@@ -104,22 +154,34 @@ def compile_expression(source: str, fields: Mapping[str, Feature] = FEATURES) ->
         raise ExpressionError(f"longer than {MAX_LENGTH} characters", source, MAX_LENGTH)
     if not source.strip():
         raise ExpressionError("the condition is empty", source, 0)
+    try:
+        source.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, as JSON's "\ud800" gives
+        raise ExpressionError(
+            f"not text: a lone surrogate (\\u{ord(source[exc.start]):04x})", source, exc.start
+        ) from None
+    if "\0" in source:
+        raise ExpressionError("a NUL character is not allowed", source, source.find("\0"))
     # One line for the parser, same character offsets: line breaks become spaces, so a
     # condition may span lines (a YAML block) without Python's statement rules.
     flat = source.replace("\r", " ").replace("\n", " ")
     try:
-        tree = ast.parse(flat, mode="eval")
+        with warnings.catch_warnings():
+            # `5and x` parses with a warning ("invalid decimal literal"): refused instead, and
+            # nothing is printed on a worker's stderr.
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(flat, mode="eval")
     except SyntaxError as exc:
         start = (exc.offset or 1) - 1
         end = (exc.end_offset or 0) - 1 if exc.end_offset else None
         raise ExpressionError(f"syntax error: {exc.msg}", source, start, end) from None
-    except ValueError as exc:  # a NUL character
-        raise ExpressionError(f"syntax error: {exc}", source, max(0, flat.find("\0"))) from None
+    except ValueError as exc:  # unforeseen text the parser refuses this way
+        raise ExpressionError(f"syntax error: {exc}", source, 0) from None
     except (RecursionError, MemoryError):
         raise ExpressionError("nested too deeply", source, 0) from None
     _refuse_comments(flat, source)
     compiler = _Compiler(source, flat, fields)
-    compiler.check_depth(tree.body)
+    nodes = compiler.check_size(tree.body)
     top = compiler.compile(tree.body)
     if top.const is not _NOT_CONST and top.is_none:
         raise compiler.error(tree.body, "a `when` condition must be true or false, not None")
@@ -127,10 +189,29 @@ def compile_expression(source: str, fields: Mapping[str, Feature] = FEATURES) ->
         raise compiler.error(
             tree.body, f"a `when` condition must be true or false; this is {top.type.describe()}"
         )
-    return Expression(source, tuple(compiler.names), top.fn)
+    test = _guarded(top.fn, source) if compiler.arithmetic else top.fn
+    return Expression(source, tuple(compiler.names), test, nodes)
+
+
+def _guarded(fn: Getter, source: str) -> Callable[[Facts], bool]:
+    """`fn`, with a decimal signal (overflow past EMAX) turned into EvaluationError."""
+
+    def test(facts: Facts) -> bool:
+        try:
+            result: bool = fn(facts)
+        except DecimalException as exc:
+            raise EvaluationError(
+                f"arithmetic beyond the evaluation context ({type(exc).__name__}) in "
+                f"{source[:80]!r}"
+            ) from None
+        return result
+
+    return test
 
 
 def _refuse_comments(flat: str, source: str) -> None:
+    if "#" not in flat:  # no comment without one (tokenizing costs ~3 us a token)
+        return
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(flat).readline))
     except (tokenize.TokenError, SyntaxError):  # the parser accepted it; nothing to find
@@ -239,6 +320,19 @@ def _exact_divide(a: Any, b: Any) -> Any:
     return _DIVIDE.divide(a, b)
 
 
+def _rounded(get: Getter) -> Getter:
+    """A feature whose values may carry any number of digits (Feature.long_digits), rounded to
+    PRECISION digits before arithmetic, so that an operation never works on more digits than
+    that (a no-op on up to 72 digits). Comparisons read the exact value."""
+    plus = ARITHMETIC.plus
+
+    def rounded(facts: Facts) -> Any:
+        value = get(facts)
+        return None if value is None else plus(value)
+
+    return rounded
+
+
 def _float_op(op: Callable[[float, float], float]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
         result = op(float(a), float(b))
@@ -256,9 +350,9 @@ def _float_divide(a: Any, b: Any) -> Any:
 
 
 _EXACT_ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: EXACT.add,
-    ast.Sub: EXACT.subtract,
-    ast.Mult: EXACT.multiply,
+    ast.Add: ARITHMETIC.add,
+    ast.Sub: ARITHMETIC.subtract,
+    ast.Mult: ARITHMETIC.multiply,
     ast.Div: _exact_divide,
 }
 _FLOAT_ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -267,6 +361,11 @@ _FLOAT_ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mult: _float_op(operator.mul),
     ast.Div: _float_divide,
 }
+
+_OUTSIDE = (
+    f"a number in a condition is at most 1e15 in size, with at most {MAX_PLACES} decimal places "
+    f"({LIMITS_DOC})"
+)
 
 _NONE_TYPE = FieldType("bool", nullable=True)  # placeholder type of the literal None
 _STRING = FieldType("string")
@@ -287,6 +386,8 @@ class _Compiler:
         self.flat = flat
         self.fields = fields
         self.names: list[str] = []
+        # Whether any arithmetic (+ - * /, unary -) is evaluated per transaction.
+        self.arithmetic = False
         self._ascii = flat.isascii()
         self._encoded = flat.encode()
 
@@ -308,13 +409,46 @@ class _Compiler:
         start, end = self.span(node)
         return ExpressionError(reason, self.source, start, end)
 
-    def check_depth(self, root: ast.AST) -> None:
+    def check_size(self, root: ast.AST) -> int:
+        """The tree's expression nodes, after checking the limits on depth, nodes and list
+        sizes (a list after `in` counts as one node: a set lookup, whatever its size)."""
+        members: set[int] = set()
+        nodes = 0
         stack: list[tuple[ast.AST, int]] = [(root, 1)]
         while stack:
             node, depth = stack.pop()
             if depth > MAX_DEPTH:
                 raise self.error(node, f"nested more than {MAX_DEPTH} levels deep")
-            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+            if isinstance(node, ast.expr):
+                nodes += 1
+            if isinstance(node, ast.Compare):
+                for op, right in zip(node.ops, node.comparators, strict=True):
+                    if isinstance(op, ast.In | ast.NotIn):
+                        members.add(id(right))
+            if id(node) in members and isinstance(node, ast.List | ast.Tuple | ast.Set):
+                if len(node.elts) > MAX_LIST_ITEMS:
+                    raise self.error(
+                        node,
+                        f"the list has {len(node.elts)} items; the limit is {MAX_LIST_ITEMS} "
+                        f"({LIMITS_DOC})",
+                    )
+                continue  # its items are literals, checked one by one when compiled
+            # Expressions only: operators and contexts (Load) are no level of their own, and
+            # the compiler descends through expressions alone.
+            stack.extend(
+                (child, depth + 1)
+                for child in ast.iter_child_nodes(node)
+                if isinstance(child, ast.expr)
+            )
+        if nodes > MAX_NODES:
+            raise ExpressionError(
+                f"the condition has {nodes} expression nodes; the limit is {MAX_NODES} "
+                f"({LIMITS_DOC})",
+                self.source,
+                0,
+                len(self.source),
+            )
+        return nodes
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -341,13 +475,21 @@ class _Compiler:
         if isinstance(value, bool):
             return _Node(_constant(value), BOOL, value)
         if isinstance(value, int):
+            if not -LITERAL_MAX <= value <= LITERAL_MAX:
+                raise self.error(node, _OUTSIDE)
             return _Node(_constant(value), _NUMBER, value)
         if isinstance(value, float):
             start, end = self.span(node)
             try:
                 exact = Decimal(self.flat[start:end])  # the literal as written, not the float
-            except InvalidOperation:
-                raise self.error(node, "not a decimal number") from None
+            except InvalidOperation:  # an exponent beyond what Decimal holds
+                raise self.error(node, _OUTSIDE) from None
+            if (
+                not exact.is_finite()
+                or not -LITERAL_MAX <= exact <= LITERAL_MAX
+                or decimal_places(exact) > MAX_PLACES
+            ):
+                raise self.error(node, _OUTSIDE)
             return _Node(_constant(exact), _NUMBER, exact)
         if isinstance(value, str):
             return _Node(_constant(value), _STRING, value)
@@ -436,16 +578,18 @@ class _Compiler:
                 return operand
             if operand.const is not _NOT_CONST:
                 value = operand.const
-                minus = -value if isinstance(value, int) else EXACT.minus(value)
+                minus = -value if isinstance(value, int) else ARITHMETIC.minus(value)
                 return _Node(_constant(minus), operand.type, minus)
-            inner = operand.fn
+            inner = self._operand(operand)
             exact = operand.type.exact
+            self.arithmetic = True
+            negate = ARITHMETIC.minus
 
             def minus_fn(facts: Facts) -> Any:
                 value = inner(facts)
                 if value is None:
                     return None
-                return EXACT.minus(value) if exact else -value
+                return negate(value) if exact else -value
 
             return _Node(minus_fn, operand.type)
         raise self.error(node, f"operator {_SYMBOLS.get(type(node.op), '?')} is not allowed")
@@ -467,11 +611,15 @@ class _Compiler:
         if divides and right.const is not _NOT_CONST and right.const == 0:
             raise self.error(node, "division by zero")
         if left.const is not _NOT_CONST and right.const is not _NOT_CONST:
-            value = op(left.const, right.const)
+            try:
+                value = op(left.const, right.const)
+            except DecimalException:  # unreachable within the literal limits
+                raise self.error(node, f"the result is beyond 1e{EMAX} in size") from None
             if value is None:
                 raise self.error(node, "division by zero")
             return _Node(_constant(value), FieldType("number", exact=exact), value)
-        lf, rf = left.fn, right.fn
+        self.arithmetic = True
+        lf, rf = self._operand(left), self._operand(right)
         fn: Getter
         if left.type.nullable or right.type.nullable:
 
@@ -494,6 +642,14 @@ class _Compiler:
                 return op(lf(facts), rf(facts))
 
         return _Node(fn, result_type)
+
+    @staticmethod
+    def _operand(compiled: _Node) -> Getter:
+        """How an arithmetic operand is read: a feature of unbounded digits rounded first."""
+        feature = compiled.feature
+        if feature is not None and feature.long_digits:
+            return _rounded(compiled.fn)
+        return compiled.fn
 
     # -- comparisons ---------------------------------------------------------------------------
 

@@ -7,7 +7,12 @@ windows are in event time, and "within W" of a transaction at t means `t - W < t
 bound computed exactly; like the contract's velocity rule, counts and sums include the
 transaction itself. A feature is computed only when an expression asks for it, once per
 transaction (the `Facts` of that transaction keeps it for the next rule), and all window features
-a rule set uses come from one pass over the history.
+a rule set uses come from one pass over the history: each window's entries are found by
+bisection in the history ordered by event time (as stored when it is known to be ascending, read
+from the newest end; else sorted once, stably, and shared with the travel point), then counted,
+summed and their countries collected by C-level loops. A full history of 2,000 entries in a 24 h
+window costs ~250 us (docs/rules-as-data.md#limits), where a per-entry Python loop cost ~1 us an
+entry; a hypothesis property holds both equal.
 
 The history holds what the state store keeps: entries within the rule set's state horizon
 (RuleSet.state_horizon_s covers the longest window here) and at most the store's max_entries per
@@ -17,16 +22,18 @@ account, so a count over 24 h of an account busier than that is capped at it.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from itertools import islice
 from operator import attrgetter
 from typing import Any, Literal
 
 from consumer.records import CHANNELS, Transaction
 from consumer.rules.exact import EXACT
 from consumer.rules.geo import haversine_km
-from consumer.rules.history import AccountHistory
+from consumer.rules.history import AccountHistory, HistoryEntry
 from consumer.rules.scan import scan
 
 Kind = Literal["number", "string", "bool"]
@@ -65,6 +72,10 @@ class Feature:
     window_s: int = 0
     # Needs the countries of earlier transactions (HistoryEntry.country, country_seen_before).
     needs_countries: bool = False
+    # An exact number whose digits no bound limits (account_age_s: event times keep every digit
+    # of their fraction; amounts and balances keep the zeros written past the 18th place): the
+    # `when` language rounds it to its precision before arithmetic, never before a comparison.
+    long_digits: bool = False
 
 
 # Window suffix -> seconds, for txn_count_<w>, amount_sum_<w> and distinct_countries_<w>.
@@ -77,13 +88,14 @@ class Facts:
     """One transaction as the expressions read it. History features are computed on first use
     and kept, so rules that share a feature compute it once."""
 
-    __slots__ = ("_plan", "history", "txn", "values")
+    __slots__ = ("_plan", "_sorted", "history", "txn", "values")
 
     def __init__(self, txn: Transaction, history: AccountHistory, plan: FeaturePlan) -> None:
         self.txn = txn
         self.history = history
         self._plan = plan
         self.values: dict[str, Any] = {}
+        self._sorted: list[HistoryEntry] | None = None
 
     def derived(self, name: str) -> Any:
         value = self.values.get(name, _MISSING)
@@ -96,62 +108,66 @@ class Facts:
                 value = self.values[name]
         return value
 
+    def _by_event_time(self) -> list[HistoryEntry]:
+        """An unordered history sorted by event time, once per transaction. The sort is stable,
+        so entries of equal event time stay in stream order."""
+        ordered = self._sorted
+        if ordered is None:
+            ordered = self._sorted = sorted(self.history.recent, key=_EVENT_TIME)
+        return ordered
+
+    def _newest(self, widest: Decimal) -> list[HistoryEntry]:
+        """Entries of an ascending history with an event time above `widest`, ascending: read
+        from the newest end in chunks that double, so a long history costs what its windows
+        hold (and a lazily built one, the backtest's, builds little more than that)."""
+        taken: list[HistoryEntry] = []
+        newest_first = reversed(self.history.recent)
+        size = 8
+        while True:
+            chunk = list(islice(newest_first, size))
+            taken += chunk
+            if len(chunk) < size or chunk[-1].event_time <= widest:
+                break
+            size *= 2
+        taken.reverse()
+        return taken
+
     def window_features(self) -> None:
-        """Every window feature the plan wants, from one filtered pass over the history."""
+        """Every window feature the plan wants, from the history in event-time order: each
+        window's entries found by bisection, counted, and their amounts added exactly (counts
+        are ints, sums Decimal adds in the unbounded context; a window without entries adds
+        nothing, not even a zero, so a sum prints as it did when it was added entry by entry;
+        the order of exact additions changes neither the value nor the exponent)."""
         txn = self.txn
         t = txn.event_time
         plan = self._plan
         if not plan.windows:
             return
         subtract = EXACT.subtract
-        lows = [subtract(t, seconds) for seconds in plan.windows]
-        widest = lows[-1]  # windows ascend, so the last bound is the lowest
-        # One pass: each entry within the widest window (`t - W < t' <= t`) goes to the
-        # narrowest window holding it (windows nest); a window's features then take its own
-        # entries and every narrower window's. Exact: counts are ints, sums Decimal adds in the
-        # unbounded context (a window without entries adds nothing, not even a zero, so a sum
-        # prints as it did when it was added entry by entry).
-        counts = [0] * len(lows)
-        sums: list[Decimal | None] = [None] * len(lows)
-        countries: list[set[str | None]] = [set() for _ in lows]
-        want_sums = plan.sums
-        want_countries = plan.countries
-        add = EXACT.add
-        history = self.history
-        # In ascending (event_time, position) order, newest first: the first entry at or below
-        # the widest bound ends the pass (every older one is too). Sums are exact, so the order
-        # of their additions changes neither the value nor the exponent.
-        ascending = history.ascending
-        for entry in reversed(history.recent) if ascending else history.recent:
-            at = entry.event_time
-            if not widest < at <= t:
-                if ascending and at <= widest:
-                    break
-                continue
-            index = 0  # lows descend from the narrowest window; the widest holds `at`
-            while at <= lows[index]:
-                index += 1
-            counts[index] += 1
-            if want_sums:
-                held = sums[index]
-                sums[index] = entry.amount if held is None else add(held, entry.amount)
-            if want_countries:
-                countries[index].add(entry.country)
+        lows = [subtract(t, seconds) for seconds in plan.windows]  # descending
+        ordered = self._newest(lows[-1]) if self.history.ascending else self._by_event_time()
+        # `t - W < t' <= t`: entries [lower, upper) of `ordered` for the widest window so far.
+        upper = bisect_right(ordered, t, key=_EVENT_TIME)
         values = self.values
         count = 1  # this transaction itself
         total = txn.amount
         seen: set[str | None] = {txn.destination_country}
-        for index, suffix in enumerate(plan.suffixes):
-            count += counts[index]
+        want_sums = plan.sums
+        want_countries = plan.countries
+        for low, suffix in zip(lows, plan.suffixes, strict=True):
+            lower = bisect_right(ordered, low, 0, upper, key=_EVENT_TIME)
+            if lower < upper:
+                count += upper - lower
+                if want_sums:
+                    total = _exact_sum(ordered, lower, upper, total)
+                if want_countries:
+                    seen.update(map(_COUNTRY, ordered[lower:upper]))
             values["txn_count_" + suffix] = count
             if want_sums:
-                held = sums[index]
-                if held is not None:
-                    total = add(total, held)
                 values["amount_sum_" + suffix] = total
             if want_countries:
-                seen |= countries[index]
                 values["distinct_countries_" + suffix] = len(seen - {None})
+            upper = lower
 
     def travel_features(self) -> None:
         """Distance and speed from the point impossible_travel compares with: of the located
@@ -164,7 +180,10 @@ class Facts:
         if lat is not None and lon is not None and self.history.recent:
             t = txn.event_time
             history = self.history
-            _, _, previous = scan(history.recent, t, t, t, Decimal(0), True, history.ascending)
+            if history.ascending:  # newest first, up to the first located entry before t
+                _, _, previous = scan(history.recent, t, t, t, Decimal(0), True, True)
+            else:
+                previous = _travel_point(self._by_event_time(), t)
             if previous is not None and previous.latitude is not None:
                 assert previous.longitude is not None
                 km = haversine_km(previous.latitude, previous.longitude, lat, lon)
@@ -172,6 +191,53 @@ class Facts:
                 speed = km / hours if hours > 0.0 else math.inf
         self.values["km_from_last"] = km
         self.values["speed_kmh_from_last"] = speed
+
+
+_EVENT_TIME = attrgetter("event_time")
+_AMOUNT = attrgetter("amount")
+_COUNTRY = attrgetter("country")
+_SMALL_SUM = 16  # up to this many amounts, added one by one; more, by sum() in EXACT
+
+
+def _exact_sum(entries: list[HistoryEntry], lower: int, upper: int, total: Decimal) -> Decimal:
+    """`total` plus the amounts of entries[lower:upper], exactly."""
+    add = EXACT.add
+    if upper - lower <= _SMALL_SUM:
+        for index in range(lower, upper):
+            total = add(total, entries[index].amount)
+        return total
+    with localcontext(EXACT):  # sum() adds in the current context: the unbounded one
+        result: Decimal = sum(map(_AMOUNT, entries[lower:upper]), total)
+    return result
+
+
+def _travel_point(ordered: list[HistoryEntry], t: Decimal) -> HistoryEntry | None:
+    """consumer.rules.scan's travel point, found in a history sorted (stably) by event time: the
+    located entry with the latest event time before t; among several sharing it, the greatest
+    position, and for equal positions the last in stream order."""
+    index = bisect_left(ordered, t, key=_EVENT_TIME) - 1
+    while index >= 0:
+        entry = ordered[index]
+        if entry.latitude is not None and entry.longitude is not None:
+            break
+        index -= 1
+    else:
+        return None
+    best = ordered[index]
+    at = best.event_time
+    index -= 1
+    while index >= 0:
+        entry = ordered[index]
+        if entry.event_time != at:
+            break
+        if (
+            entry.latitude is not None
+            and entry.longitude is not None
+            and entry.position > best.position
+        ):
+            best = entry
+        index -= 1
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +276,9 @@ def _field(attribute: str) -> Callable[[Facts], Any]:
 
 def _derived(name: str) -> Callable[[Facts], Any]:
     def get(facts: Facts) -> Any:
-        return facts.derived(name)
+        # Computed already (every read after the first): one dict lookup, no further call.
+        value = facts.values.get(name, _MISSING)
+        return facts.derived(name) if value is _MISSING else value
 
     return get
 
@@ -254,9 +322,15 @@ MAYBE_STRING = FieldType("string", nullable=True)
 BOOL = FieldType("bool")
 
 _FEATURES: list[Feature] = [
-    Feature("amount", NUMBER, "the transaction's amount, exact", _field("amount")),
     Feature(
-        "account_balance", MAYBE_NUMBER, "the balance before it, exact", _field("account_balance")
+        "amount", NUMBER, "the transaction's amount, exact", _field("amount"), long_digits=True
+    ),
+    Feature(
+        "account_balance",
+        MAYBE_NUMBER,
+        "the balance before it, exact",
+        _field("account_balance"),
+        long_digits=True,
     ),
     Feature(
         "currency",
@@ -305,6 +379,7 @@ for _suffix, _seconds in WINDOWS.items():
             "conversion",
             _derived(f"amount_sum_{_suffix}"),
             window_s=_seconds,
+            long_digits=True,
         ),
         Feature(
             f"distinct_countries_{_suffix}",
@@ -355,6 +430,7 @@ _FEATURES += [
         MAYBE_NUMBER,
         "seconds from account_created_at to this transaction, exact (absent without it)",
         _derived("account_age_s"),
+        long_digits=True,
     ),
     Feature("hour_of_day", NUMBER, "UTC hour of the event time, 0-23", _derived("hour_of_day")),
 ]

@@ -1,11 +1,14 @@
+import contextlib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumer.config import ConfigError, load_settings
 from consumer.rules.config import RULE_IDS, RulesConfig
-from consumer.rules_settings import load_rules_config
+from consumer.rules_settings import PARAMETERS, RulesConfigError, load_rules_config
 
 BASE = {"FRAUD_BUCKET": "b", "FRAUD_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "rules.example.toml"
@@ -66,3 +69,55 @@ def test_a_bad_variable_stops_start_up_naming_it(key: str) -> None:
 def test_a_missing_rules_file_is_named() -> None:
     with pytest.raises(ConfigError, match="FRAUD_RULES_FILE"):
         load_settings({**BASE, "FRAUD_RULES_FILE": "/nonexistent/rules.toml"})
+
+
+_TOML_VALUES = st.sampled_from(
+    [
+        "5",
+        "'60'",
+        "0.9",
+        "2026-02-30",
+        "2026-11-28",
+        "1979-05-27T07:32:00Z",
+        "inf",
+        "-inf",
+        "nan",
+        "0x10",
+        "0o17",
+        "1_000",
+        "9" * 5000,
+        "1e-300000000",
+        "1e999999999",
+        "[1, [2, [3]]]",
+        "{a = 1}",
+        "true",
+        "'\\ud800'",
+        '"\\u0000"',
+        "'" + "x" * 5000 + "'",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted({f"{r}.{p}" for r, ps in PARAMETERS.items() for p in ps}))
+    | st.text(max_size=20),
+    _TOML_VALUES | st.text(max_size=40),
+    st.binary(max_size=200),
+)
+def test_any_file_or_variable_gives_a_config_or_a_rules_config_error(
+    tmp_path_factory: pytest.TempPathFactory, key: str, value: str, junk: bytes
+) -> None:
+    """Never another exception: a worker at start-up stops with a message naming the file key
+    or the variable, whatever the file holds."""
+    path = tmp_path_factory.mktemp("rules") / "rules.toml"
+    rule, _, param = key.partition(".")
+    for content in (f"[rules.{rule}]\n{param} = {value}\n".encode("utf-8", "surrogatepass"), junk):
+        path.write_bytes(content)
+        with contextlib.suppress(RulesConfigError):
+            assert isinstance(load_rules_config({"FRAUD_RULES_FILE": str(path)}), RulesConfig)
+    variable = f"FRAUD_RULE_{rule}_{param}".upper()
+    try:
+        load_rules_config({variable: value.encode("utf-8", "replace").decode()})
+    except RulesConfigError as exc:
+        assert str(exc).startswith(variable[:11])

@@ -15,11 +15,14 @@ import jsonschema
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules import RULE_IDS, AccountHistory, HistoryEntry, RulesConfig, judge
+from consumer.rules.exact import EXACT
 from consumer.rules.expressions import compile_expression
 from consumer.rules.features import FEATURES, WINDOWS, Facts, FeaturePlan
+from consumer.rules.geo import haversine_km
 from consumer.rules.ruleset import CustomRule, RuleSet, RuleSetError, judge_with_ruleset
 from consumer.rules.ruleset_load import (
     PARAMETERS,
@@ -27,6 +30,7 @@ from consumer.rules.ruleset_load import (
     load_ruleset,
     ruleset_schema,
 )
+from consumer.rules.scan import scan
 from consumer.rules_settings import PARAMETERS as TOML_PARAMETERS
 from consumer.rules_settings import load_rules_config
 from load_test.synthetic import generate_records
@@ -251,6 +255,91 @@ def test_history_features_equal_a_naive_computation(records: list[FakeRecord]) -
         mine.append(t)
 
 
+_times = st.builds(
+    lambda offset, fraction: Decimal(1_795_510_800 + offset) + fraction,
+    st.sampled_from([-90_000, -86_400, -3_600, -600, -60, -1, 0, 1]),
+    st.sampled_from([Decimal(0), Decimal("0.000"), Decimal("0.5")]),
+)
+_history_entries = st.builds(
+    HistoryEntry,
+    st.tuples(st.integers(0, 3), st.just(0)),  # equal positions too
+    _times,
+    st.sampled_from([Decimal("0.50"), Decimal("1"), Decimal("4.99"), Decimal("9E+3")]),
+    st.none() | st.sampled_from([10.0, 20.0, 48.85]),
+    st.none() | st.sampled_from([2.35, 30.0, -70.0]),
+    st.sampled_from([None, "FR", "DE", "US"]),
+)
+
+
+def _naive_window_and_travel(t: Transaction, recent: Sequence[HistoryEntry]) -> dict[str, Any]:
+    """The history features entry by entry, in stream order (what the one pass did before the
+    bisection): windows `t - W < t' <= t`, sums added in the unbounded context, and the travel
+    point as consumer.rules.scan's full pass finds it."""
+    values: dict[str, Any] = {}
+    at = t.event_time
+    for suffix, seconds in WINDOWS.items():
+        low = EXACT.subtract(at, seconds)
+        inside = [e for e in recent if low < e.event_time <= at]
+        total = t.amount
+        for entry in inside:
+            total = EXACT.add(total, entry.amount)
+        values[f"txn_count_{suffix}"] = 1 + len(inside)
+        values[f"amount_sum_{suffix}"] = (total, str(total))  # the exponent too
+        seen = {t.destination_country} | {e.country for e in inside}
+        values[f"distinct_countries_{suffix}"] = len(seen - {None})
+    _, _, previous = scan(recent, at, at, at, Decimal(0), True)
+    values["travel_point"] = previous if t.latitude is not None else None
+    return values
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(_history_entries, max_size=16),
+    _times,
+    st.sampled_from(["0.50", "4.99", "6000", "1.000000000000000001"]),
+    st.none() | st.floats(-89, 89),
+    st.sampled_from([None, "FR", "GB"]),
+    st.booleans(),
+)
+def test_window_and_travel_features_by_bisection_equal_the_entry_by_entry_pass(
+    drawn: list[HistoryEntry],
+    t_at: Decimal,
+    amount: str,
+    lat: float | None,
+    country: str | None,
+    in_order: bool,
+) -> None:
+    """Any event-time order (ties, equal positions, mixed exponents, entries later than the
+    transaction, unlocated ones), and the same entries in ascending order flagged as such."""
+    record: dict[str, Any] = {
+        "transaction_id": "t",
+        "account_id": "a",
+        "timestamp": int(t_at * 1000),
+    }
+    if country is not None:
+        record["destination_country"] = country
+    if lat is not None:
+        record |= {"latitude": lat, "longitude": 2.35}
+    parsed = parse_transaction((json.dumps(record)[:-1] + f', "amount": {amount}}}').encode())
+    assert isinstance(parsed, Transaction), parsed
+    recent = sorted(drawn, key=lambda e: (e.event_time, e.position)) if in_order else drawn
+    history = AccountHistory(recent=recent, has_earlier=bool(recent), ascending=in_order)
+    facts = Facts(parsed, history, FeaturePlan.for_names(frozenset(FEATURES)))
+    expected = _naive_window_and_travel(parsed, drawn if not in_order else recent)
+    for name, value in expected.items():
+        if name == "travel_point":
+            continue
+        got = facts.derived(name)
+        assert ((got, str(got)) if name.startswith("amount_sum") else got) == value, name
+    point = expected["travel_point"]
+    km = facts.derived("km_from_last")
+    if point is None or parsed.latitude is None:
+        assert km is None
+    else:
+        assert point.latitude is not None and point.longitude is not None
+        assert km == haversine_km(point.latitude, point.longitude, parsed.latitude, 2.35)
+
+
 def test_account_age_and_hour_of_day() -> None:
     t = parse_transaction(
         b'{"transaction_id": "a", "account_id": "b", "amount": 1,'
@@ -411,8 +500,8 @@ CUSTOM_HEAD = "version: v1\ncustom:\n  - id: r1\n    description: d\n    severit
         ("rules: {}\n", "rules.yaml:1: 'version' is a required property"),
         (
             "version: 2026-11-28\n",
-            "rules.yaml:1: version: datetime.date(2026, 11, 28) is not of type 'string' (write"
-            " it in quotes)",
+            "rules.yaml:1:10: '2026-11-28' reads as a date in YAML, and a rule set holds no dates:"
+            " write it in quotes",
         ),
         ('version: "has space"\n', "rules.yaml:1: version: 'has space' does not match"),
         ("version: v1\nrulez: {}\n", "rules.yaml:2: rulez: unknown key 'rulez'"),
@@ -431,15 +520,15 @@ CUSTOM_HEAD = "version: v1\ncustom:\n  - id: r1\n    description: d\n    severit
         ),
         (
             "version: v1\nrules:\n  velocity:\n    max_count: 2.5\n",
-            "rules.yaml:4: rules.velocity.max_count: Decimal('2.5') is not of type 'integer'",
+            "rules.yaml:4: rules.velocity.max_count: 2.5 is not of type 'integer'",
         ),
         (
             "version: v1\nrules:\n  high_amount:\n    threshold: '-5'\n",
-            "rules.yaml:4: rules.high_amount.threshold: '-5' is not a positive decimal",
+            "rules.yaml:4: rules.high_amount.threshold: '-5' is not an amount > 0 and <= 1e15",
         ),
         (
             "version: v1\nrules:\n  high_amount:\n    threshold: 0\n",
-            "rules.yaml:4: rules.high_amount.threshold: 0 is not a positive decimal",
+            "rules.yaml:4: rules.high_amount.threshold: 0 is not an amount > 0 and <= 1e15",
         ),
         (
             "version: v1\nrules:\n  high_amount:\n    severity: urgent\n",
@@ -506,18 +595,22 @@ CUSTOM_HEAD = "version: v1\ncustom:\n  - id: r1\n    description: d\n    severit
         ),
         # Not YAML, or YAML this loader refuses.
         ("version: v1\nrules: [\n", "rules.yaml:3:1: not valid YAML"),
-        ("version: v1\nversion: v2\n", "rules.yaml:2:1: not valid YAML: duplicate key 'version'"),
+        ("version: v1\nversion: v2\n", "rules.yaml:2:1: duplicate key 'version'"),
         (
             "version: &v v1\ndescription: *v\n",
-            "rules.yaml:2:14: not valid YAML: aliases (*name) are not allowed",
+            "rules.yaml:1:10: anchors (&name) are not allowed in a rule set",
+        ),
+        (
+            "version: v1\ndescription: *v\n",
+            "rules.yaml:2:14: aliases (*name) are not allowed in a rule set",
         ),
         (
             "version: v1\nrules:\n  high_amount:\n    threshold: .inf\n",
-            "rules.yaml:4:16: not valid YAML: '.inf' is not a finite number",
+            "rules.yaml:4:16: '.inf' is not a finite number",
         ),
         ("- version: v1\n", "rules.yaml: a rule set is a mapping"),
         ("", "rules.yaml: a rule set is a mapping"),
-        ("version: v1\n---\nversion: v2\n", "not valid YAML: expected a single document"),
+        ("version: v1\n---\nversion: v2\n", "rules.yaml:2:1: a rule set is one YAML document"),
     ],
 )
 def test_a_bad_yaml_rule_set_is_refused_naming_the_spot(text: str, expected: str) -> None:
@@ -541,7 +634,7 @@ def test_a_bad_yaml_rule_set_is_refused_naming_the_spot(text: str, expected: str
         (
             '{"version": "v1", "custom": [{"id": "r", "description": "d", "severity": "low",'
             ' "when": "amount >= > 1"}]}',
-            "rules.json: custom[0].when (r): line 1, column 11 of the condition: syntax error",
+            "rules.json:1:100: custom[0] (r) when: syntax error",  # JSON is read for marks too
         ),
     ],
 )
