@@ -1,4 +1,4 @@
-"""The rules core against CONTRACT section 2 ("The rules" and their precise readings).
+"""The rules core against docs/contract.md section 2 ("The rules" and how they are read).
 
 Transactions are built as JSON bytes and parsed by consumer.records.parse_transaction, so every
 test exercises real records: decimal literals as written, epoch milliseconds and ISO-8601 with
@@ -132,7 +132,7 @@ def only(*enabled: str, **changes: Any) -> RulesConfig:
         ("9999.999999", False),
         ("10000.01", True),
         ("10000.001", True),
-        ("10000.0000000000000000000000000001", True),
+        ("10000.000000000000000001", True),  # the finest step above (1e-18)
         ("1000000000", True),
     ],
 )
@@ -346,19 +346,18 @@ def test_low_balance_needs_a_balance_and_names_the_numbers() -> None:
 
 
 def test_low_balance_ratio_product_is_exact_with_long_decimals() -> None:
-    balance = "1111." + "1" * 46
-    config = only("low_balance_high_amount")
-    # 0.9 * balance = 999.(47 nines) < 1000: a 28-digit product would round it to 1000.
-    assert rules(judge(txn(amount="1000", account_balance=balance), EMPTY_HISTORY, config)) == [
+    # Balances have at most 18 decimal places (docs/contract.md, "Bounds"); a longer ratio still
+    # makes a 37-digit product: 0.9999999999 * 1000000000.000000000000000001 =
+    # 999999999.9000000000000000009999999999, which a 28-digit context would round up to
+    # 999999999.900000000000000001 (and then that amount would not be above it).
+    balance = "1000000000.000000000000000001"
+    config = replace(only("low_balance_high_amount"), low_balance_ratio=Decimal("0.9999999999"))
+    above = "999999999.900000000000000001"
+    assert rules(judge(txn(amount=above, account_balance=balance), EMPTY_HISTORY, config)) == [
         "low_balance_high_amount"
     ]
-    low_min = replace(config, low_balance_min_amount=Decimal(1))
-    product = "999." + "9" * 47
-    assert rules(judge(txn(amount=product, account_balance=balance), EMPTY_HISTORY, low_min)) == []
-    above = product + "1"
-    assert rules(judge(txn(amount=above, account_balance=balance), EMPTY_HISTORY, low_min)) == [
-        "low_balance_high_amount"
-    ]
+    below = "999999999.9"
+    assert rules(judge(txn(amount=below, account_balance=balance), EMPTY_HISTORY, config)) == []
 
 
 # --- new_device_high_amount -------------------------------------------------------------------
