@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.harness import Options, log, run, table
-from consumer.config import StateConfig
+from consumer.settings.config import StateConfig
 
 
 def _positive(raw: str) -> int:

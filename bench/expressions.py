@@ -31,7 +31,6 @@ from decimal import Decimal
 from typing import Any
 
 from bench.workload import START, SimulatedClock
-from consumer.config import StateConfig
 from consumer.records import Transaction, parse_transaction
 from consumer.rules import AccountHistory, HistoryEntry, RulesConfig, judge
 from consumer.rules.expressions import (
@@ -48,6 +47,7 @@ from consumer.rules.ruleset_load import (
     default_ruleset,
     load_ruleset,
 )
+from consumer.settings.config import StateConfig
 from load_test.synthetic import generate_records
 
 CONDITIONS: dict[str, tuple[str, str]] = {

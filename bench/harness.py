@@ -27,7 +27,7 @@ from bench.workload import (
     initialize_line,
     shutdown_requested_line,
 )
-from consumer.config import StateConfig
+from consumer.settings.config import StateConfig
 from load_test.procfs import child_pids, cpu_seconds, peak_rss_mb_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from bench.servers import aws_client
-from consumer.outputs import dead_letter_line, flagged_line, to_json
+from consumer.batch.lines import dead_letter_line, flagged_line, to_json
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules import (
     AccountHistory,

@@ -4,8 +4,9 @@
 difference: the edges point at the bench's moto and redis-server (boto3 clients with
 endpoint_url, the Redis URL) instead of coming from the environment. Everything between
 stdin and the outputs is the production code: amazon_kclpy's KCLProcess, FraudRecordProcessor,
-consumer.wiring.assemble_pipeline with the production Settings defaults (flush at 500 records /
-4 MiB / 10 s, info logs on stderr). At the end it writes its peak RSS (VmHWM) to --results.
+consumer.worker.wiring.assemble_pipeline with the production Settings defaults (flush at 500
+records / 4 MiB / 10 s, info logs on stderr). At the end it writes its peak RSS (VmHWM) to
+--results.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import aws_client, sns_sink_at
-from consumer.alert_process import production_alert_process
-from consumer.checkpointing import CheckpointPolicy
-from consumer.config import Settings, StateConfig
-from consumer.gc_policy import FullCollections
-from consumer.kcl_io import kcl_process, protocol_in
-from consumer.logs import configure_logging
-from consumer.pipeline import BatchPipeline
-from consumer.processor import FraudRecordProcessor, claim_stdout
+from consumer.batch.pipeline import BatchPipeline
+from consumer.infra.logs import configure_logging
+from consumer.settings.config import Settings, StateConfig
+from consumer.sinks.alert_process import production_alert_process
 from consumer.sinks.query_body import encode_body_once
-from consumer.wiring import assemble_pipeline, redis_client
+from consumer.worker.checkpointing import CheckpointPolicy
+from consumer.worker.gc_policy import FullCollections
+from consumer.worker.kcl_io import kcl_process, protocol_in
+from consumer.worker.processor import FraudRecordProcessor, claim_stdout
+from consumer.worker.wiring import assemble_pipeline, redis_client
 from load_test.procfs import peak_rss_mb
 
 
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
         state=StateConfig(cache_entries=args.cache_entries),
     )
     s3 = aws_client("s3", args.endpoint_url)
-    sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.wiring does
+    sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.worker.wiring does
     redis_conn = redis_client(settings)  # as the worker builds it
     redis_conn.ping()
 
     def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
-        # As consumer.wiring.build_pipeline does, with the SNS client at moto.
+        # As consumer.worker.wiring.build_pipeline does, with the SNS client at moto.
         if settings.alert_process:
             sink = partial(sns_sink_at, args.endpoint_url, settings.topic_arn, settings.retry)
             alerts = production_alert_process(shard_id, settings, sink)

@@ -16,7 +16,7 @@ import boto3
 import redis
 from botocore.config import Config
 
-from consumer.config import RetryConfig
+from consumer.settings.config import RetryConfig
 from consumer.sinks.alerts import AlertPublisher, AlertSink
 from consumer.sinks.query_body import encode_body_once
 
@@ -26,7 +26,7 @@ BUCKET = "fraudstream-bench"
 TOPIC = "fraudstream-bench-alerts"
 # moto accepts any credentials; these are placeholders, never real ones.
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-# The same SDK retry settings as consumer.wiring (our tenacity loop owns retries).
+# The same SDK retry settings as consumer.worker.wiring (our tenacity loop owns retries).
 BOTO_CONFIG = Config(
     retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10
 )

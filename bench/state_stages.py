@@ -7,7 +7,7 @@ Redis is not counted) of each stage is summed over the batches after the first `
 load (cache lookups, the round trip's packing and parsing), the duplicate check, `history`,
 `add`, `prepare_save`, and `write` (the save's packing; in the worker it runs on the save
 thread, still under the GIL). The interpreter's collector is set as the worker sets it
-(consumer/gc_policy.py: no automatic full collections).
+(consumer/worker/gc_policy.py: no automatic full collections).
 
 Then the cache lookup alone (`_from_cache`) over the same batches' accounts two ways: cycling
 through the batches, as traffic does (10,000 accounts take turns), and the same batch again and
@@ -31,13 +31,13 @@ from typing import Any
 from bench.harness import log
 from bench.servers import RedisServer
 from bench.workload import build_workload
-from consumer.config import Settings, StateConfig
-from consumer.kcl_io import load_action
 from consumer.records import Transaction, parse_transaction
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
-from consumer.state import AccountStateStore, Position, position_of
-from consumer.wiring import redis_client
+from consumer.settings.config import Settings, StateConfig
+from consumer.state.store import AccountStateStore, Position, position_of
+from consumer.worker.kcl_io import load_action
+from consumer.worker.wiring import redis_client
 
 Batch = list[tuple[Position, Transaction]]
 STAGES = ("load", "duplicate", "history", "add", "prepare_save", "write")
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1 << 30)  # as consumer.gc_policy.FullCollections.install
+    gc.set_threshold(young, middle, 1 << 30)  # as consumer.worker.gc_policy.FullCollections.install
     batches = decoded_batches(args.records, args.fraud_ratio, args.seed)
     with tempfile.TemporaryDirectory() as scratch:
         server = RedisServer(Path(scratch))

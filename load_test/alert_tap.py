@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from consumer.readback import drain_queue
+from consumer.infra.readback import drain_queue
 
 
 class AlertTap(threading.Thread):

@@ -1,5 +1,5 @@
 """The workers' memory while a load test runs: each daemon (JVM), its Python record processors
-and each processor's alert process (consumer/alert_process.py), sampled every second.
+and each processor's alert process (consumer/sinks/alert_process.py), sampled every second.
 
 A worker is the process tree daemon -> processors (one per leased shard) -> alert processes.
 Per process the sampler keeps VmHWM, the kernel's own peak, so a spike between two samples still

@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from consumer.cli.local_stack import StackOptions, read_env_file, running_pids, stack_client
-from consumer.readback import (
+from consumer.infra.readback import (
     drain_queue,
     lease_checkpoints,
     read_jsonl_objects,
     wait_for_checkpoints,
 )
+from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
 from load_test.alert_tap import AlertTap
 from load_test.entries import Entry
 from load_test.memory import MemorySampler

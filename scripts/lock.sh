@@ -16,7 +16,7 @@
 #   requirements/build.lock    build.in alone: pip, setuptools, wheel, pytest-runner, installed
 #                              first so the two sdists (amazon-kclpy, this package) build from them
 # runtime.lock and build.lock are compiled with dev.lock as a constraint, so a package has the same
-# version in all three (tests/unit/test_lock.py checks that, and pyproject's ranges). The resolver
+# version in all three (tests/deploy/test_lock.py checks that, and pyproject's ranges). The resolver
 # is uv, pinned below and installed on first use under ~/.cache/fraudstream. package-lock.json
 # (kinesis-mock, from npm) is regenerated too; setup.sh installs it with `npm ci`.
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""Shared fixtures: fake AWS credentials so no test can reach a real account."""
+"""Shared fixtures: fake AWS credentials so no test can reach a real account; a real
+redis-server; one labelled file and one model trained on it (the model and load-test tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -72,6 +74,27 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_json_logs() -> None:
     """Processor logs as in production (JSON on stderr), at warning level to keep output short."""
-    from consumer.logs import configure_logging
+    from consumer.infra.logs import configure_logging
 
     configure_logging("warning")
+
+
+@pytest.fixture(scope="session")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6,000 realistic records: labels independent of the rules, frauds the rules miss."""
+    from load_test.labelled import write_labelled
+
+    path = tmp_path_factory.mktemp("labelled") / "labelled.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        write_labelled(handle, 6000, rate=3.0, accounts=300, seed=5, realistic=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on `labelled` (LightGBM imported only by the tests that ask for it)."""
+    from consumer.model.train import train
+
+    out = tmp_path_factory.mktemp("model") / "model"
+    train(labelled, out, holdout_fraction=0.25)
+    return out

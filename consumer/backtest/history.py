@@ -1,7 +1,7 @@
 """Per-account history in memory, with the stream's semantics, for a backtest over a file.
 
-The stream's state store (consumer/state.py) gives each transaction an AccountHistory built from
-Redis plus the earlier records of its batch. This module gives the same one from a single pass
+The stream's state store (consumer/state/store.py) gives each transaction an AccountHistory built
+from Redis plus the earlier records of its batch. This module gives the same one from a single pass
 over records in stream order, holding each account's entries packed (consumer/backtest/compact.py,
 ~60 bytes an entry) and the duplicate window as 64-bit digests (consumer/backtest/dedup.py), so
 that a day of a busy shard fits a machine:
@@ -43,9 +43,9 @@ from msgspec import structs
 from consumer.backtest.compact import Countries, PackedEntries
 from consumer.backtest.dedup import DuplicateWindow
 from consumer.backtest.views import TailView
-from consumer.config import StateConfig
 from consumer.records import Transaction
 from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry, in_time_order
+from consumer.settings.config import StateConfig
 
 VIEW_ENTRIES = 500_000
 """Built HistoryEntry objects kept for the accounts judged most recently, in all (~200 MB at

@@ -23,8 +23,8 @@ from typing import Any
 from consumer.backtest.history import VIEW_ENTRIES
 from consumer.backtest.inputs import READ_ERRORS, RecordFile, UnreadableInput, part_of
 from consumer.backtest.run import BacktestResult, merge, run_backtest
-from consumer.config import StateConfig
 from consumer.rules.ruleset import RuleSet
+from consumer.settings.config import StateConfig
 
 
 def _work(

@@ -24,10 +24,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
-from consumer.config import StateConfig
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
 from consumer.rules.ruleset import RuleSet, judge_with_ruleset
+from consumer.settings.config import StateConfig
 
 EXAMPLES = 5  # transaction ids kept per difference
 LABEL = "expected_rules"  # the rules that should fire (load_test/synthetic.py)

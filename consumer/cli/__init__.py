@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from consumer.config import ConfigError, load_settings
+from consumer.settings.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
-    from consumer.cli.local_stack import StackOptions
+    from consumer.local.stack import StackOptions
 
 
 EXIT_BAD_CONFIG = 78  # EX_CONFIG: a setting is missing or invalid
@@ -22,7 +22,8 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a resource is missing or unreachable
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Validate the settings, render the KCL properties and exec the MultiLangDaemon."""
-    from consumer import daemon, preflight, settings_keys
+    from consumer.settings import keys as settings_keys
+    from consumer.worker import daemon, preflight
 
     try:
         # Fail fast, naming the key, before the JVM starts.
@@ -62,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _stack_options(args: argparse.Namespace) -> StackOptions:
     # Imported here: `fraudstream worker` (the container's entry point) does not need it.
-    from consumer.cli.local_stack import StackOptions
+    from consumer.local.stack import StackOptions
 
     return StackOptions(
         state_dir=Path(args.state_dir),
@@ -76,7 +77,7 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from consumer.cli import local_stack
+    from consumer.local import stack as local_stack
 
     options = _stack_options(args)
     try:

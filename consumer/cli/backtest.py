@@ -81,9 +81,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from consumer.backtest.parallel import run_parallel
     from consumer.backtest.report import render_table, to_dict
     from consumer.backtest.run import PartitionError, run_backtest
-    from consumer.config import ConfigError, load_state_config
     from consumer.rules.ruleset import RuleSetError
     from consumer.rules.ruleset_load import default_ruleset, load_ruleset
+    from consumer.settings.config import ConfigError, load_state_config
 
     parts = args.jobs if args.parts is None else args.parts
     if parts < args.jobs:

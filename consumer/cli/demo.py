@@ -15,9 +15,9 @@ import sys
 from collections import Counter
 from typing import Any
 
-from consumer.cli import local_stack
-from consumer.cli.local_stack import stack_client
-from consumer.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
+from consumer.infra.readback import drain_queue, read_jsonl_objects, wait_for_checkpoints
+from consumer.local import stack as local_stack
+from consumer.local.stack import stack_client
 from consumer.sinks.alerts import mask_account
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from consumer.readback import is_open, list_shards
+from consumer.infra.readback import is_open, list_shards
 
 
 class ScaleError(RuntimeError):

@@ -11,7 +11,7 @@ The checkpoint lags the processing by up to the flush age (FRAUD_FLUSH_MAX_AGE_S
 live shard shows a few seconds behind even when the worker is keeping up.
 
 With a rule set (FRAUD_RULESET, or --ruleset), it also shows the published version and whether it
-loads, the fleet's last good version (consumer/ruleset_source.py: its record is checked as a
+loads, the fleet's last good version (consumer/reload/rulesets.py: its record is checked as a
 worker checks it), and so which version a worker starting now judges with. Running workers keep
 the version in force when the published one is refused; per worker, their logs say which
 (`ruleset_loaded`, `ruleset_refused`, `ruleset_fallback_last_good`).
@@ -26,10 +26,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.readback import is_open, lease_items, list_shards
-from consumer.rules.ruleset import RuleSetError
-from consumer.rules.ruleset_load import load_ruleset
-from consumer.ruleset_source import (
+from consumer.infra.readback import is_open, lease_items, list_shards
+from consumer.reload.rulesets import (
     LastGoodUnusable,
     fetcher_for,
     last_good_location,
@@ -37,6 +35,8 @@ from consumer.ruleset_source import (
     sha256_of,
     summary,
 )
+from consumer.rules.ruleset import RuleSetError
+from consumer.rules.ruleset_load import load_ruleset
 
 # Checkpoints that are not sequence numbers, and the iterator that starts where they point.
 _SENTINEL_ITERATORS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}

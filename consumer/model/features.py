@@ -3,7 +3,7 @@
 The history features mean exactly what the rule set's (consumer.rules.features.Facts) mean, so
 a window count is what `txn_count_1h` is in a custom rule: the account's transactions earlier in
 the stream, within the window in event time, this one included. They are computed here in one
-pass over the history (the hot path's cost), and tests/unit/test_model_features.py holds every
+pass over the history (the hot path's cost), and tests/unit/model/test_model_features.py holds every
 row equal, bit for bit, to the row built from Facts and consumer.rules.scan themselves.
 
 A row is a tuple with one value per FEATURE_NAMES entry: numbers as floats (NaN when absent,
@@ -12,7 +12,7 @@ encodes those with the model's own vocabulary (features.json), so an unseen merc
 "missing", never an error.
 
 The country features need the history's countries (HistoryEntry.country, country_seen_before),
-which the worker's state store keeps (consumer/state.py) and the offline histories fill.
+which the worker's state store keeps (consumer/state/store.py) and the offline histories fill.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
     Per transaction on the hot path when a model scores, so every history feature comes from
     one pass over the history: the rule set's window features (consumer.rules.features.Facts,
     same bounds, exact Decimal sums), the usual amount, the last event time, the small charges
-    and the travel point of consumer.rules.scan. tests/unit/test_model_features.py holds the
+    and the travel point of consumer.rules.scan. tests/unit/model/test_model_features.py holds the
     row equal, bit for bit, to one built from Facts and scan themselves."""
     t = txn.event_time
     subtract = EXACT.subtract

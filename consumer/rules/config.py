@@ -1,7 +1,7 @@
 """The rules' parameters: every threshold and severity, with the contract's defaults.
 
-Loading and validating them from a file and the environment is consumer/config.py's job; the
-rules core only reads this frozen value.
+Loading and validating them from a file and the environment is consumer/settings/config.py's job;
+the rules core only reads this frozen value.
 """
 
 from __future__ import annotations

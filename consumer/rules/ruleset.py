@@ -9,7 +9,7 @@ a rule on live traffic before switching it on. Every decision carries the rule s
 
 A rule that raises on a transaction (a bug, an arithmetic limit, MemoryError) counts as not
 fired for it, and the decision names it in `rule_errors`; every other rule still decides. The
-caller counts and logs them (consumer/pipeline.py, consumer/backtest/run.py).
+caller counts and logs them (consumer/batch/pipeline.py, consumer/backtest/run.py).
 
 Pure like the rest of consumer.rules: loading a file is consumer.rules.ruleset_load's job.
 """
@@ -70,7 +70,7 @@ class CustomRule:
 @dataclass(frozen=True, slots=True)
 class ModelScoreEntry:
     """The rule set's `rules.model_score` entry. A key left out (None) falls back to the worker's
-    FRAUD_MODEL_* settings, then to the model's own threshold (consumer/model_stage.py); it only
+    FRAUD_MODEL_* settings, then to the model's own threshold (consumer/model/stage.py); it only
     acts while a model is loaded, since models and rule sets ship independently."""
 
     enabled: bool = True

@@ -2,7 +2,8 @@
 
 One failure, and only one: whatever the bytes, `load_ruleset` returns a RuleSet or raises
 RuleSetError naming the file (and the line and column where the text has them), within a second
-(tests/unit/test_ruleset_nasty.py: arbitrary bytes and documents, and a corpus of nasty files).
+(tests/unit/rules/test_ruleset_nasty.py: arbitrary bytes and documents, and a corpus of nasty
+files).
 A rule set is hot-reloaded by every worker, so any other exception would stop the processor, on
 every worker, and again after each restart.
 
@@ -88,7 +89,7 @@ MAX_RULES = 100  # custom rules (the schema's maxItems)
 MAX_TOTAL_NODES = 600  # expression nodes of all custom rules together
 MAX_PROBLEMS = 20  # problems listed in one refusal; the rest are counted
 
-# rule id -> parameter -> (RulesConfig field, parser); the names consumer/rules_settings.py uses
+# rule id -> parameter -> (RulesConfig field, parser); the names consumer/settings/rules.py uses
 # for the TOML file and FRAUD_RULE_* variables (a test holds the two tables equal), and the
 # same bounds.
 _Parser = Callable[[Any], Any]

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import simplejson
 
-from consumer.config import RetryConfig
-from consumer.logs import get_logger
-from consumer.metrics import METRICS
-from consumer.retry import PartialFailure, call_with_retries
+from consumer.infra.logs import get_logger
+from consumer.infra.metrics import METRICS
+from consumer.infra.retry import PartialFailure, call_with_retries
+from consumer.settings.config import RetryConfig
 from consumer.sinks.s3_batches import RecordPosition
 
 log = get_logger(__name__)
@@ -68,7 +68,7 @@ class RejectedAlert:
 
 class AlertSink(Protocol):
     """Where a batch's alerts go: `AlertPublisher` in this process, or
-    `consumer.alert_process.AlertProcess` in a child process."""
+    `consumer.sinks.alert_process.AlertProcess` in a child process."""
 
     def publish(self, alerts: Sequence[Alert]) -> list[RejectedAlert]: ...
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import msgspec
 
-from consumer.config import FlushConfig, RetryConfig
-from consumer.logs import get_logger
-from consumer.metrics import METRICS
-from consumer.retry import call_with_retries
+from consumer.infra.logs import get_logger
+from consumer.infra.metrics import METRICS
+from consumer.infra.retry import call_with_retries
+from consumer.settings.config import FlushConfig, RetryConfig
 
 log = get_logger(__name__)
 

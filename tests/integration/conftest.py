@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from consumer.cli.local_stack import (
+from consumer.local.stack import (
     StackOptions,
     down,
     read_env_file,
@@ -109,7 +109,7 @@ def stack_started_in_process(
     redis_port: int | None = None,
     moto_port: int | None = None,
 ) -> Iterator[Stack]:
-    """The local stack started by `consumer.cli.local_stack.up` in this process, on free ports
+    """The local stack started by `consumer.local.stack.up` in this process, on free ports
     (or the given ones, when a test puts a proxy in front of them); `down` whatever happens."""
     options = StackOptions(
         state_dir=state_dir,

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from consumer import readback
-from consumer.config import Settings
-from consumer.readback import (
+from consumer.batch.timeliness import too_far_ahead
+from consumer.infra import readback
+from consumer.infra.readback import (
     read_jsonl_objects,
     stream_entries,
     stream_entries_in_lineage_order,
 )
 from consumer.records import Transaction, parse_transaction
 from consumer.rules.config import SEVERITIES, RulesConfig
-from consumer.timeliness import too_far_ahead
+from consumer.settings.config import Settings
 from tests.integration.conftest import Stack
 from tests.support.oracle import reference_decisions
 
@@ -47,7 +47,7 @@ def expected_from_entries(
     stream order."""
     config = config or RulesConfig()
     # Beyond the contract's text: a timestamp more than a day after the record's arrival is
-    # invalid (consumer/timeliness.py); an invalid record enters no state, so it leaves the
+    # invalid (consumer/batch/timeliness.py); an invalid record enters no state, so it leaves the
     # oracle's input.
     ahead = {seq for _, seq, data, arrival in records if too_far_ahead_bytes(data, arrival)}
     outcomes = reference_decisions(

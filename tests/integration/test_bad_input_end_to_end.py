@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumer.cli.local_stack import running_pids
-from consumer.readback import read_jsonl_objects, stream_entries
+from consumer.infra.readback import read_jsonl_objects, stream_entries
+from consumer.local.stack import running_pids
 from consumer.records import InvalidRecord, parse_transaction
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
@@ -27,7 +27,7 @@ from tests.integration.expectations import (
     wait_for_checkpoints,
 )
 from tests.integration.scenarios import scenario_entries
-from tests.unit.test_bad_input import CASES, garbage, record
+from tests.unit.batch.test_bad_input import CASES, garbage, record
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consumer.readback import drain_queue, read_jsonl_objects
+from consumer.infra.readback import drain_queue, read_jsonl_objects
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, cli, free_port
@@ -99,7 +99,7 @@ def rules_of(line: dict[str, Any]) -> set[str]:
 
 
 def test_local_up_twice_does_not_start_a_second_stack(stack: Stack) -> None:
-    from consumer.cli.local_stack import running_pids
+    from consumer.local.stack import running_pids
 
     before = running_pids(stack.options)
     again = cli("local", "up", *stack.port_args, timeout=60)

@@ -25,14 +25,19 @@ from typing import Any
 import pytest
 import redis
 
-from consumer.cli.local_stack import (
+from consumer.infra.readback import (
+    drain_queue,
+    lease_checkpoints,
+    read_jsonl_objects,
+    stream_records,
+)
+from consumer.local.stack import (
     StackOptions,
     lease_owners,
     running_pids,
     start_redis,
     wait_for_leases,
 )
-from consumer.readback import drain_queue, lease_checkpoints, read_jsonl_objects, stream_records
 from load_test.producer import send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, free_port, stack_started_in_process

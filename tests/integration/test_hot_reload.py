@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli.local_stack import running_pids
-from consumer.readback import read_jsonl_objects
+from consumer.infra.readback import read_jsonl_objects
+from consumer.local.stack import running_pids
 from load_test.producer import Entry, send
 from tests.integration.conftest import Stack, stack_started_in_process
 from tests.integration.expectations import wait_for_checkpoints

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli.local_stack import running_pids
+from consumer.infra.readback import read_jsonl_objects
+from consumer.local.stack import running_pids
 from consumer.model.train import train
-from consumer.readback import read_jsonl_objects
 from load_test.labelled import write_labelled
 from tests.integration.conftest import Stack, stack_started_in_process
 from tests.integration.test_hot_reload import burst, caught_up, wait_for_events, worker_events
-from tests.unit.test_model_source import put_model, version_of
+from tests.unit.reload.test_model_source import put_model, version_of
 
 pytestmark = pytest.mark.integration
 

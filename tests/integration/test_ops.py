@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumer.readback import last_sequence_per_shard, list_shards
+from consumer.infra.readback import last_sequence_per_shard, list_shards
 from load_test.producer import Entry, send
 from tests.integration.conftest import Stack, cli
 from tests.integration.expectations import wait_for_checkpoints

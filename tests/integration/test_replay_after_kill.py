@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from consumer.readback import (
+from consumer.infra.readback import (
     drain_queue,
     last_sequence_per_shard,
     lease_checkpoints,

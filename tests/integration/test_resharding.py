@@ -28,8 +28,7 @@ from typing import Any
 
 import pytest
 
-from consumer.cli.local_stack import running_pids, start_worker
-from consumer.readback import (
+from consumer.infra.readback import (
     SHARD_END,
     drain_queue,
     is_open,
@@ -39,6 +38,7 @@ from consumer.readback import (
     shard_parents,
     stream_records,
 )
+from consumer.local.stack import running_pids, start_worker
 from load_test.producer import Entry, send
 from load_test.synthetic import generate_records
 from tests.integration.conftest import Stack, stack_started_by_the_cli

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from consumer.cli.local_stack import running_pids, start_worker, wait_for_processors
-from consumer.readback import read_jsonl_objects
+from consumer.infra.readback import read_jsonl_objects
+from consumer.local.stack import running_pids, start_worker, wait_for_processors
 from load_test.producer import Entry, send
 from tests.integration.conftest import Stack, cli, stack_started_in_process
 from tests.integration.expectations import wait_for_checkpoints

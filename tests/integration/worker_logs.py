@@ -1,7 +1,7 @@
 """What the record processors of a local worker logged, read back from its log file.
 
-Every processor line is one JSON object (consumer/logs.py) that names its shard, so a worker log
-that interleaves several processors can be read per shard and in time order.
+Every processor line is one JSON object (consumer/infra/logs.py) that names its shard, so a worker
+log that interleaves several processors can be read per shard and in time order.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from consumer.cli.local_stack import StackOptions
+from consumer.local.stack import StackOptions
 
 
 def processor_events(options: StackOptions, worker: int) -> list[dict[str, Any]]:

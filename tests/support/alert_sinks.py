@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumer.config import RetryConfig
-from consumer.metrics import METRICS
-from consumer.retry import PartialFailure, call_with_retries
+from consumer.infra.metrics import METRICS
+from consumer.infra.retry import PartialFailure, call_with_retries
+from consumer.settings.config import RetryConfig
 from consumer.sinks.alerts import Alert, RejectedAlert
 
 FAST_RETRY = RetryConfig(max_attempts=2, max_wait_s=0.01)

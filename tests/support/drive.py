@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.config import RetryConfig, Settings
-from consumer.kcl_io import kcl_process
-from consumer.processor import FraudRecordProcessor
-from consumer.wiring import assemble_pipeline
+from consumer.settings.config import RetryConfig, Settings
+from consumer.worker.kcl_io import kcl_process
+from consumer.worker.processor import FraudRecordProcessor
+from consumer.worker.wiring import assemble_pipeline
 from tests.support import kcl_messages as msg
 from tests.support.fake_daemon import FakeDaemon
 from tests.support.memory_aws import MemoryS3, MemorySns

@@ -27,10 +27,10 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.outputs import to_json
+from consumer.batch.lines import to_json
+from consumer.batch.timeliness import too_far_ahead
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.config import RulesConfig
-from consumer.timeliness import too_far_ahead
 from tests.support.drive import ARRIVAL, drive, seq
 from tests.support.memory_aws import raw_of
 from tests.support.oracle import reference_decisions

@@ -1,0 +1,1 @@
+"""The plumbing every part shares: AWS clients, retries, logs, metrics."""

@@ -1,0 +1,1 @@
+"""The embedded local stack: kinesis-mock, moto server and redis-server on loopback."""

@@ -1,0 +1,475 @@
+"""The embedded local stack: kinesis-mock, moto server and redis-server on 127.0.0.1, plus workers.
+
+`fraudstream local up` starts the servers, creates the stream, bucket, topic and an SQS queue
+subscribed to the topic (so a person or a test can read the alerts), starts the workers (the real
+MultiLangDaemon each) and waits until every shard is leased. Every process it starts has its pid
+in <state>/pids/ and its output in <state>/logs/; `local down` stops exactly those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIND_HOST = "127.0.0.1"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start (or stop); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    state_dir: Path = Path(".fraudstream")
+    kinesis_port: int = 4567
+    kinesis_tls_port: int = 4568
+    moto_port: int = 4569
+    redis_port: int = 6390
+    workers: int = 1
+    shards: int = 2
+    stream: str = "fraudstream-transactions"
+    app_name: str = "fraudstream"
+    bucket: str = "fraudstream-local"
+    topic: str = "fraudstream-alerts"
+    lease_timeout_s: float = 240.0
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def pids(self) -> Path:
+        return self.state_dir / "pids"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "local.env"
+
+    def port_settings(self) -> dict[str, int]:
+        return {
+            "--kinesis-port": self.kinesis_port,
+            "--kinesis-tls-port": self.kinesis_tls_port,
+            "--moto-port": self.moto_port,
+            "--redis-port": self.redis_port,
+        }
+
+
+def _say(message: str) -> None:
+    """Progress for the person at the terminal, on stderr (never stdout: workers share it)."""
+    sys.stderr.write(f"[local] {message}\n")
+    sys.stderr.flush()
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def running_pids(options: StackOptions) -> dict[str, int]:
+    """Name -> pid of every recorded process that is still alive."""
+    alive: dict[str, int] = {}
+    if not options.pids.is_dir():
+        return alive
+    for pid_file in sorted(options.pids.glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text().strip())
+        except ValueError:
+            continue
+        if _pid_alive(pid):
+            alive[pid_file.stem] = pid
+    return alive
+
+
+def _start(
+    options: StackOptions,
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+) -> int:
+    options.logs.mkdir(parents=True, exist_ok=True)
+    options.pids.mkdir(parents=True, exist_ok=True)
+    with open(options.logs / f"{name}.log", "ab") as log_file:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd or options.state_dir,
+            start_new_session=True,  # our own process group: `down` can stop it and its children
+        )
+    (options.pids / f"{name}.pid").write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def _stop(pid: int, name: str, grace_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after the grace period."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            break
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # stragglers of the group, even if the leader exited
+    _say(f"stopped {name} (pid {pid})")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((BIND_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_port(port: int, name: str, options: StackOptions, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex((BIND_HOST, port)) == 0:
+                return
+        if name not in running_pids(options):
+            raise StackError(f"{name} exited during start-up; see {options.logs / (name + '.log')}")
+        time.sleep(0.2)
+    raise StackError(f"{name} did not listen on {BIND_HOST}:{port} within {timeout_s:.0f} s")
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def find_kinesis_mock() -> Path:
+    """kinesis-mock's main.js, from the npm package `kinesis-local` (scripts/setup.sh)."""
+    candidates = [os.environ.get("FRAUD_KINESIS_MOCK_JS", "")]
+    candidates.append(str(REPO_ROOT / "node_modules" / "kinesis-local" / "main.js"))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise StackError(
+        "kinesis-mock not found: run scripts/setup.sh (npm package kinesis-local), "
+        "or set FRAUD_KINESIS_MOCK_JS to its main.js"
+    )
+
+
+def loopback_kinesis_mock(options: StackOptions) -> Path:
+    """A copy of kinesis-mock that binds 127.0.0.1: upstream hard-codes 0.0.0.0, with no setting."""
+    source = find_kinesis_mock()
+    target_dir = options.state_dir / "kinesis-mock"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    script = source.read_text(encoding="utf-8")
+    hard_coded = '.em("0.0.0.0")'
+    if script.count(hard_coded) != 1:
+        raise StackError(f"unexpected kinesis-mock build at {source}: bind address not found once")
+    (target_dir / "main.js").write_text(
+        script.replace(hard_coded, f'.em("{BIND_HOST}")'), encoding="utf-8"
+    )
+    for extra in ("server.json", "package.json"):
+        if (source.parent / extra).exists():
+            shutil.copy(source.parent / extra, target_dir / extra)
+    return target_dir / "main.js"
+
+
+def _binary(name: str, hint: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"{name} not found: {hint}")
+    return found
+
+
+def endpoints(options: StackOptions) -> dict[str, str]:
+    moto = f"http://{BIND_HOST}:{options.moto_port}"
+    return {
+        # Plain HTTP port: the KCL's HTTP/2 client works there (h2c); not on the TLS port.
+        "AWS_ENDPOINT_URL_KINESIS": f"http://{BIND_HOST}:{options.kinesis_port}",
+        "AWS_ENDPOINT_URL_DYNAMODB": moto,
+        "AWS_ENDPOINT_URL_S3": moto,
+        "AWS_ENDPOINT_URL_SNS": moto,
+        "AWS_ENDPOINT_URL_SQS": moto,
+        "AWS_ENDPOINT_URL_CLOUDWATCH": moto,
+    }
+
+
+def stack_env(options: StackOptions) -> dict[str, str]:
+    """What local.env exports: endpoints, names, credentials for the stand-ins."""
+    account = "123456789012"  # moto's default account
+    return {
+        **LOCAL_CREDENTIALS,
+        **endpoints(options),
+        "FRAUD_STREAM": options.stream,
+        "FRAUD_APP_NAME": options.app_name,
+        "FRAUD_BUCKET": options.bucket,
+        "FRAUD_TOPIC_ARN": f"arn:aws:sns:us-east-1:{account}:{options.topic}",
+        "FRAUD_ALERTS_QUEUE_URL": f"http://{BIND_HOST}:{options.moto_port}/{account}/{options.topic}-tap",
+        "REDIS_URL": f"redis://{BIND_HOST}:{options.redis_port}/0",
+    }
+
+
+def stack_client(env: Mapping[str, str], service: str, config: Config | None = None) -> Any:
+    """A boto3 client for one service of the local stack, from its environment (local.env)."""
+    session: Any = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    endpoint = env[f"AWS_ENDPOINT_URL_{service.upper()}"]
+    return session.client(service, endpoint_url=endpoint, config=config)
+
+
+def create_resources(options: StackOptions, env: Mapping[str, str]) -> None:
+    kinesis = stack_client(env, "kinesis")
+    existing = kinesis.list_streams().get("StreamNames", [])
+    if options.stream not in existing:
+        kinesis.create_stream(StreamName=options.stream, ShardCount=options.shards)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=options.stream, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )
+    stack_client(env, "s3").create_bucket(Bucket=options.bucket)
+    sns = stack_client(env, "sns")
+    topic_arn = sns.create_topic(Name=options.topic)["TopicArn"]
+    sqs = stack_client(env, "sqs")
+    queue_url = sqs.create_queue(QueueName=f"{options.topic}-tap")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+
+def lease_owners(options: StackOptions, env: Mapping[str, str]) -> dict[str, str]:
+    """shard id -> worker id, from the KCL's lease table (empty while it does not exist yet)."""
+    dynamodb = stack_client(env, "dynamodb")
+    try:
+        items = dynamodb.scan(TableName=options.app_name, ConsistentRead=True)["Items"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return {}
+    return {
+        item["leaseKey"]["S"]: item.get("leaseOwner", {}).get("S", "")
+        for item in items
+        if "leaseKey" in item
+    }
+
+
+def _open_shards(options: StackOptions, env: Mapping[str, str]) -> set[str]:
+    shards = stack_client(env, "kinesis").list_shards(StreamName=options.stream)["Shards"]
+    return {s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]}
+
+
+def wait_for_leases(
+    options: StackOptions, env: Mapping[str, str], say: Callable[[str], None] = _say
+) -> dict[str, str]:
+    """Block until every open shard has a lease owner; raise with the worker log path if not."""
+    shards = _open_shards(options, env)
+    started = time.monotonic()
+    last_report = 0.0
+    while True:
+        owners = lease_owners(options, env)
+        held = {s: o for s, o in owners.items() if s in shards and o}
+        if len(held) == len(shards):
+            say(f"all {len(shards)} shards leased after {time.monotonic() - started:.0f} s: {held}")
+            return held
+        if not any(name.startswith("worker-") for name in running_pids(options)):
+            raise StackError(f"no worker is running; see {options.logs}/worker-*.log")
+        elapsed = time.monotonic() - started
+        if elapsed > options.lease_timeout_s:
+            raise StackError(
+                f"shards not leased after {elapsed:.0f} s ({len(held)}/{len(shards)}); "
+                f"see {options.logs}/worker-*.log"
+            )
+        if elapsed - last_report >= 10:
+            say(f"waiting for the KCL to lease {len(shards)} shards ({len(held)} so far) ...")
+            last_report = elapsed
+        time.sleep(1)
+
+
+def initialized_shards(options: StackOptions, since: float) -> set[str]:
+    """Shards whose record processor logged `shard_initialized` at or after `since` (epoch s)."""
+    found: set[str] = set()
+    for path in options.logs.glob("worker-*.log"):
+        with path.open("rb") as log_file:
+            for raw in log_file:
+                if b'"shard_initialized"' not in raw:
+                    continue
+                try:
+                    event = json.loads(raw)
+                    at = datetime.fromisoformat(event["timestamp"]).timestamp()
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if at >= since:
+                    found.add(str(event.get("shard_id")))
+    return found
+
+
+def wait_for_processors(
+    options: StackOptions, env: Mapping[str, str], since: float, say: Callable[[str], None] = _say
+) -> None:
+    """Block until a record processor runs on every open shard.
+
+    A lease is taken a moment before the daemon has started the shard's Python processor
+    (interpreter, imports, Redis connection): records put in between wait for it, which a load
+    test started right after `local up` measured as 1-4 s of latency in its first second.
+    """
+    shards = _open_shards(options, env)
+    started = time.monotonic()
+    while True:
+        ready = initialized_shards(options, since) & shards
+        if ready == shards:
+            say(f"record processors running on all {len(shards)} shards")
+            return
+        if time.monotonic() - started > options.lease_timeout_s:
+            raise StackError(
+                f"record processors started on {len(ready)}/{len(shards)} shards after "
+                f"{options.lease_timeout_s:.0f} s; see {options.logs}/worker-*.log"
+            )
+        time.sleep(0.25)
+
+
+def start_worker(options: StackOptions, index: int, env: Mapping[str, str]) -> int:
+    name = f"worker-{index}"
+    worker_env = {
+        **os.environ,
+        **env,
+        **options.worker_env,
+        "FRAUD_KCL_PROFILE": "local",
+        "FRAUD_WORKER_ID": name,
+        "FRAUD_PROPERTIES_OUT": str((options.state_dir / f"{name}.properties").resolve()),
+    }
+    return _start(options, name, [sys.executable, "-m", "consumer.cli", "worker"], worker_env)
+
+
+def start_redis(
+    options: StackOptions, redis_server: str | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    """redis-server on the stack's port, working in the state directory: no periodic snapshots,
+    but a `SHUTDOWN SAVE` leaves dump.rdb there and a restart loads it (the restart scenario)."""
+    binary = redis_server or _binary("redis-server", "install it: apt-get install -y redis-server")
+    argv = [binary, "--bind", BIND_HOST, "--port", str(options.redis_port), "--save", ""]
+    return _start(options, "redis", argv, env or {**os.environ, **LOCAL_CREDENTIALS})
+
+
+def write_env_file(options: StackOptions, env: Mapping[str, str]) -> None:
+    lines = ["# Written by `fraudstream local up`: source it to talk to the local stack."]
+    lines += [f"export {key}={json.dumps(value)}" for key, value in env.items()]
+    options.env_file.write_text("\n".join(lines) + "\n")
+
+
+def read_env_file(options: StackOptions) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in options.env_file.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            values[key] = json.loads(value)
+    return values
+
+
+def up(options: StackOptions) -> dict[str, str]:
+    """Start the whole stack, or say it is already up; return the environment it exports."""
+    options.state_dir.mkdir(parents=True, exist_ok=True)
+    alive = running_pids(options)
+    if alive:
+        _say(f"already up ({', '.join(sorted(alive))}); `fraudstream local down` stops it")
+        return read_env_file(options)
+    if options.pids.is_dir():
+        shutil.rmtree(options.pids)
+    for flag, port in options.port_settings().items():
+        if not _port_free(port):
+            raise StackError(f"port {port} on {BIND_HOST} is taken; choose another with {flag}")
+    env = stack_env(options)
+    redis_server = _binary("redis-server", "install it: apt-get install -y redis-server")
+    moto_server = _binary("moto_server", "install the dev extras: pip install -e '.[dev]'")
+    node = _binary("node", "install Node.js 20")
+    kinesis_js = loopback_kinesis_mock(options)
+    base = {**os.environ, **LOCAL_CREDENTIALS}
+    try:
+        start_redis(options, redis_server, base)
+        _start(options, "moto", [moto_server, "-H", BIND_HOST, "-p", str(options.moto_port)], base)
+        kinesis_env = {
+            **base,
+            "KINESIS_MOCK_PLAIN_PORT": str(options.kinesis_port),
+            "KINESIS_MOCK_TLS_PORT": str(options.kinesis_tls_port),
+            "LOG_LEVEL": "WARN",
+        }
+        # kinesis-mock reads server.json (its TLS key pair) from its working directory.
+        _start(
+            options, "kinesis", [node, str(kinesis_js.resolve())], kinesis_env, kinesis_js.parent
+        )
+        _wait_for_port(options.redis_port, "redis", options)
+        _wait_for_port(options.moto_port, "moto", options)
+        _wait_for_port(options.kinesis_port, "kinesis", options)
+        _say(
+            f"servers up: kinesis-mock :{options.kinesis_port}, moto :{options.moto_port}, "
+            f"redis :{options.redis_port}"
+        )
+        create_resources(options, env)
+        write_env_file(options, env)
+        _say(
+            f"stream {options.stream} ({options.shards} shards), bucket {options.bucket}, "
+            f"topic {options.topic}; env in {options.env_file}"
+        )
+        workers_started = time.time()
+        for index in range(1, options.workers + 1):
+            start_worker(options, index, env)
+        wait_for_leases(options, env)
+        wait_for_processors(options, env, since=workers_started)
+    except BaseException:
+        _say("start-up failed; stopping what was started")
+        down(options)
+        raise
+    return env
+
+
+def down(options: StackOptions) -> list[str]:
+    """Stop every recorded process (workers first, gracefully), by pid; return their names."""
+    alive = running_pids(options)
+    order = sorted(alive, key=lambda name: (not name.startswith("worker-"), name))
+    for name in order:
+        _stop(alive[name], name, grace_s=30.0 if name.startswith("worker-") else 5.0)
+    if options.pids.is_dir():
+        shutil.rmtree(options.pids)
+    if not order:
+        _say("nothing running")
+    return order

@@ -1,0 +1,1 @@
+"""Per-account history in Redis, and its saves off the critical path."""

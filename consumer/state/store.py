@@ -1,0 +1,755 @@
+"""Per-account history in Redis that makes decisions replay-deterministic.
+
+Why it is shaped like this:
+- **Positions, not counters.** Every stored fact carries the stream position (sequence number,
+  sub-sequence number) of the record that produced it. A transaction sees only facts from
+  positions before its own, so a replay after a crash (records since the last checkpoint come
+  again, while Redis already holds their effects) gives exactly the first pass's decisions.
+  Writes are idempotent: sorted-set members and SET NX values derived from the record itself,
+  never a bare INCR.
+- **One account, one slot.** Every key of an account has the account id as its hash tag
+  (`fs:acct:{<id>}:...`) and every key of a transaction id its own (`fs:txn:{<id>}...`), so
+  each command touches one slot and the same code runs on Redis Cluster / ElastiCache
+  cluster mode.
+- **A constant number of round trips per batch.** `load` reads everything the batch needs in
+  one pipeline; `save` writes everything in another; nothing in between touches the network.
+- **Bounded memory.** Loads read recent transactions back to the longest rule look-back (the
+  state horizon) plus a lateness allowance; the key expires that long after the account's last
+  write and holds at most `max_entries`. Devices, countries and "has history" live
+  `memory_ttl_s`; transaction ids the 24 h duplicate window. A cached account's expiries are
+  set again only every eighth of the shorter time (and whenever a key is created), each that
+  much longer, so every key lives at least its time after the last write and at most an eighth
+  more; the set is capped only when it may hold more than `max_entries` (an upper bound of
+  its size is kept), so a busy account's save is its ZADD alone, not seven commands.
+
+Keys:
+  fs:acct:{A}:recent     ZSET  score = event time, member =
+                               "seq.sub|event_time|amount|lat|lon" (no destination_country) or
+                               "seq.sub|event_time|amount|lat|lon|country" (the country last, so
+                               it may hold any character)
+  fs:acct:{A}:devices    HASH  device id -> position of its first use
+  fs:acct:{A}:countries  HASH  destination_country -> position of its first use
+  fs:acct:{A}:first      STR   position of the account's first transaction
+  fs:txn:{T}             STR   position of the first valid record with this transaction id,
+                               with "|A" appended once its alert was accepted by SNS
+
+Upgrading from the store without countries: its five-field members read as "country unknown",
+and its accounts have no countries hash, so `new_country` / `distinct_countries_*` see only what
+was written since (docs/rules-as-data.md, "Countries in the state store"). A member is identified
+by its position, so a replay never stores one record twice in two formats. Workers older than
+this one cannot read six-field members (their processor exits before saving or checkpointing
+the batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from sys import intern
+from typing import Any
+
+from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+from consumer.infra.metrics import METRICS
+from consumer.records import Transaction
+from consumer.rules.history import AccountHistory, HistoryEntry, in_time_order
+from consumer.settings.config import StateConfig
+
+Position = tuple[int, int]  # (sequence number, sub-sequence number): tuple order = stream order
+
+
+def position_of(sequence_number: str, sub_sequence_number: int) -> Position:
+    return int(sequence_number), sub_sequence_number
+
+
+def encode_position(position: Position) -> str:
+    return f"{position[0]}.{position[1]}"
+
+
+def decode_position(text: str | bytes) -> Position:
+    if isinstance(text, bytes):
+        text = text.decode()
+    sequence, _, sub = text.partition(".")
+    return int(sequence), int(sub or 0)
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _timed_execute(pipe: Any, metric: str) -> Any:
+    """Send a pipeline; its round trip (when it has commands) goes to the RedisLatency metric."""
+    if not len(pipe):
+        return pipe.execute()
+    started = time.monotonic()
+    replies = pipe.execute()
+    METRICS.observe_ms(metric, (time.monotonic() - started) * 1000)
+    return replies
+
+
+def _account_key(account_id: str, kind: str) -> str:
+    return f"fs:acct:{{{account_id}}}:{kind}"
+
+
+def _txn_key(transaction_id: str) -> str:
+    return f"fs:txn:{{{transaction_id}}}"
+
+
+class _Stored(HistoryEntry, frozen=True, gc=False, kw_only=True):
+    """An entry of the recent set: the history entry the rules read (itself: no copy per
+    judged record), plus its score. Not its member text: only a batch's new members are sent,
+    and the cache holds up to FRAUD_STATE_CACHE_ENTRIES of these (the text was ~150 bytes of
+    each ~0.85 KB; now ~0.68)."""
+
+    score: float  # the event time as the sorted set scores it: what pruning compares
+
+
+def _encode_entry(position: Position, txn: Transaction) -> str:
+    # `!s`: str() of a Decimal is ~3x faster than the format() a bare f-string field calls.
+    lat = "" if txn.latitude is None else repr(txn.latitude)
+    lon = "" if txn.longitude is None else repr(txn.longitude)
+    member = f"{position[0]}.{position[1]}|{txn.event_time!s}|{txn.amount!s}|{lat}|{lon}"
+    country = txn.destination_country
+    # Without a country the member keeps the five-field form older workers also read.
+    return member if country is None else f"{member}|{country}"
+
+
+@lru_cache(maxsize=20_000)
+def _decode_entry(member: str | bytes) -> _Stored:
+    """Decoding is pure, and the same members come back batch after batch: memoised.
+    Five fields (no country, or written before countries were stored) or six."""
+    text = member.decode() if isinstance(member, bytes) else member
+    pos, event_time, amount, lat, lon, *country = text.split("|", 5)
+    return _Stored(
+        decode_position(pos),
+        Decimal(event_time),
+        Decimal(amount),
+        float(lat) if lat else None,
+        float(lon) if lon else None,
+        intern(country[0]) if country else None,
+        score=float(event_time),
+    )
+
+
+def _one_per_position(recent: list[_Stored]) -> list[_Stored]:
+    """Sorted entries, one per position: a record stored by an older worker and again by this
+    one (a replay across an upgrade) keeps its newer, six-field form."""
+    kept: list[_Stored] = []
+    for stored in recent:
+        if kept and kept[-1].position == stored.position:
+            if stored.country is not None:
+                kept[-1] = stored
+            continue
+        kept.append(stored)
+    return kept
+
+
+@dataclass(slots=True)
+class _Wanted:
+    """What a batch asks about one account: entries from `oldest` on, these devices and
+    countries."""
+
+    oldest: float = float("inf")
+    devices: set[str] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Account:
+    recent: list[_Stored]
+    devices: dict[str, Position]
+    first: Position | None
+    # Its four Redis keys (_account_keys), built once rather than at every save.
+    keys: list[str]
+    # Countries whose first use is known (also what the cache can answer for: every country a
+    # batch asks about is added with its transaction, so no separate "checked" set).
+    countries: dict[str, Position] = field(default_factory=dict)
+    # Positions of `recent`: a record is stored once, whatever its member's format.
+    positions: set[Position] = field(default_factory=set)
+    new_members: dict[str, float] = field(default_factory=dict)
+    new_devices: dict[str, Position] = field(default_factory=dict)
+    new_countries: dict[str, Position] = field(default_factory=dict)
+    # Devices whose first use is known here, or known to be absent from Redis.
+    checked: set[str] = field(default_factory=set)
+    last_used: float = 0.0
+    # The smallest score in `recent`, kept up to date, so that the usual prune (nothing to
+    # forget) costs one comparison.
+    oldest_score: float = float("inf")
+    # len(recent) when the store last counted it into the cache's entry total.
+    counted: int = 0
+    # `recent` (in stream order) also has never-decreasing event times, as in-order traffic
+    # gives it: the rules then read it newest first and stop at their windows
+    # (AccountHistory.ascending). Exact (Decimal) checks; re-checked when entries leave.
+    in_time_order: bool = True
+    # When (time.monotonic) this process last set the expiry of the account's keys: the saves
+    # between refreshes send only what changes the keys' content.
+    refreshed_at: float = float("-inf")
+    # At least the size of the recent set in Redis (its size at load, plus every member sent
+    # since): while it is within max_entries the save need not cap the set.
+    stored_at_most: int = 0
+
+    def prune(self, min_score: float, max_entries: int) -> None:
+        """Forget entries older than any decision can use, and beyond the newest max_entries
+        by event time (the cap save applies in Redis)."""
+        recent = self.recent
+        if len(recent) <= max_entries and self.oldest_score >= min_score:
+            return  # the common case: nothing to forget
+        keep = [s for s in recent if s.score >= min_score]
+        if len(keep) > max_entries:
+            newest = sorted(keep, key=lambda s: s.score)[-max_entries:]
+            keep = sorted(newest, key=lambda s: s.position)
+        self.oldest_score = min((s.score for s in keep), default=float("inf"))
+        if len(keep) != len(self.recent):
+            self.recent = keep
+            self.positions = {s.position for s in keep}
+            if not self.in_time_order:
+                self.in_time_order = in_time_order(keep)
+
+
+class BatchView:
+    """One batch's slice of the state, updated in memory as its records are judged in order."""
+
+    def __init__(
+        self,
+        accounts: dict[str, _Account],
+        seen: dict[str, Position | None],
+        alerted: set[str],
+    ) -> None:
+        self._accounts = accounts
+        self._seen = seen
+        self._new_seen: dict[str, Position] = {}
+        self._alerted = alerted
+
+    @property
+    def accounts(self) -> dict[str, _Account]:
+        return self._accounts
+
+    @property
+    def new_seen(self) -> dict[str, Position]:
+        return self._new_seen
+
+    def first_seen(self, transaction_id: str) -> Position | None:
+        return self._seen.get(transaction_id)
+
+    def is_duplicate(self, txn: Transaction, position: Position) -> bool:
+        """Seen before under another position: a producer retry, not a replay."""
+        first = self._seen.get(txn.transaction_id)
+        if first is None:
+            self._seen[txn.transaction_id] = position
+            self._new_seen[txn.transaction_id] = position
+            return False
+        return first != position
+
+    def already_alerted(self, transaction_id: str) -> bool:
+        return transaction_id in self._alerted
+
+    def history(self, txn: Transaction, position: Position) -> AccountHistory:
+        """What `txn` may see: the account's facts from strictly earlier positions."""
+        account = self._accounts[txn.account_id]
+        stored = account.recent  # in stream order
+        if not stored or stored[-1].position < position:  # usual: all of it came earlier
+            recent = list(stored)
+        else:  # a replay: what came later is hidden
+            recent = [s for s in stored if s.position < position]
+        device_first = account.devices.get(txn.device_id) if txn.device_id is not None else None
+        country = txn.destination_country
+        country_first = account.countries.get(country) if country is not None else None
+        return AccountHistory(
+            recent=recent,
+            device_seen_before=device_first is not None and device_first < position,
+            has_earlier=account.first is not None and account.first < position,
+            country_seen_before=country_first is not None and country_first < position,
+            ascending=account.in_time_order,
+        )
+
+    def add(self, txn: Transaction, position: Position) -> None:
+        """Record a judged transaction so later records of the batch see it."""
+        account = self._accounts[txn.account_id]
+        if position not in account.positions:
+            account.positions.add(position)
+            member = _encode_entry(position, txn)
+            score = float(txn.event_time)
+            country = txn.destination_country
+            account.recent.append(
+                _Stored(
+                    position,
+                    txn.event_time,
+                    txn.amount,
+                    txn.latitude,
+                    txn.longitude,
+                    None if country is None else intern(country),  # one string per country
+                    score=score,
+                )
+            )
+            account.oldest_score = min(account.oldest_score, score)
+            recent = account.recent
+            if len(recent) > 1 and recent[-2].position > position:
+                recent.sort(key=lambda s: s.position)  # only after a replayed prefix
+                account.in_time_order = in_time_order(recent)
+            elif account.in_time_order and len(recent) > 1:
+                account.in_time_order = recent[-2].event_time <= txn.event_time
+            account.new_members[member] = score
+        if txn.device_id is not None:
+            account.checked.add(txn.device_id)
+            known = account.devices.get(txn.device_id)
+            if known is None or position < known:
+                account.devices[txn.device_id] = position
+                account.new_devices[txn.device_id] = position
+        country = txn.destination_country
+        if country is not None:
+            known = account.countries.get(country)
+            if known is None or position < known:
+                account.countries[country] = position
+                account.new_countries[country] = position
+        if account.first is None or position < account.first:
+            account.first = position
+
+
+# Scripts over any number of accounts (four keys each, as _account_keys). On a single Redis one
+# call carries the whole batch, so the client packs one command instead of thousands; on a
+# cluster each call carries one account, whose keys share a hash slot. Either way the work runs
+# inside Redis.
+_LOAD = """
+local out = {}
+local a = 1
+local function firsts(key)
+  local n = tonumber(ARGV[a])
+  local found = {}
+  if n > 0 then found = redis.call('HMGET', key, unpack(ARGV, a + 1, a + n)) end
+  a = a + n + 1
+  return found
+end
+for k = 1, #KEYS, 4 do
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[a], '+inf')
+  a = a + 1
+  local devices = firsts(KEYS[k + 1])
+  local countries = firsts(KEYS[k + 2])
+  local first = redis.call('GET', KEYS[k + 3])
+  out[#out + 1] = {recent, devices, countries, first, redis.call('ZCARD', KEYS[k])}
+end
+return out
+"""
+
+_SAVE = """
+local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
+local a = 6
+local function firsts(key, n, refresh)
+  for _ = 1, n do
+    redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  -- a no-op on a key that does not exist
+  if refresh or n > 0 then redis.call('EXPIRE', key, memory_ttl) end
+end
+for k = 1, accounts * 4, 4 do
+  local first, refresh, members = ARGV[a], ARGV[a + 1] == '1', tonumber(ARGV[a + 2])
+  local devices, countries, cap = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
+  a = a + 6
+  local last = a + 2 * members - 1
+  while a <= last do
+    local stop = math.min(last, a + 999)
+    redis.call('ZADD', KEYS[k], unpack(ARGV, a, stop))
+    a = stop + 1
+  end
+  if cap == '1' then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -max_entries - 1) end
+  if refresh then redis.call('EXPIRE', KEYS[k], keep_ttl) end
+  firsts(KEYS[k + 1], devices, refresh)
+  firsts(KEYS[k + 2], countries, refresh)
+  if first ~= '' then redis.call('SET', KEYS[k + 3], first, 'NX', 'EX', memory_ttl) end
+  if refresh then redis.call('EXPIRE', KEYS[k + 3], memory_ttl) end
+end
+for k = accounts * 4 + 1, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
+  a = a + 1
+end
+return 1
+"""
+
+_ALERTED = "|A"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSave:
+    """A batch's state writes, ready to send: save-script calls (keys, args) and, on a cluster,
+    the transaction ids' first sightings (each its own slot). `accounts` and `seen` say what it
+    writes, so the next batch's load can tell whether it must wait for it."""
+
+    script_calls: list[tuple[list[str], list[Any]]]
+    txn_writes: list[tuple[str, str]]
+    accounts: frozenset[str] = frozenset()
+    seen: dict[str, Position] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveInFlight:
+    """The previous batch's save while it is still being written, and how to wait for it."""
+
+    prepared: PreparedSave
+    wait: Callable[[], None]
+
+
+class AccountStateStore:
+    """Loads and saves the state a batch needs, each in one pipelined round trip.
+
+    On a single Redis (ElastiCache without cluster mode) a batch is one script call and one MGET
+    to load, and one script call to save. On a cluster: one script call per account and one
+    command per transaction id each way, still pipelined in one round trip per direction.
+    """
+
+    def __init__(self, redis: Any, config: StateConfig, horizon_s: Decimal) -> None:
+        self._redis = redis
+        self._config = config
+        self._keep_s = float(horizon_s) + config.lateness_s
+        self._cluster = isinstance(redis, RedisCluster)
+        self._load_sha = _sha1(_LOAD)
+        self._cache: OrderedDict[str, _Account] = OrderedDict()
+        self._cache_size = config.cache_accounts if config.cache_entries else 0
+        self._cache_entries = config.cache_entries
+        self._cached_entries = 0  # history entries the cached accounts hold, as last counted
+        # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
+        self._cache_idle_s = min(self._keep_s, config.memory_ttl_s) / 2
+        self._save_sha = _sha1(_SAVE)
+        # A cached account's keys get their expiry set again at most this often (and whenever
+        # a key is created); the expiry each save sets is longer by as much, so every key still
+        # lives at least its full time after the account's last write.
+        self._refresh_s = min(self._keep_s, config.memory_ttl_s) / 8
+
+    def _send(self, queue: Callable[[Any], None], metric: str) -> list[Any]:
+        """One pipelined round trip of what `queue` puts on a pipeline.
+
+        The scripts go by EVALSHA alone (redis-py's Script objects would first ask SCRIPT
+        EXISTS, one more round trip per pipeline); when Redis does not know them (first use, a
+        restart, a failover) they are loaded and the round trip is repeated once. Safe: a
+        pipeline that failed on NOSCRIPT ran no script, and every write is idempotent anyway.
+        """
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            queue(pipe)
+            try:
+                replies: list[Any] = _timed_execute(pipe, metric)
+                return replies
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._redis.script_load(_LOAD)
+                self._redis.script_load(_SAVE)
+        raise AssertionError("unreachable")
+
+    def _groups(self, account_ids: Sequence[str]) -> list[list[str]]:
+        """Accounts per script call: all of them, or one per call on a cluster."""
+        if self._cluster:
+            return [[account_id] for account_id in account_ids]
+        return [list(account_ids)] if account_ids else []
+
+    def load(
+        self, items: Sequence[tuple[Position, Transaction]], in_flight: SaveInFlight | None = None
+    ) -> BatchView:
+        """The state `items` need: cached accounts from memory, the others and every transaction
+        id from Redis in one round trip.
+
+        A previous batch's save may still be in flight (`in_flight`): the load waits for it only
+        when it must read one of the accounts that save writes (the cache answers for those
+        unless it let them go); the transaction ids it writes are known here already, so a
+        record repeating one is a duplicate whichever lands first in Redis.
+        """
+        wanted = self._wanted(items)
+        loaded: dict[str, _Account] = self._from_cache(wanted)
+        asked = {
+            account_id: (sorted(want.devices), sorted(want.countries))
+            for account_id, want in wanted.items()
+            if account_id not in loaded
+        }
+        txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
+        groups = self._groups(list(asked))
+        if in_flight is not None and not in_flight.prepared.accounts.isdisjoint(asked):
+            in_flight.wait()
+
+        def queue(pipe: Any) -> None:
+            for group in groups:
+                keys: list[str] = []
+                args: list[Any] = []
+                for account_id in group:
+                    devices, countries = asked[account_id]
+                    keys += _account_keys(account_id)
+                    args += (wanted[account_id].oldest - self._keep_s - 1, len(devices), *devices)
+                    args += (len(countries), *countries)
+                pipe.execute_command("EVALSHA", self._load_sha, len(keys), *keys, *args)
+            if self._cluster:
+                for txn_id in txn_ids:
+                    pipe.execute_command("GET", _txn_key(txn_id))
+            elif txn_ids:
+                pipe.execute_command("MGET", *[_txn_key(txn_id) for txn_id in txn_ids])
+
+        replies = self._send(queue, "redis.load")
+
+        per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
+        for account_id, reply in zip(asked, per_account, strict=True):
+            members, device_firsts, country_firsts, first_raw, stored_count = reply
+            devices, countries = asked[account_id]
+            recent = [_decode_entry(m) for m in members]
+            recent.sort(key=lambda stored: stored.position)
+            positions = {stored.position for stored in recent}
+            if len(positions) < len(recent):
+                recent = _one_per_position(recent)
+            loaded[account_id] = _Account(
+                keys=_account_keys(account_id),
+                recent=recent,
+                devices=_known(devices, device_firsts),
+                first=decode_position(first_raw) if first_raw is not None else None,
+                countries=_known(countries, country_firsts),
+                positions=positions,
+                checked=set(devices),
+                oldest_score=min((entry.score for entry in recent), default=float("inf")),
+                in_time_order=in_time_order(recent),
+                stored_at_most=int(stored_count),
+            )
+            self._remember(account_id, loaded[account_id])
+        txn_replies = replies[len(groups) :]
+        values = txn_replies if self._cluster else (txn_replies[0] if txn_ids else [])
+        seen: dict[str, Position | None] = {}
+        alerted: set[str] = set()
+        pending = in_flight.prepared.seen if in_flight is not None else {}
+        for txn_id, value in zip(txn_ids, values, strict=True):
+            if value is None:
+                seen[txn_id] = pending.get(txn_id)
+                continue
+            text = value.decode() if isinstance(value, bytes) else value
+            if text.endswith(_ALERTED):
+                alerted.add(txn_id)
+                text = text[: -len(_ALERTED)]
+            seen[txn_id] = decode_position(text)
+        return BatchView(loaded, seen, alerted)
+
+    def save(self, view: BatchView) -> int:
+        """Write what the batch added (idempotently); return the number of commands sent."""
+        return self.write(self.prepare_save(view))
+
+    def prepare_save(self, view: BatchView) -> PreparedSave:
+        """What the batch added, as the script calls that write it; the view's deltas are reset.
+
+        Taken on the batch's own thread, so that `write` can run on another one while the next
+        batch changes the (cached) accounts.
+
+        No trimming by event time: a record far in the future would wipe entries that a replay
+        of not-yet-checkpointed records still needs. Loads read only the horizon; the key
+        expires when the account goes quiet, and a runaway account is capped at its newest
+        max_entries by event time.
+        """
+        config = self._config
+        changed = [
+            account_id
+            for account_id, account in view.accounts.items()
+            if account.new_members or account.new_devices or account.new_countries
+        ]
+        # First sight of each transaction id (the alerted mark follows in mark_alerted).
+        txn_writes = [
+            (_txn_key(txn_id), encode_position(position))
+            for txn_id, position in view.new_seen.items()
+        ]
+        calls: list[tuple[list[str], list[Any]]] = []
+        now = time.monotonic()
+        groups = self._groups(changed)
+        in_script = [] if self._cluster else txn_writes
+        for index, group in enumerate(groups or ([[]] if in_script else [])):
+            keys: list[str] = []
+            args: list[Any] = [
+                int(self._keep_s + self._refresh_s) + 1,
+                int(config.memory_ttl_s + self._refresh_s),
+                config.max_entries,
+                len(group),
+                config.dedup_ttl_s,
+            ]
+            for account_id in group:
+                account = view.accounts[account_id]
+                keys += account.keys
+                # The first save of a loaded account refreshes, and creates any key it writes.
+                refresh = now - account.refreshed_at >= self._refresh_s
+                if refresh:
+                    account.refreshed_at = now
+                first = account.first  # SET NX: only a key's creation (or refresh) needs it
+                account.stored_at_most += len(account.new_members)
+                cap = account.stored_at_most > config.max_entries
+                if cap:
+                    account.stored_at_most = config.max_entries
+                args += (
+                    encode_position(first) if refresh and first is not None else "",
+                    "1" if refresh else "0",
+                    len(account.new_members),
+                    len(account.new_devices),
+                    len(account.new_countries),
+                    "1" if cap else "0",
+                )
+                for member, score in account.new_members.items():
+                    args += (score, member)
+                for device, position in account.new_devices.items():
+                    args += (device, encode_position(position))
+                for country, position in account.new_countries.items():
+                    args += (country, encode_position(position))
+            if index == 0:
+                for key, value in in_script:
+                    keys.append(key)
+                    args.append(value)
+            calls.append((keys, args))
+        for account in view.accounts.values():  # handed over: written by `write`
+            account.new_members = {}
+            account.new_devices = {}
+            account.new_countries = {}
+        self._count_entries(view)
+        return PreparedSave(
+            calls,
+            txn_writes if self._cluster else [],
+            accounts=frozenset(changed),
+            seen=view.new_seen,  # the batch is judged: its first sightings change no more
+        )
+
+    def write(self, prepared: PreparedSave) -> int:
+        """Send a prepared save in one pipelined round trip; return the number of commands.
+        Safe to repeat (every write is idempotent), so a retry may send it again."""
+        commands = len(prepared.script_calls) + len(prepared.txn_writes)
+
+        def queue(pipe: Any) -> None:
+            for keys, args in prepared.script_calls:
+                pipe.execute_command("EVALSHA", self._save_sha, len(keys), *keys, *args)
+            for key, value in prepared.txn_writes:
+                pipe.execute_command("SET", key, value, "NX", "EX", self._config.dedup_ttl_s)
+
+        if commands:
+            self._send(queue, "redis.save")
+        return commands
+
+    def mark_alerted(self, view: BatchView, transaction_ids: Iterable[str]) -> int:
+        """After SNS accepted their alerts: mark them, so a replay does not send them again."""
+        pipe = self._redis.pipeline(transaction=False)
+        for txn_id in transaction_ids:
+            first_seen = view.first_seen(txn_id)
+            if first_seen is not None:
+                value = encode_position(first_seen) + _ALERTED
+                pipe.execute_command("SET", _txn_key(txn_id), value, "XX", "KEEPTTL")
+        commands = len(pipe)
+        if commands:
+            _timed_execute(pipe, "redis.mark_alerted")
+        return commands
+
+    @staticmethod
+    def _wanted(items: Sequence[tuple[Position, Transaction]]) -> dict[str, _Wanted]:
+        """Per account of the batch: how far back its records look, their devices and
+        countries."""
+        wanted: dict[str, _Wanted] = {}
+        for _, txn in items:
+            t = float(txn.event_time)
+            want = wanted.get(txn.account_id)
+            if want is None:
+                want = wanted[txn.account_id] = _Wanted(t)
+            elif t < want.oldest:
+                want.oldest = t
+            if txn.device_id is not None:
+                want.devices.add(txn.device_id)
+            if txn.destination_country is not None:
+                want.countries.add(txn.destination_country)
+        return wanted
+
+    def _from_cache(self, wanted: dict[str, _Wanted]) -> dict[str, _Account]:
+        """Accounts this process already holds, when the cache can answer for them exactly.
+
+        An account lives on one shard and a shard on one processor, so no one else writes it
+        while we hold the lease; a new processor (after a crash or a lease move) starts empty.
+        An account idle for the expiry time, or asked about a device never checked, goes to
+        Redis (so does one asked about a country never checked).
+        """
+        if not self._cache_size:
+            return {}
+        now = time.monotonic()
+        hits: dict[str, _Account] = {}
+        for account_id, want in wanted.items():
+            account = self._cache.get(account_id)
+            if account is None:
+                continue
+            if (
+                now - account.last_used > self._cache_idle_s
+                or not want.devices <= account.checked
+                or not want.countries <= account.countries.keys()
+            ):
+                del self._cache[account_id]
+                self._cached_entries -= account.counted
+                want.devices |= account.checked  # the reload answers for these too
+                want.countries |= account.countries.keys()
+                continue
+            # Extra older entries change no decision (the rules look back less than keep_s);
+            # keeping another lateness allowance makes the cache forgive later, older records.
+            account.prune(
+                want.oldest - self._keep_s - self._config.lateness_s - 1, self._config.max_entries
+            )
+            account.last_used = now
+            self._cache.move_to_end(account_id)
+            hits[account_id] = account
+        return hits
+
+    def _remember(self, account_id: str, account: _Account) -> None:
+        if not self._cache_size:
+            return
+        account.last_used = time.monotonic()
+        account.counted = len(account.recent)
+        self._cached_entries += account.counted
+        self._cache[account_id] = account
+        self._evict()
+
+    def _count_entries(self, view: BatchView) -> None:
+        """At the end of a batch: bring the entry total up to date for the accounts it touched
+        (the only ones whose history changed), then keep the cache within its budgets."""
+        if not self._cache_size:
+            return
+        cache = self._cache
+        for account_id, account in view.accounts.items():
+            if cache.get(account_id) is account:
+                size = len(account.recent)
+                self._cached_entries += size - account.counted
+                account.counted = size
+        self._evict()
+
+    def _evict(self) -> None:
+        """Least recently used accounts leave until both budgets hold. Safe at any time: an
+        account not in the cache is loaded from Redis, which the saves keep complete."""
+        cache = self._cache
+        evicted = 0
+        while cache and (
+            len(cache) > self._cache_size or self._cached_entries > self._cache_entries
+        ):
+            _, account = cache.popitem(last=False)
+            self._cached_entries -= account.counted
+            evicted += 1
+        if evicted:  # many a batch: the cache is too small for the traffic (reloads from Redis)
+            METRICS.incr("state.cache_evicted", evicted)
+
+    @property
+    def cached_entries(self) -> int:
+        """History entries held by the cached accounts (as of the last batch's end)."""
+        return self._cached_entries
+
+    @property
+    def cached_accounts(self) -> int:
+        return len(self._cache)
+
+
+def _account_keys(account_id: str) -> list[str]:
+    return [
+        _account_key(account_id, "recent"),
+        _account_key(account_id, "devices"),
+        _account_key(account_id, "countries"),
+        _account_key(account_id, "first"),
+    ]
+
+
+def _known(asked: list[str], firsts: list[bytes | None]) -> dict[str, Position]:
+    """HMGET's answer for `asked`: the ones Redis knows, with the position of their first use."""
+    return {
+        name: decode_position(first)
+        for name, first in zip(asked, firsts, strict=True)
+        if first is not None
+    }
