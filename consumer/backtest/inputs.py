@@ -36,6 +36,8 @@ from typing import IO, Any, cast
 import msgspec
 from isal import igzip, igzip_lib
 
+from consumer.errors import FraudstreamError
+
 LABEL = "expected_rules"
 _NUMBER_FIELDS = frozenset({"amount", "account_balance", "latitude", "longitude"})
 _TIME_FIELDS = frozenset({"timestamp", "account_created_at"})
@@ -59,7 +61,7 @@ _CORRUPT_DEFLATE = cast(type[Exception], igzip_lib.IsalError)
 READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, _CORRUPT_DEFLATE)
 
 
-class UnreadableInput(OSError):
+class UnreadableInput(FraudstreamError, OSError):
     """A READ_ERRORS error met by one part's process, raised again in the parent (an OSError,
     so the CLI reports it as it reports the same error in one process)."""
 

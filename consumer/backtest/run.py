@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
+from consumer.errors import FraudstreamError
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
 from consumer.rules.ruleset import RuleSet, judge_with_ruleset
@@ -86,7 +87,7 @@ def _invalid(result: BacktestResult, reason: str, index: int) -> None:
         kept.append(index + 1)
 
 
-class PartitionError(RuntimeError):
+class PartitionError(FraudstreamError, RuntimeError):
     """A partitioned run found a record outside its part: run it with one job."""
 
 

@@ -22,6 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.settings.config import RetryConfig
@@ -65,11 +66,11 @@ def is_transient(exc: BaseException) -> bool:
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionError, TimeoutError)
 
 
-class OutputGaveUp(RuntimeError):
+class OutputGaveUp(FraudstreamError, RuntimeError):
     """An output stayed unwritable past the retry budget."""
 
 
-class PartialFailure(RuntimeError):
+class PartialFailure(FraudstreamError, RuntimeError):
     """Some entries of a batch call failed; the call is retried with only those entries."""
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from consumer.errors import FraudstreamError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIND_HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {
@@ -36,7 +38,7 @@ LOCAL_CREDENTIALS = {
 }
 
 
-class StackError(RuntimeError):
+class StackError(FraudstreamError, RuntimeError):
     """The local stack cannot start (or stop); the message says what to do."""
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import IO
 
 from consumer.backtest.history import ReplayHistory
+from consumer.errors import FraudstreamError
 from consumer.model.features import MODEL_HORIZON_S, FeatureRow, features_for
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 
 
-class DatasetError(ValueError):
+class DatasetError(FraudstreamError, ValueError):
     """The input cannot be used; the message names the file and line."""
 
 

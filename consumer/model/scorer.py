@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.model.features import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
@@ -35,7 +36,7 @@ FEATURES_FILE = "features.json"
 FORMAT_VERSION = 1
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(FraudstreamError, ValueError):
     """A model directory that cannot be used; the message names the path."""
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.model import metrics
 from consumer.model.dataset import Dataset, load_dataset
 from consumer.model.features import CATEGORICAL_FEATURES, FEATURE_NAMES, STREAM_UNAVAILABLE
@@ -44,7 +45,7 @@ MAX_ROUNDS = 300
 EARLY_STOPPING = 30
 
 
-class TrainError(ValueError):
+class TrainError(FraudstreamError, ValueError):
     """Training cannot go on; the message says why."""
 
 

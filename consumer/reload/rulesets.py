@@ -38,6 +38,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.s3_uri import is_s3, parse_s3
@@ -97,7 +98,7 @@ def builtin_ruleset(config: RulesConfig) -> RuleSet:
     return RuleSet(f"builtin-{digest}", config)
 
 
-class RuleSetRefused(ValueError):
+class RuleSetRefused(FraudstreamError, ValueError):
     """A rule set this worker will not apply; the message says why."""
 
 
@@ -124,7 +125,7 @@ def last_good_location(source: str, override: str | None = None) -> str:
     return override or source + LAST_GOOD_SUFFIX
 
 
-class LastGoodUnusable(Exception):
+class LastGoodUnusable(FraudstreamError):
     """No last good version can be used: `absent` (none stored), not valid, or (`transient`)
     not reachable now."""
 

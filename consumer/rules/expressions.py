@@ -72,6 +72,7 @@ from decimal import (
 )
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.rules.config import LIMITS_DOC, LITERAL_MAX, MAX_PLACES, decimal_places
 from consumer.rules.features import BOOL, FEATURES, Facts, Feature, FieldType
 
@@ -99,13 +100,13 @@ Getter = Callable[[Facts], Any]
 _NOT_CONST: Any = object()
 
 
-class EvaluationError(ArithmeticError):
+class EvaluationError(FraudstreamError, ArithmeticError):
     """A condition's arithmetic left the evaluation context (a result beyond 1e999999 in
     magnitude) on one transaction: the only exception `Expression.test` raises by design. No
     accepted condition reaches it with a valid record; the caller counts the rule as not fired."""
 
 
-class ExpressionError(ValueError):
+class ExpressionError(FraudstreamError, ValueError):
     """A `when` expression is refused; the message points at the spot with a caret excerpt.
 
     `line` and `column` are 1-based, in the expression's own text; `offset` is 0-based.

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from consumer.errors import FraudstreamError
 from consumer.records import Transaction
 from consumer.rules.config import RULE_IDS, SEVERITIES, RulesConfig
 from consumer.rules.engine import (
@@ -44,7 +45,7 @@ _RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 RESERVED_IDS: frozenset[str] = frozenset((*RULE_IDS, "model_score"))
 
 
-class RuleSetError(ValueError):
+class RuleSetError(FraudstreamError, ValueError):
     """A rule set is refused; the message says where (file, line, key) and why, one problem a
     line. `problems` holds them one by one."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from typing import TypeVar
 
+from consumer.errors import FraudstreamError
 from consumer.infra.s3_uri import S3Location, is_s3, parse_s3
 from consumer.rules.config import SEVERITIES, RulesConfig
 from consumer.settings.rules import RulesConfigError, load_rules_config
@@ -21,7 +22,7 @@ from consumer.settings.rules import RulesConfigError, load_rules_config
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(FraudstreamError, ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.rules.config import (
     PARAMETER_FIELDS,
     PARAMETER_KINDS,
@@ -27,7 +28,7 @@ from consumer.rules.config import (
 )
 
 
-class RulesConfigError(ValueError):
+class RulesConfigError(FraudstreamError, ValueError):
     """A rules parameter is unknown or invalid; the message names the file key or variable."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from amazon_kclpy.kcl import CheckpointError
 
+from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
@@ -36,11 +37,11 @@ LEASE_GONE_ERRORS = frozenset({"ShutdownException"})
 FATAL_ERRORS = frozenset({"InvalidStateException", "IllegalArgumentException"})
 
 
-class LeaseGone(RuntimeError):
+class LeaseGone(FraudstreamError, RuntimeError):
     """The KCL refused a checkpoint because this worker no longer holds the lease."""
 
 
-class CheckpointFailed(RuntimeError):
+class CheckpointFailed(FraudstreamError, RuntimeError):
     """A checkpoint could not be taken; the worker must exit and resume from the last one."""
 
 

@@ -30,6 +30,7 @@ import redis.cluster
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumer.errors import FraudstreamError
 from consumer.reload.rulesets import (
     NoUsableRuleSet,
     fetcher_for,
@@ -56,7 +57,7 @@ _AWS_CONFIG = Config(
 )
 
 
-class PreflightError(RuntimeError):
+class PreflightError(FraudstreamError, RuntimeError):
     """A resource the worker needs is missing or unreachable; the message names the setting."""
 
 
