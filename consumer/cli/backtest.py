@@ -16,9 +16,9 @@ from typing import Any
 EXIT_USAGE = 2
 
 
-def add_parser(sub: Any) -> None:
-    """Register the subcommand on the CLI's subparsers."""
-    parser = sub.add_parser(
+def add_parser(subparsers: Any) -> None:
+    """Register `backtest` on the CLI's subparsers."""
+    parser = subparsers.add_parser(
         "backtest",
         help="judge a file of records with a new rule set and a baseline; per-rule hits and diff",
         description="Runs the stream's engine over records in file order (stream order) with "
@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.set_defaults(func=cmd_backtest)
+    parser.set_defaults(run=run)
 
 
 def _jobs(text: str) -> int:
@@ -75,7 +75,8 @@ def _entries(text: str) -> int:
     return value
 
 
-def cmd_backtest(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the engine, the loaders and the readers are for this command only.
     from consumer.backtest.history import VIEW_ENTRIES
     from consumer.backtest.inputs import READ_ERRORS, RecordFile
     from consumer.backtest.parallel import run_parallel

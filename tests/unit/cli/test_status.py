@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from consumer.cli import main
-from consumer.cli.status import render_table, shard_statuses
+from consumer.cli.status_report import render_table, shard_statuses
 
 STREAM, TABLE = "tx", "fraud-app"
 
@@ -193,7 +193,7 @@ def test_the_rule_set_published_refused_and_the_last_good_one(
 
 
 def test_the_rule_set_without_any_good_version_says_a_worker_would_stop(aws: Aws) -> None:
-    from consumer.cli.status import render_ruleset, ruleset_status
+    from consumer.cli.status_report import render_ruleset, ruleset_status
 
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="rules")

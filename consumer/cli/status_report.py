@@ -1,0 +1,287 @@
+"""What `fraudstream status` reads and shows: per shard, who holds its lease, where it is
+checkpointed, how far behind; and the rule set's published and last good versions.
+
+"Behind" is measured from the checkpoint, not guessed: one GetShardIterator AFTER the checkpoint
+and one GetRecords with Limit=1 per shard. Kinesis answers with MillisBehindLatest (how far that
+position is from the tip of the shard) and, when there is one, the first record not yet
+checkpointed, whose arrival time says how long it has been waiting. Reading the shard to its end
+to count records would cost a GetRecords per 10,000 records; this costs two calls per shard (a
+shard allows 5 GetRecords a second, shared with the workers, so do not run it in a tight loop).
+
+The checkpoint lags the processing by up to the flush age (FRAUD_FLUSH_MAX_AGE_S) by design, so a
+live shard shows a few seconds behind even when the worker is keeping up.
+
+With a rule set (FRAUD_RULESET, or --ruleset), it also shows the published version and whether it
+loads, the fleet's last good version (consumer/reload/rulesets.py: its record is checked as a
+worker checks it), and so which version a worker starting now judges with. Running workers keep
+the version in force when the published one is refused; per worker, their logs say which
+(`ruleset_loaded`, `ruleset_refused`, `ruleset_fallback_last_good`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from consumer.infra.readback import is_open, lease_items, list_shards
+from consumer.reload.rulesets import (
+    LastGoodUnusable,
+    fetcher_for,
+    last_good_location,
+    last_good_store_for,
+    sha256_of,
+    summary,
+)
+from consumer.rules.ruleset import RuleSetError
+from consumer.rules.ruleset_load import load_ruleset
+
+# Checkpoints that are not sequence numbers, and the iterator that starts where they point.
+_SENTINEL_ITERATORS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard_id: str
+    open: bool | None  # None: in the lease table but no longer in the stream (expired)
+    owner: str | None
+    checkpoint: str | None
+    millis_behind_latest: int | None
+    oldest_unprocessed_age_ms: int | None
+    caught_up: bool | None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _behind(
+    kinesis: Any, stream: str, shard_id: str, checkpoint: str | None, now: datetime
+) -> tuple[int | None, int | None, bool | None, str]:
+    """(millis behind latest, age of the first unprocessed record, caught up, note)."""
+    if not checkpoint:
+        return None, None, None, "no lease yet"
+    if checkpoint == "SHARD_END":
+        return 0, None, True, "read to its end"
+    request: dict[str, Any] = {"StreamName": stream, "ShardId": shard_id}
+    if checkpoint in _SENTINEL_ITERATORS:
+        request["ShardIteratorType"] = _SENTINEL_ITERATORS[checkpoint]
+    elif checkpoint.isdigit():
+        request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+        request["StartingSequenceNumber"] = checkpoint
+    else:
+        return None, None, None, f"checkpoint {checkpoint}: position not known"
+    try:
+        iterator = kinesis.get_shard_iterator(**request)["ShardIterator"]
+        page = kinesis.get_records(ShardIterator=iterator, Limit=1)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return None, None, None, f"{error.get('Code', '?')}: {error.get('Message', '')}"[:200]
+    behind = page.get("MillisBehindLatest")
+    records = page.get("Records", [])
+    age = None
+    if records:
+        arrived = records[0]["ApproximateArrivalTimestamp"]
+        age = max(0, round((now - arrived).total_seconds() * 1000))
+    caught_up = not records and behind == 0
+    return behind, age, caught_up, ""
+
+
+def shard_statuses(
+    kinesis: Any, dynamodb: Any, stream: str, table: str, now: datetime | None = None
+) -> list[ShardStatus]:
+    """One row per shard of the stream, and per lease whose shard the stream no longer lists."""
+    now = now or datetime.now(UTC)
+    shards = {shard["ShardId"]: shard for shard in list_shards(kinesis, stream)}
+    leases = {
+        item["leaseKey"]["S"]: item
+        for item in lease_items(dynamodb, table)
+        if "leaseKey" in item
+        and (item["leaseKey"]["S"] in shards or item["leaseKey"]["S"].startswith("shardId-"))
+    }
+    statuses: list[ShardStatus] = []
+    for shard_id in sorted(set(shards) | set(leases)):
+        lease = leases.get(shard_id, {})
+        owner = lease.get("leaseOwner", {}).get("S") or None
+        checkpoint = lease.get("checkpoint", {}).get("S") or None
+        if shard_id not in shards:
+            statuses.append(
+                ShardStatus(shard_id, None, owner, checkpoint, None, None, None, "not in stream")
+            )
+            continue
+        open_ = is_open(shards[shard_id])
+        behind, age, caught_up, note = _behind(kinesis, stream, shard_id, checkpoint, now)
+        statuses.append(
+            ShardStatus(shard_id, open_, owner, checkpoint, behind, age, caught_up, note)
+        )
+    return statuses
+
+
+@dataclass(frozen=True)
+class RuleSetStatus:
+    """The published rule set, the last good one, and what a worker starting now judges with."""
+
+    source: str
+    published_state: str  # valid | refused | unreadable
+    published_version: str | None
+    published_sha256: str | None
+    published_error: str | None
+    last_good_location: str
+    last_good_state: str  # valid | absent | invalid | unreadable
+    last_good_version: str | None
+    last_good_sha256: str | None
+    last_good_accepted_at: str | None
+    last_good_accepted_by: str | None
+    last_good_error: str | None
+    starting_workers_use: str | None  # a version, or None: a worker would not start (exit 78)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ruleset_status(source: str, last_good: str | None, s3: Any) -> RuleSetStatus:
+    """Read both as a starting worker would (consumer/ruleset_source.starting_ruleset), without
+    writing anything. Errors are reported in the fields, never raised."""
+    location = last_good_location(source, last_good)
+    published: dict[str, Any] = {"state": "valid", "version": None, "sha256": None, "error": None}
+    try:
+        fetched = fetcher_for(source, lambda: s3).fetch(None)
+        if fetched is None:  # cannot happen without a tag
+            raise OSError("nothing to read")
+    except Exception as exc:
+        published.update(state="unreadable", error=summary(exc))
+    else:
+        published["sha256"] = sha256_of(fetched.data)
+        try:
+            published["version"] = load_ruleset(fetched.data, name=source).version
+        except RuleSetError as exc:
+            published.update(state="refused", error=summary(exc))
+    good: dict[str, Any] = {"state": "valid", "error": None}
+    try:
+        record = last_good_store_for(location, lambda: s3).load()
+    except LastGoodUnusable as exc:
+        good["state"] = "unreadable" if exc.transient else "absent" if exc.absent else "invalid"
+        good["error"] = exc.reason
+        record = None
+    except Exception as exc:  # e.g. a malformed endpoint: reported, not raised
+        good.update(state="unreadable", error=summary(exc))
+        record = None
+    if published["state"] == "valid":
+        starting = published["version"]
+    else:
+        starting = record.version if record is not None else None
+    return RuleSetStatus(
+        source=source,
+        published_state=published["state"],
+        published_version=published["version"],
+        published_sha256=published["sha256"],
+        published_error=published["error"],
+        last_good_location=location,
+        last_good_state=good["state"],
+        last_good_version=record.version if record is not None else None,
+        last_good_sha256=record.sha256 if record is not None else None,
+        last_good_accepted_at=record.accepted_at if record is not None else None,
+        last_good_accepted_by=record.accepted_by if record is not None else None,
+        last_good_error=good["error"],
+        starting_workers_use=starting,
+    )
+
+
+def render_ruleset(status: RuleSetStatus) -> str:
+    """A few lines under the shard table."""
+
+    def cut(text: str | None, width: int = 100) -> str:
+        text = text or ""
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    published = status.published_state.upper() if status.published_state != "valid" else "ok"
+    accepted = f"accepted {status.last_good_accepted_at or '?'}"
+    accepted += f" by {status.last_good_accepted_by or '?'}"
+    lines = [
+        f"RULE SET   {status.source}",
+        f"published  {status.published_version or '-'}  "
+        f"sha256 {(status.published_sha256 or '-')[:12]}  {published}"
+        + (f": {cut(status.published_error)}" if status.published_error else ""),
+        f"last good  {status.last_good_version or '-'}  "
+        f"sha256 {(status.last_good_sha256 or '-')[:12]}  "
+        + (
+            accepted
+            if status.last_good_state == "valid"
+            else f"{status.last_good_state.upper()}: {cut(status.last_good_error)}"
+        )
+        + f"  ({status.last_good_location})",
+    ]
+    if status.published_state == "valid":
+        lines.append(f"in force   {status.published_version} (the published version)")
+    elif status.starting_workers_use is not None:
+        lines.append(
+            f"in force   {status.starting_workers_use} (the last good version) on workers that "
+            "start now; running workers keep the version they hold"
+        )
+    else:
+        lines.append(
+            "in force   NONE for a worker starting now: `fraudstream worker` stops with exit "
+            "78; running workers keep the version they hold"
+        )
+    return "\n".join(lines)
+
+
+def _short(checkpoint: str | None) -> str:
+    if checkpoint is None:
+        return "-"
+    return checkpoint if len(checkpoint) <= 16 else "..." + checkpoint[-12:]
+
+
+def _millis(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1000:
+        return f"{value} ms"
+    if value < 120_000:
+        return f"{value / 1000:.1f} s"
+    if value < 7_200_000:
+        return f"{value / 60_000:.1f} min"
+    return f"{value / 3_600_000:.1f} h"
+
+
+def render_table(statuses: list[ShardStatus]) -> str:
+    """A table for a person: full sequence numbers are in --json."""
+    header = ("SHARD", "STATE", "OWNER", "CHECKPOINT", "BEHIND", "OLDEST UNREAD", "CAUGHT UP")
+    rows = [header]
+    for s in statuses:
+        state = {True: "open", False: "closed", None: "gone"}[s.open]
+        caught = {True: "yes", False: "no", None: "-"}[s.caught_up]
+        if s.note:
+            caught += f" ({s.note})"
+        rows.append(
+            (
+                s.shard_id,
+                state,
+                s.owner or "-",
+                _short(s.checkpoint),
+                _millis(s.millis_behind_latest),
+                _millis(s.oldest_unprocessed_age_ms),
+                caught,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def render_json(
+    stream: str, table: str, statuses: list[ShardStatus], ruleset: RuleSetStatus | None = None
+) -> str:
+    document: dict[str, Any] = {
+        "stream": stream,
+        "lease_table": table,
+        "shards": [s.as_dict() for s in statuses],
+    }
+    if ruleset is not None:
+        document["ruleset"] = ruleset.as_dict()
+    return json.dumps(document)
