@@ -497,7 +497,11 @@ class Checker:
             self.problem(line, f"console script {command} -> {target}: no function {function}")
             return
         if len(argv) > 1 and not argv[1].startswith("-"):
-            registered = subcommands(source)
+            # A package's commands may each register themselves from a module of their own.
+            sources = (
+                sorted(source.parent.glob("*.py")) if source.name == "__init__.py" else [source]
+            )
+            registered: set[str] = set().union(*(subcommands(path) for path in sources))
             if registered and argv[1] not in registered:
                 self.problem(
                     line,
