@@ -12,10 +12,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.infra.readback import is_open, list_shards
 
 
-class ScaleError(RuntimeError):
+class ScaleError(FraudstreamError, RuntimeError):
     """The service cannot be scaled as asked; the message says why."""
 
 
