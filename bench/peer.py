@@ -35,7 +35,7 @@ import redis
 
 from bench.servers import aws_client
 from consumer.batch.lines import dead_letter_line, flagged_line, to_json
-from consumer.records import InvalidRecord, parse_transaction
+from consumer.records import InvalidRecord, RecordPosition, parse_transaction
 from consumer.rules import (
     AccountHistory,
     HistoryEntry,
@@ -45,7 +45,6 @@ from consumer.rules import (
     state_horizon_s,
 )
 from consumer.sinks.alerts import mask_account
-from consumer.sinks.s3_batches import RecordPosition
 from load_test.procfs import cpu_seconds, peak_rss_mb
 
 DEDUP_TTL_S = 86400

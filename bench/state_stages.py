@@ -31,11 +31,11 @@ from typing import Any
 from bench.harness import log
 from bench.servers import RedisServer
 from bench.workload import build_workload
-from consumer.records import Transaction, parse_transaction
+from consumer.records import Position, Transaction, parse_transaction, position_of
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
 from consumer.settings.config import Settings, StateConfig
-from consumer.state.store import AccountStateStore, Position, position_of
+from consumer.state.store import AccountStateStore
 from consumer.worker.kcl_io import load_action
 from consumer.worker.wiring import redis_client
 

@@ -47,7 +47,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -570,3 +570,40 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         account_created_at,
         obj,
     )
+
+
+# -- where a record sits in the stream ----------------------------------------------------------
+
+Position = tuple[int, int]
+"""(sequence number, sub-sequence number) as integers: tuple order is stream order within a shard.
+The state store keys replay-determinism on it (a transaction sees only facts from earlier
+positions)."""
+
+
+def position_of(sequence_number: str, sub_sequence_number: int) -> Position:
+    return int(sequence_number), sub_sequence_number
+
+
+class RecordPosition(msgspec.Struct, frozen=True, gc=False):
+    """Where a record sits in the stream, as the daemon gave it: what checkpoints name, what an
+    S3 object's key and partition are derived from (so a replay rewrites the same object), and
+    what every output line carries."""
+
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int
+    arrival_ms: int
+
+    @property
+    def position(self) -> Position:
+        """Its order within the shard, as the state store compares it."""
+        return position_of(self.sequence_number, self.sub_sequence_number)
+
+    @property
+    def arrival(self) -> datetime:
+        return datetime.fromtimestamp(self.arrival_ms / 1000, tz=UTC)
+
+    @property
+    def object_name(self) -> str:
+        suffix = f".{self.sub_sequence_number}" if self.sub_sequence_number else ""
+        return f"{self.shard_id}-{self.sequence_number}{suffix}.jsonl.gz"

@@ -15,9 +15,8 @@ from typing import Any
 import msgspec
 import simplejson
 
-from consumer.records import Transaction
+from consumer.records import RecordPosition, Transaction
 from consumer.rules import Decision
-from consumer.sinks.s3_batches import RecordPosition
 
 
 def to_json(value: dict[str, Any]) -> str:

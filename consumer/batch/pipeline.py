@@ -31,7 +31,14 @@ from consumer.model.features import FeatureRow
 from consumer.model.rule import RULE_ID as MODEL_RULE_ID
 from consumer.model.rule import ModelRule
 from consumer.model.stage import BatchModel, Scored
-from consumer.records import InvalidRecord, Transaction, parse_transaction
+from consumer.records import (
+    InvalidRecord,
+    Position,
+    RecordPosition,
+    Transaction,
+    parse_transaction,
+    position_of,
+)
 from consumer.reload.models import ModelSource
 from consumer.reload.rulesets import RuleSetSource, builtin_ruleset
 from consumer.rules import severity_at_least
@@ -42,8 +49,8 @@ from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset
 from consumer.settings.config import Settings
 from consumer.sinks.alert_dispatch import AlertDispatcher
 from consumer.sinks.alerts import Alert, AlertSink, RejectedAlert
-from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
-from consumer.state.store import AccountStateStore, BatchView, Position, position_of
+from consumer.sinks.s3_batches import S3JsonLinesBatch
+from consumer.state.store import AccountStateStore, BatchView
 from consumer.state.writer import StateWriter
 
 log = get_logger(__name__)

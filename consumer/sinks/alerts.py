@@ -19,8 +19,8 @@ import simplejson
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.retry import PartialFailure, call_with_retries
+from consumer.records import RecordPosition
 from consumer.settings.config import RetryConfig
-from consumer.sinks.s3_batches import RecordPosition
 
 log = get_logger(__name__)
 

@@ -11,35 +11,15 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
-
-import msgspec
 
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.retry import call_with_retries
+from consumer.records import RecordPosition
 from consumer.settings.config import FlushConfig, RetryConfig
 
 log = get_logger(__name__)
-
-
-class RecordPosition(msgspec.Struct, frozen=True, gc=False):
-    """Where a record sits in the stream: what an object key is derived from."""
-
-    shard_id: str
-    sequence_number: str
-    sub_sequence_number: int
-    arrival_ms: int
-
-    @property
-    def arrival(self) -> datetime:
-        return datetime.fromtimestamp(self.arrival_ms / 1000, tz=UTC)
-
-    @property
-    def object_name(self) -> str:
-        suffix = f".{self.sub_sequence_number}" if self.sub_sequence_number else ""
-        return f"{self.shard_id}-{self.sequence_number}{suffix}.jsonl.gz"
 
 
 KeyLayout = Callable[[str, RecordPosition], str]

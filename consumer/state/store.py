@@ -57,15 +57,9 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from consumer.infra.metrics import METRICS
-from consumer.records import Transaction
+from consumer.records import Position, Transaction
 from consumer.rules.history import AccountHistory, HistoryEntry, in_time_order
 from consumer.settings.config import StateConfig
-
-Position = tuple[int, int]  # (sequence number, sub-sequence number): tuple order = stream order
-
-
-def position_of(sequence_number: str, sub_sequence_number: int) -> Position:
-    return int(sequence_number), sub_sequence_number
 
 
 def encode_position(position: Position) -> str:

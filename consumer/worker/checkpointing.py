@@ -26,7 +26,8 @@ from amazon_kclpy.kcl import CheckpointError
 from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
-from consumer.sinks.s3_batches import RecordPosition, S3JsonLinesBatch
+from consumer.records import RecordPosition
+from consumer.sinks.s3_batches import S3JsonLinesBatch
 
 log = get_logger(__name__)
 

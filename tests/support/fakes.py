@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from consumer.records import RecordPosition
 from consumer.sinks.alerts import Alert
-from consumer.sinks.s3_batches import RecordPosition
 
 
 class ManualClock:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from consumer.records import RecordPosition
 from consumer.sinks.alert_dispatch import AlertDispatcher
 from consumer.sinks.alerts import Alert, RejectedAlert
-from consumer.sinks.s3_batches import RecordPosition
 
 
 def refusal(tid: str) -> RejectedAlert:

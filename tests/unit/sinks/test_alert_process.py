@@ -20,9 +20,9 @@ import pytest
 
 from consumer.infra.metrics import METRICS, Metrics
 from consumer.infra.retry import OutputGaveUp
+from consumer.records import RecordPosition
 from consumer.sinks.alert_process import ANSWER_TIMEOUT_CAP_S, AlertProcess
 from consumer.sinks.alerts import Alert
-from consumer.sinks.s3_batches import RecordPosition
 from tests.support.alert_sinks import file_sink
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -227,7 +227,7 @@ import os, sys, threading, time
 from functools import partial
 from consumer.sinks.alert_process import AlertProcess
 from consumer.infra.logs import configure_logging
-from consumer.sinks.s3_batches import RecordPosition
+from consumer.records import RecordPosition
 from consumer.sinks.alerts import Alert
 from tests.support.alert_sinks import file_sink
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from consumer.infra.metrics import METRICS
-from consumer.records import Transaction, parse_transaction
+from consumer.records import Position, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 from consumer.settings.config import StateConfig
-from consumer.state.store import AccountStateStore, Position
+from consumer.state.store import AccountStateStore
 
 T0 = 1_795_500_000_000
 HORIZON = Decimal("80064")  # the order of the travel reach at the default 900 km/h

@@ -13,8 +13,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.records import Transaction
-from consumer.state.store import AccountStateStore, Position, PreparedSave, SaveInFlight
+from consumer.records import Position, Transaction
+from consumer.state.store import AccountStateStore, PreparedSave, SaveInFlight
 from consumer.state.writer import StateWriter
 from tests.unit.state.test_state import CONFIG, HORIZON, T0, txn
 
