@@ -21,9 +21,9 @@ from typing import Any
 from bench.servers import aws_client, sns_sink_at
 from consumer.batch.pipeline import BatchPipeline
 from consumer.infra.logs import configure_logging
+from consumer.infra.query_body import encode_body_once
 from consumer.settings.config import Settings, StateConfig
 from consumer.sinks.alert_process import production_alert_process
-from consumer.sinks.query_body import encode_body_once
 from consumer.worker.checkpointing import CheckpointPolicy
 from consumer.worker.gc_policy import FullCollections
 from consumer.worker.kcl_io import kcl_process, protocol_in

@@ -16,9 +16,9 @@ import boto3
 import redis
 from botocore.config import Config
 
+from consumer.infra.query_body import encode_body_once
 from consumer.settings.config import RetryConfig
 from consumer.sinks.alerts import AlertPublisher, AlertSink
-from consumer.sinks.query_body import encode_body_once
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from consumer.sinks.query_body import encode_body_once
+from consumer.infra.query_body import encode_body_once
 
 # Our own tenacity loop owns retries; the SDK's are kept short so the budget stays predictable.
 BOTO_CONFIG = Config(

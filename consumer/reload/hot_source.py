@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
-from consumer.infra.s3_uri import is_s3, parse_s3
+from consumer.settings.s3_uri import is_s3, parse_s3
 
 log = get_logger(__name__)
 

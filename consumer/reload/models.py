@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consumer.infra.s3_uri import is_s3, parse_s3
 from consumer.model.scorer import (
     FEATURES_FILE,
     MODEL_FILE,
@@ -26,6 +25,7 @@ from consumer.model.scorer import (
 from consumer.model.stage import BatchModel, batch_model
 from consumer.reload.hot_source import Fetched, FileFetcher, FileSetFetcher, HotReload, S3Fetcher
 from consumer.settings.config import Settings
+from consumer.settings.s3_uri import is_s3, parse_s3
 
 MODEL_FILES = (MODEL_FILE, FEATURES_FILE)
 

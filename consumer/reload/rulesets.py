@@ -41,7 +41,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
-from consumer.infra.s3_uri import is_s3, parse_s3
 from consumer.reload.hot_source import (
     Fetched,
     Fetcher,
@@ -53,6 +52,7 @@ from consumer.reload.hot_source import (
 from consumer.rules.config import RulesConfig
 from consumer.rules.ruleset import RuleSet, RuleSetError
 from consumer.rules.ruleset_load import MAX_BYTES, load_ruleset
+from consumer.settings.s3_uri import is_s3, parse_s3
 
 # The fetchers live in consumer/reload/hot_source.py (the model reloads through them too).
 __all__ = [

@@ -15,9 +15,9 @@ from decimal import InvalidOperation
 from typing import TypeVar
 
 from consumer.errors import FraudstreamError
-from consumer.infra.s3_uri import S3Location, is_s3, parse_s3
 from consumer.rules.config import SEVERITIES, RulesConfig
 from consumer.settings.rules import RulesConfigError, load_rules_config
+from consumer.settings.s3_uri import S3Location, is_s3, parse_s3
 
 T = TypeVar("T")
 

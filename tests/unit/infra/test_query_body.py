@@ -1,5 +1,5 @@
 """An SNS call's body is url-encoded once, to the very bytes botocore would send
-(consumer/sinks/query_body.py)."""
+(consumer/infra/query_body.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from consumer.infra.query_body import encode_body_once, form_encode
 from consumer.infra.readback import drain_queue
-from consumer.sinks.query_body import encode_body_once, form_encode
 from consumer.worker import wiring
 
 EXAMPLES = int(os.environ.get("FRAUD_FUZZ_EXAMPLES", "300"))

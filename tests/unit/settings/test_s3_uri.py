@@ -1,4 +1,4 @@
-"""s3:// settings are read one way everywhere, keys verbatim (consumer/infra/s3_uri.py)."""
+"""s3:// settings are read one way everywhere, keys verbatim (consumer/settings/s3_uri.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from consumer.infra.s3_uri import S3Location, parse_s3
 from consumer.reload.hot_source import fetcher_for
 from consumer.reload.models import model_fetcher
 from consumer.settings.config import ConfigError, load_settings
+from consumer.settings.s3_uri import S3Location, parse_s3
 
 ODD_KEYS = ["rules.yaml?v=2", "team#1/rules.yaml", "a b/ü.yaml", "/leading", "x//y.json"]
 
