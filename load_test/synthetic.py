@@ -4,7 +4,7 @@ Every record is one UTF-8 JSON object following section 1 of the data contract, 
 fraction ``invalid_ratio`` of them, deliberately broken bytes that the consumer must route to the
 dead-letter output.
 
-Valid records carry an extra field ``"expected_rules"``: exactly the rule ids (CONTRACT section 2,
+Valid records carry an extra field ``"expected_rules"``: exactly the rule ids (docs/contract.md section 2,
 default settings) that fire on that record, given the records this generator emitted before it in
 order. Fields outside the contract are passed through by the consumer, so the label travels with
 the transaction to the outputs and scores recall and precision per rule.
@@ -217,7 +217,7 @@ INVALID_KINDS: tuple[str, ...] = (
     "bad_channel",
 )
 
-# Rule thresholds (CONTRACT section 2 defaults), in cents, milliseconds and km.
+# Rule thresholds (docs/contract.md section 2 defaults), in cents, milliseconds and km.
 HIGH_AMOUNT_CENTS = 1_000_000
 VELOCITY_WINDOW_MS = 60_000
 VELOCITY_LIMIT = 3  # transactions allowed within the window; the 4th fires
@@ -341,7 +341,7 @@ def rules_fired(
     destination: str,
     balance_cents: int | None,
 ) -> tuple[str, ...]:
-    """The rules of CONTRACT section 2 (defaults) that fire on ``txn`` after the account's
+    """The rules of docs/contract.md section 2 (defaults) that fire on ``txn`` after the account's
     ``earlier`` transactions (stream order). Amounts and times are integers: exact."""
     fired: set[str] = set()
     t = txn.ts_ms
