@@ -6,8 +6,8 @@ dead-letter output.
 
 Valid records carry an extra field ``"expected_rules"``: exactly the rule ids (docs/contract.md
 section 2, default settings) that fire on that record, given the records this generator emitted
-before it in order. Fields outside the contract are passed through by the consumer, so the label travels with
-the transaction to the outputs and scores recall and precision per rule.
+before it in order. Fields outside the contract are passed through by the consumer, so the label
+travels with the transaction to the outputs and scores recall and precision per rule.
 
 Traffic
 -------
