@@ -12,33 +12,33 @@ It also never raises for any input: a poison record (bad UTF-8, a BOM, `NaN`, a 
 reason, which the caller writes to the dead-letter output; it must never stop a shard.
 
 Bounded numbers. What the rules do later with a valid record's numbers runs in an exact decimal
-context (consumer/rules/exact.py), where a sum is as long as its operands' digits from the
-highest to the lowest exponent: `100 + 1e-99999999999` would need 10^11 digits (MemoryError),
-and every later record of the account would fail the same way. So `amount` and
-`account_balance` must be multiples of 1e-18 and the balance lies in [-1e15, 1e15]
-(docs/contract.md, "Bounds"). The check looks at the exponent, never at an expanded value: one
-quantize to 1e-18 in a context that traps Inexact (~80 ns), after the magnitude is known to be
-bounded, so `1e-99999999999` is refused in microseconds. A value that passes is kept as the
+context (consumer/rules/exact.py), where a sum is as long as its operands' digits from the highest
+to the lowest exponent: `100 + 1e-99999999999` would need 10^11 digits (MemoryError), and every
+later record of the account would fail the same way. So `amount` and `account_balance` must be
+multiples of 1e-18 and the balance lies in [-1e15, 1e15] (docs/contract.md, "Bounds"). The check
+looks at the exponent, never at an expanded value: one quantize to 1e-18 in a context that traps
+Inexact, after the magnitude is known to be bounded, so `1e-99999999999` is refused as cheaply as
+any other value (measured: docs/benchmarks.md#record-decoding). A value that passes is kept as the
 exact Decimal of its literal (`12.50` stays `12.50`), except where the literal has more than 18
 decimal places, all zeros past the 18th (`12.50000000000000000000`, or `1.` and a million zeros,
-which would make every later sum of the account a million digits long), or is a zero written
-with an exponent below -18 (`0e-99999999999`): those are held with exactly 18 decimal places,
-the same value (the `raw` literal is passed through unchanged). The string fields the rules
-and the state use (`currency`, the country codes, `merchant_id`, `merchant_category`,
-`device_id`, `ip_address`) are at most 256 code points.
+which would make every later sum of the account a million digits long), or is a zero written with an
+exponent below -18 (`0e-99999999999`): those are held with exactly 18 decimal places, the same value
+(the `raw` literal is passed through unchanged). The string fields the rules and the state use
+(`currency`, the country codes, `merchant_id`, `merchant_category`, `device_id`, `ip_address`) are
+at most 256 code points.
 
 A valid record must also survive what the worker does with it next: its raw object is re-encoded
 as JSON (simplejson, which recurses) and its strings become UTF-8 Redis keys. So two things the
 decoder accepts are invalid here: a lone surrogate escape (`"\\ud800"` decodes to a string that
 has no UTF-8 form) and nesting deeper than `MAX_DEPTH` levels. Both checks run only when a cheap
-test on the raw text says they could matter, so a typical record pays a few hundred nanoseconds.
+test on the raw text says they could matter, so a typical record hardly pays for them.
 
-Two decoders, one answer. The standard library's decoder (numbers as `Decimal`) defines every
-result and every error message; in front of it msgspec, a C decoder about 3x faster, decodes the
-text with the same exact numbers (its float hook receives each literal's own digits, so
-`Decimal("1.50")` keeps its trailing zero). Whenever msgspec refuses the text, or it nests
-deeper than MAX_DEPTH, the standard path decides and names the reason; a property test holds
-the two paths to the same answer for any bytes (tests/unit/test_records_fast_path.py).
+Two decoders, one answer. The standard library's decoder (numbers as `Decimal`) defines every result
+and every error message; in front of it msgspec, a faster C decoder, decodes the text with the same
+exact numbers (its float hook receives each literal's own digits, so `Decimal("1.50")` keeps its
+trailing zero). Whenever msgspec refuses the text, or it nests deeper than MAX_DEPTH, the standard
+path decides and names the reason; a property test holds the two paths to the same answer for any
+bytes (tests/unit/test_records_fast_path.py).
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ _ZERO = Decimal(0)
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 # Quantizing to QUANTUM in this context raises Inexact exactly when a non-zero digit lies past
-# the 18th decimal place, whatever the exponent (1e-99999999999 costs microseconds: the
-# coefficient is shifted out, not expanded). Called only once the magnitude is within the
-# bounds, so the result has at most 34 digits and never exceeds the precision.
+# the 18th decimal place, whatever the exponent (1e-99999999999 is cheap: the coefficient is
+# shifted out, not expanded). Called only once the magnitude is within the bounds, so the
+# result has at most 34 digits and never exceeds the precision.
 # Rounded is trapped too: it signals a literal with more than 18 decimals that are all zeros
 # (`1.` and a million zeros is a multiple of 1e-18, but every later sum of its account would
 # carry the million digits): such a value is held quantized (`_trimmed`), the same number.
@@ -205,7 +205,8 @@ def _deeper_than_max(value: object) -> bool:
 class Transaction(msgspec.Struct, frozen=True, gc=False):
     """A valid transaction. `raw` is the JSON object as received, for pass-through to outputs.
 
-    A msgspec Struct: built in C, about 5x faster than a frozen dataclass, once per record.
+    A msgspec Struct: built in C, once per record (cheaper than a frozen dataclass:
+    docs/benchmarks.md#record-decoding).
     `gc=False`: it holds strings, numbers and a decoded JSON object, which cannot form a
     reference cycle, so the cyclic collector need not track it (nor the other per-record
     value objects: history entries, decisions, positions)."""
@@ -407,7 +408,7 @@ def _parse_exact(data: bytes) -> Transaction | InvalidRecord:
     # Each precise check runs only when a cheap test on the raw text says it could matter: more
     # than MAX_DEPTH brackets (string contents included), and an escape \ud... or \uD... (or text
     # merely looking like one, as in an escaped backslash before "ud"); the memchr for a backslash
-    # first keeps the common case, a record without escapes, at a few nanoseconds.
+    # first keeps the common case, a record without escapes, nearly free.
     if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than_max(obj):
         return InvalidRecord(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
     if "\\" in text and ("\\ud" in text or "\\uD" in text):
@@ -497,7 +498,7 @@ def _validate(obj: dict[str, Any]) -> Transaction:
         else:
             raise _Bad("account_balance: must be a number")
 
-    # Optional strings checked inline (a call each was a tenth of this function's time).
+    # Optional strings checked inline, not by a call each (docs/benchmarks.md#record-decoding).
     origin_country = get("origin_country")
     if origin_country is not None:
         if type(origin_country) is not str:

@@ -1,17 +1,18 @@
 """One url-encoding of an SNS request body instead of two.
 
-SNS speaks AWS's query protocol: botocore builds the body as a dict of form fields and encodes
-it with `urlencode` each time it is read, which happens twice per call (once for the SigV4
-payload hash, once to send it). An alert's message is the whole flagged line, so that encoding
-is about a third of the client's CPU per PublishBatch, on the worker's busiest background
-threads. Encoding the dict once, exactly as botocore would (`AWSRequestPreparer._prepare_body`),
-when the request is created (before it is signed) sends the same bytes for half the work.
+SNS speaks AWS's query protocol: botocore builds the body as a dict of form fields and encodes it
+with `urlencode` each time it is read, which happens twice per call (once for the SigV4 payload
+hash, once to send it). An alert's message is the whole flagged line, so that encoding is a large
+share of the client's CPU per PublishBatch (measured: docs/benchmarks.md#sns-query-body), on the
+worker's busiest background threads. Encoding the dict once, exactly as botocore would
+(`AWSRequestPreparer._prepare_body`), when the request is created (before it is signed) sends the
+same bytes, encoded once instead of twice.
 
-The encoding itself is also cheaper than the standard library's: `urllib.parse.quote_plus`
-maps every byte of a value that needs any escaping through a Python-level comprehension, and a
-message is JSON, so it always does. `form_encode` gives the same string through one C-level
-`str.translate` per field (a property test holds it to `urlencode` for any text): a
-PublishBatch of 10 alerts costs the client about 40% less CPU.
+The encoding itself is also cheaper than the standard library's: `urllib.parse.quote_plus` maps
+every byte of a value that needs any escaping through a Python-level comprehension, and a message is
+JSON, so it always does. `form_encode` gives the same string through one C-level `str.translate` per
+field (a property test holds it to `urlencode` for any text), for less of the client's CPU per
+PublishBatch (docs/benchmarks.md#sns-query-body).
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ class StateConfig:
     # Accounts whose state each processor keeps in memory between batches (0: none).
     cache_accounts: int = 20_000
     # History entries those cached accounts may hold in all (0: none): the bound on the cache's
-    # memory (~0.7 KB an entry), whatever the traffic's shape; least recently used leave first.
+    # memory (an entry's size: docs/benchmarks.md#state-store), whatever the traffic's shape;
+    # least recently used leave first.
     cache_entries: int = 100_000
 
 

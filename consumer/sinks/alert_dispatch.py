@@ -1,11 +1,12 @@
 """Alerts off the batch's critical path: published in the background, settled before a checkpoint.
 
-A PublishBatch call to SNS takes tens of milliseconds; waiting for it inside every batch would cap
-a shard at a few thousand records/s and make every later transaction's alert wait too. So each
-batch's alerts (publish, then the alerted marks in Redis) go to one background thread, in batch
-order, while the next batch is judged. Nothing is lost by this: the checkpoint policy settles
-every job before it checkpoints, so no record is checkpointed before its alert was accepted, and
-a crash before that replays the records and sends the alerts again (at least once).
+A PublishBatch call to SNS is a network round trip; waiting for it inside every batch would cap a
+shard's throughput (measured: docs/benchmarks.md#alert-dispatch) and make every later transaction's
+alert wait too. So each batch's alerts (publish, then the alerted marks in Redis) go to one
+background thread, in batch order, while the next batch is judged. Nothing is lost by this: the
+checkpoint policy settles every job before it checkpoints, so no record is checkpointed before its
+alert was accepted, and a crash before that replays the records and sends the alerts again (at least
+once).
 
 At most `max_in_flight` batches wait; a further submit waits for the oldest, so a slow SNS slows
 the shard instead of growing memory. A job that failed (retries exhausted) raises at the next

@@ -1,13 +1,13 @@
 """Alerts published from a child process, so botocore's CPU stays off the judging process's GIL.
 
-Each PublishBatch of ten alerts costs botocore about 1.8 ms of CPU (serialising, signing, parsing
-the XML reply). In the shard's own process that CPU holds the GIL the judging thread needs: at a
-few percent of records flagged it is a tenth of the shard's throughput. So each shard process
-starts one child (`python -m consumer.sinks.alert_process`, not a fork: the parent runs threads)
-that owns the SNS client and an `AlertPublisher`; the parent's alert thread sends it each batch's
-alerts over a pipe and waits for the answer with the GIL released. The contract is unchanged:
-`publish` returns when SNS accepted every alert (or refused some for good, handed back for the
-dead letters), or raises.
+Each PublishBatch of ten alerts costs botocore CPU (serialising, signing, parsing the XML reply).
+In the shard's own process that CPU holds the GIL the judging thread needs, which at a few percent
+of records flagged costs the shard a measurable share of its throughput (measured:
+docs/benchmarks.md#alert-process). So each shard process starts one child
+(`python -m consumer.sinks.alert_process`, not a fork: the parent runs threads) that owns the SNS
+client and an `AlertPublisher`; the parent's alert thread sends it each batch's alerts over a pipe
+and waits for the answer with the GIL released. The contract is unchanged: `publish` returns when
+SNS accepted every alert (or refused some for good, handed back for the dead letters), or raises.
 
 Failure stays visible and loses nothing. A give-up in the child is the parent's give-up
 (`OutputGaveUp`); the child's counters (alerts sent, retries, give-ups) come back with every
@@ -126,7 +126,7 @@ class AlertProcess:
     def _await_ready(self, timeout_s: float) -> None:
         """Wait until the child has built its sink: a child that cannot start (a bad endpoint,
         a missing module) stops the shard's initialize, not its first alert; and its start-up
-        (a second of imports) is over before the first batch."""
+        (the imports) is over before the first batch."""
         try:
             if not self._from_child.poll(timeout_s):
                 self._fail(f"did not start in {timeout_s:.0f} s")

@@ -1,12 +1,12 @@
 """Redis commands packed by hiredis without redis-py's per-argument walk.
 
-redis-py's hiredis packer first rebuilds every command's arguments in a Python generator (to
-turn memoryviews into bytes). A batch's save script carries thousands of arguments (scores,
-members, positions, transaction ids) and the duplicate check an MGET of every transaction id,
-never a memoryview: that walk was ~1 µs of the GIL a record. This packer hands the arguments
-to hiredis as they are; anything else (a command name with a space, as redis-py sends
-"SCRIPT LOAD", or an argument hiredis refuses) goes through redis-py's own packer, so the bytes
-on the wire are the same.
+redis-py's hiredis packer first rebuilds every command's arguments in a Python generator (to turn
+memoryviews into bytes). A batch's save script carries thousands of arguments (scores, members,
+positions, transaction ids) and the duplicate check an MGET of every transaction id, never a
+memoryview: that walk is GIL time spent for nothing on every record (measured:
+docs/benchmarks.md#redis-packing). This packer hands the arguments to hiredis as they are; anything
+else (a command name with a space, as redis-py sends "SCRIPT LOAD", or an argument hiredis refuses)
+goes through redis-py's own packer, so the bytes on the wire are the same.
 """
 
 from __future__ import annotations

@@ -33,12 +33,11 @@ Keys:
   fs:txn:{T}             STR   position of the first valid record with this transaction id,
                                with "|A" appended once its alert was accepted by SNS
 
-Upgrading from the store without countries: its five-field members read as "country unknown",
-and its accounts have no countries hash, so `new_country` / `distinct_countries_*` see only what
-was written since (docs/rules-as-data.md, "Countries in the state store"). A member is identified
-by its position, so a replay never stores one record twice in two formats. Workers older than
-this one cannot read six-field members (their processor exits before saving or checkpointing
-the batch).
+A five-field member (a transaction without a destination_country, or one stored by a version without
+countries) reads as "country unknown"; a transaction without a country is still written in that
+form, which every version reads. A member is identified by its position, so a replay never stores
+one record twice in two formats. Upgrading a running stream from the store without countries:
+docs/rules-as-data.md#countries-in-the-state-store.
 """
 
 from __future__ import annotations
@@ -98,14 +97,15 @@ def _txn_key(transaction_id: str) -> str:
 class _Stored(HistoryEntry, frozen=True, gc=False, kw_only=True):
     """An entry of the recent set: the history entry the rules read (itself: no copy per
     judged record), plus its score. Not its member text: only a batch's new members are sent,
-    and the cache holds up to FRAUD_STATE_CACHE_ENTRIES of these (the text was ~150 bytes of
-    each ~0.85 KB; now ~0.68)."""
+    and the cache holds up to FRAUD_STATE_CACHE_ENTRIES of these (the saving:
+    docs/benchmarks.md#state-store)."""
 
     score: float  # the event time as the sorted set scores it: what pruning compares
 
 
 def _encode_entry(position: Position, txn: Transaction) -> str:
-    # `!s`: str() of a Decimal is ~3x faster than the format() a bare f-string field calls.
+    # `!s`: str() of a Decimal, cheaper than the format() a bare f-string field calls
+    # (docs/benchmarks.md#state-store).
     lat = "" if txn.latitude is None else repr(txn.latitude)
     lon = "" if txn.longitude is None else repr(txn.longitude)
     member = f"{position[0]}.{position[1]}|{txn.event_time!s}|{txn.amount!s}|{lat}|{lon}"

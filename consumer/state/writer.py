@@ -1,11 +1,11 @@
 """A batch's state save off the critical path: sent in the background, waited for before the
 next batch reads state, before its alerts are marked, and before any checkpoint.
 
-Saving a batch's history is one pipelined Redis round trip in which Redis runs the save script
-for every account of the batch: about a fifth of a batch's time at 10,000 records/s, spent
-waiting. Sent from a background thread, that wait overlaps the end of the batch, the status
-line to the daemon and the decoding of the next batch (both threads share the GIL, but the wait
-on the socket releases it).
+Saving a batch's history is one pipelined Redis round trip in which Redis runs the save script for
+every account of the batch: a large share of a batch's time, spent waiting (measured:
+docs/benchmarks.md#state-writer). Sent from a background thread, that wait overlaps the end of the
+batch, the status line to the daemon and the decoding of the next batch (both threads share the GIL,
+but the wait on the socket releases it).
 
 Nothing is weakened: at most one save is in flight; the next batch's load is told about it and
 waits for it when it reads an account the save writes (a record always sees its predecessors'

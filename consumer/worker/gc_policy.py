@@ -2,10 +2,9 @@
 
 A processor keeps up to FRAUD_STATE_CACHE_ACCOUNTS accounts' history in memory (hundreds of
 thousands of small objects) and allocates tens of objects per record. CPython runs a full
-(generation 2) collection whenever the objects that survived into the old generation have grown
-by a quarter, and each one walks every tracked object, the whole cache included. Measured with
-`python -m bench`: those collections cost a fifth of the processor's CPU (10.6k records/s with
-them, 12.6k without; docs/benchmarks.md).
+(generation 2) collection whenever the objects that survived into the old generation have grown by a
+quarter, and each one walks every tracked object, the whole cache included: a large share of the
+processor's CPU (measured: docs/benchmarks.md#gc-policy).
 
 Our data holds almost no reference cycles: records, decisions and history entries are freed by
 reference counting the moment they are dropped, and the young generations still collect the few

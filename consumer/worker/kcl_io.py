@@ -1,13 +1,13 @@
 """Reading the MultiLangDaemon's processRecords lines fast (kclpy's own reader is slow there).
 
-kclpy decodes each line with the standard library's `json` and an object hook that builds a
-`Record` per record, each computing a `datetime` we never read; at 10,000+ records/s that is a
-few microseconds per record of pure overhead. `install` replaces the reader of one
-`KCLProcess`: processRecords lines are decoded by msgspec straight into `KinesisRecord` Structs
-that carry exactly what the pipeline reads, base64 included (1.1 µs a record; 2.9 through a
-dict and binascii); a line that does not fit that shape takes the lenient dict path as before
-(`RawRecord`), and every other message (initialize, checkpoint replies, shutdown) still goes
-through kclpy's own decoder, so its dispatch and error behaviour are unchanged.
+kclpy decodes each line with the standard library's `json` and an object hook that builds a `Record`
+per record, each computing a `datetime` we never read: pure overhead on every record (measured:
+docs/benchmarks.md#kcl-protocol-reader). `install` replaces the reader of one `KCLProcess`:
+processRecords lines are decoded by msgspec straight into `KinesisRecord` Structs that carry exactly
+what the pipeline reads, base64 included; a line that does not fit that shape takes the lenient
+path, a dict per record as kclpy decodes it (`RawRecord`), and every other message (initialize,
+checkpoint replies, shutdown) still goes through kclpy's own decoder, so its dispatch and error
+behaviour are unchanged.
 """
 
 from __future__ import annotations
