@@ -1,12 +1,13 @@
-"""One account's retained history entries, packed: about 60 bytes an entry instead of ~450.
+"""One account's retained history entries, packed in bytes, not as objects (sizes:
+docs/rules-as-data.md#memory).
 
-A backtest over a day holds nearly every record of the day (the state horizon is ~23 h), so an
-entry is kept as one fixed-size row of a bytearray (`ROW`: index, latitude, longitude, country,
-flags), its float event time in an array, and its event time and amount as their decimal text
-in another bytearray; the HistoryEntry objects the rules read are built only when a record of
-the account is judged (`entries`). Exact: `Decimal(str(d))` is `d` to the last digit and
-exponent (the decimal specification's to-string and from-string round trip), and it is both the
-most compact form for these numbers and the quickest to build back. Latitude and longitude are
+A backtest over a day holds nearly every record of the day (the state horizon is ~23 h), so an entry
+is kept as one fixed-size row of a bytearray (`ROW`: index, latitude, longitude, country, flags),
+its float event time in an array, and its event time and amount as their decimal text in another
+bytearray; the HistoryEntry objects the rules read are built only when a record of the account is
+judged (`entries`). Exact: `Decimal(str(d))` is `d` to the last digit and exponent (the decimal
+specification's to-string and from-string round trip); of the forms tried, the text is the most
+compact and the quickest to build back (docs/rules-as-data.md#memory). Latitude and longitude are
 the record's doubles (a valid record never has NaN there); countries are small ids into a table
 shared by all accounts.
 """

@@ -1,18 +1,18 @@
-"""The duplicate window of a backtest, in about 25 bytes an id instead of ~150.
+"""The duplicate window of a backtest: a few bytes an id, not an object each (sizes:
+docs/rules-as-data.md#memory).
 
-A day of a busy shard is ~86 M transaction ids inside one 24 h window, too many for a Python
-object each. Each id is kept as its 8-byte BLAKE2b digest, twice: in one of 65,536 bytearrays
-chosen by the digest's first two bytes (membership: a byte search over ~1,300 digests for a
-whole day, in C), and in a first-in-first-out bytearray beside an array of the stream clock at
-first sight (expiry: the clock only moves forward, so the ids to forget are always at the front,
-and each is forgotten exactly when the old dict of ids forgot it: the same float comparison, on
-every advance of the clock).
+A day of a busy shard is ~86 M transaction ids inside one 24 h window, too many for a Python object
+each. Each id is kept as its 8-byte BLAKE2b digest, twice: in one of 65,536 bytearrays chosen by the
+digest's first two bytes (membership: a byte search over ~1,300 digests for a whole day, in C), and
+in a first-in-first-out bytearray beside an array of the stream clock at first sight (expiry: the
+clock only moves forward, so the ids to forget are always at the front, and each is forgotten at the
+first advance of the clock to a whole window or more after its first sight:
+`clock - first >= window_s`, in floats).
 
-The price of the digest: two different ids with equal digests make the later a false duplicate
-(not judged). With n ids in the window, each new id collides with probability n / 2**64: over a
-day of a busy shard (86 M ids, up to 86 M in the window) about 86e6 * 86e6 / 2 / 2**64 = 2e-4,
-i.e. one wrongly skipped record in some 5,000 such days; for the 2.5 M-record file of the
-measurements, about 2e-7. Keeping the ids themselves would cost an object each (~100 bytes).
+The price of the digest: two different ids with equal digests make the later a false duplicate (not
+judged). With n ids in the window, each new id collides with probability n / 2**64: over a day of a
+busy shard, one wrongly skipped record in some thousands of such days (the arithmetic:
+docs/rules-as-data.md#memory).
 """
 
 from __future__ import annotations

@@ -78,8 +78,9 @@ class RecordFile:
         self._raw.seek(0)
         self.stream: IO[bytes] = self._raw
         if magic == b"\x1f\x8b":
-            # ISA-L's inflate (python-isal): the same bytes as the gzip module's at half the
-            # CPU. Buffered on top: line iteration over a bare gzip file object is slower.
+            # ISA-L's inflate (python-isal): the same bytes as the gzip module's, for less CPU
+            # (docs/rules-as-data.md#speed). Buffered on top: line iteration over a bare gzip
+            # file object is slower.
             unzipped = igzip.IGzipFile(fileobj=self._raw, mode="rb")  # type: ignore[no-untyped-call]
             self.stream = cast(IO[bytes], io.BufferedReader(unzipped, 1 << 20))
         name = self.path.name.lower().removesuffix(".gz")
@@ -169,9 +170,10 @@ def _jsonl_item(raw: bytes) -> Item | None:
     """One line: the record's bytes, a BadLine, or None for a blank line.
 
     The usual line (a UTF-8 JSON object whose "data" / "data_b64" are strings or null) is
-    decoded by msgspec, several times quicker than `json.loads` into a dict; anything msgspec
-    refuses (blank, not an object, other types, NaN, other encodings, lone surrogates) takes
-    `_jsonl_item_lenient`, which decides as `json.loads` does and words the reasons."""
+    decoded by msgspec, quicker than `json.loads` into a dict (docs/rules-as-data.md#speed);
+    anything msgspec refuses (blank, not an object, other types, NaN, other encodings, lone
+    surrogates) takes `_jsonl_item_lenient`, which decides as `json.loads` does and words the
+    reasons."""
     try:
         line = _decode_replay_line(raw)
     except (msgspec.MsgspecError, ValueError):

@@ -1,11 +1,12 @@
 """The `when` language of custom rules: a small, safe expression over one transaction.
 
 Decision: Python's own parser (`ast.parse(mode="eval")`) with a strict whitelist of node types,
-compiled once into closures; no lark grammar, and nothing is ever handed to `eval`/`compile`.
-- The syntax analysts write is the one the issue shows (`amount > 5000 and txn_count_1h >= 3 and
-  channel == "online"`): `and`/`or`/`not`, chained comparisons, `in [...]`, parentheses and
-  arithmetic are exactly Python's, so the standard library's parser (maintained, fuzzed, with
-  precise positions on every node) parses it, and a second grammar would only restate it.
+compiled once into closures; nothing is ever handed to `eval`/`compile` (the alternatives:
+docs/rules-as-data.md#why-pythons-parser-and-a-whitelist-not-lark-not-eval).
+- The syntax analysts write (`amount > 5000 and txn_count_1h >= 3 and channel == "online"`):
+  `and`/`or`/`not`, chained comparisons, `in [...]`, parentheses and arithmetic are exactly
+  Python's, so the standard library's parser (maintained, fuzzed, with precise positions on
+  every node) parses it, and a second grammar would only restate it.
 - Safety comes from the whitelist, not from the parser: the tree is walked and every node that
   is not a literal, a known name, a boolean operator, a comparison, `+ - * /` or a literal list
   after `in` is refused with its position. Calls, attributes, subscripts, lambdas,
@@ -15,7 +16,7 @@ compiled once into closures; no lark grammar, and nothing is ever handed to `eva
   `amount and new_device`, `currency + 1`, `channel == "onlin"` are refused before a rule set
   goes live, never discovered on the hot path.
 - Speed: each node becomes one closure (a comparison with a literal is one call), so a typical
-  rule costs a microsecond or two per transaction (bench/expressions.py). Cost limits: at most
+  rule costs little per transaction (measured: docs/rules-as-data.md#cost). Cost limits: at most
   MAX_LENGTH characters, MAX_DEPTH levels, MAX_NODES expression nodes and MAX_LIST_ITEMS items
   in a list after `in` (docs/rules-as-data.md#limits; the rule set's own in ruleset_load.py).
 
@@ -86,9 +87,9 @@ MAX_LIST_ITEMS = 300  # items of a list after `in` / `not in`
 # The evaluation contexts: bounded precision and exponent range, so no accepted condition and
 # no valid record makes an operation slow or huge. PRECISION digits hold every sum and
 # difference of bounded numbers (|x| <= 1e15, multiples of 1e-18: at most 34 digits) exactly,
-# every product of two of them (at most 68) and sums of such products; division keeps the 34
-# digits of decimal128 it always had. Overflow past EMAX is trapped (EvaluationError); a result
-# below EMIN rounds towards zero, silently.
+# every product of two of them (at most 68) and sums of such products; division keeps 34 digits
+# (decimal128). Overflow past EMAX is trapped (EvaluationError); a result below EMIN rounds
+# towards zero, silently.
 PRECISION = 72
 EMAX = 999_999
 EMIN = -999_999
@@ -211,7 +212,7 @@ def _guarded(fn: Getter, source: str) -> Callable[[Facts], bool]:
 
 
 def _refuse_comments(flat: str, source: str) -> None:
-    if "#" not in flat:  # no comment without one (tokenizing costs ~3 us a token)
+    if "#" not in flat:  # no comment without one (tokenizing is slow: docs/rules-as-data.md#cost)
         return
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(flat).readline))

@@ -1,18 +1,17 @@
 """The names a custom rule's `when` expression may read: the transaction's fields and history
 features, with their types, and their computation from (Transaction, AccountHistory).
 
-History features follow the contract rules' history semantics exactly: the history is the
-account's transactions earlier in the stream (never later ones, so a replay decides the same),
-windows are in event time, and "within W" of a transaction at t means `t - W < t' <= t` with the
-bound computed exactly; like the contract's velocity rule, counts and sums include the
-transaction itself. A feature is computed only when an expression asks for it, once per
-transaction (the `Facts` of that transaction keeps it for the next rule), and all window features
-a rule set uses come from one pass over the history: each window's entries are found by
-bisection in the history ordered by event time (as stored when it is known to be ascending, read
-from the newest end; else sorted once, stably, and shared with the travel point), then counted,
-summed and their countries collected by C-level loops. A full history of 2,000 entries in a 24 h
-window costs ~250 us (docs/rules-as-data.md#limits), where a per-entry Python loop cost ~1 us an
-entry; a hypothesis property holds both equal.
+History features follow the contract rules' history semantics exactly: the history is the account's
+transactions earlier in the stream (never later ones, so a replay decides the same), windows are in
+event time, and "within W" of a transaction at t means `t - W < t' <= t` with the bound computed
+exactly; like the contract's velocity rule, counts and sums include the transaction itself. A
+feature is computed only when an expression asks for it, once per transaction (the `Facts` of that
+transaction keeps it for the next rule), and all window features a rule set uses come from one pass
+over the history: each window's entries are found by bisection in the history ordered by event time
+(as stored when it is known to be ascending, read from the newest end; else sorted once, stably, and
+shared with the travel point), then counted, summed and their countries collected by C-level loops,
+not a Python loop per entry (cost against a full history: docs/rules-as-data.md#limits); a
+hypothesis property holds them equal to an entry-by-entry computation.
 
 The history holds what the state store keeps: entries within the rule set's state horizon
 (RuleSet.state_horizon_s covers the longest window here) and at most the store's max_entries per

@@ -41,7 +41,7 @@ from consumer.rules.history import AccountHistory
 
 _RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-# Ids a custom rule may not take: the contract's, and the model score rule the issue plans.
+# Ids a custom rule may not take: the contract's, and model_score (consumer/model/rule.py).
 RESERVED_IDS: frozenset[str] = frozenset((*RULE_IDS, "model_score"))
 
 

@@ -79,9 +79,9 @@ from consumer.rules.ruleset import (
 
 Format = Literal["yaml", "json"]
 
-# Limits of the file (docs/rules-as-data.md#limits). The largest rule set within the other
-# limits (MAX_RULES rules with conditions and descriptions at their longest) is ~270 KB and
-# ~1,500 values, nested 4 deep.
+# Limits of the file (docs/rules-as-data.md#limits). Size, values and nesting sit well above the
+# largest rule set within the other limits (MAX_RULES rules with conditions and descriptions at
+# their longest: its size is in that section).
 MAX_BYTES = 512 * 1024
 MAX_NESTING = 8  # mappings and lists inside each other
 MAX_VALUES = 5000  # mappings, lists and scalars in all
@@ -535,7 +535,7 @@ _CLoader: Any = None
 if _CParser is not None:
 
     class _CLoader(_CParser, _Constructor, _Resolver):  # type: ignore[misc,no-redef]
-        """The loader on libyaml's parser (C, ~40x faster)."""
+        """The loader on libyaml's parser (C, much faster: docs/rules-as-data.md#limits)."""
 
         def __init__(self, stream: str) -> None:
             _CParser.__init__(self, stream)
