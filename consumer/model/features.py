@@ -71,9 +71,9 @@ NUMERIC_FEATURES: tuple[str, ...] = (
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel", "merchant_category")
 FEATURE_NAMES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
 # Features the worker's state store cannot give: `fraudstream train` trains them as missing
-# (features.json "masked"), and the worker refuses a model that was not. None today: the store
-# keeps countries since the models trained before that masked the three country features (they
-# still load, and score those as missing, as they learned).
+# (features.json "masked"), and the worker refuses a model that was not. Empty: the store gives
+# every feature. A model that masked more still loads and scores those as missing, as it learned
+# (models that masked the country features: docs/model.md, "Country features").
 STREAM_UNAVAILABLE: tuple[str, ...] = ()
 
 FeatureValue = float | str | None

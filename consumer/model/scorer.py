@@ -101,8 +101,8 @@ class Encoder:
     def __init__(self, categories: dict[str, list[str]], masked: Sequence[str] = ()) -> None:
         numpy, _ = _import_numpy_lightgbm()
         self._np = numpy
-        # Features the model was trained without (always NaN): features.json "masked", e.g.
-        # the country features of models trained before the state store kept countries.
+        # Features the model was trained without (always NaN): features.json "masked" (e.g. the
+        # country features: docs/model.md, "Country features").
         self._masked = [FEATURE_NAMES.index(name) for name in masked]
         self._codes: list[tuple[int, dict[str, int]]] = [
             (
@@ -251,10 +251,10 @@ class ModelScorer:
         """Scores 0-100 (numpy array) and, per row, the k features that pushed it up most
         (positive contributions only, largest first).
 
-        With `explain_from` (a score, e.g. the rule's threshold), the batch is scored with the
-        raw score alone and the contributions (TreeSHAP, several times the cost) are computed
-        only for the rows scoring at least that; the others get an empty tuple. The scores are
-        the same either way."""
+        With `explain_from` (a score, e.g. the rule's threshold), the batch is scored with the raw
+        score alone and the contributions (TreeSHAP, far costlier:
+        docs/model.md#cost-python--m-benchmodel_score) are computed only for the rows scoring at
+        least that; the others get an empty tuple. The scores are the same either way."""
         if explain_from is None:
             explained = self.explain_batch(rows)
             return explained.scores, self.top(explained.contributions, k)
@@ -297,11 +297,11 @@ class ModelScorer:
 
 
 def _check_model_text(text: str, name: str) -> None:
-    """LightGBM 4.7 aborts or crashes the whole process (SIGABRT, SIGSEGV: measured) on most
-    model texts cut short, instead of raising: a worker must never hand it one. Its text format
-    opens with `tree` and ends with the `end of trees` and `end of parameters` lines; a file cut
-    after those loads intact. (Models written by this version are also bound to features.json
-    by `model_sha256`, checked before this.)"""
+    """LightGBM 4.7 aborts or crashes the whole process (SIGABRT, SIGSEGV; measured: docs/model.md,
+    "Why the cut-short check") on most model texts cut short, instead of raising: a worker must
+    never hand it one. Its text format opens with `tree` and ends with the `end of trees` and
+    `end of parameters` lines; a file cut after those loads intact. (Models written by this
+    version are also bound to features.json by `model_sha256`, checked before this.)"""
     if not text.startswith("tree\n"):
         raise ModelLoadError(f"{name}: not a LightGBM model (it does not start with `tree`)")
     if "\nend of trees\n" not in text or "\nend of parameters\n" not in text:
