@@ -352,8 +352,9 @@ def wait_for_processors(
     """Block until a record processor runs on every open shard.
 
     A lease is taken a moment before the daemon has started the shard's Python processor
-    (interpreter, imports, Redis connection): records put in between wait for it, which a load
-    test started right after `local up` measured as 1-4 s of latency in its first second.
+    (interpreter, imports, Redis connection): records put in between wait for it, as latency a
+    load test started right after `local up` would count (measured:
+    docs/performance.md#end-to-end-on-the-local-stack).
     """
     shards = _open_shards(options, env)
     started = time.monotonic()

@@ -11,7 +11,7 @@ SNS accepted every alert (or refused some for good, handed back for the dead let
 
 Failure stays visible and loses nothing. A give-up in the child is the parent's give-up
 (`OutputGaveUp`); the child's counters (alerts sent, retries, give-ups) come back with every
-answer and are added to the parent's, so CloudWatch shows them as before. A child that dies or
+answer and are added to the parent's, so CloudWatch shows them as the shard's. A child that dies or
 does not answer within the retry budget's deadline is a give-up too (`gave_up.alert_process`, an
 `alert_process_failed` log line): the worker exits without checkpointing and the KCL replays from
 the last checkpoint, as for any output that cannot be written (alerts are at-least-once).
