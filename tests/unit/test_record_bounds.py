@@ -476,9 +476,10 @@ def test_any_number_literal_validates_within_the_bounds_or_is_refused_quickly(
             assert 0 < value <= 10**9
         else:
             assert -MAX_BALANCE <= value <= MAX_BALANCE
-        if value or scale >= -18:
-            assert _shown(value) == _shown(_own(text))  # the literal's exact Decimal
-        else:  # a zero with an exponent below -18 is held with exponent -18
+        # The literal's exact Decimal; written with more than 18 decimal places (only zeros past
+        # the 18th), held with exactly 18: the same value, sign kept.
+        assert _shown(value) == _shown(_held(_own(text)))
+        if not value and _own(text).as_tuple().exponent < -18:  # type: ignore[operator]
             assert str(value) == ("-0E-18" if text.startswith("-") else "0E-18")
         _assert_cheap_arithmetic(result, len(text))
     assert _shown(fast.amount) == _shown(standard.amount)
