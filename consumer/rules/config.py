@@ -191,7 +191,7 @@ def parse_parameter(kind: ParameterKind, value: object) -> Decimal | int | float
 
 @dataclass(frozen=True, slots=True)
 class RulesConfig:
-    """Thresholds (CONTRACT section 2 defaults) and the severity of each rule."""
+    """Thresholds (docs/contract.md section 2 defaults) and the severity of each rule."""
 
     # high_amount: amount > threshold
     high_amount_threshold: Decimal = Decimal("10000")
