@@ -228,6 +228,12 @@ def test_the_schema_states_the_same_bounds() -> None:
             assert rules[rule]["properties"][param] == {"$ref": f"#/$defs/{kind}"}
     assert schema["properties"]["custom"]["maxItems"] == MAX_RULES
     assert defs["custom_rule"]["properties"]["when"]["maxLength"] == MAX_LENGTH
+    # The limits only the loader checks are stated in the descriptions people read.
+    custom = schema["properties"]["custom"]["description"]
+    assert f"at most {MAX_RULES}," in custom
+    assert f"at most {MAX_TOTAL_NODES} expression nodes in all" in custom
+    when = defs["custom_rule"]["properties"]["when"]["description"]
+    assert f"{MAX_NODES} expression nodes, {MAX_LIST_ITEMS} items in a list" in when
 
 
 # --- conditions -------------------------------------------------------------------------------
