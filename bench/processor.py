@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     redis_conn = redis_client(settings)  # as the worker builds it
     redis_conn.ping()
 
-    def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
+    def build(shard_id: str, settings: Settings) -> tuple[BatchPipeline[Any], CheckpointPolicy]:
         # As consumer.worker.wiring.build_pipeline does, with the SNS client at moto.
         if settings.alert_process:
             sink = partial(sns_sink_at, args.endpoint_url, settings.topic_arn, settings.retry)

@@ -3,7 +3,14 @@
 Nothing here checkpoints: the CheckpointPolicy decides when handed-over outputs are durable.
 Every record leaves this function in exactly one place: the dead letters (invalid), nowhere
 (a producer-retry duplicate, counted), the flagged buffer and maybe the alert list, or nowhere
-(judged and clean). Its effect on the account's history goes to Redis, once per batch.
+(judged and clean). Its effect on the account's history goes to the state store, once per batch.
+
+The pipeline owns the order of things and nothing else. Judging is consumer/batch/judge.py's
+`judge` (pure: the same code judges a backtest, record by record); the world is reached through
+the protocols of consumer/batch/ports.py (the state store, the line and alert sinks, the rule
+set and model sources) and the few settings it reads (PipelineSettings), all handed in by
+consumer/worker/wiring.py. So the pipeline can be driven with in-memory stand-ins, and the
+outputs depend only on the records, the state and the rule set and model in force.
 
 A rule that raises on a record (a custom rule's arithmetic, a bug, MemoryError) or a model that
 fails on it costs that rule its say, not the record its verdict: the other rules decide and
@@ -20,17 +27,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from consumer.batch.judge import DUPLICATE, Decided, Judgement, NotJudged, judge
 from consumer.batch.lines import dead_letter_line, decision_line, flagged_line, to_json
+from consumer.batch.ports import (
+    AlertSink,
+    BatchState,
+    FixedRuleSet,
+    LineSink,
+    ModelProvider,
+    PipelineSettings,
+    RuleSetProvider,
+    ScoringModel,
+    StateStore,
+    model_provider,
+)
 from consumer.batch.timeliness import too_far_ahead
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.retry import REDIS_ERRORS, call_with_retries
-from consumer.model.features import FeatureRow
 from consumer.model.rule import RULE_ID as MODEL_RULE_ID
-from consumer.model.rule import ModelRule
-from consumer.model.stage import BatchModel, Scored
 from consumer.records import (
     InvalidRecord,
     Position,
@@ -39,18 +56,13 @@ from consumer.records import (
     parse_transaction,
     position_of,
 )
-from consumer.reload.models import ModelSource
-from consumer.reload.rulesets import RuleSetSource, builtin_ruleset
+from consumer.reload.rulesets import builtin_ruleset
 from consumer.rules import severity_at_least
 from consumer.rules.config import SEVERITIES
 from consumer.rules.engine import Decision, RuleErrors
-from consumer.rules.history import AccountHistory
-from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset
-from consumer.settings.config import Settings
+from consumer.rules.ruleset import RuleSet, RuleSetDecision
 from consumer.sinks.alert_dispatch import AlertDispatcher
-from consumer.sinks.alerts import Alert, AlertSink, RejectedAlert
-from consumer.sinks.s3_batches import S3JsonLinesBatch
-from consumer.state.store import AccountStateStore, BatchView
+from consumer.sinks.alerts import Alert, RejectedAlert
 from consumer.state.writer import StateWriter
 
 log = get_logger(__name__)
@@ -58,6 +70,9 @@ log = get_logger(__name__)
 # A valid record on its way to the judge: where it is, its state position, the transaction, and
 # its bytes as received (what a dead letter keeps if judging it fails).
 _Valid = tuple[RecordPosition, Position, Transaction, bytes]
+
+# The batch's view of the state: what the store's load gives and its save and marks take.
+ViewT = TypeVar("ViewT", bound=BatchState)
 
 # The in-process counter of a rule's failures, by rule id (consumer/infra/cloudwatch.py:
 # RuleErrors).
@@ -116,34 +131,36 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class BatchPipeline:
+class BatchPipeline(Generic[ViewT]):
     """Judges the records of one shard and routes every outcome to its sink."""
 
     def __init__(
         self,
         shard_id: str,
-        settings: Settings,
-        flagged: S3JsonLinesBatch,
-        dead_letters: S3JsonLinesBatch,
+        settings: PipelineSettings,
+        flagged: LineSink,
+        dead_letters: LineSink,
         alerts: AlertSink,
-        store: AccountStateStore,
+        store: StateStore[ViewT],
         now: Callable[[], datetime] = _utc_now,
-        rulesets: RuleSetSource | None = None,
-        shadow: S3JsonLinesBatch | None = None,
-        decisions: S3JsonLinesBatch | None = None,
-        model: BatchModel | ModelSource | None = None,
+        rulesets: RuleSetProvider | None = None,
+        shadow: LineSink | None = None,
+        decisions: LineSink | None = None,
+        model: ModelProvider | ScoringModel | None = None,
         error_log: RateLimit | None = None,
     ) -> None:
+        """`rulesets` None: the contract rules as `settings.rules` configure them. `model`: a
+        source (hot-reloaded), a model (fixed) or None (no score)."""
         self.shard_id = shard_id
-        self._rulesets = rulesets or RuleSetSource(
-            None, check_every_s=0, fallback=builtin_ruleset(settings.rules)
-        )
+        self._rulesets = rulesets or FixedRuleSet(builtin_ruleset(settings.rules))
         self._shadow = shadow
         self._decisions = decisions  # the optional audit trail: every judged transaction
         # The optional model score (consumer/model/stage.py), hot-reloaded when it comes from a
         # ModelSource (consumer/reload/models.py).
-        self._models = model
-        self._settings = settings
+        self._models = model_provider(model)
+        self._retry = settings.retry
+        self._alert_severity = settings.alert_severity
+        self._max_ahead_s = settings.timestamp_max_ahead_s
         self._flagged = flagged
         self._dead_letters = dead_letters
         self._alerts = alerts
@@ -170,10 +187,10 @@ class BatchPipeline:
         # FRAUD_RULESET_CHECK_S on a quiet shard as well, and one version judges the whole batch.
         ruleset = self._rulesets.current()
         # Likewise the model: one model scores the whole batch.
-        model = self._models.current() if isinstance(self._models, ModelSource) else self._models
+        model = self._models.current()
         last: RecordPosition | None = None
         valid: list[_Valid] = []
-        max_ahead_s = self._settings.timestamp_max_ahead_s
+        max_ahead_s = self._max_ahead_s
         for record in records:
             position = RecordPosition(
                 self.shard_id,
@@ -214,61 +231,75 @@ class BatchPipeline:
         self._dead_letters.add(to_json(dead_letter_line(data, position, reason)).encode(), position)
         log.info("record_dead_lettered", sequence_number=position.sequence_number, error=reason)
 
-    def _judge(self, valid: list[_Valid], ruleset: RuleSet, model: BatchModel | None) -> None:
-        settings = self._settings
-        retry = settings.retry
+    def _judge(self, valid: list[_Valid], ruleset: RuleSet, model: ScoringModel | None) -> None:
+        retry = self._retry
+        batch = [(pos, txn) for _, pos, txn, _ in valid]
         # The previous batch's save may still be on its way: the load waits for it if it must.
         in_flight = self._state_writer.in_flight()
         view = call_with_retries(
             "redis_load",
-            lambda: self._store.load([(pos, txn) for _, pos, txn, _ in valid], in_flight),
+            lambda: self._store.load(batch, in_flight),
             retry,
             retry_on=REDIS_ERRORS,
         )
         detected_at = self._now()
-        alerts: list[Alert] = []
+        judgement = judge(batch, view, ruleset, model)
+        alerts = self._route(valid, judgement, view, ruleset, model, detected_at)
+        # Both in the background: the state save (waited for before the next batch loads) and
+        # the alerts (the alerted marks follow once SNS accepted them and the save is written).
+        # Both are settled before the next checkpoint; a crash before that replays the records.
+        prepared = self._store.prepare_save(view)
+        saved = self._state_writer.submit(
+            lambda: call_with_retries(
+                "redis_save", lambda: self._store.write(prepared), retry, retry_on=REDIS_ERRORS
+            ),
+            prepared,
+        )
+        if alerts:
+            self._dead_letter_rejected(
+                self._dispatch.submit(lambda: self._publish_and_mark(alerts, view, saved))
+            )
+
+    def _route(
+        self,
+        valid: list[_Valid],
+        judgement: Judgement,
+        view: ViewT,
+        ruleset: RuleSet,
+        model: ScoringModel | None,
+        detected_at: datetime,
+    ) -> list[Alert]:
+        """Every outcome to its sink, in stream order; the batch's alerts (not yet sent).
+
+        Reported in the order they arose while judging: first each record's duplicate, failure
+        to be judged, model row failure and rule errors; then a failed batch score; then, record
+        by record, the model rule's failures and the outputs."""
+        outcomes = judgement.outcomes
         duplicates = flagged = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
-        # Pass 1: judge every record (the history each one sees, in stream order) and, with a
-        # model, collect its feature row; the score needs the whole batch. Each judged record
-        # keeps the index of its row (-1: none, the model failed on it).
-        judged: list[tuple[RecordPosition, Transaction, RuleSetDecision, bytes, int]] = []
-        rows: list[FeatureRow] = []
-        # The model_score rule under the rule set in force: a reload changes it from this batch.
-        model_rule = model.rule_for(ruleset.model) if model is not None else None
-        for record_position, pos, txn, data in valid:
-            if view.is_duplicate(txn, pos):
+        decided: list[tuple[_Valid, Decided]] = []
+        for record, outcome in zip(valid, outcomes, strict=True):
+            record_position = record[0]
+            if outcome is DUPLICATE:
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
-                continue
+            elif isinstance(outcome, NotJudged):
+                self._not_judged(record[3], record_position, outcome.error)
+            elif isinstance(outcome, Decided):
+                if outcome.row_error is not None and model is not None:
+                    self._model_failed(model, "row", outcome.row_error, record_position)
+                if outcome.verdict.rule_errors:
+                    self._rule_errors(outcome.verdict.rule_errors, record_position, ruleset.version)
+                decided.append((record, outcome))
+        if judgement.score_error is not None and model is not None:
+            self._score_failed(model, judgement.rows, judgement.score_error)
+        alerts: list[Alert] = []
+        for (record_position, _, txn, data), outcome in decided:
+            score = outcome.score
             try:
-                history = view.history(txn, pos)
-                # A rule that raises does not fire: named in verdict.rule_errors.
-                verdict = judge_with_ruleset(txn, history, ruleset)
-                row = self._row(model, txn, history, record_position) if model is not None else None
-                view.add(txn, pos)
-            except Exception as exc:
-                self._not_judged(data, record_position, exc)
-                continue
-            if verdict.rule_errors:
-                self._rule_errors(verdict.rule_errors, record_position, ruleset.version)
-            row_index = -1
-            if row is not None:
-                row_index = len(rows)
-                rows.append(row)
-            judged.append((record_position, txn, verdict, data, row_index))
-        scored = self._scored(model, rows, model_rule) if model is not None else []
-        # Pass 2: outputs.
-        for record_position, txn, verdict, data, row_index in judged:
-            score = scored[row_index] if scored and row_index >= 0 else None
-            try:
-                decision = verdict.decision
-                if score is not None and model is not None and model_rule is not None:
-                    try:
-                        decision = model.apply(decision, score, model_rule)
-                    except Exception as exc:  # the rules' verdict stands, without the score
-                        self._model_failed(model, "apply", exc, record_position)
-                        score = None
+                if outcome.apply_error is not None and model is not None:
+                    self._model_failed(model, "apply", outcome.apply_error, record_position)
+                verdict, decision = outcome.verdict, outcome.decision
                 # With its score, every line names the model that gave it.
                 model_fields = (
                     {}
@@ -299,7 +330,7 @@ class BatchPipeline:
             hits[f"flagged.severity.{decision.severity}"] += 1
             self._flagged.add(message.encode(), record_position)
             if severity_at_least(
-                decision.severity, settings.alert_severity
+                decision.severity, self._alert_severity
             ) and not view.already_alerted(txn.transaction_id):
                 alerts.append(
                     Alert(
@@ -311,63 +342,30 @@ class BatchPipeline:
                         position=record_position,
                     )
                 )
-        # Both in the background: the state save (waited for before the next batch loads) and
-        # the alerts (the alerted marks follow once SNS accepted them and the save is written).
-        # Both are settled before the next checkpoint; a crash before that replays the records.
-        prepared = self._store.prepare_save(view)
-        saved = self._state_writer.submit(
-            lambda: call_with_retries(
-                "redis_save", lambda: self._store.write(prepared), retry, retry_on=REDIS_ERRORS
-            ),
-            prepared,
-        )
-        if alerts:
-            self._dead_letter_rejected(
-                self._dispatch.submit(lambda: self._publish_and_mark(alerts, view, saved))
-            )
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
+        return alerts
 
-    def _scored(
-        self, model: BatchModel, rows: list[FeatureRow], rule: ModelRule | None
-    ) -> list[Scored]:
-        """The batch's model scores; a model that fails leaves the batch to the rules (logged and
-        counted) rather than stopping the shard in a crash loop."""
-        try:
-            return model.score(rows, rule)
-        except Exception:
-            METRICS.incr("records.internal_error")
-            METRICS.incr(f"{RULE_ERRORS}{MODEL_RULE_ID}", len(rows))  # records without a score
-            suppressed = self._error_log.allow("model_score_failed")
-            if suppressed is not None:
-                log.exception(
-                    "model_score_failed",
-                    rows=len(rows),
-                    model_version=model.model_version,
-                    suppressed=suppressed,
-                )
-            return []
-
-    def _row(
-        self,
-        model: BatchModel,
-        txn: Transaction,
-        history: AccountHistory,
-        position: RecordPosition,
-    ) -> FeatureRow | None:
-        """The record's feature row; None when building it fails (the record keeps its rules'
-        verdict, without a score)."""
-        try:
-            return model.row(txn, history)
-        except Exception as exc:
-            self._model_failed(model, "row", exc, position)
-            return None
+    def _score_failed(self, model: ScoringModel, rows: int, error: Exception) -> None:
+        """The batch's score failed: the batch is left to the rules (logged and counted) rather
+        than stopping the shard in a crash loop."""
+        METRICS.incr("records.internal_error")
+        METRICS.incr(f"{RULE_ERRORS}{MODEL_RULE_ID}", rows)  # records without a score
+        suppressed = self._error_log.allow("model_score_failed")
+        if suppressed is not None:
+            log.exception(
+                "model_score_failed",
+                exc_info=error,
+                rows=rows,
+                model_version=model.model_version,
+                suppressed=suppressed,
+            )
 
     def _model_failed(
-        self, model: BatchModel, stage: str, exc: Exception, position: RecordPosition
+        self, model: ScoringModel, stage: str, exc: Exception, position: RecordPosition
     ) -> None:
         """The model failed on one record: counted and logged as a `model_score` rule error."""
         METRICS.incr(f"{RULE_ERRORS}{MODEL_RULE_ID}")
@@ -407,7 +405,7 @@ class BatchPipeline:
     def _not_judged(self, data: bytes, position: RecordPosition, exc: Exception) -> None:
         """A record that breaks the judge must not stop the shard (a crash loop): it is kept
         with its reason, and the bug shows in the logs and the dead letters."""
-        log.exception("record_not_judged", sequence_number=position.sequence_number)
+        log.exception("record_not_judged", exc_info=exc, sequence_number=position.sequence_number)
         self._dead_letter(data, position, f"internal: {exc!r}", "records.internal_error")
 
     def _shadow_hits(
@@ -430,7 +428,7 @@ class BatchPipeline:
         self._shadow.add(to_json(line).encode(), position)
 
     def _publish_and_mark(
-        self, alerts: list[Alert], view: BatchView, saved: Future[int]
+        self, alerts: list[Alert], view: ViewT, saved: Future[int]
     ) -> list[RejectedAlert]:
         """The background half of a batch: publish its alerts, then mark them, so a replay does
         not send them again (one SNS refused goes to the dead letters, also once). The marks
@@ -441,7 +439,7 @@ class BatchPipeline:
         call_with_retries(
             "redis_mark_alerted",
             lambda: self._store.mark_alerted(view, alerted),
-            self._settings.retry,
+            self._retry,
             retry_on=REDIS_ERRORS,
         )
         return rejected

@@ -52,7 +52,9 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     def __init__(
         self,
         settings: Settings,
-        build: Callable[[str, Settings], tuple[BatchPipeline, CheckpointPolicy]] = build_pipeline,
+        build: Callable[
+            [str, Settings], tuple[BatchPipeline[Any], CheckpointPolicy]
+        ] = build_pipeline,
         publisher: CloudWatchPublisher | None = None,
         collections: FullCollections | None = None,
     ) -> None:
@@ -60,7 +62,7 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         self._build = build
         self._publisher = publisher
         self._collections = collections
-        self._pipeline: BatchPipeline | None = None
+        self._pipeline: BatchPipeline[Any] | None = None
         self._policy: CheckpointPolicy | None = None
         self._shard_id = "?"
 
@@ -161,7 +163,7 @@ class FraudRecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         if self._publisher is not None:
             self._publisher.flush()
 
-    def _require(self) -> tuple[BatchPipeline, CheckpointPolicy]:
+    def _require(self) -> tuple[BatchPipeline[Any], CheckpointPolicy]:
         if self._pipeline is None or self._policy is None:
             _exit(EXIT_GAVE_UP, "not_initialized", shard_id=self._shard_id)
         return self._pipeline, self._policy

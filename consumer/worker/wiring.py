@@ -1,4 +1,9 @@
-"""Builds the I/O edges (boto3 clients, Redis, sinks) for one shard's pipeline."""
+"""Builds the I/O edges (boto3 clients, Redis, sinks) for one shard's pipeline.
+
+The pipeline (consumer/batch/pipeline.py) sees none of these concretely: it is given them as
+the protocols of consumer/batch/ports.py, and of the settings only what it reads
+(PipelineSettings, built here). This module is where the concrete pieces meet.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import redis.cluster
 from botocore.config import Config
 
 from consumer.batch.pipeline import BatchPipeline
+from consumer.batch.ports import PipelineSettings
 from consumer.infra.aws_clients import aws_client
 from consumer.infra.cloudwatch import CloudWatchPublisher
 from consumer.infra.retry import REDIS_ERRORS, call_with_retries
@@ -37,7 +43,7 @@ from consumer.sinks.s3_batches import (
     shadow_key,
 )
 from consumer.state.redis_packing import LeanCommandPacker
-from consumer.state.store import AccountStateStore
+from consumer.state.store import AccountStateStore, BatchView
 from consumer.worker.checkpointing import CheckpointPolicy
 
 # Metrics are best effort (consumer/infra/cloudwatch.py): short timeouts, our own few retries only.
@@ -65,6 +71,16 @@ def check_redis(client: Any, settings: Settings) -> None:
     call_with_retries("redis_ping", client.ping, settings.retry, retry_on=REDIS_ERRORS)
 
 
+def pipeline_settings(settings: Settings) -> PipelineSettings:
+    """What the pipeline reads of the worker's settings."""
+    return PipelineSettings(
+        retry=settings.retry,
+        alert_severity=settings.alert_severity,
+        timestamp_max_ahead_s=settings.timestamp_max_ahead_s,
+        rules=settings.rules,
+    )
+
+
 def assemble_pipeline(
     shard_id: str,
     settings: Settings,
@@ -72,7 +88,7 @@ def assemble_pipeline(
     sns: Any,
     redis_conn: Any,
     alerts: AlertSink | None = None,
-) -> tuple[BatchPipeline, CheckpointPolicy]:
+) -> tuple[BatchPipeline[BatchView], CheckpointPolicy]:
     """The pipeline and its checkpoint policy over the given clients (tests pass moto's).
     Alerts go to `alerts`, else to a publisher in this process over `sns`."""
     flagged = S3JsonLinesBatch(
@@ -112,7 +128,7 @@ def assemble_pipeline(
     )
     pipeline = BatchPipeline(
         shard_id,
-        settings,
+        pipeline_settings(settings),
         flagged,
         dead_letters,
         alerts,
@@ -148,7 +164,9 @@ def ruleset_source(settings: Settings, s3: Callable[[], Any]) -> RuleSetSource:
     return source
 
 
-def build_pipeline(shard_id: str, settings: Settings) -> tuple[BatchPipeline, CheckpointPolicy]:
+def build_pipeline(
+    shard_id: str, settings: Settings
+) -> tuple[BatchPipeline[BatchView], CheckpointPolicy]:
     """The production wiring: real clients, and Redis reachable before the first record."""
     redis_conn = redis_client(settings)
     check_redis(redis_conn, settings)

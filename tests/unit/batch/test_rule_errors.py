@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import redis
 
+from consumer.batch import judge as judge_module
 from consumer.batch import pipeline as pipeline_module
 from consumer.batch.pipeline import BatchPipeline, RateLimit
+from consumer.batch.ports import FixedModel, FixedRuleSet
 from consumer.infra.metrics import METRICS
 from consumer.model.rule import ModelRule
 from consumer.model.stage import BatchModel
 from consumer.records import Transaction, parse_transaction
-from consumer.reload.rulesets import RuleSetSource
 from consumer.rules import EMPTY_HISTORY, NOT_FLAGGED, RulesConfig
 from consumer.rules import engine as engine_module
 from consumer.rules import ruleset as ruleset_module
@@ -34,6 +35,7 @@ from consumer.rules.features import Facts
 from consumer.rules.ruleset import CustomRule, RuleSet, judge_with_ruleset
 from consumer.settings.config import Settings, StateConfig
 from consumer.state.store import AccountStateStore
+from consumer.worker.wiring import pipeline_settings
 from tests.support.fakes import CollectingAlerts, CollectingBatch, ManualClock
 
 BASE_MS = 1_795_910_400_000
@@ -292,14 +294,14 @@ def rig(
     clock = ManualClock(1000.0)
     pipeline = BatchPipeline(
         "shardId-000000000007",
-        settings,
-        flagged,  # type: ignore[arg-type]
-        dead,  # type: ignore[arg-type]
-        alerts,  # type: ignore[arg-type]
+        pipeline_settings(settings),
+        flagged,
+        dead,
+        alerts,
         AccountStateStore(client, StateConfig(), Decimal(90000)),
-        rulesets=RuleSetSource(None, check_every_s=0, fallback=ruleset),
-        shadow=shadow,  # type: ignore[arg-type]
-        model=model,
+        rulesets=FixedRuleSet(ruleset),
+        shadow=shadow,
+        model=FixedModel(model),
         error_log=RateLimit(every_s=every_s, clock=clock),
     )
     return Rig(pipeline, flagged, dead, shadow, alerts, clock)
@@ -414,7 +416,7 @@ def test_a_record_that_cannot_be_judged_at_all_is_still_dead_lettered(
     def impossible(*args: Any) -> Any:
         raise RuntimeError("no judging today")
 
-    monkeypatch.setattr(pipeline_module, "judge_with_ruleset", impossible)
+    monkeypatch.setattr(judge_module, "judge_with_ruleset", impossible)
     stream = rig(clean_redis, RuleSet("any-1"))
     counts = stream.run([record(1, "20000")])
     assert [line["error"].split(":")[0] for line in stream.dead.lines] == ["internal"]

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from consumer.batch.pipeline import BatchPipeline
+from consumer.batch.ports import FixedModel
 from consumer.infra.metrics import METRICS
 from consumer.model import scorer as scorer_module
 from consumer.model.dataset import open_text, record_bytes, stream_history
@@ -26,6 +27,7 @@ from consumer.reload.models import model_source
 from consumer.rules.ruleset import ModelScoreEntry, RuleSet
 from consumer.settings.config import ConfigError, Settings, StateConfig, load_settings
 from consumer.state.store import AccountStateStore
+from consumer.worker.wiring import pipeline_settings
 from tests.support.fakes import CollectingAlerts, CollectingBatch
 
 
@@ -80,13 +82,13 @@ def pipeline_for(
     redis_conn.flushall()
     return BatchPipeline(
         "shardId-0",
-        settings,
-        flagged,  # type: ignore[arg-type]
-        CollectingBatch(),  # type: ignore[arg-type]
-        CollectingAlerts(),  # type: ignore[arg-type]
+        pipeline_settings(settings),
+        flagged,
+        CollectingBatch(),
+        CollectingAlerts(),
         AccountStateStore(redis_conn, StateConfig(), Decimal(90000)),
         rulesets=rulesets,  # type: ignore[arg-type]
-        model=model,
+        model=FixedModel(model),
     )
 
 
