@@ -89,9 +89,11 @@ class _Account:
 class ReplayHistory:
     """Builds each transaction's AccountHistory from the records before it in the file.
 
-    Call, per valid record in file order: `is_duplicate(txn)`; if not, `history(txn)` (the
-    history to judge it with; valid until the next `add`), then `add(txn, index)` (`index`
-    unique per record: its place in the file).
+    A HistoryView (consumer/batch/ports.py) whose positions are record numbers, for
+    consumer/batch/judge.py's `judge_record`, the sequence the stream runs too. Per valid record
+    in file order: `is_duplicate(txn)`; if not, `history(txn)` (the history to judge it with;
+    valid until the next `add`), then `add(txn, index)` (`index` unique per record: its place in
+    the file). File order is stream order, so `is_duplicate` and `history` need no position.
     """
 
     def __init__(
@@ -126,7 +128,8 @@ class ReplayHistory:
     def observe(self, txn: Transaction) -> AccountHistory | None:
         """The three steps at once, for offline work that keeps histories (training): None for
         a duplicate (counted in `duplicates`), else the history `txn` sees as a snapshot that
-        later records leave alone; `txn` is then added at the next index."""
+        later records leave alone; `txn` is then added at the next index. The same view calls,
+        in the same order, as `judge_record` makes, so training sees what judging sees."""
         if self.is_duplicate(txn):
             self.duplicates += 1
             return None
@@ -137,7 +140,7 @@ class ReplayHistory:
         self.add(txn, self._observed)
         return seen
 
-    def is_duplicate(self, txn: Transaction) -> bool:
+    def is_duplicate(self, txn: Transaction, index: int | None = None) -> bool:
         """True for a producer retry (the id was seen within the window): do not judge it."""
         t = float(txn.event_time)
         if t > self._clock:
@@ -145,7 +148,8 @@ class ReplayHistory:
             self._seen.advance(t)
         return self._seen.seen_before(txn.transaction_id, self._clock)
 
-    def history(self, txn: Transaction) -> AccountHistory:
+    def history(self, txn: Transaction, index: int | None = None) -> AccountHistory:
+        """What `txn` sees: its account's records before it in the file (see the module)."""
         account = self._accounts.get(txn.account_id)
         if account is None:
             return EMPTY_HISTORY

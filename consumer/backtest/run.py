@@ -1,7 +1,16 @@
 """One pass over the records: judge each with the new rule set and the baseline, and count.
 
-Both rule sets are judged by `judge_with_ruleset` on the same AccountHistory object, built once
-per record by ReplayHistory; each record is parsed once. What is counted (BacktestResult):
+Each valid record goes through the stream's own per-record sequence, consumer/batch/judge.py's
+`judge_record` (duplicate check, history, judge, add), over ReplayHistory instead of the state
+store: that one definition is what makes a backtest decide as the stream does. Both rule sets
+are judged on the same AccountHistory object, built once per record; each record is parsed
+once. A record whose judging fails other than by a rule (the stream would dead-letter it as
+`internal`) stops the run with its error: that is a bug to see, not a count.
+
+Not applied here: the stream's future-timestamp limit (consumer/batch/timeliness.py), which is
+relative to a record's arrival in the stream; the input formats carry no arrival time. A valid
+record far in the future is judged and kept in its account's history, where the stream would
+have dead-lettered it. What is counted (BacktestResult):
 per rule, hits under each rule set; the records one flags and the other does not (with the first
 few transaction ids); shadow hits; rule errors (a rule that raised on a record counts as not
 fired there, as in the worker, and is counted by rule with the first few transaction ids); and,
@@ -24,10 +33,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
+from consumer.batch.judge import Judged, NotJudged, baseline_for, judge_record
 from consumer.errors import FraudstreamError
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
-from consumer.rules.ruleset import RuleSet, judge_with_ruleset
+from consumer.rules.ruleset import RuleSet
 from consumer.settings.config import StateConfig
 
 EXAMPLES = 5  # transaction ids kept per difference
@@ -146,13 +156,10 @@ def run_backtest(
     contract_ids = frozenset(new.config.severities) | frozenset(baseline.config.severities)
     decisions = result.decisions
     # Equal contract parameters: the contract rules' verdict is the same, computed once.
-    same_contract = new.config == baseline.config
+    against = baseline_for(baseline, new)
     judged = duplicates = labelled = labelled_fraud = fraud_labelled = 0
     index = -1
     count = 0
-    is_duplicate = builder.is_duplicate
-    history_of = builder.history
-    add = builder.add
     for index, item in items:
         count += 1
         if progress is not None and count % progress_every == 0:
@@ -168,17 +175,15 @@ def run_backtest(
             raise PartitionError(
                 f"record {index + 1}: its account was not where the partitioning put it"
             )
-        if is_duplicate(txn):
+        outcome = judge_record(builder, txn, index, new, None, against)
+        if type(outcome) is not Judged:
+            if isinstance(outcome, NotJudged):
+                raise outcome.error
             duplicates += 1
             continue
-        history = history_of(txn)
-        new_verdict = judge_with_ruleset(txn, history, new)
-        # A contract rule that raised under the new rule set: the baseline's judge finds it too.
-        reuse = same_contract and not new_verdict.rule_errors
-        base_verdict = judge_with_ruleset(
-            txn, history, baseline, new_verdict.contract if reuse else None
-        )
-        add(txn, index)
+        new_verdict = outcome.verdict
+        base_verdict = outcome.baseline
+        assert base_verdict is not None  # judged against the baseline
         judged += 1
         if new_verdict.rule_errors or base_verdict.rule_errors:
             for side, verdict in ((new_side, new_verdict), (base_side, base_verdict)):

@@ -2,24 +2,33 @@
 
 The stream side is the real BatchPipeline with the real Redis store (as in
 test_stream_properties.py); the backtest side is consumer.backtest over the same bytes in the same
-order. Compared per record: the rules that flagged it (none for a clean record).
+order. Compared per record: the rules that flagged it (none for a clean record); and, through
+the per-record sequence both share (consumer/batch/judge.py), what each record was judged on.
 """
 
 from __future__ import annotations
 
 import gzip
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.backtest.inputs import RecordFile
 from consumer.backtest.run import run_backtest
+from consumer.batch import judge as judge_module
+from consumer.batch.judge import Judged
+from consumer.records import Transaction, parse_transaction
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
+from consumer.rules.history import AccountHistory
 from consumer.rules.ruleset import RuleSet
 from consumer.rules.ruleset_load import default_ruleset, load_ruleset
 from consumer.settings.config import StateConfig
@@ -169,3 +178,61 @@ def test_backtest_decides_as_the_stream_on_a_generated_file(
     assert decided == expected
     fired = {rule for rules in decided.values() for rule in rules}
     assert {"new_country", "two_10m", "fresh_abroad"} <= fired  # (one foreign country each)
+
+
+Seen = tuple[str, tuple[str, ...], bool, bool, bool, tuple[tuple[Decimal, Decimal], ...]]
+
+
+def judged_through_the_shared_sequence(
+    monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]
+) -> list[Seen]:
+    """What `run` judged through consumer/batch/judge.py, in order: per transaction, the rules
+    that fired and what its history held (flags, and the earlier entries' time and amount)."""
+    seen: list[Seen] = []
+    real = judge_module.judge_transaction
+
+    def spy(txn: Transaction, history: AccountHistory, *args: Any) -> Judged:
+        judged = real(txn, history, *args)
+        seen.append(
+            (
+                txn.transaction_id,
+                tuple(r.rule for r in judged.verdict.decision.reasons),
+                history.device_seen_before,
+                history.has_earlier,
+                history.country_seen_before,
+                tuple((e.event_time, e.amount) for e in history.recent),
+            )
+        )
+        return judged
+
+    with monkeypatch.context() as patch:
+        patch.setattr(judge_module, "judge_transaction", spy)
+        run()
+    return seen
+
+
+@PROPERTY_SETTINGS
+@given(records=streams(), seed=st.integers(0, 2**16))
+def test_stream_and_backtest_judge_every_record_through_one_sequence_alike(
+    redis_conn: redis.Redis, records: list[FakeRecord], seed: int
+) -> None:
+    """Both judge each valid, non-duplicate record once, through `judge_record`, in stream
+    order, on the same history, to the same verdict: the pipeline over the Redis store's view,
+    the backtest over ReplayHistory."""
+    redis_conn.flushall()
+    ruleset = country_ruleset()
+    monkeypatch = pytest.MonkeyPatch()
+    batches = split(records, random.Random(seed))
+    stream = judged_through_the_shared_sequence(
+        monkeypatch, lambda: stream_flags(redis_conn, records, batches, None, ruleset)
+    )
+    backtest = judged_through_the_shared_sequence(
+        monkeypatch, lambda: backtest_flags([r.binary_data for r in records], ruleset=ruleset)
+    )
+    assert backtest == stream
+    valid = {
+        txn.transaction_id
+        for txn in (parse_transaction(r.binary_data) for r in records)
+        if isinstance(txn, Transaction)
+    }
+    assert sorted(seen[0] for seen in stream) == sorted(valid)  # once each; duplicates not
