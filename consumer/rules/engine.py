@@ -141,19 +141,11 @@ def judge(txn: Transaction, history: AccountHistory, config: RulesConfig) -> Dec
 
     if fired is None:
         return NOT_FLAGGED
-    severities = config.severities
-    severity = severities[fired[0].rule]
-    rank = _RANK[severity]
-    for reason in fired:
-        candidate = severities[reason.rule]
-        if _RANK[candidate] > rank:
-            severity = candidate
-            rank = _RANK[candidate]
-    return Decision(reasons=tuple(fired), severity=severity)
+    return _decision(fired, config)
 
 
 def _decision(fired: list[Reason] | None, config: RulesConfig) -> Decision:
-    """The reasons and their highest severity (`judge` inlines this: a call per record)."""
+    """The reasons and their highest severity (NOT_FLAGGED when none fired)."""
     if fired is None:
         return NOT_FLAGGED
     severities = config.severities

@@ -214,25 +214,9 @@ def judge_with_ruleset(
         if contract is NOT_FLAGGED:
             return ruleset._quiet
         return RuleSetDecision(ruleset.version, contract, (), (), contract)
-    hits: list[Reason] | None = None
-    shadow_hits: list[Reason] | None = None
     facts = Facts(txn, history, ruleset.plan)
-    for rule in live:
-        try:
-            if rule.when.test(facts):
-                if hits is None:
-                    hits = []
-                hits.append(Reason(rule.id, _detail(rule, facts)))
-        except Exception as exc:
-            errors = _failed(errors, rule, exc)
-    for rule in shadow:
-        try:
-            if rule.when.test(facts):
-                if shadow_hits is None:
-                    shadow_hits = []
-                shadow_hits.append(Reason(rule.id, _detail(rule, facts)))
-        except Exception as exc:
-            errors = _failed(errors, rule, exc)
+    hits, errors = _fired(live, facts, errors)
+    shadow_hits, errors = _fired(shadow, facts, errors)
     if hits is None and shadow_hits is None and contract is NOT_FLAGGED and errors is None:
         return ruleset._quiet
     custom = tuple(hits) if hits is not None else ()
@@ -255,14 +239,24 @@ def judge_with_ruleset(
     )
 
 
-def _failed(
-    errors: list[tuple[str, str]] | None, rule: CustomRule, exc: Exception
-) -> list[tuple[str, str]]:
-    """Note that `rule` raised (its id and the exception's type: the text may quote values)."""
-    if errors is None:
-        errors = []
-    errors.append((rule.id, type(exc).__name__))
-    return errors
+def _fired(
+    rules: tuple[CustomRule, ...], facts: Facts, errors: list[tuple[str, str]] | None
+) -> tuple[list[Reason] | None, list[tuple[str, str]] | None]:
+    """The reasons of the `rules` that fire on `facts` (None: none fired), each tested on its
+    own: one that raises does not fire and is added to `errors` with its id and the exception's
+    type (never its text, which may quote values)."""
+    hits: list[Reason] | None = None
+    for rule in rules:
+        try:
+            if rule.when.test(facts):
+                if hits is None:
+                    hits = []
+                hits.append(Reason(rule.id, _detail(rule, facts)))
+        except Exception as exc:
+            if errors is None:
+                errors = []
+            errors.append((rule.id, type(exc).__name__))
+    return hits, errors
 
 
 def _detail(rule: CustomRule, facts: Facts) -> str:
