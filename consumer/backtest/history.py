@@ -89,9 +89,9 @@ class _Account:
 class ReplayHistory:
     """Builds each transaction's AccountHistory from the records before it in the file.
 
-    A HistoryView (consumer/batch/ports.py) whose positions are record numbers, for
-    consumer/batch/judge.py's `judge_record`, the sequence the stream runs too. Per valid record
-    in file order: `is_duplicate(txn)`; if not, `history(txn)` (the history to judge it with;
+    A HistoryView (consumer/judging/views.py) whose positions are record numbers, for
+    consumer/judging/sequence.py's `judge_record`, the sequence the stream runs too. Per valid
+    record in file order: `is_duplicate(txn)`; if not, `history(txn)` (the history to judge it with;
     valid until the next `add`), then `add(txn, index)` (`index` unique per record: its place in
     the file). File order is stream order, so `is_duplicate` and `history` need no position.
     """

@@ -1,6 +1,6 @@
 """One pass over the records: judge each with the new rule set and the baseline, and count.
 
-Each valid record goes through the stream's own per-record sequence, consumer/batch/judge.py's
+Each valid record goes through the stream's own per-record sequence, consumer/judging/sequence.py's
 `judge_record` (duplicate check, history, judge, add), over ReplayHistory instead of the state
 store: that one definition is what makes a backtest decide as the stream does. Both rule sets
 are judged on the same AccountHistory object, built once per record; each record is parsed
@@ -33,8 +33,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
-from consumer.batch.judge import Judged, NotJudged, baseline_for, judge_record
 from consumer.errors import FraudstreamError
+from consumer.judging.sequence import Judged, NotJudged, baseline_for, judge_record
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
 from consumer.rules.ruleset import RuleSet

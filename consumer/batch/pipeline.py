@@ -5,7 +5,7 @@ Every record leaves this function in exactly one place: the dead letters (invali
 (a producer-retry duplicate, counted), the flagged buffer and maybe the alert list, or nowhere
 (judged and clean). Its effect on the account's history goes to the state store, once per batch.
 
-The pipeline owns the order of things and nothing else. Judging is consumer/batch/judge.py's
+The pipeline owns the order of things and nothing else. Judging is consumer/judging/sequence.py's
 `judge` (pure: the same code judges a backtest, record by record); the world is reached through
 the protocols of consumer/batch/ports.py (the state store, the line and alert sinks, the rule
 set and model sources) and the few settings it reads (PipelineSettings), all handed in by
@@ -29,7 +29,6 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
-from consumer.batch.judge import DUPLICATE, Decided, Judgement, NotJudged, judge
 from consumer.batch.lines import dead_letter_line, decision_line, flagged_line, to_json
 from consumer.batch.ports import (
     AlertSink,
@@ -47,6 +46,7 @@ from consumer.batch.timeliness import too_far_ahead
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.retry import REDIS_ERRORS, call_with_retries
+from consumer.judging.sequence import DUPLICATE, Decided, Judgement, NotJudged, judge
 from consumer.model.rule import RULE_ID as MODEL_RULE_ID
 from consumer.records import (
     InvalidRecord,

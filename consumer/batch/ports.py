@@ -29,18 +29,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
+from consumer.judging.views import HistoryView, ScoringModel
 from consumer.records import Position, RecordPosition, Transaction
-from consumer.rules.history import AccountHistory
 from consumer.settings.config import RetryConfig
 from consumer.sinks.alerts import AlertSink
 
 if TYPE_CHECKING:
-    from consumer.model.features import FeatureRow
-    from consumer.model.rule import ModelRule
-    from consumer.model.stage import Scored
     from consumer.rules.config import RulesConfig
-    from consumer.rules.engine import Decision
-    from consumer.rules.ruleset import ModelScoreEntry, RuleSet
+    from consumer.rules.ruleset import RuleSet
     from consumer.state.store import PreparedSave, SaveInFlight
 
 __all__ = [
@@ -59,23 +55,7 @@ __all__ = [
     "model_provider",
 ]
 
-P_contra = TypeVar("P_contra", contravariant=True)
 ViewT = TypeVar("ViewT")
-
-
-class HistoryView(Protocol[P_contra]):
-    """What judging a record needs of the state, in stream order (consumer/batch/judge.py).
-
-    Implemented by the stream's BatchView (consumer/state/store.py; positions are (sequence
-    number, sub-sequence number)) and the backtest's ReplayHistory (consumer/backtest/history.py;
-    positions are record numbers in the file). Per valid record: `is_duplicate` (a producer
-    retry: not judged, not added); else `history`, valid until the next `add`; then `add`."""
-
-    def is_duplicate(self, txn: Transaction, position: P_contra, /) -> bool: ...
-
-    def history(self, txn: Transaction, position: P_contra, /) -> AccountHistory: ...
-
-    def add(self, txn: Transaction, position: P_contra, /) -> None: ...
 
 
 class BatchState(HistoryView[Position], Protocol):
@@ -115,24 +95,6 @@ class LineSink(Protocol):
     checkpoint policy makes them durable (consumer/worker/checkpointing.py)."""
 
     def add(self, line: bytes, position: RecordPosition) -> None: ...
-
-
-class ScoringModel(Protocol):
-    """A loaded model as the pipeline uses it (consumer/model/stage.py BatchModel): a feature
-    row per record while it is judged, one vectorised score per batch, then its rule."""
-
-    @property
-    def model_version(self) -> str: ...
-
-    def rule_for(self, entry: ModelScoreEntry | None) -> ModelRule | None: ...
-
-    def row(self, txn: Transaction, history: AccountHistory) -> FeatureRow: ...
-
-    def score(self, rows: Sequence[FeatureRow], rule: ModelRule | None = None) -> list[Scored]: ...
-
-    def apply(
-        self, decision: Decision, scored: Scored, rule: ModelRule | None = None
-    ) -> Decision: ...
 
 
 class RuleSetProvider(Protocol):

@@ -3,7 +3,7 @@
 The stream side is the real BatchPipeline with the real Redis store (as in
 test_stream_properties.py); the backtest side is consumer.backtest over the same bytes in the same
 order. Compared per record: the rules that flagged it (none for a clean record); and, through
-the per-record sequence both share (consumer/batch/judge.py), what each record was judged on.
+the per-record sequence both share (consumer/judging/sequence.py), what each record was judged on.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from consumer.backtest.inputs import RecordFile
 from consumer.backtest.run import run_backtest
-from consumer.batch import judge as judge_module
-from consumer.batch.judge import Judged
+from consumer.judging import sequence as judge_module
+from consumer.judging.sequence import Judged
 from consumer.records import Transaction, parse_transaction
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
@@ -186,7 +186,7 @@ Seen = tuple[str, tuple[str, ...], bool, bool, bool, tuple[tuple[Decimal, Decima
 def judged_through_the_shared_sequence(
     monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]
 ) -> list[Seen]:
-    """What `run` judged through consumer/batch/judge.py, in order: per transaction, the rules
+    """What `run` judged through consumer/judging/sequence.py, in order: per transaction, the rules
     that fired and what its history held (flags, and the earlier entries' time and amount)."""
     seen: list[Seen] = []
     real = judge_module.judge_transaction

@@ -543,16 +543,16 @@ def test_a_record_that_breaks_the_judge_is_kept_byte_for_byte(
     redis_conn: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The internal-error dead letter holds the record as received, not a re-encoding of it."""
-    import consumer.batch.judge
+    import consumer.judging.sequence
 
-    real_judge = consumer.batch.judge.judge_with_ruleset
+    real_judge = consumer.judging.sequence.judge_with_ruleset
 
     def judge(txn: Transaction, history: Any, ruleset: Any) -> Any:
         if txn.transaction_id == "breaks":
             raise ZeroDivisionError("a bug in a rule")
         return real_judge(txn, history, ruleset)
 
-    monkeypatch.setattr(consumer.batch.judge, "judge_with_ruleset", judge)
+    monkeypatch.setattr(consumer.judging.sequence, "judge_with_ruleset", judge)
     odd = (
         b' {"transaction_id" : "breaks", "account_id":"acct-good", "amount": 1e5,'
         b' "amount": 2E+4, "timestamp": 1795910300000, "note": "caf\\u00e9"}\n'

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import redis
 
-from consumer.batch import judge as judge_module
 from consumer.batch import pipeline as pipeline_module
 from consumer.batch.pipeline import BatchPipeline, RateLimit
 from consumer.batch.ports import FixedModel, FixedRuleSet
 from consumer.infra.metrics import METRICS
+from consumer.judging import sequence as judge_module
 from consumer.model.rule import ModelRule
 from consumer.model.stage import BatchModel
 from consumer.records import Transaction, parse_transaction

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 
-from consumer.batch.ports import HistoryView, ScoringModel
+from consumer.judging.views import HistoryView, ScoringModel
 from consumer.records import Transaction
 from consumer.rules.history import AccountHistory
 from consumer.rules.ruleset import RuleSet, RuleSetDecision, judge_with_ruleset

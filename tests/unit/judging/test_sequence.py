@@ -1,5 +1,5 @@
-"""consumer/batch/judge.py: the per-record sequence and the pure batch judge, over a HistoryView
-in memory (no Redis, no sinks)."""
+"""consumer/judging/sequence.py: the per-record sequence and the pure batch judge, over a
+HistoryView in memory (no Redis, no sinks)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from consumer.batch import judge as judge_module
-from consumer.batch.judge import (
+from consumer.judging import sequence as judge_module
+from consumer.judging.sequence import (
     DUPLICATE,
     Decided,
     Judged,
