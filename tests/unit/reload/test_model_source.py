@@ -25,7 +25,7 @@ from consumer.reload import hot_source
 from consumer.reload.models import ModelSource, model_fetcher, model_source
 from consumer.settings.config import ConfigError, Settings, StateConfig, load_settings
 from consumer.state.store import AccountStateStore
-from consumer.worker.wiring import assemble_pipeline
+from consumer.worker.wiring import assemble_pipeline, pipeline_settings
 from tests.support.fakes import CollectingAlerts, CollectingBatch, ManualClock
 from tests.unit.model.test_model_stage import Record, records
 
@@ -110,7 +110,7 @@ class Run:
         self.alerts = CollectingAlerts()
         self.pipeline = BatchPipeline(
             "shardId-0",
-            settings,
+            pipeline_settings(settings),
             self.flagged,  # type: ignore[arg-type]
             CollectingBatch(),  # type: ignore[arg-type]
             self.alerts,  # type: ignore[arg-type]

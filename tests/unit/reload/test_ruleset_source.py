@@ -26,7 +26,7 @@ from consumer.reload.rulesets import (
 from consumer.rules.config import RulesConfig
 from consumer.settings.config import ConfigError, Settings, StateConfig, load_settings
 from consumer.state.store import AccountStateStore
-from consumer.worker.wiring import ruleset_source
+from consumer.worker.wiring import pipeline_settings, ruleset_source
 from tests.support.fakes import CollectingAlerts, CollectingBatch, ManualClock
 
 BASE_MS = 1_795_910_400_000
@@ -243,7 +243,7 @@ def test_the_stream_judges_each_batch_with_the_version_in_force(
     store = AccountStateStore(redis_conn_clean, StateConfig(), rulesets.max_horizon_s)
     pipeline = BatchPipeline(
         "shardId-0",
-        settings,
+        pipeline_settings(settings),
         flagged,  # type: ignore[arg-type]
         dead,  # type: ignore[arg-type]
         alerts,  # type: ignore[arg-type]
@@ -288,7 +288,7 @@ def test_the_audit_trail_holds_every_judged_transaction_flagged_or_not(
     store = AccountStateStore(redis_conn_clean, StateConfig(), Decimal(90000))
     pipeline = BatchPipeline(
         "shardId-0",
-        settings,
+        pipeline_settings(settings),
         flagged,  # type: ignore[arg-type]
         dead,  # type: ignore[arg-type]
         CollectingAlerts(),  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from consumer.rules.config import RulesConfig
 from consumer.rules.ruleset import RuleSet
 from consumer.settings.config import Settings, StateConfig
 from consumer.state.store import AccountStateStore
+from consumer.worker.wiring import pipeline_settings
 from tests.support.fakes import CollectingAlerts, CollectingBatch
 from tests.support.oracle import reference_decisions
 
@@ -123,7 +124,7 @@ class Harness:
         alerts = CollectingAlerts()
         pipeline = BatchPipeline(
             "shardId-0",
-            self.settings,
+            pipeline_settings(self.settings),
             flagged,  # type: ignore[arg-type]
             dead,  # type: ignore[arg-type]
             alerts,  # type: ignore[arg-type]
