@@ -27,7 +27,6 @@ from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.records import RecordPosition
-from consumer.sinks.s3_batches import S3JsonLinesBatch
 
 log = get_logger(__name__)
 
@@ -54,6 +53,15 @@ class InFlight(Protocol):
     def discard_in_flight(self) -> None: ...
 
 
+class BufferedSink(Protocol):
+    """A sink that buffers lines until flushed (consumer/sinks/s3_batches.py S3JsonLinesBatch):
+    what the policy must make durable before it checkpoints, or forget with the lease."""
+
+    def is_due(self) -> bool: ...
+    def flush(self) -> str | None: ...
+    def discard(self) -> None: ...
+
+
 class CheckpointPolicy:
     """Tracks the last processed record and commits by count, bytes or age.
 
@@ -64,7 +72,7 @@ class CheckpointPolicy:
 
     def __init__(
         self,
-        sinks: Sequence[S3JsonLinesBatch],
+        sinks: Sequence[BufferedSink],
         max_age_s: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
