@@ -7,7 +7,17 @@ import argparse
 import sys
 from typing import Any, Protocol
 
-from consumer.cli import backtest, compare_model, demo, local, ops, status, train, worker
+from consumer.cli import (
+    backtest,
+    compare_model,
+    demo,
+    evaluate,
+    local,
+    ops,
+    status,
+    train,
+    worker,
+)
 
 
 class Command(Protocol):
@@ -19,7 +29,17 @@ class Command(Protocol):
 
 
 # In help order.
-COMMANDS: tuple[Command, ...] = (worker, local, demo, status, train, compare_model, ops, backtest)
+COMMANDS: tuple[Command, ...] = (
+    worker,
+    local,
+    demo,
+    status,
+    train,
+    compare_model,
+    evaluate,
+    ops,
+    backtest,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
