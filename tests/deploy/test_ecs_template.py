@@ -364,6 +364,7 @@ def test_the_required_alarms_exist(template: dict[str, Any]) -> None:
         "AlertsFailed",
         "RecordsJudged",
         "IncomingRecords",
+        "RuleSetLastGoodInUse",
     } <= watched
 
 
