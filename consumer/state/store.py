@@ -232,13 +232,11 @@ class BatchView:
         return self._seen.get(transaction_id)
 
     def is_duplicate(self, txn: Transaction, position: Position) -> bool:
-        """Seen before under another position: a producer retry, not a replay."""
+        """Seen before under another position: a producer retry, not a replay. Only `add`
+        records a sighting, so a record whose judging failed (dead-lettered as `internal`)
+        enters no state and a later copy of it is judged."""
         first = self._seen.get(txn.transaction_id)
-        if first is None:
-            self._seen[txn.transaction_id] = position
-            self._new_seen[txn.transaction_id] = position
-            return False
-        return first != position
+        return first is not None and first != position
 
     def already_alerted(self, transaction_id: str) -> bool:
         return transaction_id in self._alerted
@@ -263,7 +261,11 @@ class BatchView:
         )
 
     def add(self, txn: Transaction, position: Position) -> None:
-        """Record a judged transaction so later records of the batch see it."""
+        """Record a judged transaction so later records of the batch see it, and its first
+        sighting for the duplicate check."""
+        if self._seen.get(txn.transaction_id) is None:  # loaded as None: not seen in Redis
+            self._seen[txn.transaction_id] = position
+            self._new_seen[txn.transaction_id] = position
         account = self._accounts[txn.account_id]
         if position not in account.positions:
             account.positions.add(position)

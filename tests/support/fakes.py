@@ -66,11 +66,7 @@ class MemoryView:
 
     def is_duplicate(self, txn: Transaction, position: Position) -> bool:
         first = self.seen.get(txn.transaction_id)
-        if first is None:
-            self.seen[txn.transaction_id] = position
-            self.new_seen[txn.transaction_id] = position
-            return False
-        return first != position
+        return first is not None and first != position
 
     def history(self, txn: Transaction, position: Position) -> AccountHistory:
         earlier = [(p, t) for p, t in self.entries.get(txn.account_id, []) if p < position]
@@ -89,6 +85,9 @@ class MemoryView:
         )
 
     def add(self, txn: Transaction, position: Position) -> None:
+        if self.seen.get(txn.transaction_id) is None:
+            self.seen[txn.transaction_id] = position
+            self.new_seen[txn.transaction_id] = position
         entries = self.entries.setdefault(txn.account_id, [])
         if all(p != position for p, _ in entries):
             entries.append((position, txn))

@@ -424,6 +424,34 @@ def test_a_record_that_cannot_be_judged_at_all_is_still_dead_lettered(
     assert stream.flagged.lines == []
 
 
+def test_a_record_that_could_not_be_judged_enters_no_state(
+    clean_redis: redis.Redis, logs: LogRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dead-lettered as `internal`, it was not seen: a later copy of the same transaction (a
+    producer retry, or the dead letter driven again after the fix) is judged, not dropped as a
+    duplicate, in the same batch or in a later one."""
+    real = judge_module.judge_with_ruleset
+    failing = {"on": True}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failing["on"]:
+            failing["on"] = False
+            raise RuntimeError("no judging today")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(judge_module, "judge_with_ruleset", flaky)
+    stream = rig(clean_redis, RuleSet("any-1"))
+    retry = Record(body(1, "20000"), f"{101:056d}")  # t-1 again, at another position
+    counts = stream.run([record(1, "20000"), retry])
+    assert [line["error"].split(":")[0] for line in stream.dead.lines] == ["internal"]
+    assert "records.duplicate" not in counts or counts["records.duplicate"] == 0
+    assert [line["transaction_id"] for line in stream.flagged.lines] == ["t-1"]
+    # And across batches: the first copy failed, the copy in the next batch is judged.
+    failing["on"] = True
+    stream.run([record(2, "20000")], [Record(body(2, "20000"), f"{102:056d}")])
+    assert [line["transaction_id"] for line in stream.flagged.lines] == ["t-1", "t-2"]
+
+
 # --- the model ----------------------------------------------------------------------------------
 
 
