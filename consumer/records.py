@@ -486,10 +486,10 @@ def _validate(obj: dict[str, Any]) -> Transaction:
                 quantized = account_balance = _trimmed(account_balance, QUANTUM)
             except ArithmeticError:
                 raise _Bad(f"account_balance: {_WANT_QUANTUM}") from None
-            if not account_balance and account_balance.adjusted() < -18:
-                # A zero (adjusted() is its exponent) written as 0e-99999999999 is a multiple of
-                # 1e-18, but `balance - amount` would take that exponent and expand the amount
-                # to it: held as 0E-18, the same value (sign kept; raw keeps the literal).
+            if not account_balance and not -18 <= account_balance.adjusted() <= 0:
+                # A zero (adjusted() is its exponent) written as 0e-99999999999 or 0E+99999999999
+                # is a multiple of 1e-18, but arithmetic and formatting would carry that
+                # exponent: held as 0E-18, the same value (sign kept; raw keeps the literal).
                 account_balance = quantized
         elif type(account_balance) is int:
             if not -_INT_MAX_BALANCE <= account_balance <= _INT_MAX_BALANCE:

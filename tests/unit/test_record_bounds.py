@@ -151,10 +151,12 @@ def test_amount_inside_the_bounds_is_kept_exactly(
 
 def _held(value: Decimal) -> Decimal:
     """The Decimal of a valid literal as the record holds it: as written, or with exactly 18
-    decimal places where it was written with more (all zeros past the 18th)."""
+    decimal places where it was written with more (all zeros past the 18th), or is a zero with
+    a positive exponent."""
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)
-    return value.quantize(Decimal("1e-18"), context=Context(prec=40)) if exponent < -18 else value
+    held = exponent < -18 or (not value and exponent > 0)  # a zero is held at 1e-18 too
+    return value.quantize(Decimal("1e-18"), context=Context(prec=40)) if held else value
 
 
 @pytest.mark.parametrize("field", ["amount", "account_balance"])
@@ -263,6 +265,8 @@ def test_balance_past_the_18th_decimal_place_is_invalid(
         ("-0e-99999999999", "-0E-18"),
         ("0.0000000000000000000000", "0E-18"),
         ("0e-19", "0E-18"),
+        ("0E+99999999999", "0E-18"),  # a huge exponent on zero, the other way round
+        ("-0e+19", "-0E-18"),
     ],
 )
 def test_a_zero_balance_with_a_tiny_exponent_is_held_as_0e_18(
