@@ -175,8 +175,8 @@ def parse_record(raw: bytes, location: str) -> LastGood:
         raise LastGoodUnusable(f"{location}: larger than {8 * MAX_BYTES} bytes")
     try:
         record = json.loads(raw)
-    except ValueError as exc:
-        raise LastGoodUnusable(f"{location}: not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's depth
+        raise LastGoodUnusable(f"{location}: not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
         raise LastGoodUnusable(f"{location}: not a last-good record (no kind {RECORD_KIND!r})")
     fields = ("version", "sha256", "body")

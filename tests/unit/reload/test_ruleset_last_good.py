@@ -329,6 +329,15 @@ def test_a_record_that_is_not_json_is_absent_too(rules: Path) -> None:
         store.load()
 
 
+def test_a_record_nested_past_the_parser_is_absent_too(rules: Path) -> None:
+    """A corrupt or hostile object under the key: RecursionError inside json.loads must not
+    escape (it would crash the processor's start instead of falling back)."""
+    store = store_beside(rules)
+    Path(store.path).write_text("[" * 100_000)
+    with pytest.raises(LastGoodUnusable, match="not JSON"):
+        store.load()
+
+
 def test_a_failed_save_never_stops_the_processor_and_is_tried_again_later(
     rules: Path, events: Events
 ) -> None:
