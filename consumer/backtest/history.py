@@ -25,6 +25,10 @@ that a day of a busy shard fits a machine:
 - **Devices and first use** are kept for the whole file (the store keeps them 90 days).
 - **Countries** (HistoryEntry.country, AccountHistory.country_seen_before) are filled when asked
   (`countries=True`, for rule sets whose `history_needs` has "countries").
+- **Profiles** (`profiles=True`, for the model's features): each account's day totals and each
+  merchant's transactions per day and labels (consumer/rules/profile.py), added as records are
+  and as `apply_label` gives labels. Every valid, non-duplicate record counts, however late
+  (the stream's store counts it too); days older than the windows read are forgotten.
 - **Built when read.** The HistoryEntry objects of an account are built from its packed rows
   as the rules read them (consumer/backtest/views.py): from the newest end, as far back as a
   pass goes, which for a history in event-time order is the edge of the rules' windows
@@ -45,6 +49,16 @@ from consumer.backtest.dedup import DuplicateWindow
 from consumer.backtest.views import TailView
 from consumer.records import Transaction
 from consumer.rules.history import EMPTY_HISTORY, AccountHistory, HistoryEntry, in_time_order
+from consumer.rules.profile import (
+    ACCOUNT_DAYS,
+    MERCHANT_DAYS,
+    NO_DAY,
+    DayTotals,
+    LabelMark,
+    Profile,
+    day_of,
+    newer_label,
+)
 from consumer.settings.config import StateConfig
 
 VIEW_ENTRIES = 500_000
@@ -60,6 +74,7 @@ class _Account:
         "ascending",
         "counted",
         "countries",
+        "days",
         "devices",
         "last_time",
         "latest",
@@ -84,6 +99,18 @@ class _Account:
         # built or trimmed).
         self.ascending = True
         self.last_time: Decimal | None = None  # the latest event time among entries appended
+        self.days: dict[int, DayTotals] | None = None  # with profiles: its day totals
+
+
+class _Merchant:
+    """One merchant's profile: transactions per day, labels per transaction id."""
+
+    __slots__ = ("days", "labels", "latest_day")
+
+    def __init__(self) -> None:
+        self.days: dict[int, int] = {}
+        self.labels: dict[str, LabelMark] = {}
+        self.latest_day = -(2**62)
 
 
 class ReplayHistory:
@@ -103,6 +130,7 @@ class ReplayHistory:
         *,
         countries: bool = False,
         view_entries: int = VIEW_ENTRIES,
+        profiles: bool = False,
     ) -> None:
         config = config if config is not None else StateConfig()
         self._keep_s = float(horizon_s) + config.lateness_s  # as AccountStateStore
@@ -118,6 +146,8 @@ class ReplayHistory:
         self._views: OrderedDict[_Account, None] = OrderedDict()
         self._view_entries = 0
         self._view_budget = view_entries
+        self._profiles = profiles
+        self._merchants: dict[str, _Merchant] = {}
         self._observed = 0  # records `observe` added
         self.duplicates = 0  # records `observe` found to be duplicates
 
@@ -136,6 +166,16 @@ class ReplayHistory:
         seen = self.history(txn)
         if seen.recent:
             seen = structs.replace(seen, recent=tuple(seen.recent))
+        profile = seen.profile
+        if profile is not None:
+            seen = structs.replace(
+                seen,
+                profile=Profile(
+                    dict(profile.account_days),
+                    dict(profile.merchant_days),
+                    tuple(profile.merchant_labels),
+                ),
+            )
         self._observed += 1
         self.add(txn, self._observed)
         return seen
@@ -152,6 +192,8 @@ class ReplayHistory:
         """What `txn` sees: its account's records before it in the file (see the module)."""
         account = self._accounts.get(txn.account_id)
         if account is None:
+            if self._profiles:
+                return AccountHistory(profile=self._profile(txn, None))
             return EMPTY_HISTORY
         t = float(txn.event_time)
         if t > account.latest:
@@ -175,7 +217,55 @@ class ReplayHistory:
             has_earlier=True,
             country_seen_before=_among(txn.destination_country, account.countries),
             ascending=account.ascending,
+            profile=self._profile(txn, account) if self._profiles else None,
         )
+
+    def _profile(self, txn: Transaction, account: _Account | None) -> Profile:
+        """The profile `txn` sees (valid until the next `add` or `apply_label`)."""
+        days = account.days if account is not None and account.days is not None else {}
+        merchant_id = txn.merchant_id
+        merchant = self._merchants.get(merchant_id) if merchant_id is not None else None
+        if merchant is None:
+            return Profile(days)
+        return Profile(days, merchant.days, merchant.labels.values())
+
+    def apply_label(self, transaction_id: str, merchant_id: str, mark: LabelMark) -> bool:
+        """Keep a label for the merchant's profile (newer_label decides over an earlier one
+        for the same transaction); True when it changed what is kept."""
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            merchant = self._merchants[merchant_id] = _Merchant()
+        labels = merchant.labels
+        if not newer_label(labels.get(transaction_id), mark):
+            return False
+        labels[transaction_id] = mark
+        return True
+
+    def _add_to_profiles(self, txn: Transaction, account: _Account) -> None:
+        day = day_of(txn.event_time)
+        days = account.days
+        if days is None:
+            days = account.days = {}
+        days[day] = days.get(day, NO_DAY).plus(txn.amount)
+        if len(days) > ACCOUNT_DAYS:
+            for old in [d for d in days if d <= max(days) - ACCOUNT_DAYS]:
+                del days[old]
+        merchant_id = txn.merchant_id
+        if merchant_id is None:
+            return
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            merchant = self._merchants[merchant_id] = _Merchant()
+        counts = merchant.days
+        counts[day] = counts.get(day, 0) + 1
+        if day > merchant.latest_day:
+            merchant.latest_day = day
+            if len(counts) > MERCHANT_DAYS:
+                for old in [d for d in counts if d <= day - MERCHANT_DAYS]:
+                    del counts[old]
+            labels = merchant.labels
+            for txn_id in [i for i, m in labels.items() if m.event_day <= day - MERCHANT_DAYS]:
+                del labels[txn_id]
 
     def _forget_before(self, account: _Account, bound: float) -> None:
         packed = account.packed
@@ -264,6 +354,8 @@ class ReplayHistory:
             account.devices = _with(account.devices, device)
         if self._countries and country is not None:
             account.countries = _with(account.countries, country)
+        if self._profiles:
+            self._add_to_profiles(txn, account)
         self._recount(account)
 
 

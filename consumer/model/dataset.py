@@ -87,8 +87,9 @@ def transactions(path: Path) -> Iterator[tuple[str, Transaction | InvalidRecord]
 
 def stream_history() -> ReplayHistory:
     """The backtest's history builder, as the worker's state store keeps history for a model:
-    the features' 24 h horizon (plus the store's lateness allowance), countries included."""
-    return ReplayHistory(Decimal(MODEL_HORIZON_S), countries=True)
+    the features' 24 h horizon (plus the store's lateness allowance), countries and profiles
+    included."""
+    return ReplayHistory(Decimal(MODEL_HORIZON_S), countries=True, profiles=True)
 
 
 def judged(

@@ -43,6 +43,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +59,7 @@ from consumer.model.features import (
 )
 from consumer.model.metrics import CardDay
 from consumer.records import InvalidRecord, Transaction
+from consumer.rules.profile import LabelMark, day_of
 from consumer.rules.ruleset import judge_with_ruleset
 from consumer.rules.ruleset_load import default_ruleset
 
@@ -253,16 +255,20 @@ def evaluate(
         if labelled is None:
             raise EvaluateError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
         fraud, known = labelled
+        if fraud and txn.merchant_id is not None:
+            # Known from `known` on: the profiles of the records judged from then see it.
+            mark = LabelMark(day_of(txn.event_time), Decimal(repr(known)), True)
+            stream.apply_label(txn.transaction_id, txn.merchant_id, mark)
         rows[name] += 1
         if fraud:
             frauds[name] += 1
             card = txn.account_id
             known_at[card] = min(known, known_at.get(card, math.inf))
         if name == "train":
-            train_rows.append(features_for(txn, history))
+            train_rows.append(features_for(txn, history, periods.delay_days))
             train_labels.append(fraud)
         elif name == "test":
-            test_rows.append(features_for(txn, history))
+            test_rows.append(features_for(txn, history, periods.delay_days))
             ruled = judge_with_ruleset(txn, history, ruleset).flagged
             test.append(_TestRow(txn.account_id, day, fraud, ruled))
     duplicates = stream.duplicates

@@ -26,6 +26,15 @@ from consumer.records import Transaction
 from consumer.rules.exact import EXACT
 from consumer.rules.geo import haversine_km
 from consumer.rules.history import AccountHistory, HistoryEntry
+from consumer.rules.profile import (
+    DEFAULT_LABEL_DELAY_DAYS,
+    EMPTY_PROFILE,
+    WINDOW_DAYS,
+    account_spend,
+    day_of,
+    known_frauds,
+    merchant_window,
+)
 
 # The longest window a feature reads (24 h): the worker's state store, and the offline history
 # that training builds, keep at least this much.
@@ -48,6 +57,29 @@ _WINDOWED = (
     "distinct_countries_24h",
 )
 
+# From the long-horizon profiles (consumer/rules/profile.py): the account's spend over whole
+# days before today, the merchant's transactions and known frauds over windows shifted by the
+# label delay, and the frauds known at the merchant over the last 30 days.
+PROFILE_FEATURES: tuple[str, ...] = (
+    *(
+        f"{name}_{w}d"
+        for w in WINDOW_DAYS
+        for name in (
+            "account_count",
+            "account_mean",
+            "account_std",
+            "amount_to_account_mean",
+            "amount_zscore",
+        )
+    ),
+    *(
+        f"{name}_{w}d"
+        for w in WINDOW_DAYS
+        for name in ("merchant_count", "merchant_frauds", "merchant_risk")
+    ),
+    "merchant_known_frauds_30d",
+)
+
 NUMERIC_FEATURES: tuple[str, ...] = (
     "amount",
     "account_balance",
@@ -67,6 +99,7 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "cross_border",
     "hour_of_day",
     "account_age_days",
+    *PROFILE_FEATURES,
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = ("channel", "merchant_category")
 FEATURE_NAMES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
@@ -89,7 +122,9 @@ def _num(value: object) -> float:
     return _NAN if value is None else float(value)  # type: ignore[arg-type]
 
 
-def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
+def features_for(
+    txn: Transaction, history: AccountHistory, delay_days: int = DEFAULT_LABEL_DELAY_DAYS
+) -> FeatureRow:
     """One row for `txn`, which `history` (its account, earlier in the stream) precedes.
 
     Every feature reads the account's history within MODEL_HORIZON_S of `txn` only, whatever
@@ -233,9 +268,41 @@ def features_for(txn: Transaction, history: AccountHistory) -> FeatureRow:
         1.0 if origin is not None and destination is not None and origin != destination else 0.0,
         float(int(t.to_integral_value(rounding=ROUND_FLOOR)) // 3600 % 24),
         _NAN if created is None else float(subtract(t, created)) / 86400.0,
+        *profile_features(txn, history, delay_days),
         txn.channel,
         txn.merchant_category,
     )
+
+
+def profile_features(
+    txn: Transaction, history: AccountHistory, delay_days: int
+) -> tuple[float, ...]:
+    """The PROFILE_FEATURES of `txn` (consumer/rules/profile.py says what each window
+    covers); an absent profile reads as an empty one."""
+    profile = history.profile or EMPTY_PROFILE
+    t = txn.event_time
+    today = day_of(t)
+    amount = float(txn.amount)
+    values: list[float] = []
+    for w in WINDOW_DAYS:
+        spend = account_spend(profile.account_days, today, w)
+        mean = spend.mean
+        values += (
+            float(spend.count),
+            mean,
+            spend.std,
+            amount / mean if mean > 0.0 else _NAN,
+            (amount - mean) / spend.std if spend.std > 0.0 else _NAN,
+        )
+    for w in WINDOW_DAYS:
+        window = merchant_window(profile, today, w, delay_days, t)
+        values += (
+            float(window.count),
+            float(window.frauds),
+            window.frauds / window.count if window.count else _NAN,
+        )
+    values.append(float(known_frauds(profile, today, 30, t)))
+    return tuple(values)
 
 
 def _median(values: list[float]) -> float:

@@ -14,6 +14,8 @@ from itertools import pairwise
 
 import msgspec
 
+from consumer.rules.profile import Profile
+
 
 class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
     """One earlier transaction of the account, reduced to what the rules read."""
@@ -49,6 +51,10 @@ class AccountHistory(msgspec.Struct, frozen=True, gc=False):
     # and the backtest's history track it (`in_time_order`); a builder that does not know
     # leaves it False. The decisions are the same either way.
     ascending: bool = False
+    # The account's and the merchant's long-horizon profile (consumer/rules/profile.py): per-day
+    # totals and the merchant's labels, for the model's features. None where no one keeps them
+    # (the rules never read it).
+    profile: Profile | None = None
 
 
 EMPTY_HISTORY = AccountHistory()

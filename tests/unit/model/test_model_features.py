@@ -28,12 +28,14 @@ from consumer.model.features import (
     SMALL_AMOUNT,
     FeatureRow,
     features_for,
+    profile_features,
 )
 from consumer.model.scorer import ModelScorer
 from consumer.records import Transaction
 from consumer.rules.exact import EXACT
 from consumer.rules.features import Facts, FeaturePlan
 from consumer.rules.history import AccountHistory, HistoryEntry
+from consumer.rules.profile import DEFAULT_LABEL_DELAY_DAYS
 
 _PLAN = FeaturePlan.for_names(frozenset(_WINDOWED))
 _NAN = math.nan
@@ -101,6 +103,8 @@ def reference_row(txn: Transaction, history: AccountHistory) -> FeatureRow:
         1.0 if origin is not None and destination is not None and origin != destination else 0.0,
         float(int(t.to_integral_value(rounding=ROUND_FLOOR)) // 3600 % 24),
         _NAN if created is None else float(EXACT.subtract(t, created)) / 86400.0,
+        # The profile part reads no history entry: test_model.py holds it to its definition.
+        *profile_features(txn, history, DEFAULT_LABEL_DELAY_DAYS),
         txn.channel,
         txn.merchant_category,
     )

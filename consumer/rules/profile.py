@@ -1,0 +1,184 @@
+"""Long-horizon profiles: what an account and a merchant looked like over the last 30 days,
+kept as per-day totals, never as raw history.
+
+Why days: a card makes a few transactions a day, so its usual spend needs weeks, and a raw month
+of every account is too much to hold. A day's totals (count, exact sum, exact sum of squares)
+are enough for counts, means and spreads over whole days, and they are bounded: at most
+ACCOUNT_DAYS per account and MERCHANT_DAYS per merchant (docs/model.md#profiles).
+
+The semantics, the same for the stream's state store (consumer/state/store.py and
+consumer/state/profiles.py) and the offline history (consumer/backtest/history.py), so training,
+the backtest and the worker compute one feature row (tests hold them equal, row by row):
+
+- **Days** are UTC days of the event time: `day_of(t) = floor(t / 86400)`.
+- **Account windows** read whole days *before* the transaction's own day: for `w` days, days
+  `d - w .. d - 1`. Today's part is what the 24 h raw history already gives; leaving it out
+  keeps a replay exact (today's totals already hold the records a replay judges again).
+- **Merchant windows** are shifted by the label delay `D` (the book's "delay period"): days
+  `d - D - w + 1 .. d - D`, whose labels have had `D` days to arrive. Transactions there are
+  counted, and frauds among them whose label was known at the transaction's event time
+  (`labelled_at <= t`): a training row sees only labels the stream would have had.
+- **Labels** are kept per labelled transaction (its event day, when it was labelled, the
+  verdict): the latest `labelled_at` wins (on a tie, fraud wins), so a label delivered twice,
+  late or out of order changes nothing it should not (`newer_label`).
+
+Pure: no I/O. The model's feature row (consumer/model/features.py) reads `ProfileFacts`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_FLOOR, Decimal
+
+import msgspec
+
+from consumer.rules.exact import EXACT
+
+DAY_S = 86400
+WINDOW_DAYS: tuple[int, ...] = (1, 7, 30)
+LONGEST_WINDOW_DAYS = 30
+MAX_LABEL_DELAY_DAYS = 14
+# Days of totals kept: an account reads 30 whole days before today; a merchant reads 30 days
+# ending `D` (at most 14) days back, plus today's, still open.
+ACCOUNT_DAYS = LONGEST_WINDOW_DAYS + 1
+MERCHANT_DAYS = LONGEST_WINDOW_DAYS + MAX_LABEL_DELAY_DAYS + 1
+DEFAULT_LABEL_DELAY_DAYS = 7
+
+_DAY = Decimal(DAY_S)
+_ZERO = Decimal(0)
+
+
+def day_of(event_time: Decimal) -> int:
+    """The UTC day number of an event time (days since 1970-01-01)."""
+    return int(EXACT.divide_int(event_time.to_integral_value(rounding=ROUND_FLOOR), _DAY))
+
+
+class DayTotals(msgspec.Struct, frozen=True, gc=False):
+    """One account's transactions of one day: how many, their exact sum and sum of squares."""
+
+    count: int = 0
+    total: Decimal = _ZERO
+    squares: Decimal = _ZERO
+
+    def plus(self, amount: Decimal) -> DayTotals:
+        return DayTotals(
+            self.count + 1,
+            EXACT.add(self.total, amount),
+            EXACT.add(self.squares, EXACT.multiply(amount, amount)),
+        )
+
+    def encode(self) -> str:
+        return f"{self.count}|{self.total}|{self.squares}"
+
+    @staticmethod
+    def decode(text: str | bytes) -> DayTotals:
+        if isinstance(text, bytes):
+            text = text.decode()
+        count, total, squares = text.split("|")
+        return DayTotals(int(count), Decimal(total), Decimal(squares))
+
+
+NO_DAY = DayTotals()
+
+
+class LabelMark(msgspec.Struct, frozen=True, gc=False):
+    """What a merchant's profile keeps of one labelled transaction."""
+
+    event_day: int
+    labelled_at: Decimal  # epoch seconds
+    is_fraud: bool
+
+    def encode(self) -> str:
+        return f"{self.event_day}|{self.labelled_at}|{1 if self.is_fraud else 0}"
+
+    @staticmethod
+    def decode(text: str | bytes) -> LabelMark:
+        if isinstance(text, bytes):
+            text = text.decode()
+        day, labelled_at, fraud = text.split("|")
+        return LabelMark(int(day), Decimal(labelled_at), fraud == "1")
+
+
+def newer_label(kept: LabelMark | None, incoming: LabelMark) -> bool:
+    """Whether `incoming` replaces `kept` for the same transaction: a later `labelled_at`, or
+    the same with a fraud verdict over a clean one. Anything else (a repeat, an older label)
+    leaves `kept`, so applying labels is idempotent and order-free."""
+    if kept is None:
+        return True
+    return (incoming.labelled_at, incoming.is_fraud) > (kept.labelled_at, kept.is_fraud)
+
+
+class Profile(msgspec.Struct, frozen=True, gc=False):
+    """A transaction's account and merchant profile, as its history carries it
+    (AccountHistory.profile). Read only by the days the windows cover."""
+
+    account_days: Mapping[int, DayTotals] = msgspec.field(default_factory=dict)
+    merchant_days: Mapping[int, int] = msgspec.field(default_factory=dict)
+    merchant_labels: Iterable[LabelMark] = ()
+
+
+EMPTY_PROFILE = Profile()
+
+
+class Spend(msgspec.Struct, frozen=True, gc=False):
+    """An account's spend over whole days: count, mean and (population) standard deviation;
+    the mean and spread are NaN without transactions."""
+
+    count: int
+    mean: float
+    std: float
+
+
+class MerchantWindow(msgspec.Struct, frozen=True, gc=False):
+    """A merchant's transactions and known frauds over a delayed window."""
+
+    count: int
+    frauds: int
+
+
+def account_spend(days: Mapping[int, DayTotals], today: int, window_days: int) -> Spend:
+    """The account's spend over days `today - window_days .. today - 1`."""
+    count = 0
+    total = _ZERO
+    squares = _ZERO
+    for day in range(today - window_days, today):
+        totals = days.get(day)
+        if totals is not None:
+            count += totals.count
+            total = EXACT.add(total, totals.total)
+            squares = EXACT.add(squares, totals.squares)
+    if not count:
+        return Spend(0, math.nan, math.nan)
+    # n^2 * variance = n * sum(x^2) - sum(x)^2, exact in Decimal: no cancellation in floats
+    # (equal amounts have a spread of exactly 0).
+    spread = EXACT.subtract(EXACT.multiply(squares, count), EXACT.multiply(total, total))
+    return Spend(count, float(total) / count, math.sqrt(float(spread)) / count)
+
+
+def merchant_window(
+    profile: Profile, today: int, window_days: int, delay_days: int, at: Decimal
+) -> MerchantWindow:
+    """Transactions at the merchant over days `today - delay - window + 1 .. today - delay`,
+    and the frauds among them whose label was known at `at`."""
+    last = today - delay_days
+    first = last - window_days + 1
+    days = profile.merchant_days
+    count = sum(days.get(day, 0) for day in range(first, last + 1))
+    frauds = sum(
+        1
+        for mark in profile.merchant_labels
+        if mark.is_fraud and first <= mark.event_day <= last and mark.labelled_at <= at
+    )
+    return MerchantWindow(count, frauds)
+
+
+def known_frauds(profile: Profile, today: int, window_days: int, at: Decimal) -> int:
+    """Frauds at the merchant over days `today - window_days + 1 .. today` (no delay) whose
+    label was known at `at`: what the fastest labels (an analyst's) already tell."""
+    first = today - window_days + 1
+    return sum(
+        1
+        for mark in profile.merchant_labels
+        if mark.is_fraud and first <= mark.event_day <= today and mark.labelled_at <= at
+    )
