@@ -30,8 +30,20 @@ Keys:
   fs:acct:{A}:devices    HASH  device id -> position of its first use
   fs:acct:{A}:countries  HASH  destination_country -> position of its first use
   fs:acct:{A}:first      STR   position of the account's first transaction
+  fs:acct:{A}:days       HASH  UTC day number -> DayTotals.encode() ("count|sum|sum of squares"):
+                               the account's long-horizon profile, at most ACCOUNT_DAYS days
   fs:txn:{T}             STR   position of the first valid record with this transaction id,
                                with "|A" appended once its alert was accepted by SNS
+  fs:merch:{M}:days      HASH  "<day>:<shard id>" -> "<count>|<seq>.<sub>": each shard's count
+                               of the merchant's transactions that day and the position of the
+                               last one counted (consumer/state/profiles.py)
+  fs:merch:{M}:labels    HASH  transaction id -> LabelMark.encode(); read here, written by the
+                               labels' ingestion
+
+Profiles (docs/profiles.md): the account's day totals are loaded and saved with the account
+(the same script calls, the same slot); a record adds to its day only when it adds its member,
+so a replay counts nothing twice within the load horizon. Merchants are read at every batch
+(other shards write them) and saved per shard with positions, so a replay counts nothing twice.
 
 A five-field member (a transaction without a destination_country, or one stored by a version without
 countries) reads as "country unknown"; a transaction without a country is still written in that
@@ -58,7 +70,28 @@ from redis.exceptions import NoScriptError
 from consumer.infra.metrics import METRICS
 from consumer.records import Position, Transaction
 from consumer.rules.history import AccountHistory, HistoryEntry, in_time_order
+from consumer.rules.profile import (
+    ACCOUNT_DAYS,
+    DAY_S,
+    MERCHANT_DAYS,
+    NO_DAY,
+    DayTotals,
+    Profile,
+    day_of,
+)
 from consumer.settings.config import StateConfig
+from consumer.state.profiles import (
+    MerchantState,
+    OwnDay,
+    encode_own_days,
+    merchant_days_key,
+    merchant_from_redis,
+    merchant_labels_key,
+)
+
+DEFAULT_SHARD_ID = "shardId-000000000000"
+"""The shard id a store counts its merchant transactions under when none is given (tests and
+benchmarks; the worker passes its own shard's)."""
 
 
 def encode_position(position: Position) -> str:
@@ -159,8 +192,14 @@ class _Account:
     recent: list[_Stored]
     devices: dict[str, Position]
     first: Position | None
-    # Its four Redis keys (_account_keys), built once rather than at every save.
+    # Its five Redis keys (_account_keys), built once rather than at every save.
     keys: list[str]
+    # Its day totals (fs:acct:{A}:days), as Redis holds them plus what this process added.
+    days: dict[int, DayTotals] = field(default_factory=dict)
+    # Days whose totals changed, and days forgotten (older than ACCOUNT_DAYS before the newest),
+    # since the last save.
+    new_days: set[int] = field(default_factory=set)
+    dropped_days: set[int] = field(default_factory=set)
     # Countries whose first use is known (also what the cache can answer for: every country a
     # batch asks about is added with its transaction, so no separate "checked" set).
     countries: dict[str, Position] = field(default_factory=dict)
@@ -214,8 +253,10 @@ class BatchView:
         accounts: dict[str, _Account],
         seen: dict[str, Position | None],
         alerted: set[str],
+        merchants: dict[str, MerchantState] | None = None,
     ) -> None:
         self._accounts = accounts
+        self._merchants = merchants if merchants is not None else {}
         self._seen = seen
         self._new_seen: dict[str, Position] = {}
         self._alerted = alerted
@@ -223,6 +264,10 @@ class BatchView:
     @property
     def accounts(self) -> dict[str, _Account]:
         return self._accounts
+
+    @property
+    def merchants(self) -> dict[str, MerchantState]:
+        return self._merchants
 
     @property
     def new_seen(self) -> dict[str, Position]:
@@ -252,12 +297,18 @@ class BatchView:
         device_first = account.devices.get(txn.device_id) if txn.device_id is not None else None
         country = txn.destination_country
         country_first = account.countries.get(country) if country is not None else None
+        merchant_id = txn.merchant_id
+        merchant = self._merchants.get(merchant_id) if merchant_id is not None else None
         return AccountHistory(
             recent=recent,
             device_seen_before=device_first is not None and device_first < position,
             has_earlier=account.first is not None and account.first < position,
             country_seen_before=country_first is not None and country_first < position,
             ascending=account.in_time_order,
+            # The live dicts, not copies: valid until the next `add`, as the view promises.
+            profile=Profile(account.days)
+            if merchant is None
+            else Profile(account.days, merchant.days, merchant.labels),
         )
 
     def add(self, txn: Transaction, position: Position) -> None:
@@ -291,6 +342,13 @@ class BatchView:
             elif account.in_time_order and len(recent) > 1:
                 account.in_time_order = recent[-2].event_time <= txn.event_time
             account.new_members[member] = score
+            # Its day's totals, under the same condition as its member: a record already
+            # among the loaded positions (a replay) is not counted twice.
+            _add_to_days(account, day_of(txn.event_time), txn.amount)
+        merchant_id = txn.merchant_id
+        if merchant_id is not None:
+            # Counted unless this shard counted its day up to its position (a replay).
+            self._merchants[merchant_id].count(day_of(txn.event_time), position)
         if txn.device_id is not None:
             account.checked.add(txn.device_id)
             known = account.devices.get(txn.device_id)
@@ -307,13 +365,39 @@ class BatchView:
             account.first = position
 
 
-# Scripts over any number of accounts (four keys each, as _account_keys). On a single Redis one
-# call carries the whole batch, so the client packs one command instead of thousands; on a
-# cluster each call carries one account, whose keys share a hash slot. Either way the work runs
-# inside Redis.
+def _add_to_days(account: _Account, day: int, amount: Decimal) -> None:
+    """Add an amount to the account's `day`, then forget days older than ACCOUNT_DAYS before
+    the newest once there are more than that many (as the offline history does)."""
+    days = account.days
+    days[day] = days.get(day, NO_DAY).plus(amount)
+    account.new_days.add(day)
+    if len(days) > ACCOUNT_DAYS:
+        bound = max(days) - ACCOUNT_DAYS
+        for old in [d for d in days if d <= bound]:
+            del days[old]
+            account.new_days.discard(old)
+            account.dropped_days.add(old)
+
+
+@lru_cache(maxsize=50_000)
+def _decode_day(raw: str | bytes) -> DayTotals:
+    """An account's past days come back unchanged at every load: decoding is memoised."""
+    return DayTotals.decode(raw)
+
+
+def _decode_days(flat: Sequence[bytes]) -> dict[int, DayTotals]:
+    """HGETALL's flat reply of an account's day totals."""
+    return {int(flat[i]): _decode_day(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+# Scripts over any number of accounts (five keys each, as _account_keys) and merchants (two
+# keys each to load, one to save). On a single Redis one call carries the whole batch, so the
+# client packs one command instead of thousands; on a cluster each call carries one account or
+# one merchant, whose keys share a hash slot. Either way the work runs inside Redis.
 _LOAD = """
 local out = {}
-local a = 1
+local accounts = tonumber(ARGV[1])
+local a = 2
 local function firsts(key)
   local n = tonumber(ARGV[a])
   local found = {}
@@ -321,13 +405,17 @@ local function firsts(key)
   a = a + n + 1
   return found
 end
-for k = 1, #KEYS, 4 do
+for k = 1, accounts * 5, 5 do
   local recent = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[a], '+inf')
   a = a + 1
   local devices = firsts(KEYS[k + 1])
   local countries = firsts(KEYS[k + 2])
   local first = redis.call('GET', KEYS[k + 3])
-  out[#out + 1] = {recent, devices, countries, first, redis.call('ZCARD', KEYS[k])}
+  local days = redis.call('HGETALL', KEYS[k + 4])
+  out[#out + 1] = {recent, devices, countries, first, redis.call('ZCARD', KEYS[k]), days}
+end
+for k = accounts * 5 + 1, #KEYS, 2 do
+  out[#out + 1] = {redis.call('HGETALL', KEYS[k]), redis.call('HGETALL', KEYS[k + 1])}
 end
 return out
 """
@@ -335,7 +423,9 @@ return out
 _SAVE = """
 local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
-local a = 6
+local days_ttl, merchants, merchant_ttl = ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local merchant_days = tonumber(ARGV[9])
+local a = 10
 local function firsts(key, n, refresh)
   for _ = 1, n do
     redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
@@ -344,10 +434,20 @@ local function firsts(key, n, refresh)
   -- a no-op on a key that does not exist
   if refresh or n > 0 then redis.call('EXPIRE', key, memory_ttl) end
 end
-for k = 1, accounts * 4, 4 do
+-- Stream positions "seq.sub": sequence numbers have up to 56 digits, beyond a Lua number's
+-- exactness, so they compare as decimal strings (no leading zeros): by length, then by text.
+local function later(new, old)
+  local ns, nsub = string.match(new, '^(%d+)%.(%d+)$')
+  local os, osub = string.match(old, '^(%d+)%.(%d+)$')
+  if #ns ~= #os then return #ns > #os end
+  if ns ~= os then return ns > os end
+  return tonumber(nsub) > tonumber(osub)
+end
+for k = 1, accounts * 5, 5 do
   local first, refresh, members = ARGV[a], ARGV[a + 1] == '1', tonumber(ARGV[a + 2])
   local devices, countries, cap = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
-  a = a + 6
+  local days_set, days_del = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  a = a + 8
   local last = a + 2 * members - 1
   while a <= last do
     local stop = math.min(last, a + 999)
@@ -360,8 +460,54 @@ for k = 1, accounts * 4, 4 do
   firsts(KEYS[k + 2], countries, refresh)
   if first ~= '' then redis.call('SET', KEYS[k + 3], first, 'NX', 'EX', memory_ttl) end
   if refresh then redis.call('EXPIRE', KEYS[k + 3], memory_ttl) end
+  -- Day totals: the changed days first, then the forgotten ones (the key never empties on
+  -- the way, so it keeps its expiry); a new day (or a refresh) sets the expiry again.
+  local created = 0
+  if days_set > 0 then
+    created = redis.call('HSET', KEYS[k + 4], unpack(ARGV, a, a + 2 * days_set - 1))
+    a = a + 2 * days_set
+  end
+  if days_del > 0 then
+    redis.call('HDEL', KEYS[k + 4], unpack(ARGV, a, a + days_del - 1))
+    a = a + days_del
+  end
+  if refresh or created > 0 then redis.call('EXPIRE', KEYS[k + 4], days_ttl) end
 end
-for k = accounts * 4 + 1, #KEYS do
+-- Merchants: this shard's "<day>:<shard>" -> "<count>|<position>" fields, each replaced only
+-- by a greater position; a new field trims the days too old to read, and every write sets the
+-- expiry again.
+local m_end = accounts * 5 + merchants
+for k = accounts * 5 + 1, m_end do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local created = false
+  for _ = 1, n do
+    local name, value = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    local old = redis.call('HGET', KEYS[k], name)
+    if not old then
+      redis.call('HSET', KEYS[k], name, value)
+      created = true
+    elseif later(string.match(value, '|(.*)$'), string.match(old, '|(.*)$')) then
+      redis.call('HSET', KEYS[k], name, value)
+    end
+  end
+  if created then
+    local names = redis.call('HKEYS', KEYS[k])
+    local newest = nil
+    for _, name in ipairs(names) do
+      local day = tonumber(string.match(name, '^(-?%d+):'))
+      if newest == nil or day > newest then newest = day end
+    end
+    for _, name in ipairs(names) do
+      if tonumber(string.match(name, '^(-?%d+):')) <= newest - merchant_days then
+        redis.call('HDEL', KEYS[k], name)
+      end
+    end
+  end
+  redis.call('EXPIRE', KEYS[k], merchant_ttl)
+end
+for k = m_end + 1, #KEYS do
   redis.call('SET', KEYS[k], ARGV[a], 'NX', 'EX', dedup_ttl)
   a = a + 1
 end
@@ -369,6 +515,9 @@ return 1
 """
 
 _ALERTED = "|A"
+# Expiries of the day totals: a day is read for LONGEST_WINDOW_DAYS after it, kept one more.
+_ACCOUNT_DAYS_TTL = (ACCOUNT_DAYS + 1) * DAY_S
+_MERCHANT_DAYS_TTL = (MERCHANT_DAYS + 1) * DAY_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +530,9 @@ class PreparedSave:
     txn_writes: list[tuple[str, str]]
     accounts: frozenset[str] = frozenset()
     seen: dict[str, Position] = field(default_factory=dict)
+    # Per merchant, this shard's days it writes (count, last position): a load meanwhile knows
+    # what Redis will hold once it lands, so it need not wait for it.
+    merchants: dict[str, dict[int, OwnDay]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,8 +551,17 @@ class AccountStateStore:
     command per transaction id each way, still pipelined in one round trip per direction.
     """
 
-    def __init__(self, redis: Any, config: StateConfig, horizon_s: Decimal) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        config: StateConfig,
+        horizon_s: Decimal,
+        shard_id: str = DEFAULT_SHARD_ID,
+    ) -> None:
         self._redis = redis
+        # Merchant counts are kept per shard (consumer/state/profiles.py): each shard's own
+        # field, so shards never write the same one.
+        self._shard_id = shard_id
         self._config = config
         self._keep_s = float(horizon_s) + config.lateness_s
         self._cluster = isinstance(redis, RedisCluster)
@@ -439,10 +600,21 @@ class AccountStateStore:
         raise AssertionError("unreachable")
 
     def _groups(self, account_ids: Sequence[str]) -> list[list[str]]:
-        """Accounts per script call: all of them, or one per call on a cluster."""
+        """Accounts (or merchants) per script call: all of them, or one per call on a cluster."""
         if self._cluster:
             return [[account_id] for account_id in account_ids]
         return [list(account_ids)] if account_ids else []
+
+    def _load_groups(
+        self, account_ids: Sequence[str], merchant_ids: Sequence[str]
+    ) -> list[tuple[list[str], list[str]]]:
+        """(accounts, merchants) per load script call: all in one, or one of either per call
+        on a cluster (each call's keys in one slot)."""
+        if self._cluster:
+            return [([account_id], []) for account_id in account_ids] + [
+                ([], [merchant_id]) for merchant_id in merchant_ids
+            ]
+        return [(list(account_ids), list(merchant_ids))] if account_ids or merchant_ids else []
 
     def load(
         self, items: Sequence[tuple[Position, Transaction]], in_flight: SaveInFlight | None = None
@@ -463,19 +635,25 @@ class AccountStateStore:
             if account_id not in loaded
         }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
-        groups = self._groups(list(asked))
+        # Merchants are read at every batch: other shards write them.
+        merchant_ids = list(
+            dict.fromkeys(txn.merchant_id for _, txn in items if txn.merchant_id is not None)
+        )
+        groups = self._load_groups(list(asked), merchant_ids)
         if in_flight is not None and not in_flight.prepared.accounts.isdisjoint(asked):
             in_flight.wait()
 
         def queue(pipe: Any) -> None:
-            for group in groups:
+            for group, merchant_group in groups:
                 keys: list[str] = []
-                args: list[Any] = []
+                args: list[Any] = [len(group)]
                 for account_id in group:
                     devices, countries = asked[account_id]
                     keys += _account_keys(account_id)
                     args += (wanted[account_id].oldest - self._keep_s - 1, len(devices), *devices)
                     args += (len(countries), *countries)
+                for merchant_id in merchant_group:
+                    keys += (merchant_days_key(merchant_id), merchant_labels_key(merchant_id))
                 pipe.execute_command("EVALSHA", self._load_sha, len(keys), *keys, *args)
             if self._cluster:
                 for txn_id in txn_ids:
@@ -485,9 +663,20 @@ class AccountStateStore:
 
         replies = self._send(queue, "redis.load")
 
-        per_account = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
+        per_call = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
+        # Accounts' replies first, then merchants' (in one call or one call each).
+        per_account, per_merchant = per_call[: len(asked)], per_call[len(asked) :]
+        pending = in_flight.prepared.merchants if in_flight is not None else {}
+        merchants = {
+            merchant_id: merchant_from_redis(
+                days_flat, labels_flat, self._shard_id, pending.get(merchant_id)
+            )
+            for merchant_id, (days_flat, labels_flat) in zip(
+                merchant_ids, per_merchant, strict=True
+            )
+        }
         for account_id, reply in zip(asked, per_account, strict=True):
-            members, device_firsts, country_firsts, first_raw, stored_count = reply
+            members, device_firsts, country_firsts, first_raw, stored_count, days_flat = reply
             devices, countries = asked[account_id]
             recent = [_decode_entry(m) for m in members]
             recent.sort(key=lambda stored: stored.position)
@@ -505,23 +694,24 @@ class AccountStateStore:
                 oldest_score=min((entry.score for entry in recent), default=float("inf")),
                 in_time_order=in_time_order(recent),
                 stored_at_most=int(stored_count),
+                days=_decode_days(days_flat),
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
         values = txn_replies if self._cluster else (txn_replies[0] if txn_ids else [])
         seen: dict[str, Position | None] = {}
         alerted: set[str] = set()
-        pending = in_flight.prepared.seen if in_flight is not None else {}
+        pending_seen = in_flight.prepared.seen if in_flight is not None else {}
         for txn_id, value in zip(txn_ids, values, strict=True):
             if value is None:
-                seen[txn_id] = pending.get(txn_id)
+                seen[txn_id] = pending_seen.get(txn_id)
                 continue
             text = value.decode() if isinstance(value, bytes) else value
             if text.endswith(_ALERTED):
                 alerted.add(txn_id)
                 text = text[: -len(_ALERTED)]
             seen[txn_id] = decode_position(text)
-        return BatchView(loaded, seen, alerted)
+        return BatchView(loaded, seen, alerted, merchants)
 
     def save(self, view: BatchView) -> int:
         """Write what the batch added (idempotently); return the number of commands sent."""
@@ -542,8 +732,18 @@ class AccountStateStore:
         changed = [
             account_id
             for account_id, account in view.accounts.items()
-            if account.new_members or account.new_devices or account.new_countries
+            if account.new_members
+            or account.new_devices
+            or account.new_countries
+            or account.new_days
+            or account.dropped_days
         ]
+        merchant_changes: dict[str, dict[int, OwnDay]] = {}
+        for merchant_id, merchant in view.merchants.items():
+            if merchant.changed:
+                changes = merchant.changes()
+                if changes:
+                    merchant_changes[merchant_id] = changes
         # First sight of each transaction id (the alerted mark follows in mark_alerted).
         txn_writes = [
             (_txn_key(txn_id), encode_position(position))
@@ -551,9 +751,11 @@ class AccountStateStore:
         ]
         calls: list[tuple[list[str], list[Any]]] = []
         now = time.monotonic()
-        groups = self._groups(changed)
+        groups = self._load_groups(changed, list(merchant_changes))
         in_script = [] if self._cluster else txn_writes
-        for index, group in enumerate(groups or ([[]] if in_script else [])):
+        for index, (group, merchant_group) in enumerate(
+            groups or ([([], [])] if in_script else [])
+        ):
             keys: list[str] = []
             args: list[Any] = [
                 int(self._keep_s + self._refresh_s) + 1,
@@ -561,6 +763,10 @@ class AccountStateStore:
                 config.max_entries,
                 len(group),
                 config.dedup_ttl_s,
+                _ACCOUNT_DAYS_TTL + int(self._refresh_s) + 1,
+                len(merchant_group),
+                _MERCHANT_DAYS_TTL,
+                MERCHANT_DAYS,
             ]
             for account_id in group:
                 account = view.accounts[account_id]
@@ -574,6 +780,9 @@ class AccountStateStore:
                 cap = account.stored_at_most > config.max_entries
                 if cap:
                     account.stored_at_most = config.max_entries
+                days = account.days
+                new_days = [day for day in account.new_days if day in days]
+                dropped = [day for day in account.dropped_days if day not in days]
                 args += (
                     encode_position(first) if refresh and first is not None else "",
                     "1" if refresh else "0",
@@ -581,6 +790,8 @@ class AccountStateStore:
                     len(account.new_devices),
                     len(account.new_countries),
                     "1" if cap else "0",
+                    len(new_days),
+                    len(dropped),
                 )
                 for member, score in account.new_members.items():
                     args += (score, member)
@@ -588,6 +799,14 @@ class AccountStateStore:
                     args += (device, encode_position(position))
                 for country, position in account.new_countries.items():
                     args += (country, encode_position(position))
+                for day in new_days:
+                    args += (day, days[day].encode())
+                args += dropped
+            for merchant_id in merchant_group:
+                keys.append(merchant_days_key(merchant_id))
+                pairs = encode_own_days(merchant_changes[merchant_id], self._shard_id)
+                args.append(len(pairs) // 2)
+                args += pairs
             if index == 0:
                 for key, value in in_script:
                     keys.append(key)
@@ -597,12 +816,16 @@ class AccountStateStore:
             account.new_members = {}
             account.new_devices = {}
             account.new_countries = {}
+            if account.new_days or account.dropped_days:
+                account.new_days = set()
+                account.dropped_days = set()
         self._count_entries(view)
         return PreparedSave(
             calls,
             txn_writes if self._cluster else [],
             accounts=frozenset(changed),
             seen=view.new_seen,  # the batch is judged: its first sightings change no more
+            merchants=merchant_changes,
         )
 
     def write(self, prepared: PreparedSave) -> int:
@@ -739,6 +962,7 @@ def _account_keys(account_id: str) -> list[str]:
         _account_key(account_id, "devices"),
         _account_key(account_id, "countries"),
         _account_key(account_id, "first"),
+        _account_key(account_id, "days"),
     ]
 
 

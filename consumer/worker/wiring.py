@@ -112,7 +112,7 @@ def assemble_pipeline(
     model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back
         rulesets.max_horizon_s = max(rulesets.max_horizon_s, Decimal(MODEL_HORIZON_S))
-    store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s)
+    store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s, shard_id)
     decisions = (
         S3JsonLinesBatch(
             "decisions",

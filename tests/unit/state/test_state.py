@@ -15,6 +15,7 @@ from redis.crc import key_slot
 from consumer.infra.metrics import METRICS
 from consumer.records import Position, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
+from consumer.rules.profile import ACCOUNT_DAYS, DAY_S
 from consumer.settings.config import StateConfig
 from consumer.state.store import AccountStateStore
 
@@ -171,14 +172,17 @@ def test_every_key_of_an_account_shares_a_slot_and_has_a_ttl(redis_conn: redis.R
         store, [((1, 0), txn("t1", account=account, device_id="d1", destination_country="FR"))]
     )
     keys = [k.decode() for k in redis_conn.keys("fs:acct:*")]
-    assert len(keys) == 4
+    assert len(keys) == 5
     assert len({key_slot(k.encode()) for k in keys}) == 1
     keep = int(HORIZON) + CONFIG.lateness_s + 1
     slack = min(keep, CONFIG.memory_ttl_s) // 8 + 1  # expiries are set again at most this often
+    days_ttl = (ACCOUNT_DAYS + 1) * DAY_S  # day totals: read 30 days back, kept one more
     for key in redis_conn.keys("fs:acct:*"):
         ttl = redis_conn.ttl(key)
         if key.endswith(b":recent"):
             assert keep - 5 <= ttl <= keep + slack, key
+        elif key.endswith(b":days"):
+            assert days_ttl - 5 <= ttl <= days_ttl + slack + 1, key
         else:
             assert CONFIG.memory_ttl_s - 5 <= ttl <= CONFIG.memory_ttl_s + slack, key
     assert 0 < redis_conn.ttl(b"fs:txn:{t1}") <= CONFIG.dedup_ttl_s
@@ -234,7 +238,7 @@ def test_the_cluster_path_writes_the_same_state_as_the_single_redis_path(
 
     decided, state = run(cluster=True)
     assert (decided, state) == run(cluster=False)
-    assert len(state) == 9 + 4 * 4  # transaction ids, and four keys per account
+    assert len(state) == 9 + 4 * 5  # transaction ids, and five keys per account
 
 
 def test_cached_accounts_skip_the_load_and_decide_as_redis_would(redis_conn: redis.Redis) -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import consumer.state.store
+from consumer.rules.profile import ACCOUNT_DAYS, DAY_S
 from consumer.state.store import AccountStateStore
 from tests.unit.state.test_state import CONFIG, HORIZON, T0, judge_all, txn
 
@@ -52,7 +53,7 @@ def test_a_cached_account_sends_its_expiries_again_only_after_the_refresh_time(
     assert calls(redis_conn, "set") == 1  # the transaction id alone, not the account's first
     clock.now += REFRESH / 2
     judge_all(store, [((3, 0), txn("t3", account="a", device_id="d1", ts_ms=T0 + 2))])
-    assert calls(redis_conn, "expire") == 4  # recent, devices, countries, first
+    assert calls(redis_conn, "expire") == 5  # recent, devices, countries, first, days
     assert redis_conn.zcard("fs:acct:{a}:recent") == 3
 
 
@@ -121,7 +122,13 @@ def test_every_key_always_expires_and_not_before_its_time_after_the_last_write(
         for key in redis_conn.keys("fs:acct:*"):
             owner = key.decode().split("{")[1].split("}")[0]
             ttl = redis_conn.ttl(key)
-            nominal = KEEP if key.endswith(b":recent") else CONFIG.memory_ttl_s
+            nominal = (
+                KEEP
+                if key.endswith(b":recent")
+                else (ACCOUNT_DAYS + 1) * DAY_S  # day totals: 30 days read, one more kept
+                if key.endswith(b":days")
+                else CONFIG.memory_ttl_s
+            )
             assert ttl > 0, key  # never a key without expiry
             assert ttl >= nominal - (clock.now - last_write[owner]) - 5, key
 

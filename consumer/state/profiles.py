@@ -1,0 +1,143 @@
+"""A merchant's long-horizon profile as the stream's state store keeps it in Redis.
+
+Why it is shaped like this (the semantics: consumer/rules/profile.py; the keys and bounds:
+docs/profiles.md):
+
+- **Shared across shards, written per shard.** A merchant sees transactions from every shard,
+  so no one process owns its totals. Each shard keeps its own field per day,
+  `fs:merch:{M}:days` `<day>:<shard id>` -> `<count>|<seq>.<sub>`: its count of transactions at
+  the merchant that day, and the stream position of the last one counted. Reads sum a day's
+  fields over shards. No field is ever written by two shards, so no increment is needed.
+- **Positions make a replay count nothing twice.** Within one shard positions only grow, so a
+  record whose position is not after the last counted one of its (shard, day) was counted
+  already: a replay after a crash finds its records there and adds nothing. The save script
+  replaces a field only with a greater position, so a save sent twice, or an older one landing
+  late, never lowers a count.
+- **Not cached.** Other shards write the key between two batches: each batch reads it again
+  (one script call per batch on a single Redis, one per merchant on a cluster, inside the load
+  pipeline that already runs).
+- **Labels are read, not written, here** (`fs:merch:{M}:labels`, transaction id ->
+  `LabelMark.encode()`): the labels' ingestion keeps them (consumer/state/labels.py).
+
+Pure apart from the data it is handed: the store sends and receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from consumer.records import Position
+from consumer.rules.profile import MERCHANT_DAYS, LabelMark
+
+# This shard's part of a merchant's day: its count and the position of the last one counted.
+OwnDay = tuple[int, Position]
+
+
+def merchant_days_key(merchant_id: str) -> str:
+    """The merchant's per-day, per-shard counts (HASH); its hash tag is the merchant id."""
+    return f"fs:merch:{{{merchant_id}}}:days"
+
+
+def merchant_labels_key(merchant_id: str) -> str:
+    """The merchant's labels (HASH, transaction id -> LabelMark.encode()), in the same slot."""
+    return f"fs:merch:{{{merchant_id}}}:labels"
+
+
+def _text(raw: str | bytes) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _position(text: str) -> Position:
+    sequence, _, sub = text.partition(".")
+    return int(sequence), int(sub or 0)
+
+
+@lru_cache(maxsize=20_000)
+def _decode_label(raw: str | bytes) -> LabelMark:
+    """Labels come back batch after batch unchanged: decoding (two Decimals) is memoised."""
+    return LabelMark.decode(raw)
+
+
+@dataclass(slots=True)
+class MerchantState:
+    """One merchant as one batch sees it: transactions per day summed over shards, this
+    shard's own part of each day, and the labels."""
+
+    days: dict[int, int] = field(default_factory=dict)
+    own: dict[int, OwnDay] = field(default_factory=dict)
+    labels: list[LabelMark] = field(default_factory=list)
+    newest: int = -(2**62)  # the newest day among `days`
+    changed: set[int] = field(default_factory=set)  # days of `own` to save
+
+    def count(self, day: int, position: Position) -> None:
+        """Count a transaction of `day` at `position`, unless its position is not after the
+        last one this shard counted for that day (then it is a replay: counted already)."""
+        kept = self.own.get(day)
+        if kept is not None and position <= kept[1]:
+            return
+        self.own[day] = (1 if kept is None else kept[0] + 1, position)
+        self.days[day] = self.days.get(day, 0) + 1
+        self.changed.add(day)
+        if day > self.newest:
+            self.newest = day
+            self._forget_before(day - MERCHANT_DAYS)
+
+    def _forget_before(self, last_dropped: int) -> None:
+        """Days up to `last_dropped` leave, as the save script trims them in Redis."""
+        for old in [d for d in self.days if d <= last_dropped]:
+            del self.days[old]
+            self.own.pop(old, None)
+            self.changed.discard(old)
+
+    def changes(self) -> dict[int, OwnDay]:
+        """This shard's changed days (for the save) and no more to save."""
+        own = self.own
+        out = {day: own[day] for day in self.changed if day in own}
+        self.changed = set()
+        return out
+
+
+def merchant_from_redis(
+    days_flat: Sequence[str | bytes],
+    labels_flat: Sequence[str | bytes],
+    shard_id: str,
+    pending: Mapping[int, OwnDay] | None = None,
+) -> MerchantState:
+    """A merchant from its two HGETALL replies (flat field, value lists).
+
+    `pending`: this shard's days that a save still in flight writes (the previous batch's). The
+    save script keeps, per field, the value with the greater position, so what Redis will hold
+    once it lands is known now: no waiting for it.
+    """
+    state = MerchantState()
+    days = state.days
+    own = state.own
+    for index in range(0, len(days_flat), 2):
+        name = _text(days_flat[index])
+        day_text, _, shard = name.partition(":")
+        count_text, _, position_text = _text(days_flat[index + 1]).partition("|")
+        day = int(day_text)
+        count = int(count_text)
+        days[day] = days.get(day, 0) + count
+        if shard == shard_id:
+            own[day] = (count, _position(position_text))
+    if pending:
+        for day, (count, position) in pending.items():
+            kept = own.get(day)
+            if kept is None or position > kept[1]:
+                days[day] = days.get(day, 0) + count - (0 if kept is None else kept[0])
+                own[day] = (count, position)
+    if days:
+        state.newest = max(days)
+    state.labels = [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
+    return state
+
+
+def encode_own_days(changes: Mapping[int, OwnDay], shard_id: str) -> list[str]:
+    """The save script's field/value pairs for this shard's changed days."""
+    out: list[str] = []
+    for day, (count, position) in changes.items():
+        out += (f"{day}:{shard_id}", f"{count}|{position[0]}.{position[1]}")
+    return out
