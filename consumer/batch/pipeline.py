@@ -43,6 +43,7 @@ from consumer.batch.ports import (
     model_provider,
 )
 from consumer.batch.timeliness import too_far_ahead
+from consumer.infra.cloudwatch import MODEL_SCORE, MODEL_SCORED
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS
 from consumer.infra.retry import REDIS_ERRORS, call_with_retries
@@ -77,6 +78,8 @@ ViewT = TypeVar("ViewT", bound=BatchState)
 # The in-process counter of a rule's failures, by rule id (consumer/infra/cloudwatch.py:
 # RuleErrors).
 RULE_ERRORS = "rule_errors."
+# The score histogram's buckets: whole points 0..99, and 100 for a score of exactly 100.
+SCORE_BUCKETS = 101
 # At most one `rule_error` log line per rule (and one `model_score_failed`) per this many
 # seconds, per shard; the next line says how many were held back meanwhile.
 RULE_ERROR_LOG_EVERY_S = 60.0
@@ -275,11 +278,24 @@ class BatchPipeline(Generic[ViewT]):
         to be judged, model row failure and rule errors; then a failed batch score; then, record
         by record, the model rule's failures and the outputs."""
         outcomes = judgement.outcomes
-        duplicates = flagged = 0
+        duplicates = flagged = alerted = 0
         hits: Counter[str] = Counter()  # flagged.rule.<id>, flagged.severity.<top severity>
+        # The batch's score histogram, by whole point (SCORE_BUCKETS): counted in this pass and
+        # reported with one incr_many, never a metric call per record.
+        scores = [0] * SCORE_BUCKETS
         decided: list[tuple[_Valid, Decided]] = []
         for record, outcome in zip(valid, outcomes, strict=True):
             record_position = record[0]
+            if isinstance(outcome, Decided) and outcome.score is not None:
+                value = outcome.score.score
+                if 0.0 < value < 100.0:
+                    scores[int(value)] += 1
+                elif value <= 0.0:
+                    scores[0] += 1
+                elif value >= 100.0:
+                    scores[100] += 1
+                # NaN fits nowhere: not counted (a model does not give one; a bug must not
+                # raise here).
             if outcome is DUPLICATE:
                 duplicates += 1
                 log.info("record_duplicate", sequence_number=record_position.sequence_number)
@@ -329,9 +345,12 @@ class BatchPipeline(Generic[ViewT]):
             hits.update(f"flagged.rule.{r.rule}" for r in decision.reasons)
             hits[f"flagged.severity.{decision.severity}"] += 1
             self._flagged.add(message.encode(), record_position)
-            if severity_at_least(
-                decision.severity, self._alert_severity
-            ) and not view.already_alerted(txn.transaction_id):
+            if not severity_at_least(decision.severity, self._alert_severity):
+                continue
+            # The decision to alert, counted whether or not this copy is sent (a replay's
+            # transactions were alerted already): the alert rate is the judging's, not SNS's.
+            alerted += 1
+            if not view.already_alerted(txn.transaction_id):
                 alerts.append(
                     Alert(
                         transaction_id=txn.transaction_id,
@@ -345,9 +364,24 @@ class BatchPipeline(Generic[ViewT]):
         METRICS.incr("records.judged", len(valid) - duplicates)
         METRICS.incr("records.duplicate", duplicates)
         METRICS.incr("records.flagged", flagged)
+        METRICS.incr("records.alerted", alerted)
         for name, hit_count in hits.items():
             METRICS.incr(name, hit_count)
+        if model is not None:
+            self._report_scores(scores)
         return alerts
+
+    @staticmethod
+    def _report_scores(scores: list[int]) -> None:
+        """The batch's score histogram (`model.score.<n>`, records scored in [n, n+1)) and how
+        many were scored (`model.scored`, 0 too: a model was in force but scored nothing); the
+        CloudWatch publisher turns them into ModelScoreBand{Band}, ModelScore and ModelScored
+        (consumer/infra/cloudwatch.py), so that drift in the scores shows per interval."""
+        counts: dict[str, float] = {
+            f"{MODEL_SCORE}{bucket}": records for bucket, records in enumerate(scores) if records
+        }
+        counts[MODEL_SCORED] = sum(scores)
+        METRICS.incr_many(counts)
 
     def _score_failed(self, model: ScoringModel, rows: int, error: Exception) -> None:
         """The batch's score failed: the batch is left to the rules (logged and counted) rather

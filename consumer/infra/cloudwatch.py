@@ -9,9 +9,10 @@ minute of metrics is a gap on a dashboard; stopping a shard for it would be an o
 snapshot is also in the `metrics` log lines, so nothing is lost for good.
 
 Cost and limits: one PutMetricData call per interval per process (one process per shard), with
-at most 1000 data points per call; durations go as StatisticValues (count, sum, min, max), never
-one point per record. The metric names and dimensions are the contract with the CloudFormation
-dashboard and alarms (deploy/ecs): change them together.
+at most 1000 data points per call; durations go as StatisticValues (count, sum, min, max), and
+the model's scores as one Values/Counts histogram, never one point per record. The metric names
+and dimensions are the contract with the CloudFormation dashboard and alarms (deploy/ecs):
+change them together.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ COUNTS: dict[str, str] = {
     "ruleset.last_good_in_use": "RuleSetLastGoodInUse",
     "model.refused": "ModelRefused",
     "state.cache_evicted": "StateCacheEvictions",
+    "records.alerted": "RecordsAlerted",
+    "model.scored": "ModelScored",
 }
 # Counts sent every interval, zero included: a live worker with nothing to do reports zeros,
 # so an alarm on missing data means no worker, not a quiet stream.
@@ -99,6 +102,17 @@ FLAGGED_SEVERITY = "flagged.severity."
 SHADOW_RULE = "shadow.rule."
 RULE_ERRORS = "rule_errors."  # a rule that raised on a record and so did not fire on it
 GAVE_UP = "gave_up."
+# `model.score.<n>`: records the model scored in [n, n+1), n = 0..100 (100: exactly 100), the
+# batch's histogram (consumer/batch/pipeline.py). It becomes ModelScoreBand{Band} (ten bands of
+# ten points) and the ModelScore distribution (Values/Counts, so CloudWatch gives percentiles).
+MODEL_SCORE = "model.score."
+MODEL_SCORED = "model.scored"
+SCORE_BANDS: tuple[str, ...] = tuple(f"{low:02d}-{low + 10}" for low in range(0, 100, 10))
+
+
+def score_band(bucket: int) -> str:
+    """The Band of a score histogram bucket: [0, 10) is "00-10", ..., [90, 100] is "90-100"."""
+    return SCORE_BANDS[min(max(bucket, 0) // 10, len(SCORE_BANDS) - 1)]
 
 
 def merge(into: dict[str, float], snapshot: Mapping[str, float]) -> None:
@@ -122,6 +136,7 @@ def to_datums(
     counts: dict[tuple[str, str, str], float] = {(name, "", ""): 0.0 for name in ALWAYS_SENT}
     # metric -> (samples, sum, minimum, maximum); several sources may feed one metric.
     durations: dict[str, tuple[float, float, float, float]] = {}
+    scores: dict[int, float] = {}  # score bucket -> records (MODEL_SCORE)
 
     def count(metric: str, value: float, dimension: str = "", dimension_value: str = "") -> None:
         key = (metric, dimension, dimension_value)
@@ -142,6 +157,17 @@ def to_datums(
             what = name[len(GAVE_UP) :]
             count("OutputGiveUps", value, "Output", OUTPUTS.get(what, what))
             count("ProcessingErrors", value)
+        elif name.startswith(MODEL_SCORE):
+            point = name[len(MODEL_SCORE) :]
+            if point.isdigit() and int(point) <= 100 and value > 0:
+                scores[int(point)] = scores.get(int(point), 0.0) + value
+    if MODEL_SCORED in aggregate or scores:
+        # A model was in force: every band is sent, zeros included, so a band that empties
+        # shows as 0 on the dashboard (a distribution with gaps would read as a different one).
+        for band in SCORE_BANDS:
+            count("ModelScoreBand", 0.0, "Band", band)
+        for bucket, records in scores.items():
+            count("ModelScoreBand", records, "Band", score_band(bucket))
     for source, metric in DURATIONS.items():
         samples = aggregate.get(f"{source}.count", 0)
         if samples <= 0:
@@ -174,6 +200,20 @@ def to_datums(
                 "Timestamp": timestamp,
                 "Value": float(value),
                 "Unit": "Count",
+            }
+        )
+    if scores:
+        # The interval's scores as values and how often each occurred (at most 101 values, within
+        # PutMetricData's 150): CloudWatch answers p50/p90/p99 of ModelScore from these.
+        buckets = sorted(scores)
+        datums.append(
+            {
+                "MetricName": "ModelScore",
+                "Dimensions": [app],
+                "Timestamp": timestamp,
+                "Values": [float(bucket) for bucket in buckets],
+                "Counts": [float(scores[bucket]) for bucket in buckets],
+                "Unit": "None",
             }
         )
     for metric, (samples, total, minimum, maximum) in sorted(durations.items()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 Snapshot = dict[str, float]
 
@@ -25,6 +25,13 @@ class Metrics:
     def incr(self, name: str, value: float = 1) -> None:
         with self._lock:
             self._counts[name] += value
+
+    def incr_many(self, counts: Mapping[str, float]) -> None:
+        """Add several counters under one lock: a batch's aggregate (e.g. its score histogram)
+        costs one lock, not one per counter."""
+        with self._lock:
+            for name, value in counts.items():
+                self._counts[name] += value
 
     def observe_ms(self, name: str, millis: float) -> None:
         """A duration: its count, total, minimum and maximum since the last snapshot (to the
