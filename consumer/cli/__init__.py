@@ -1,5 +1,5 @@
 """The one entry point: `fraudstream worker | local up | local down | demo | status | train |
-compare-model | ops scale | backtest`."""
+compare-model | ops scale | backtest | labels import`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from consumer.cli import (
     compare_model,
     demo,
     evaluate,
+    labels,
     local,
     ops,
     status,
@@ -39,6 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     evaluate,
     ops,
     backtest,
+    labels,
 )
 
 

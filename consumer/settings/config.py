@@ -124,6 +124,10 @@ class Settings:
     model_shadow: bool = False
     # How often each processor checks FRAUD_MODEL_DIR for a new model (0: at every batch).
     model_check_s: float = 60.0
+    # Labels in (docs/labels.md): label files dropped under <prefix><labels_prefix> are applied by
+    # the fleet; each processor lists the prefix every labels_poll_s seconds (0: no pickup).
+    labels_poll_s: float = 30.0
+    labels_prefix: str = "labels/"
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -250,6 +254,13 @@ def _model_source(raw: str) -> str | None:
     return raw
 
 
+def _labels_prefix(raw: str) -> str:
+    value = _prefix(raw)
+    if not value:
+        raise ValueError("must name a prefix such as labels/, not the whole bucket")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not value >= 0 or value == float("inf"):
@@ -310,6 +321,17 @@ def load_state_config(env: Mapping[str, str] | None = None) -> StateConfig:
     )
 
 
+def load_redis_location(env: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """REDIS_URL and FRAUD_REDIS_CLUSTER alone, read as the worker reads them: what a command
+    that only writes to Redis (`fraudstream labels import`) needs, without the worker's
+    required settings."""
+    env = os.environ if env is None else env
+    return (
+        _parsed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
+        _parsed(env, "FRAUD_REDIS_CLUSTER", False, _boolean),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -355,4 +377,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         model_severity=_parsed(env, "FRAUD_MODEL_SEVERITY", "high", _severity),
         model_shadow=_parsed(env, "FRAUD_MODEL_SHADOW", False, _boolean),
         model_check_s=_parsed(env, "FRAUD_MODEL_CHECK_S", 60.0, _non_negative_float),
+        labels_poll_s=_parsed(env, "FRAUD_LABELS_POLL_S", 30.0, _non_negative_float),
+        labels_prefix=_parsed(env, "FRAUD_LABELS_PREFIX", "labels/", _labels_prefix),
     )

@@ -49,6 +49,8 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_MODEL_SEVERITY",
         "FRAUD_MODEL_SHADOW",
         "FRAUD_MODEL_CHECK_S",
+        "FRAUD_LABELS_POLL_S",
+        "FRAUD_LABELS_PREFIX",
         "FRAUD_METRICS_ENABLED",
         "FRAUD_METRICS_NAMESPACE",
         "FRAUD_METRICS_INTERVAL_S",
