@@ -1,5 +1,6 @@
 """`fraudstream status`: per shard, who holds its lease, where it is checkpointed and how far
-behind it is, and with a rule set, its published and last good versions. It only reads; what it
+behind it is; with a rule set, its published and last good versions; with a Redis URL, the
+model's precision and recall by day from the labels (docs/monitoring.md). It only reads; what it
 reads and how is in consumer/cli/status_report.py."""
 
 from __future__ import annotations
@@ -30,8 +31,37 @@ def add_parser(subparsers: Any) -> None:
         default=os.environ.get("FRAUD_RULESET") or None,
         help="the rule set: its published and last good versions ($FRAUD_RULESET)",
     )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL") or None,
+        help="the workers' Redis, for the model's quality by day from the labels ($REDIS_URL); "
+        "without it that section is left out",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=os.environ.get("FRAUD_REDIS_CLUSTER", "").lower() in ("true", "1", "yes"),
+        help="Redis in cluster mode ($FRAUD_REDIS_CLUSTER)",
+    )
+    parser.add_argument(
+        "--days",
+        type=_days,
+        default=14,
+        help="the model's quality for this many days, today included (default 14)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document instead")
     parser.set_defaults(run=run)
+
+
+def _days(raw: str) -> int:
+    """1 to 366: a year of daily counters is one small pipelined read."""
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 366:
+        raise argparse.ArgumentTypeError(f"want a whole number of days 1-366, got {raw!r}")
+    return days
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from consumer.cli.status_report import (
+        quality_status,
         render_json,
+        render_quality,
         render_ruleset,
         render_table,
         ruleset_status,
@@ -56,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
     if args.ruleset:  # the published rule set, the last good one: what a new worker would use
         last_good = os.environ.get("FRAUD_RULESET_LAST_GOOD") or None
         rules = ruleset_status(args.ruleset, last_good, aws_client("s3"))
+    quality = None
+    if args.redis_url:  # the labels' counters; unreachable is a line of the output, not a failure
+        quality = quality_status(args.redis_url, args.days, args.redis_cluster)
     if args.json:
-        print(render_json(args.stream, args.table, statuses, rules))
+        print(render_json(args.stream, args.table, statuses, rules, quality))
     else:
-        print(render_table(statuses) + ("\n\n" + render_ruleset(rules) if rules else ""))
+        sections = [render_table(statuses)]
+        if rules:
+            sections.append(render_ruleset(rules))
+        if quality:
+            sections.append(render_quality(quality))
+        print("\n\n".join(sections))
     return 0

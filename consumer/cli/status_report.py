@@ -16,15 +16,26 @@ loads, the fleet's last good version (consumer/reload/rulesets.py: its record is
 worker checks it), and so which version a worker starting now judges with. Running workers keep
 the version in force when the published one is refused; per worker, their logs say which
 (`ruleset_loaded`, `ruleset_refused`, `ruleset_fallback_last_good`).
+
+With a Redis URL (REDIS_URL, or --redis-url), it also shows the model's quality by day from the
+labels as they arrive (docs/monitoring.md): the label ingestion keeps, per UTC day of
+`labelled_at`, the HASH `fs:quality:{<days since epoch>}` with the counts fraud_alerted,
+fraud_missed, clean_alerted and clean_quiet; one pipelined read of the last N days gives each
+day's alert precision and the recall of the labelled frauds. Precision falling or recall
+falling over the weeks is drift the score metrics alone cannot show. Redis unreachable is one
+line in the output, never a failure of the command: the rest of the status still matters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import redis
+import redis.cluster
 from botocore.exceptions import ClientError
 
 from consumer.infra.readback import is_open, lease_items, list_shards
@@ -38,6 +49,7 @@ from consumer.reload.rulesets import (
 )
 from consumer.rules.ruleset import RuleSetError
 from consumer.rules.ruleset_load import load_ruleset
+from consumer.worker.preflight import redis_location
 
 # Checkpoints that are not sequence numbers, and the iterator that starts where they point.
 _SENTINEL_ITERATORS = {"TRIM_HORIZON": "TRIM_HORIZON", "LATEST": "LATEST"}
@@ -275,7 +287,11 @@ def render_table(statuses: list[ShardStatus]) -> str:
 
 
 def render_json(
-    stream: str, table: str, statuses: list[ShardStatus], ruleset: RuleSetStatus | None = None
+    stream: str,
+    table: str,
+    statuses: list[ShardStatus],
+    ruleset: RuleSetStatus | None = None,
+    quality: QualityStatus | None = None,
 ) -> str:
     document: dict[str, Any] = {
         "stream": stream,
@@ -284,4 +300,210 @@ def render_json(
     }
     if ruleset is not None:
         document["ruleset"] = ruleset.as_dict()
+    if quality is not None:
+        document["quality"] = quality.as_dict()
     return json.dumps(document)
+
+
+# -- the model's quality from the labels (issue #21 item 6) -------------------------------------
+
+# The label ingestion's per-day counters: each labelled transaction counted once, on the UTC day
+# of its labelled_at, by its label and whether it was alerted.
+QUALITY_FIELDS = ("fraud_alerted", "fraud_missed", "clean_alerted", "clean_quiet")
+QUALITY_DAYS = 14
+_EPOCH = date(1970, 1, 1)
+
+
+def quality_key(day: int) -> str:
+    """The HASH of one day (days since 1970-01-01); the braces are a Redis hash tag."""
+    return f"fs:quality:{{{day}}}"
+
+
+def utc_day(now: datetime | None = None) -> int:
+    """Today (or `now`) as days since 1970-01-01, UTC."""
+    return ((now or datetime.now(UTC)).astimezone(UTC).date() - _EPOCH).days
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+@dataclass(frozen=True)
+class DayQuality:
+    """One day's labelled transactions (`day`: days since epoch; `note`: why it is unreadable,
+    its counts then 0 and in no total)."""
+
+    day: int
+    fraud_alerted: int = 0
+    fraud_missed: int = 0
+    clean_alerted: int = 0
+    clean_quiet: int = 0
+    note: str = ""
+
+    @property
+    def date(self) -> str:
+        return (_EPOCH + timedelta(days=self.day)).isoformat()
+
+    @property
+    def labelled(self) -> int:
+        return self.fraud_alerted + self.fraud_missed + self.clean_alerted + self.clean_quiet
+
+    @property
+    def precision(self) -> float | None:
+        """Of the alerts labelled, the share that were fraud (None: no alert labelled)."""
+        return _ratio(self.fraud_alerted, self.fraud_alerted + self.clean_alerted)
+
+    @property
+    def recall(self) -> float | None:
+        """Of the frauds labelled, the share alerted (None: no fraud labelled)."""
+        return _ratio(self.fraud_alerted, self.fraud_alerted + self.fraud_missed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "date": self.date,
+            "labelled": self.labelled,
+            "precision": self.precision,
+            "recall": self.recall,
+        }
+
+
+def day_quality(day: int, fields: Any) -> DayQuality:
+    """A day from its HASH as Redis gives it (bytes or str keys and values; absent: all 0). A
+    count that is not a non-negative integer makes the day unreadable, not the command fail."""
+    if isinstance(fields, Exception):  # the pipeline's reply for this key (e.g. WRONGTYPE)
+        return DayQuality(day, note=f"unreadable ({type(fields).__name__}: {fields})"[:200])
+    decoded = {
+        (k.decode() if isinstance(k, bytes) else str(k)): v for k, v in (fields or {}).items()
+    }
+    counts: dict[str, int] = {}
+    for name in QUALITY_FIELDS:
+        raw = decoded.get(name, b"0")
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        if not text.isdigit():
+            return DayQuality(day, note=f"unreadable ({name}: {text[:40]!r})")
+        counts[name] = int(text)
+    return DayQuality(
+        day,
+        counts["fraud_alerted"],
+        counts["fraud_missed"],
+        counts["clean_alerted"],
+        counts["clean_quiet"],
+    )
+
+
+@dataclass(frozen=True)
+class QualityStatus:
+    """The days read, oldest first, from Redis at `redis` (no credentials), or why not."""
+
+    redis: str
+    days: list[DayQuality] = field(default_factory=list)
+    error: str | None = None
+
+    def total(self) -> DayQuality:
+        """The readable days added up (`day`: the first day)."""
+        readable = [d for d in self.days if not d.note]
+        return DayQuality(
+            self.days[0].day if self.days else 0,
+            sum(d.fraud_alerted for d in readable),
+            sum(d.fraud_missed for d in readable),
+            sum(d.clean_alerted for d in readable),
+            sum(d.clean_quiet for d in readable),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        total = self.total().as_dict()
+        for key in ("day", "date", "note"):
+            total.pop(key)
+        return {
+            "redis": self.redis,
+            "error": self.error,
+            "days": [d.as_dict() for d in self.days],
+            "total": total if self.error is None else None,
+        }
+
+
+def read_quality(client: Any, days: int, today: int) -> list[DayQuality]:
+    """The last `days` days up to `today`, oldest first: one pipelined HGETALL per day, one
+    round trip (on a cluster, one per node)."""
+    wanted = list(range(today - days + 1, today + 1))
+    pipe = client.pipeline(transaction=False)
+    for day in wanted:
+        pipe.hgetall(quality_key(day))
+    replies = pipe.execute(raise_on_error=False)
+    return [day_quality(day, reply) for day, reply in zip(wanted, replies, strict=True)]
+
+
+def quality_status(
+    redis_url: str,
+    days: int = QUALITY_DAYS,
+    cluster: bool = False,
+    today: int | None = None,
+    connect_timeout_s: float = 2.0,
+    read_timeout_s: float = 5.0,
+) -> QualityStatus:
+    """Read the days from Redis within the timeouts. Never raises: a Redis that cannot be reached
+    (or refuses the credentials) is the `error`, in words without the URL's credentials."""
+    where = redis_location(redis_url)
+    today = utc_day() if today is None else today
+    options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": read_timeout_s,
+    }
+    client: Any = None
+    try:
+        if cluster:
+            client = redis.cluster.RedisCluster.from_url(redis_url, **options)
+        else:
+            client = redis.Redis.from_url(redis_url, **options)
+        return QualityStatus(where, read_quality(client, days, today))
+    except redis.AuthenticationError:
+        return QualityStatus(where, error=f"Redis at {where} refused the credentials")
+    except Exception as exc:  # any client error: reported in the output, not a traceback
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return QualityStatus(where, error=f"cannot reach Redis at {where} ({detail})")
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                client.close()
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def render_quality(status: QualityStatus) -> str:
+    """The section under the shard table: one row per day, oldest first, and the window's total."""
+    if status.error is not None:
+        return f"MODEL QUALITY  not read: {status.error}"
+    header = (
+        "DAY",
+        "LABELLED",
+        "FRAUD ALERTED",
+        "FRAUD MISSED",
+        "CLEAN ALERTED",
+        "CLEAN QUIET",
+        "PRECISION",
+        "RECALL",
+    )
+    rows: list[tuple[str, ...]] = [header]
+
+    def row(label: str, d: DayQuality) -> tuple[str, ...]:
+        if d.note:
+            return (label, d.note)
+        counts = (d.labelled, d.fraud_alerted, d.fraud_missed, d.clean_alerted, d.clean_quiet)
+        return (label, *(str(n) for n in counts), _percent(d.precision), _percent(d.recall))
+
+    for day in status.days:
+        rows.append(row(day.date, day))
+    rows.append(row(f"all {len(status.days)} days", status.total()))
+    full = [r for r in rows if len(r) == len(header)]  # an unreadable day's note spans them
+    widths = [max(len(r[i]) for r in full) for i in range(len(header))]
+    lines = [f"MODEL QUALITY  by day labelled (UTC), {status.redis}"]
+    for cells in rows:
+        if len(cells) < len(header):  # an unreadable day: its note across the columns
+            lines.append(f"{cells[0].ljust(widths[0])}  {cells[1]}")
+            continue
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        lines.append("  ".join([first, *rest]).rstrip())
+    return "\n".join(lines)
