@@ -18,9 +18,10 @@ the version in force when the published one is refused; per worker, their logs s
 (`ruleset_loaded`, `ruleset_refused`, `ruleset_fallback_last_good`).
 
 With a Redis URL (REDIS_URL, or --redis-url), it also shows the model's quality by day from the
-labels as they arrive (docs/monitoring.md): the label ingestion keeps, per UTC day of
-`labelled_at`, the HASH `fs:quality:{<days since epoch>}` with the counts fraud_alerted,
-fraud_missed, clean_alerted and clean_quiet; one pipelined read of the last N days gives each
+labels as they arrive (docs/monitoring.md): the label ingestion (consumer/state/labels.py)
+keeps, per UTC day of `labelled_at`, the HASH `fs:quality:{YYYY-MM-DD}` with the counts
+fraud_alerted, fraud_missed, clean_alerted, clean_quiet and the unknowns (alerted or not, no
+longer known); one pipelined read of the last N days gives each
 day's alert precision and the recall of the labelled frauds. Precision falling or recall
 falling over the weeks is drift the score metrics alone cannot show. Redis unreachable is one
 line in the output, never a failure of the command: the rest of the status still matters.
@@ -49,6 +50,8 @@ from consumer.reload.rulesets import (
 )
 from consumer.rules.ruleset import RuleSetError
 from consumer.rules.ruleset_load import load_ruleset
+from consumer.state.labels import QUALITY_FIELDS
+from consumer.state.labels import quality_key as labels_quality_key
 from consumer.worker.preflight import redis_location
 
 # Checkpoints that are not sequence numbers, and the iterator that starts where they point.
@@ -307,16 +310,16 @@ def render_json(
 
 # -- the model's quality from the labels (issue #21 item 6) -------------------------------------
 
-# The label ingestion's per-day counters: each labelled transaction counted once, on the UTC day
-# of its labelled_at, by its label and whether it was alerted.
-QUALITY_FIELDS = ("fraud_alerted", "fraud_missed", "clean_alerted", "clean_quiet")
+# The label ingestion's per-day counters (consumer/state/labels.py, which writes them): each
+# labelled transaction counted once, on the UTC day of its labelled_at, by its label and whether
+# it was alerted (`*_unknown`: its alerted mark had expired).
 QUALITY_DAYS = 14
 _EPOCH = date(1970, 1, 1)
 
 
 def quality_key(day: int) -> str:
-    """The HASH of one day (days since 1970-01-01); the braces are a Redis hash tag."""
-    return f"fs:quality:{{{day}}}"
+    """The HASH of one day (days since 1970-01-01), named as the label store names it."""
+    return labels_quality_key(_EPOCH + timedelta(days=day))
 
 
 def utc_day(now: datetime | None = None) -> int:
@@ -338,6 +341,8 @@ class DayQuality:
     fraud_missed: int = 0
     clean_alerted: int = 0
     clean_quiet: int = 0
+    fraud_unknown: int = 0
+    clean_unknown: int = 0
     note: str = ""
 
     @property
@@ -346,7 +351,13 @@ class DayQuality:
 
     @property
     def labelled(self) -> int:
-        return self.fraud_alerted + self.fraud_missed + self.clean_alerted + self.clean_quiet
+        known = self.fraud_alerted + self.fraud_missed + self.clean_alerted + self.clean_quiet
+        return known + self.unknown
+
+    @property
+    def unknown(self) -> int:
+        """Labelled, but whether they were alerted is no longer known: in no ratio."""
+        return self.fraud_unknown + self.clean_unknown
 
     @property
     def precision(self) -> float | None:
@@ -384,10 +395,12 @@ def day_quality(day: int, fields: Any) -> DayQuality:
         counts[name] = int(text)
     return DayQuality(
         day,
-        counts["fraud_alerted"],
-        counts["fraud_missed"],
-        counts["clean_alerted"],
-        counts["clean_quiet"],
+        fraud_alerted=counts["fraud_alerted"],
+        fraud_missed=counts["fraud_missed"],
+        clean_alerted=counts["clean_alerted"],
+        clean_quiet=counts["clean_quiet"],
+        fraud_unknown=counts["fraud_unknown"],
+        clean_unknown=counts["clean_unknown"],
     )
 
 
@@ -404,10 +417,12 @@ class QualityStatus:
         readable = [d for d in self.days if not d.note]
         return DayQuality(
             self.days[0].day if self.days else 0,
-            sum(d.fraud_alerted for d in readable),
-            sum(d.fraud_missed for d in readable),
-            sum(d.clean_alerted for d in readable),
-            sum(d.clean_quiet for d in readable),
+            fraud_alerted=sum(d.fraud_alerted for d in readable),
+            fraud_missed=sum(d.fraud_missed for d in readable),
+            clean_alerted=sum(d.clean_alerted for d in readable),
+            clean_quiet=sum(d.clean_quiet for d in readable),
+            fraud_unknown=sum(d.fraud_unknown for d in readable),
+            clean_unknown=sum(d.clean_unknown for d in readable),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -482,6 +497,7 @@ def render_quality(status: QualityStatus) -> str:
         "FRAUD MISSED",
         "CLEAN ALERTED",
         "CLEAN QUIET",
+        "UNKNOWN",
         "PRECISION",
         "RECALL",
     )
@@ -490,7 +506,14 @@ def render_quality(status: QualityStatus) -> str:
     def row(label: str, d: DayQuality) -> tuple[str, ...]:
         if d.note:
             return (label, d.note)
-        counts = (d.labelled, d.fraud_alerted, d.fraud_missed, d.clean_alerted, d.clean_quiet)
+        counts = (
+            d.labelled,
+            d.fraud_alerted,
+            d.fraud_missed,
+            d.clean_alerted,
+            d.clean_quiet,
+            d.unknown,
+        )
         return (label, *(str(n) for n in counts), _percent(d.precision), _percent(d.recall))
 
     for day in status.days:

@@ -1,14 +1,14 @@
 """`fraudstream status`: the model's precision and recall by day from the labels' counters in
 Redis (issue #21 item 6), read from a real redis-server whose hashes the test writes as the
-label ingestion will: `fs:quality:{<days since epoch>}` with fraud_alerted, fraud_missed,
-clean_alerted, clean_quiet."""
+label store (consumer/state/labels.py) does: `fs:quality:{YYYY-MM-DD}` with fraud_alerted,
+fraud_missed, clean_alerted, clean_quiet and the unknowns."""
 
 from __future__ import annotations
 
 import json
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from consumer.cli.status_report import (
     render_quality,
     utc_day,
 )
+from consumer.state import labels
 from tests.unit.cli.test_status import STREAM, TABLE, Aws, aws  # noqa: F401 - the fixture
 
 TODAY = 20_420  # 2025-11-28
@@ -39,8 +40,9 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_key_is_the_day_in_a_hash_tag_and_days_are_utc() -> None:
-    assert quality_key(20_419) == "fs:quality:{20419}"
+def test_the_key_is_the_label_stores_and_days_are_utc() -> None:
+    assert quality_key(TODAY) == "fs:quality:{2025-11-28}"
+    assert quality_key(TODAY) == labels.quality_key(date(2025, 11, 28))
     assert utc_day(datetime(1970, 1, 2, 0, 0, tzinfo=UTC)) == 1
     assert utc_day(datetime(2025, 11, 28, 23, 59, tzinfo=UTC)) == TODAY
     assert DayQuality(TODAY).date == "2025-11-28"
@@ -51,6 +53,9 @@ def test_precision_and_recall_and_their_empty_denominators() -> None:
     assert (day.labelled, day.precision, day.recall) == (100, 0.25, 0.75)
     quiet = DayQuality(TODAY, clean_quiet=5)  # no alert and no fraud labelled
     assert (quiet.labelled, quiet.precision, quiet.recall) == (5, None, None)
+    # Alerted or not no longer known: labelled, in no ratio.
+    unknown = DayQuality(TODAY, fraud_alerted=1, fraud_unknown=4, clean_unknown=2)
+    assert (unknown.labelled, unknown.unknown, unknown.precision, unknown.recall) == (7, 6, 1, 1)
     only_missed = DayQuality(TODAY, fraud_missed=2)
     assert (only_missed.precision, only_missed.recall) == (None, 0.0)
 
@@ -59,7 +64,7 @@ def test_days_are_read_from_redis_oldest_first_with_the_window_total(
     redis_conn: redis.Redis, redis_url: str
 ) -> None:
     redis_conn.hset(quality_key(TODAY - 2), mapping=counts(6, 2, 10, 22))
-    redis_conn.hset(quality_key(TODAY), mapping=counts(1, 0, 3, 4))
+    redis_conn.hset(quality_key(TODAY), mapping=counts(1, 0, 3, 4) | {"clean_unknown": 2})
     redis_conn.hset(quality_key(TODAY - 3), mapping=counts(50, 50, 50, 50))  # outside: 3 days
     redis_conn.hset(quality_key(TODAY + 1), mapping=counts(50, 50, 50, 50))  # not yet
 
@@ -73,16 +78,17 @@ def test_days_are_read_from_redis_oldest_first_with_the_window_total(
     assert (missing.precision, missing.recall) == (None, None)
     assert (today.precision, today.recall) == (0.25, 1.0)
     total = status.total()
-    assert (total.fraud_alerted, total.clean_alerted, total.labelled) == (7, 13, 48)
+    assert (total.fraud_alerted, total.clean_alerted, total.labelled) == (7, 13, 50)
     assert total.precision == pytest.approx(7 / 20) and total.recall == pytest.approx(7 / 9)
 
     table = render_quality(status).splitlines()
     assert table[0].startswith("MODEL QUALITY  by day labelled (UTC), redis://127.0.0.1:")
     assert table[1].split()[:2] == ["DAY", "LABELLED"]
     by_day = {line.split()[0]: line.split() for line in table[2:]}
-    assert by_day[older.date] == [older.date, "40", "6", "2", "10", "22", "37.5%", "75.0%"]
+    assert by_day[older.date] == [older.date, "40", "6", "2", "10", "22", "0", "37.5%", "75.0%"]
     assert by_day[missing.date][-2:] == ["n/a", "n/a"]
-    assert table[-1].split() == ["all", "3", "days", "48", "7", "2", "13", "26", "35.0%", "77.8%"]
+    all_days = ["all", "3", "days", "50", "7", "2", "13", "26", "2", "35.0%", "77.8%"]
+    assert table[-1].split() == all_days
 
 
 def test_a_day_that_cannot_be_read_is_named_and_counts_in_no_total(
