@@ -30,6 +30,7 @@ from consumer.settings.config import ConfigError, Settings, load_settings
 from consumer.worker.checkpointing import CheckpointPolicy, LeaseGone
 from consumer.worker.gc_policy import FullCollections
 from consumer.worker.kcl_io import kcl_process, protocol_in
+from consumer.worker.labels_pickup import start_label_pickup
 from consumer.worker.wiring import build_pipeline, build_publisher
 
 log = get_logger(__name__)
@@ -190,6 +191,7 @@ def main() -> None:
         settings, publisher=publisher, collections=FullCollections.install()
     )
     exit_when_orphaned(os.getppid())
+    start_label_pickup(settings)  # labels in, in the background (docs/labels.md)
     try:
         kcl_process(processor, protocol_in(), protocol_out, sys.stderr).run()
         processor.close()  # the daemon closed the pipe: the shard's work here is over

@@ -216,6 +216,8 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
         "/${S3Prefix}shadow/*",
         "/${S3Prefix}decisions/*",
         "/${S3Prefix}dead-letter/*",
+        "/${S3Prefix}labels-rejected/*",
+        "/${S3Prefix}labels/*",
         ":table/${ApplicationName}/index/*",
         "/consumer/${ApplicationName}:*",
     )
@@ -229,6 +231,10 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
                 assert text.endswith(allowed_wildcards), text
             if ":dynamodb:" in text:
                 tables.add(text.split(":table/")[1])
+            if text == "${Bucket.Arn}":
+                # Listing: only the labels prefix (test_labels_are_listed_only_under_their_prefix).
+                assert statement["Action"] == "s3:ListBucket", text
+                continue
             if text.startswith("${Bucket.Arn}"):
                 # Writes under the output prefixes; reads: the rule set's key, the model's files;
                 # both: the rule set's last-good record
@@ -248,6 +254,7 @@ def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key
 
 LAST_GOOD_RECORD = "${Bucket.Arn}/${RuleSetKey}.last-good.json"
 BUCKET_READS = {
+    "${Bucket.Arn}/${S3Prefix}labels/*",
     "${Bucket.Arn}/${RuleSetKey}",
     "${Bucket.Arn}/${ModelPrefix}model.txt",
     "${Bucket.Arn}/${ModelPrefix}features.json",
@@ -297,6 +304,24 @@ def test_the_model_is_read_from_its_two_objects_only_and_only_when_configured(
     assert template["Conditions"]["HasModel"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelPrefix"}, ""]}]
     }
+
+
+def test_labels_are_listed_only_under_their_prefix(template: dict[str, Any]) -> None:
+    """The label pickup (docs/labels.md) lists the bucket only under <prefix>labels/: the one
+    s3:ListBucket grant carries that s3:prefix condition; nothing may delete a label file."""
+    listing = [
+        s
+        for s in statements(template["Resources"]["TaskRole"])
+        if "s3:ListBucket" in as_list(s["Action"])
+    ]
+    assert len(listing) == 1
+    assert as_list(listing[0]["Action"]) == ["s3:ListBucket"]
+    condition = listing[0]["Condition"]["StringLike"]["s3:prefix"]
+    assert resource_text(condition) == "${S3Prefix}labels/*"
+    granted = {
+        a for s in statements(template["Resources"]["TaskRole"]) for a in as_list(s["Action"])
+    }
+    assert "s3:DeleteObject" not in granted
 
 
 def iam_doc_actions() -> dict[str, set[str]]:
