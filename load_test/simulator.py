@@ -7,6 +7,7 @@ Usage (from the repository root)::
 
     python -m load_test.simulator OUT.jsonl[.gz] [--customers 5000] [--terminals 10000]
         [--days 61] [--radius 5] [--start 2026-04-01T00:00:00Z] [--seed 0] [--small]
+        [--burn-in-days 0]
 
 The world
 ---------
@@ -94,7 +95,7 @@ DEGREE_UNITS = 100.0
 
 _NEARBY_CHUNK = 128  # customers per block of the customer x terminal distance computation
 # Keys of the independent random streams (numpy SeedSequence spawn keys).
-_PROFILES, _DAY_TRANSACTIONS, _DAY_COMPROMISES = 0, 1, 2
+_PROFILES, _DAY_TRANSACTIONS, _DAY_COMPROMISES, _BURN_IN_COMPROMISES = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,16 @@ class SimulatorConfig:
     radius: float = 5.0
     start: datetime = datetime(2026, 4, 1, tzinfo=UTC)
     seed: int = 0
+    # Days of compromises drawn before the first day written (no transactions): the run starts
+    # in the steady state of a longer simulation, as a slice taken from one does, instead of
+    # with no terminal and no card compromised yet.
+    burn_in_days: int = 0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.terminals < 1 or self.days < 1:
             raise ValueError("customers, terminals and days must be at least 1")
+        if not 0 <= self.burn_in_days <= 365:
+            raise ValueError("burn-in days must be 0-365")
         if self.customers < CUSTOMERS_PER_DAY or self.terminals < TERMINALS_PER_DAY:
             raise ValueError(
                 f"at least {CUSTOMERS_PER_DAY} customers and {TERMINALS_PER_DAY} terminals "
@@ -275,6 +282,16 @@ def simulate_days(config: SimulatorConfig, profiles: Profiles | None = None) -> 
         terminal_until=np.zeros(config.terminals, dtype=np.int64),
         customer_until=np.zeros(config.customers, dtype=np.int64),
     )
+    for back in range(config.burn_in_days, 0, -1):  # days -B .. -1: their compromises only
+        picks = _rng(config.seed, _BURN_IN_COMPROMISES, back)
+        terminals = picks.choice(config.terminals, size=TERMINALS_PER_DAY, replace=False)
+        customers = picks.choice(config.customers, size=CUSTOMERS_PER_DAY, replace=False)
+        state.terminal_until[terminals] = np.maximum(
+            state.terminal_until[terminals], TERMINAL_DAYS - back
+        )
+        state.customer_until[customers] = np.maximum(
+            state.customer_until[customers], CUSTOMER_DAYS - back
+        )
     for day in range(config.days):
         yield _day_batch(config, profiles, state, day)
 
@@ -392,6 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start", type=_start, default=defaults.start, help="ISO-8601 time")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--burn-in-days",
+        type=int,
+        default=defaults.burn_in_days,
+        help="days of compromises drawn before the first day written (default 0; 28 starts in "
+        "the steady state)",
+    )
+    parser.add_argument(
         "--small", action="store_true", help="500 customers, 1,000 terminals, 21 days"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -405,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             radius=args.radius,
             start=args.start.replace(microsecond=0),
             seed=args.seed,
+            burn_in_days=args.burn_in_days,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -425,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "radius": config.radius,
             "start": config.start.isoformat().replace("+00:00", "Z"),
             "seed": config.seed,
+            "burn_in_days": config.burn_in_days,
         },
         **summary.as_dict(),
         "seconds": round(time.monotonic() - began, 1),

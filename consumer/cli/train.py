@@ -29,6 +29,13 @@ def add_parser(subparsers: Any) -> None:
         default=0.0,
         help="latest share of event time left out for `fraudstream compare-model` (default 0)",
     )
+    parser.add_argument(
+        "--label-delay-days",
+        type=int,
+        default=7,
+        metavar="D",
+        help="days after a transaction its label is known (merchant features; default 7)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             threshold_precision=args.threshold_precision,
             valid_fraction=args.valid_fraction,
             holdout_fraction=args.holdout_fraction,
+            label_delay_days=args.label_delay_days,
         )
     except (DatasetError, TrainError, ModelLoadError, OSError) as exc:
         return fail("train", exc)

@@ -24,6 +24,7 @@ from consumer.errors import FraudstreamError
 from consumer.model.features import MODEL_HORIZON_S, FeatureRow, features_for
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
+from consumer.rules.profile import DAY_S, DEFAULT_LABEL_DELAY_DAYS, LabelMark, day_of
 
 
 class DatasetError(FraudstreamError, ValueError):
@@ -105,11 +106,26 @@ def judged(
             yield where, parsed, seen
 
 
-def load_dataset(path: Path) -> Dataset:
+def feed_record_label(
+    history: ReplayHistory, txn: Transaction, fraud: bool, known_at: Decimal
+) -> None:
+    """A fraud label on `txn`, known from `known_at` on, into the merchant profiles of
+    `history`: the records judged from then on see it, earlier ones do not (a clean label
+    changes no count, so only frauds are kept)."""
+    if fraud and txn.merchant_id is not None:
+        mark = LabelMark(day_of(txn.event_time), known_at, True)
+        history.apply_label(txn.transaction_id, txn.merchant_id, mark)
+
+
+def load_dataset(path: Path, label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS) -> Dataset:
+    """Every valid, non-duplicate record's feature row and label. Each record's own label
+    reaches the merchant profiles `label_delay_days` after it (as a chargeback would), so a
+    row sees the labels the stream would have had."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     data = Dataset()
     history = stream_history()
+    delay = Decimal(label_delay_days * DAY_S)
     for where, parsed in transactions(path):
         if isinstance(parsed, InvalidRecord):
             data.invalid += 1
@@ -120,8 +136,9 @@ def load_dataset(path: Path) -> Dataset:
         label = label_of(parsed)
         if label is None:
             raise DatasetError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
-        data.rows.append(features_for(parsed, seen))
+        data.rows.append(features_for(parsed, seen, label_delay_days))
         data.labels.append(label)
+        feed_record_label(history, parsed, label, parsed.event_time + delay)
         data.event_times.append(float(parsed.event_time))
     data.duplicates = history.duplicates
     if not data.rows:

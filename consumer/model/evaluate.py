@@ -13,16 +13,21 @@ event times are cut into whole UTC days counted from the day of its first valid 
 
 Records after the test period are only counted. The model is trained as `fraudstream
 train` trains (consumer.model.train's LightGBM parameters and categorical encoding), on the
-training rows only and for a fixed MAX_ROUNDS rounds: the book trains with fixed
+training rows only and for a fixed FIXED_ROUNDS rounds: the book trains with fixed
 hyper-parameters, and early stopping would take a validation slice from the seven days.
 
 A "card" is the record's `account_id`. A label is known `D` days after its transaction (the
-configured delay): a card is **known compromised** on a test day when one of its frauds (any
-day from the start of the file) was known before that day began, i.e. happened before day
-`d - D`; its transactions are dropped from that day, as the book drops them (a bank has
-blocked the card). Labels come from a `LabelSource`: today `RecordLabels`, the record's `fraud`
-field (else `expected_rules`, as training reads it); a labels file (issue #21 item 1) is
-another source giving each transaction's label and the time it became known.
+configured delay): a card is **known compromised** on a test day when one of its frauds from
+the training period on was known before that day began, i.e. happened on a day from the start
+of training up to `d - D - 1`; its transactions are dropped from that day, as the book drops
+them (a bank has blocked the card). As in the book's protocol, frauds of the warm-up do not
+count: its known set starts with the training period's frauds.
+
+Labels come from a `LabelSource`: `RecordLabels`, the record's `fraud` field (else
+`expected_rules`, as training reads it), known the delay after the transaction; or a labels
+file (docs/contract.md, labels), each label known from its `labelled_at`. A fraud label
+reaches the merchant profiles (consumer/rules/profile.py) from the time it is known, so the
+rows of later records see it, as the stream's would.
 
 Three variants score the test transactions:
 
@@ -49,7 +54,7 @@ from typing import Any, Protocol
 
 from consumer.errors import FraudstreamError
 from consumer.model import metrics
-from consumer.model.dataset import label_of, stream_history, transactions
+from consumer.model.dataset import feed_record_label, label_of, stream_history, transactions
 from consumer.model.features import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
@@ -59,7 +64,6 @@ from consumer.model.features import (
 )
 from consumer.model.metrics import CardDay
 from consumer.records import InvalidRecord, Transaction
-from consumer.rules.profile import LabelMark, day_of
 from consumer.rules.ruleset import judge_with_ruleset
 from consumer.rules.ruleset_load import default_ruleset
 
@@ -196,6 +200,27 @@ class _TestRow:
     ruled: bool
 
 
+@dataclass
+class Collected:
+    """What one pass over the file gives: the training rows and labels, the test rows with
+    what Card Precision needs of each, and the counts the report shows. Training and measuring
+    start from here, so a model can be compared with another on the same rows."""
+
+    input: str
+    periods: Periods
+    day0: float
+    last_day: int
+    rows: dict[str, int]
+    frauds: dict[str, int]
+    known_at: dict[str, float]
+    train_rows: list[FeatureRow]
+    train_labels: list[bool]
+    test_rows: list[FeatureRow]
+    test: list[_TestRow]
+    invalid: int
+    duplicates: int
+
+
 def evaluate(
     path: Path,
     periods: Periods | None = None,
@@ -206,10 +231,24 @@ def evaluate(
     """The protocol over the labelled file `path`; see the module docstring."""
     import numpy as np
 
-    periods = periods or Periods()
-    periods.check()
     if k < 1:
         raise EvaluateError(f"k must be at least 1, not {k}")
+    collected = collect(path, periods, labels)
+    train_y = np.asarray(collected.train_labels, dtype=bool)
+    booster, encoder = _train(collected.train_rows, train_y)
+    model_scores: Any = booster.predict(encoder.encode(collected.test_rows), raw_score=False)
+    return measure(
+        collected, np.asarray(model_scores, dtype=np.float64), k, booster.current_iteration()
+    )
+
+
+def collect(
+    path: Path, periods: Periods | None = None, labels: LabelSource | None = None
+) -> Collected:
+    """Read `path` once in stream order: each record's features as the stream would compute
+    them (labels reaching the profiles when they become known), cut into the periods."""
+    periods = periods or Periods()
+    periods.check()
     if not path.is_file():
         raise EvaluateError(f"{path}: no such file")
     source = labels if labels is not None else RecordLabels(periods.delay_days * DAY_S)
@@ -255,15 +294,13 @@ def evaluate(
         if labelled is None:
             raise EvaluateError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
         fraud, known = labelled
-        if fraud and txn.merchant_id is not None:
-            # Known from `known` on: the profiles of the records judged from then see it.
-            mark = LabelMark(day_of(txn.event_time), Decimal(repr(known)), True)
-            stream.apply_label(txn.transaction_id, txn.merchant_id, mark)
+        feed_record_label(stream, txn, fraud, Decimal(repr(known)))
         rows[name] += 1
         if fraud:
             frauds[name] += 1
-            card = txn.account_id
-            known_at[card] = min(known, known_at.get(card, math.inf))
+            if name != "warmup":  # the book's known set starts with the training period
+                card = txn.account_id
+                known_at[card] = min(known, known_at.get(card, math.inf))
         if name == "train":
             train_rows.append(features_for(txn, history, periods.delay_days))
             train_labels.append(fraud)
@@ -279,17 +316,41 @@ def evaluate(
             f"{path}: no record in the test period (from {_date(day0, periods.test_start)}); "
             f"the file's records end on {_date(day0, last_day)}: fewer days, or a longer file"
         )
-    train_y = np.asarray(train_labels, dtype=bool)
-    positives = int(train_y.sum())
-    if positives == 0 or positives == train_y.size:
+    positives = sum(train_labels)
+    if positives == 0 or positives == len(train_labels):
         raise EvaluateError(
-            f"{path}: the training period has {positives} frauds in {train_y.size} records; "
-            "it needs both classes"
+            f"{path}: the training period has {positives} frauds in {len(train_labels)} "
+            "records; it needs both classes"
         )
+    return Collected(
+        str(path),
+        periods,
+        day0,
+        last_day,
+        rows,
+        frauds,
+        known_at,
+        train_rows,
+        train_labels,
+        test_rows,
+        test,
+        invalid,
+        duplicates,
+    )
 
-    booster, encoder = _train(train_rows, train_y)
-    model_scores: Any = booster.predict(encoder.encode(test_rows), raw_score=False)
-    model_scores = np.asarray(model_scores, dtype=np.float64)
+
+def measure(collected: Collected, model_scores: Any, k: int, trees: int) -> Evaluation:
+    """The report for the model's scores of the test rows (in `collected.test_rows` order):
+    the three variants' ROC AUC, average precision and Card Precision@k."""
+    import numpy as np
+
+    periods, test, known_at, day0 = (
+        collected.periods,
+        collected.test,
+        collected.known_at,
+        collected.day0,
+    )
+
     rule_scores = np.asarray([r.ruled for r in test], dtype=np.float64)
     scores = {
         "model": model_scores,
@@ -323,7 +384,7 @@ def evaluate(
         "test": (p.test_start, p.test_end),
     }
     return Evaluation(
-        input=str(path),
+        input=collected.input,
         periods=periods,
         k=k,
         first_day=_date(day0, 0),
@@ -332,15 +393,15 @@ def evaluate(
             for name, (start, end) in bounds.items()
             if end > start
         },
-        rows=rows,
-        frauds=frauds,
+        rows=collected.rows,
+        frauds=collected.frauds,
         test_days_present=len(days_present),
         test_rows_kept=int(kept.sum()),
         test_rows_known_compromised=int((~kept).sum()),
         test_frauds_kept=int(y.sum()),
-        invalid=invalid,
-        duplicates=duplicates,
-        trees=booster.current_iteration(),
+        invalid=collected.invalid,
+        duplicates=collected.duplicates,
+        trees=trees,
         variants=variants,
         test_labels=y,
     )
@@ -359,12 +420,12 @@ def _card_days(rows: list[_TestRow], scores: list[float], days: Iterable[int]) -
 
 
 def _train(rows: list[FeatureRow], labels: Any) -> tuple[Any, Any]:
-    """LightGBM as `fraudstream train` configures it, on `rows` only, MAX_ROUNDS rounds."""
+    """LightGBM as `fraudstream train` configures it, on `rows` only, FIXED_ROUNDS rounds."""
     import lightgbm
     import numpy as np
 
     from consumer.model.scorer import Encoder
-    from consumer.model.train import MAX_ROUNDS, PARAMS
+    from consumer.model.train import FIXED_ROUNDS, PARAMS
 
     categories = {
         name: sorted({str(row[FEATURE_NAMES.index(name)]) for row in rows} - {"None"})
@@ -377,5 +438,5 @@ def _train(rows: list[FeatureRow], labels: Any) -> tuple[Any, Any]:
         feature_name=list(FEATURE_NAMES),
         categorical_feature=list(CATEGORICAL_FEATURES),
     )
-    booster = lightgbm.train(PARAMS, train_set, num_boost_round=MAX_ROUNDS)
+    booster = lightgbm.train(PARAMS, train_set, num_boost_round=FIXED_ROUNDS)
     return booster, encoder

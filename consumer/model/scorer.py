@@ -30,6 +30,7 @@ from consumer.model.features import (
     STREAM_UNAVAILABLE,
     FeatureRow,
 )
+from consumer.rules.profile import DEFAULT_LABEL_DELAY_DAYS, MAX_LABEL_DELAY_DAYS
 
 MODEL_FILE = "model.txt"
 FEATURES_FILE = "features.json"
@@ -98,9 +99,21 @@ class Encoder:
     """Feature rows -> a float matrix: categorical strings as their codes in the model's own
     vocabulary (features.json), unknown or absent ones as NaN (LightGBM's "missing")."""
 
-    def __init__(self, categories: dict[str, list[str]], masked: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        categories: dict[str, list[str]],
+        masked: Sequence[str] = (),
+        features: Sequence[str] = FEATURE_NAMES,
+    ) -> None:
         numpy, _ = _import_numpy_lightgbm()
         self._np = numpy
+        # A model trained before some features existed (e.g. the profiles) names fewer: its
+        # columns are picked out of the full row, in its order.
+        self._columns = (
+            None
+            if tuple(features) == FEATURE_NAMES
+            else [FEATURE_NAMES.index(name) for name in features]
+        )
         # Features the model was trained without (always NaN): features.json "masked" (e.g. the
         # country features: docs/model.md, "Country features").
         self._masked = [FEATURE_NAMES.index(name) for name in masked]
@@ -120,7 +133,7 @@ class Encoder:
         np = self._np
         matrix = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
         if not rows:
-            return matrix
+            return matrix if self._columns is None else matrix[:, self._columns]
         numeric = self._numeric
         matrix[:, :numeric] = np.array([row[:numeric] for row in rows], dtype=np.float64)
         nan = math.nan
@@ -129,6 +142,8 @@ class Encoder:
             matrix[:, column] = [get(row[column], nan) for row in rows]  # type: ignore[arg-type]
         if self._masked:
             matrix[:, self._masked] = nan
+        if self._columns is not None:
+            return matrix[:, self._columns]
         return matrix
 
 
@@ -148,7 +163,11 @@ class ModelScorer:
         self.threshold: float | None = spec.get("threshold")
         self.version: str = str(spec.get("version", ""))
         self.masked: tuple[str, ...] = tuple(spec.get("masked", ()))
-        self._encoder = Encoder(spec["categories"], self.masked)
+        # How long after a transaction its label was known in training: the merchant
+        # features' delay (consumer/rules/profile.py). Absent in models from before profiles,
+        # which do not read them.
+        self.label_delay_days: int = int(spec.get("label_delay_days", DEFAULT_LABEL_DELAY_DAYS))
+        self._encoder = Encoder(spec["categories"], self.masked, self.feature_names)
 
     def require_stream_features(self) -> None:
         """A worker can only score a model trained without what its state store cannot give
@@ -317,11 +336,22 @@ def _spec_problem(spec: Any) -> str | None:
     if spec.get("format") != FORMAT_VERSION:
         return f"format {spec.get('format')!r} is not {FORMAT_VERSION}"
     features = spec.get("features")
-    if features != list(FEATURE_NAMES):
+    if (
+        not isinstance(features, list)
+        or not all(isinstance(name, str) and name in FEATURE_NAMES for name in features)
+        or len(set(features)) != len(features)
+        or not set(CATEGORICAL_FEATURES) <= set(features)
+    ):
         return (
-            "its feature list is not the one this version computes "
-            "(retrain the model with this version of fraudstream)"
+            "its feature list is not one this version computes (features it does not know, "
+            "repeated, or without the categorical ones): retrain the model with this version "
+            "of fraudstream"
         )
+    delay = spec.get("label_delay_days", DEFAULT_LABEL_DELAY_DAYS)
+    if not (isinstance(delay, int) and not isinstance(delay, bool)) or not (
+        0 <= delay <= MAX_LABEL_DELAY_DAYS
+    ):
+        return f"label_delay_days: want a whole number of days 0-{MAX_LABEL_DELAY_DAYS}"
     categories = spec.get("categories")
     if not isinstance(categories, dict) or any(
         not isinstance(categories.get(name), list)

@@ -65,7 +65,7 @@ class BatchModel:
 
     def row(self, txn: Transaction, history: AccountHistory) -> FeatureRow:
         """The transaction's feature row (consumer.model.features), built while it is judged."""
-        return features_for(txn, history)
+        return features_for(txn, history, self.scorer.label_delay_days)
 
     def score(self, rows: Sequence[FeatureRow], rule: ModelRule | None = None) -> list[Scored]:
         """Scores of the batch; the features behind a score are explained only where the rule

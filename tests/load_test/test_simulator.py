@@ -252,3 +252,24 @@ def test_train_reads_the_file_as_labelled(
     line = json.loads(out.read_text().splitlines()[0])
     assert set(line) == {"data", "partition_key"}
     assert json.loads(line["data"])["account_id"] == line["partition_key"]
+
+
+def test_a_burn_in_starts_the_run_in_the_steady_state() -> None:
+    """With 28 days of burn-in, day 0 already has about as many terminals and cards compromised
+    as day 40 (without it, none), and the days written are the same records otherwise."""
+    plain = SimulatorConfig.small(seed=5, days=41)
+    burnt = SimulatorConfig.small(seed=5, days=41, burn_in_days=28)
+
+    def frauds_by_day(config: SimulatorConfig) -> list[int]:
+        return [int((batch.scenario >= 2).sum()) for batch in simulate_days(config)]
+
+    cold, warm = frauds_by_day(plain), frauds_by_day(burnt)
+    assert cold[0] < warm[0]
+    assert warm[0] > 0.5 * warm[40]
+    assert cold[0] < 0.25 * cold[40]
+    same = [(int(a.seconds.sum()), int(a.drawn_cents.sum())) for a in simulate_days(plain)] == [
+        (int(b.seconds.sum()), int(b.drawn_cents.sum())) for b in simulate_days(burnt)
+    ]
+    assert same  # the burn-in draws compromises only: the transactions are the same
+    with pytest.raises(ValueError, match="burn-in"):
+        SimulatorConfig.small(burn_in_days=-1)

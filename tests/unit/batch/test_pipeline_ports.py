@@ -179,6 +179,8 @@ class FakeArray(list[float]):
 
 
 class FakeScorer:
+    label_delay_days = 7  # the merchant features' delay (features.json)
+
     def __init__(self, score: float, version: str) -> None:
         self.score, self.model_version = score, version
 

@@ -464,6 +464,7 @@ class FakeScorer:
     """Scores every row 90 (the rule's threshold is 80): the model fires on every record."""
 
     model_version = "fake-model-1"
+    label_delay_days = 7  # the merchant features' delay (features.json)
 
     def score_batch(self, rows: list[Any], explain_from: float | None = None) -> Any:
         return FakeArray([90.0] * len(rows)), [()] * len(rows)

@@ -1,0 +1,89 @@
+"""Models written before the profile features: they name fewer features, still load, and score
+the columns they were trained on, picked out of today's row; features.json's label delay is
+checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.model.features import CATEGORICAL_FEATURES, FEATURE_NAMES, PROFILE_FEATURES
+from consumer.model.scorer import FORMAT_VERSION, Encoder, ModelLoadError, ModelScorer
+
+OLD_FEATURES = [name for name in FEATURE_NAMES if name not in PROFILE_FEATURES]
+
+
+def _write_model(
+    out: Path, features: list[str], spec_features: list[str] | None = None, **spec_extra: object
+) -> Path:
+    import lightgbm
+
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(400, len(features)))
+    for name in CATEGORICAL_FEATURES:
+        rows[:, features.index(name)] = rng.integers(0, 2, size=400)
+    amount = features.index("amount")
+    labels = (rows[:, amount] > 0.8).astype(float)
+    booster = lightgbm.train(
+        {"objective": "binary", "verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5},
+        lightgbm.Dataset(rows, label=labels, feature_name=features),
+        num_boost_round=5,
+    )
+    text = booster.model_to_string()
+    out.mkdir()
+    (out / "model.txt").write_text(text)
+    spec = {
+        "format": FORMAT_VERSION,
+        "features": features if spec_features is None else spec_features,
+        "categorical": list(CATEGORICAL_FEATURES),
+        "categories": {name: ["a", "b"] for name in CATEGORICAL_FEATURES},
+        "threshold": None,
+        "version": "old",
+        "model_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        **spec_extra,
+    }
+    (out / "features.json").write_text(json.dumps(spec))
+    return out
+
+
+def test_a_model_from_before_the_profiles_scores_its_own_columns(tmp_path: Path) -> None:
+    scorer = ModelScorer.load(_write_model(tmp_path / "old", OLD_FEATURES))
+    assert scorer.label_delay_days == 7  # absent: the default, unused by such a model
+    rng = np.random.default_rng(9)
+    rows = []
+    for _ in range(50):
+        row: list[object] = [float(v) for v in rng.normal(size=len(FEATURE_NAMES))]
+        for name in CATEGORICAL_FEATURES:
+            row[FEATURE_NAMES.index(name)] = str(rng.choice(["a", "b", "c"]))
+        rows.append(tuple(row))
+    full = Encoder({name: ["a", "b"] for name in CATEGORICAL_FEATURES}).encode(rows)  # type: ignore[arg-type]
+    picked = full[:, [FEATURE_NAMES.index(name) for name in OLD_FEATURES]]
+    encoded = scorer.encode(rows)  # type: ignore[arg-type]
+    assert encoded.shape == (50, len(OLD_FEATURES))
+    assert np.array_equal(encoded, picked, equal_nan=True)
+    scores = scorer.scores(rows)  # type: ignore[arg-type]
+    assert scores.shape == (50,) and not any(math.isnan(s) for s in scores)
+
+
+@pytest.mark.parametrize(
+    ("features", "extra", "problem"),
+    [
+        (["amount", "no_such_feature", *CATEGORICAL_FEATURES], {}, "retrain"),
+        (["amount", "amount", *CATEGORICAL_FEATURES], {}, "retrain"),
+        (["amount", "txn_count_1h"], {}, "retrain"),
+        (OLD_FEATURES, {"label_delay_days": 15}, "label_delay_days"),
+        (OLD_FEATURES, {"label_delay_days": "7"}, "label_delay_days"),
+        (OLD_FEATURES, {"label_delay_days": True}, "label_delay_days"),
+    ],
+)
+def test_a_feature_list_or_delay_this_version_cannot_compute_is_refused(
+    tmp_path: Path, features: list[str], extra: dict[str, object], problem: str
+) -> None:
+    directory = _write_model(tmp_path / "bad", OLD_FEATURES, features, **extra)
+    with pytest.raises(ModelLoadError, match=problem):
+        ModelScorer.load(directory)
