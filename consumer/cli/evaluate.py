@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,12 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--test-days", type=_days(1), default=7, help="default 7")
     parser.add_argument("--k", type=_days(1), default=100, help="cards per day (default 100)")
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="a label file (docs/contract.md; CSV or JSON Lines, gzip allowed): each label known "
+        "from its labelled_at; default: the records' `fraud` field, known --delay-days after",
+    )
     parser.set_defaults(run=run)
 
 
@@ -56,12 +63,16 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: LightGBM and numpy are an optional extra, and the worker must start without.
     try:
         from consumer.model.dataset import DatasetError
-        from consumer.model.evaluate import EvaluateError, Periods, evaluate
+        from consumer.model.evaluate import EvaluateError, FileLabels, Periods, evaluate
     except ImportError as exc:
         return fail("evaluate", ImportError(f"{exc}: pip install 'fraudstream[model]'"))
     periods = Periods(args.warmup_days, args.train_days, args.delay_days, args.test_days)
     try:
-        result = evaluate(Path(args.file), periods, k=args.k)
+        labels = FileLabels(Path(args.labels)) if args.labels else None
+        if labels is not None and labels.bad:
+            shown = "; ".join(labels.bad_examples)
+            print(f"evaluate: {labels.bad} bad label lines skipped ({shown})", file=sys.stderr)
+        result = evaluate(Path(args.file), periods, k=args.k, labels=labels)
     except (DatasetError, EvaluateError, OSError, UnicodeDecodeError) as exc:
         return fail("evaluate", exc)
     if args.png:

@@ -94,6 +94,39 @@ class RecordLabels:
         return None if value is None else (value, float(txn.event_time) + self.delay_s)
 
 
+class FileLabels:
+    """Labels from a label file (docs/contract.md, "Label records"): per transaction the label
+    kept as the stream keeps it (the latest `labelled_at`; on a tie, fraud), known from its
+    `labelled_at`. A transaction the file does not name is legitimate, never known: label
+    files list what was reported, and most transactions never are. Bad lines are counted in
+    `bad` (the first few kept in `bad_examples`), never fatal."""
+
+    def __init__(self, path: Path) -> None:
+        from consumer.labels.records import BadLabel, read_labels
+        from consumer.rules.profile import LabelMark, newer_label
+
+        self.bad = 0
+        self.bad_examples: list[str] = []
+        kept: dict[str, LabelMark] = {}
+        with path.open("rb") as handle:
+            for item in read_labels(handle, str(path)):
+                if isinstance(item, BadLabel):
+                    self.bad += 1
+                    if len(self.bad_examples) < 5:
+                        self.bad_examples.append(f"{item.where}: {item.reason}")
+                    continue
+                mark = LabelMark(0, item.labelled_at, item.is_fraud)
+                if newer_label(kept.get(item.transaction_id), mark):
+                    kept[item.transaction_id] = mark
+        self._labels = {tid: (m.is_fraud, float(m.labelled_at)) for tid, m in kept.items()}
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def label(self, txn: Transaction) -> tuple[bool, float] | None:
+        return self._labels.get(txn.transaction_id, (False, math.inf))
+
+
 @dataclass(frozen=True)
 class Periods:
     """Whole days from the file's first day: warm-up, train, delay, test."""
@@ -294,7 +327,8 @@ def collect(
         if labelled is None:
             raise EvaluateError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
         fraud, known = labelled
-        feed_record_label(stream, txn, fraud, Decimal(repr(known)))
+        if fraud:
+            feed_record_label(stream, txn, fraud, Decimal(repr(known)))
         rows[name] += 1
         if fraud:
             frauds[name] += 1

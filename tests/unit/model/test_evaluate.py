@@ -225,3 +225,61 @@ def test_api_refuses_bad_periods_and_single_class_training(days_file: Path, tmp_
     honest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(EvaluateError, match="needs both classes"):
         evaluate(honest, PERIODS)
+
+
+def test_a_label_file_gives_what_the_records_own_labels_give(
+    days_file: Path, tmp_path: Path
+) -> None:
+    """The records' frauds as a label file, each labelled the delay after its transaction
+    (plus an older clean label for some, which the later verdict overrides, and a bad line):
+    the same evaluation as the records' own labels; without the file's frauds, another."""
+    delay_s = PERIODS.delay_days * DAY_S
+    lines = ['{"transaction_id": "broken"}']
+    frauds = [r for r in _records(days_file) if r["fraud"]]
+    assert frauds
+    for index, r in enumerate(frauds):
+        label = {
+            "transaction_id": r["transaction_id"],
+            "account_id": r["account_id"],
+            "merchant_id": r.get("merchant_id"),
+            "event_time": int(r["_t"] * 1000),
+            "labelled_at": int((r["_t"] + delay_s) * 1000),
+            "is_fraud": True,
+        }
+        lines.append(json.dumps(label))
+        if index % 3 == 0:
+            older = label["event_time"] + 1  # type: ignore[operator]
+            lines.append(json.dumps({**label, "is_fraud": False, "labelled_at": older}))
+    labels_path = tmp_path / "labels.jsonl"
+    labels_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    from_file = evaluate_module.FileLabels(labels_path)
+    assert from_file.bad == 1 and len(from_file) == len(frauds)
+    expected = evaluate(days_file, PERIODS, k=K).summary()
+    assert evaluate(days_file, PERIODS, k=K, labels=from_file).summary() == expected
+
+    half = tmp_path / "half.jsonl"
+    half.write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")
+    fewer = evaluate(days_file, PERIODS, k=K, labels=evaluate_module.FileLabels(half))
+    assert fewer.summary()["frauds"] != expected["frauds"]
+
+    code = main(
+        [
+            "evaluate",
+            str(days_file),
+            "--labels",
+            str(labels_path),
+            "--json",
+            "--warmup-days",
+            "1",
+            "--train-days",
+            "2",
+            "--delay-days",
+            "1",
+            "--test-days",
+            "2",
+            "--k",
+            str(K),
+        ]
+    )
+    assert code == 0
