@@ -128,8 +128,10 @@ def _reader(stream: Any, name: str) -> Callable[[int], bytes]:
     def read(size: int) -> bytes:
         try:
             data: bytes = unzipped.read(size)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise _Unreadable(f"not readable as gzip: {exc}") from None
+        except gzip.BadGzipFile:
+            raise _Unreadable("not readable as gzip: not a gzip stream") from None
+        except (EOFError, zlib.error):  # the messages name no input bytes
+            raise _Unreadable("not readable as gzip: corrupt or truncated") from None
         return data
 
     return read
