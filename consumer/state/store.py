@@ -366,17 +366,26 @@ class BatchView:
 
 
 def _add_to_days(account: _Account, day: int, amount: Decimal) -> None:
-    """Add an amount to the account's `day`, then forget days older than ACCOUNT_DAYS before
-    the newest once there are more than that many (as the offline history does)."""
+    """Add an amount to the account's `day`, then forget days more than ACCOUNT_DAYS before
+    the newest.
+
+    One day more than the offline history keeps (it drops the day ACCOUNT_DAYS back): a
+    record of yesterday replayed after the account's first record of today (a replay across
+    midnight) still reads the 30 days it read the first time. In-order records read the
+    same either way."""
     days = account.days
     days[day] = days.get(day, NO_DAY).plus(amount)
     account.new_days.add(day)
-    if len(days) > ACCOUNT_DAYS:
-        bound = max(days) - ACCOUNT_DAYS
+    if len(days) > _KEPT_ACCOUNT_DAYS:
+        bound = max(days) - _KEPT_ACCOUNT_DAYS
         for old in [d for d in days if d <= bound]:
             del days[old]
             account.new_days.discard(old)
             account.dropped_days.add(old)
+
+
+# Days of totals an account keeps: ACCOUNT_DAYS back from its newest day, and that day.
+_KEPT_ACCOUNT_DAYS = ACCOUNT_DAYS + 1
 
 
 @lru_cache(maxsize=50_000)
@@ -516,7 +525,7 @@ return 1
 
 _ALERTED = "|A"
 # Expiries of the day totals: a day is read for LONGEST_WINDOW_DAYS after it, kept one more.
-_ACCOUNT_DAYS_TTL = (ACCOUNT_DAYS + 1) * DAY_S
+_ACCOUNT_DAYS_TTL = (ACCOUNT_DAYS + 1) * DAY_S  # the newest day lives until it is trimmed
 _MERCHANT_DAYS_TTL = (MERCHANT_DAYS + 1) * DAY_S
 
 
