@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from consumer.backtest.history import ReplayHistory
 from consumer.judging.sequence import Judged, judge_record
@@ -33,6 +34,7 @@ from consumer.settings.config import StateConfig
 from consumer.state.profiles import merchant_labels_key
 from consumer.state.store import AccountStateStore, SaveInFlight
 from load_test.simulator import SimulatorConfig, records
+from tests.support.redis_cluster import redis_cluster  # noqa: F401  (a fixture)
 from tests.unit.state.test_state import CountingRedis, txn
 
 DELAY_DAYS = 7
@@ -162,10 +164,12 @@ def profile_state(client: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
 
 
 def make_store(
-    client: Any, shard_id: str = "shardId-000000000007", *, cluster: bool = False
+    client: Any, shard_id: str = "shardId-000000000007", *, cluster: bool | None = None
 ) -> AccountStateStore:
+    """A store on `client`; `cluster` forces its cluster path (or not) on a single Redis."""
     store = AccountStateStore(client, CONFIG, HORIZON, shard_id)
-    store._cluster = cluster  # the key layout is cluster-safe either way
+    if cluster is not None:
+        store._cluster = cluster  # the key layout is cluster-safe either way
     return store
 
 
@@ -174,7 +178,7 @@ def stream_rows(
     txns: Sequence[Transaction],
     order: Sequence[Sequence[int]],
     *,
-    cluster: bool = False,
+    cluster: bool | None = None,
     restart_every: int = 5,
 ) -> dict[int, Row]:
     """The store's rows; a new store (a new processor: nothing cached, everything from Redis)
@@ -222,6 +226,33 @@ def test_every_feature_row_equals_the_offline_history_row_by_row(
         days = {int(name.split(b":")[0]) for name in fields}
         assert max(days) - min(days) < MERCHANT_DAYS, key
         assert redis_conn.ttl(key) > 0, key
+
+
+def test_on_a_real_redis_cluster_the_rows_equal_the_offline_history_and_replay_exactly(
+    redis_cluster: RedisCluster,  # noqa: F811  (the fixture)
+) -> None:
+    """Three masters: every script call and command of the store must stay in one slot (a
+    cross-slot one fails), and the rows are still the reference's, replay included."""
+    redis_cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
+    txns = simulated()[:4000]
+    order = batches(len(txns))
+    want = reference_rows(txns, order)
+    client = cast(redis.Redis, redis_cluster)
+    assert make_store(client)._cluster
+    assert_same_rows(stream_rows(client, txns, order), want)
+    # The keys are spread over the masters: the test crossed slots and nodes.
+    holding = [
+        node for node in redis_cluster.get_primaries() if redis_cluster.dbsize(target_nodes=node)
+    ]
+    assert len(holding) == 3
+    saved = profile_state(client)
+    replayed = [i for batch in order[-3:] for i in batch]
+    rows: dict[int, Row] = {}
+    replayer = make_store(client)
+    for batch in batches(len(replayed), (7, 50)):
+        rows.update(run_batch(replayer, txns, [replayed[i] for i in batch]))
+    assert_same_rows(rows, {i: want[i] for i in replayed if i in want})
+    assert profile_state(client) == saved
 
 
 def test_a_replay_gives_the_same_rows_and_counts_nothing_twice(redis_conn: redis.Redis) -> None:
