@@ -25,7 +25,6 @@ Pure apart from the data it is handed: the store sends and receives.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from consumer.records import Position
@@ -33,6 +32,7 @@ from consumer.rules.profile import MERCHANT_DAYS, LabelMark
 
 # This shard's part of a merchant's day: its count and the position of the last one counted.
 OwnDay = tuple[int, Position]
+_NO_DAY = -(2**62)  # before any day
 
 
 def merchant_days_key(merchant_id: str) -> str:
@@ -60,16 +60,25 @@ def _decode_label(raw: str | bytes) -> LabelMark:
     return LabelMark.decode(raw)
 
 
-@dataclass(slots=True)
 class MerchantState:
     """One merchant as one batch sees it: transactions per day summed over shards, this
-    shard's own part of each day, and the labels."""
+    shard's own part of each day, and the labels. (A plain class: a batch builds one per
+    merchant, often one per record.)"""
 
-    days: dict[int, int] = field(default_factory=dict)
-    own: dict[int, OwnDay] = field(default_factory=dict)
-    labels: list[LabelMark] = field(default_factory=list)
-    newest: int = -(2**62)  # the newest day among `days`
-    changed: set[int] = field(default_factory=set)  # days of `own` to save
+    __slots__ = ("changed", "days", "labels", "newest", "own")
+
+    def __init__(
+        self,
+        days: dict[int, int] | None = None,
+        own: dict[int, OwnDay] | None = None,
+        labels: list[LabelMark] | None = None,
+    ) -> None:
+        self.days: dict[int, int] = {} if days is None else days
+        self.own: dict[int, OwnDay] = {} if own is None else own
+        self.labels: list[LabelMark] = [] if labels is None else labels
+        # The newest day among `days`.
+        self.newest = max(self.days) if self.days else _NO_DAY
+        self.changed: set[int] = set()  # days of `own` to save
 
     def count(self, day: int, position: Position) -> None:
         """Count a transaction of `day` at `position`, unless its position is not after the
@@ -82,7 +91,8 @@ class MerchantState:
         self.changed.add(day)
         if day > self.newest:
             self.newest = day
-            self._forget_before(day - MERCHANT_DAYS)
+            if len(self.days) > 1:
+                self._forget_before(day - MERCHANT_DAYS)
 
     def _forget_before(self, last_dropped: int) -> None:
         """Days up to `last_dropped` leave, as the save script trims them in Redis."""
@@ -111,9 +121,10 @@ def merchant_from_redis(
     save script keeps, per field, the value with the greater position, so what Redis will hold
     once it lands is known now: no waiting for it.
     """
-    state = MerchantState()
-    days = state.days
-    own = state.own
+    if not days_flat and not labels_flat and not pending:
+        return MerchantState()  # the usual new merchant: nothing to parse
+    days: dict[int, int] = {}
+    own: dict[int, OwnDay] = {}
     for index in range(0, len(days_flat), 2):
         name = _text(days_flat[index])
         day_text, _, shard = name.partition(":")
@@ -129,15 +140,5 @@ def merchant_from_redis(
             if kept is None or position > kept[1]:
                 days[day] = days.get(day, 0) + count - (0 if kept is None else kept[0])
                 own[day] = (count, position)
-    if days:
-        state.newest = max(days)
-    state.labels = [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
-    return state
-
-
-def encode_own_days(changes: Mapping[int, OwnDay], shard_id: str) -> list[str]:
-    """The save script's field/value pairs for this shard's changed days."""
-    out: list[str] = []
-    for day, (count, position) in changes.items():
-        out += (f"{day}:{shard_id}", f"{count}|{position[0]}.{position[1]}")
-    return out
+    labels = [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
+    return MerchantState(days, own, labels)

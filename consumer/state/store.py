@@ -57,7 +57,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -83,7 +83,6 @@ from consumer.settings.config import StateConfig
 from consumer.state.profiles import (
     MerchantState,
     OwnDay,
-    encode_own_days,
     merchant_days_key,
     merchant_from_redis,
     merchant_labels_key,
@@ -344,11 +343,16 @@ class BatchView:
             account.new_members[member] = score
             # Its day's totals, under the same condition as its member: a record already
             # among the loaded positions (a replay) is not counted twice.
-            _add_to_days(account, day_of(txn.event_time), txn.amount)
+            day = _day(txn.event_time)
+            _add_to_days(account, day, txn.amount)
+        else:
+            day = None
         merchant_id = txn.merchant_id
         if merchant_id is not None:
             # Counted unless this shard counted its day up to its position (a replay).
-            self._merchants[merchant_id].count(day_of(txn.event_time), position)
+            self._merchants[merchant_id].count(
+                _day(txn.event_time) if day is None else day, position
+            )
         if txn.device_id is not None:
             account.checked.add(txn.device_id)
             known = account.devices.get(txn.device_id)
@@ -363,6 +367,13 @@ class BatchView:
                 account.new_countries[country] = position
         if account.first is None or position < account.first:
             account.first = position
+
+
+def _day(event_time: Decimal) -> int:
+    """day_of, without its Decimal arithmetic for the usual (non-negative) time: there
+    truncation is the floor, and whole seconds divide as ints."""
+    seconds = int(event_time)
+    return seconds // DAY_S if seconds >= 0 else day_of(event_time)
 
 
 def _add_to_days(account: _Account, day: int, amount: Decimal) -> None:
@@ -790,8 +801,11 @@ class AccountStateStore:
                 if cap:
                     account.stored_at_most = config.max_entries
                 days = account.days
-                new_days = [day for day in account.new_days if day in days]
-                dropped = [day for day in account.dropped_days if day not in days]
+                new_days: Collection[int] = account.new_days
+                dropped: list[int] = []
+                if account.dropped_days:  # rare: a day left
+                    new_days = [day for day in account.new_days if day in days]
+                    dropped = [day for day in account.dropped_days if day not in days]
                 args += (
                     encode_position(first) if refresh and first is not None else "",
                     "1" if refresh else "0",
@@ -809,13 +823,16 @@ class AccountStateStore:
                 for country, position in account.new_countries.items():
                     args += (country, encode_position(position))
                 for day in new_days:
-                    args += (day, days[day].encode())
+                    totals = days[day]  # as DayTotals.encode, str() rather than format()
+                    args += (day, f"{totals.count}|{totals.total!s}|{totals.squares!s}")
                 args += dropped
+            shard_id = self._shard_id
             for merchant_id in merchant_group:
                 keys.append(merchant_days_key(merchant_id))
-                pairs = encode_own_days(merchant_changes[merchant_id], self._shard_id)
-                args.append(len(pairs) // 2)
-                args += pairs
+                changes = merchant_changes[merchant_id]
+                args.append(len(changes))
+                for day, (count, (sequence, sub)) in changes.items():
+                    args += (f"{day}:{shard_id}", f"{count}|{sequence}.{sub}")
             if index == 0:
                 for key, value in in_script:
                     keys.append(key)
