@@ -30,10 +30,10 @@ from consumer.rules.profile import (
     DEFAULT_LABEL_DELAY_DAYS,
     EMPTY_PROFILE,
     WINDOW_DAYS,
-    account_spend,
+    Spend,
+    account_spends,
     day_of,
-    known_frauds,
-    merchant_window,
+    merchant_windows,
 )
 
 # The longest window a feature reads (24 h): the worker's state store, and the offline history
@@ -112,6 +112,7 @@ STREAM_UNAVAILABLE: tuple[str, ...] = ()
 FeatureValue = float | str | None
 FeatureRow = tuple[FeatureValue, ...]
 
+_NO_SPENDS = [Spend(0, math.nan, math.nan)] * len(WINDOW_DAYS)
 _SMALL = Decimal(SMALL_AMOUNT)  # a Decimal compares faster with a Decimal than with an int
 _NAN = math.nan
 _INF = math.inf
@@ -284,8 +285,9 @@ def profile_features(
     today = day_of(t)
     amount = float(txn.amount)
     values: list[float] = []
-    for w in WINDOW_DAYS:
-        spend = account_spend(profile.account_days, today, w)
+    account_days = profile.account_days
+    spends = account_spends(account_days, today) if account_days else _NO_SPENDS
+    for spend in spends:
         mean = spend.mean
         values += (
             float(spend.count),
@@ -294,14 +296,14 @@ def profile_features(
             amount / mean if mean > 0.0 else _NAN,
             (amount - mean) / spend.std if spend.std > 0.0 else _NAN,
         )
-    for w in WINDOW_DAYS:
-        window = merchant_window(profile, today, w, delay_days, t)
+    windows, known = merchant_windows(profile, today, delay_days, t)
+    for window in windows:
         values += (
             float(window.count),
             float(window.frauds),
             window.frauds / window.count if window.count else _NAN,
         )
-    values.append(float(known_frauds(profile, today, 30, t)))
+    values.append(float(known))
     return tuple(values)
 
 

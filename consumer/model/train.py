@@ -44,10 +44,10 @@ PARAMS: dict[str, Any] = {
     "num_threads": 2,
     "verbosity": -1,
 }
-MAX_ROUNDS = 300
+MAX_ROUNDS = 150
 # `fraudstream evaluate` trains a fixed number of rounds (the book's protocol has no
 # validation slice to stop on): what the rate above reaches its best with on the simulator.
-FIXED_ROUNDS = 200
+FIXED_ROUNDS = 100
 EARLY_STOPPING = 30
 
 

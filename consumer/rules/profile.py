@@ -130,6 +130,9 @@ class Spend(msgspec.Struct, frozen=True, gc=False):
     std: float
 
 
+_NO_SPEND = Spend(0, math.nan, math.nan)
+
+
 class MerchantWindow(msgspec.Struct, frozen=True, gc=False):
     """A merchant's transactions and known frauds over a delayed window."""
 
@@ -139,17 +142,36 @@ class MerchantWindow(msgspec.Struct, frozen=True, gc=False):
 
 def account_spend(days: Mapping[int, DayTotals], today: int, window_days: int) -> Spend:
     """The account's spend over days `today - window_days .. today - 1`."""
+    return account_spends(days, today, (window_days,))[0]
+
+
+def account_spends(
+    days: Mapping[int, DayTotals], today: int, windows: tuple[int, ...] = WINDOW_DAYS
+) -> list[Spend]:
+    """`account_spend` for each of `windows` (ascending), in one pass back from yesterday:
+    the narrower windows' sums are the wider ones' first steps. Exact until the end."""
+    out: list[Spend] = []
     count = 0
     total = _ZERO
     squares = _ZERO
-    for day in range(today - window_days, today):
-        totals = days.get(day)
-        if totals is not None:
-            count += totals.count
-            total = EXACT.add(total, totals.total)
-            squares = EXACT.add(squares, totals.squares)
+    add = EXACT.add
+    back = 0
+    get = days.get
+    for window in windows:
+        while back < window:
+            back += 1
+            totals = get(today - back)
+            if totals is not None:
+                count += totals.count
+                total = add(total, totals.total)
+                squares = add(squares, totals.squares)
+        out.append(_spend(count, total, squares))
+    return out
+
+
+def _spend(count: int, total: Decimal, squares: Decimal) -> Spend:
     if not count:
-        return Spend(0, math.nan, math.nan)
+        return _NO_SPEND
     # n^2 * variance = n * sum(x^2) - sum(x)^2, exact in Decimal: no cancellation in floats
     # (equal amounts have a spread of exactly 0).
     spread = EXACT.subtract(EXACT.multiply(squares, count), EXACT.multiply(total, total))
@@ -171,6 +193,43 @@ def merchant_window(
         if mark.is_fraud and first <= mark.event_day <= last and mark.labelled_at <= at
     )
     return MerchantWindow(count, frauds)
+
+
+def merchant_windows(
+    profile: Profile,
+    today: int,
+    delay_days: int,
+    at: Decimal,
+    windows: tuple[int, ...] = WINDOW_DAYS,
+) -> tuple[list[MerchantWindow], int]:
+    """`merchant_window` for each of `windows` (ascending; they all end `delay_days` back, so
+    the narrower are the wider's first steps) and `known_frauds` over the longest window, in
+    one pass over the days and one over the labels."""
+    last = today - delay_days
+    get = profile.merchant_days.get
+    counts: list[int] = []
+    count = 0
+    back = 0
+    for window in windows:
+        while back < window:
+            count += get(last - back, 0)
+            back += 1
+        counts.append(count)
+    frauds = [0] * len(windows)
+    known = 0
+    recent_first = today - windows[-1] + 1
+    for mark in profile.merchant_labels:
+        if not mark.is_fraud or mark.labelled_at > at:
+            continue
+        day = mark.event_day
+        if recent_first <= day <= today:
+            known += 1
+        if day <= last:
+            age = last - day
+            for index, window in enumerate(windows):
+                if age < window:
+                    frauds[index] += 1
+    return [MerchantWindow(c, f) for c, f in zip(counts, frauds, strict=True)], known
 
 
 def known_frauds(profile: Profile, today: int, window_days: int, at: Decimal) -> int:
