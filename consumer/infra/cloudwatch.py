@@ -60,6 +60,11 @@ COUNTS: dict[str, str] = {
     "state.cache_evicted": "StateCacheEvictions",
     "records.alerted": "RecordsAlerted",
     "model.scored": "ModelScored",
+    "labels.applied": "LabelsApplied",
+    "labels.files_applied": "LabelFilesApplied",
+    "labels.lines_rejected": "LabelLinesRejected",
+    "labels.pickup_failures": "LabelPickupFailures",
+    "labels.file_failures": "LabelPickupFailures",
 }
 # Counts sent every interval, zero included: a live worker with nothing to do reports zeros,
 # so an alarm on missing data means no worker, not a quiet stream.

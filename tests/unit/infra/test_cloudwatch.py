@@ -137,6 +137,9 @@ def test_the_contract_names_are_the_ones_published() -> None:
     aggregate |= {"shadow.rule.watch": 1, "ruleset.refused": 1, "model.refused": 1}
     aggregate |= {"rule_errors.watch": 1, "ruleset.last_good_in_use": 1}
     aggregate |= {"state.cache_evicted": 1}
+    aggregate |= {"records.alerted": 1, "model.scored": 1, "model.score.42": 1}
+    aggregate |= {"labels.applied": 1, "labels.files_applied": 1, "labels.lines_rejected": 1}
+    aggregate |= {"labels.pickup_failures": 1}
     aggregate |= {"gave_up.s3_flagged": 1}
     for source in ("batch.total", "s3.flush", "redis.load", "kcl.millis_behind_latest"):
         aggregate |= {f"{source}.count": 1, f"{source}.total_ms": 1}
