@@ -30,14 +30,14 @@ Invariants:
 - **Baseline reuse.** A baseline rule set with the live one's contract parameters reuses the
   live contract verdict (computed once), unless a contract rule raised under the live one.
 
-Where the next features go, so that each is written once:
+Where later features went, each written once:
 
-- Long-horizon profiles (per account, per merchant) feeding the model: part of what the view
-  gives a record with its history and what `add` updates; `judge_transaction` hands them to
-  the model's row. Both views implement them, so the stream, the backtest and training
-  (ReplayHistory.observe) see the same profiles.
-- Labels fed back: they enter the view's state; the records judged after them see them through
-  `history`, with no change here.
+- Long-horizon profiles (per account, per merchant; consumer/rules/profile.py): part of the
+  AccountHistory a view gives a record (`AccountHistory.profile`), updated by `add`; both views
+  keep them (the stream's store in Redis, the backtest's ReplayHistory in memory), so the
+  stream, training and evaluation compute one feature row.
+- Labels fed back: they enter the view's state (the merchants' labels); the records judged
+  after them see them through `history`, with no change here.
 - A synchronous scoring API (one transaction against the same state, nothing written):
   `judge_transaction(txn, view.history(txn, position), ...)`, the sequence without its writes.
 """
