@@ -78,6 +78,7 @@ PROFILE_FEATURES: tuple[str, ...] = (
         for name in ("merchant_count", "merchant_frauds", "merchant_risk")
     ),
     "merchant_known_frauds_30d",
+    "merchant_days_since_known_fraud",
 )
 
 NUMERIC_FEATURES: tuple[str, ...] = (
@@ -296,7 +297,7 @@ def profile_features(
             amount / mean if mean > 0.0 else _NAN,
             (amount - mean) / spend.std if spend.std > 0.0 else _NAN,
         )
-    windows, known = merchant_windows(profile, today, delay_days, t)
+    windows, known, latest = merchant_windows(profile, today, delay_days, t)
     for window in windows:
         values += (
             float(window.count),
@@ -304,6 +305,7 @@ def profile_features(
             window.frauds / window.count if window.count else _NAN,
         )
     values.append(float(known))
+    values.append(_NAN if latest is None else float(today - latest))
     return tuple(values)
 
 

@@ -201,10 +201,11 @@ def merchant_windows(
     delay_days: int,
     at: Decimal,
     windows: tuple[int, ...] = WINDOW_DAYS,
-) -> tuple[list[MerchantWindow], int]:
+) -> tuple[list[MerchantWindow], int, int | None]:
     """`merchant_window` for each of `windows` (ascending; they all end `delay_days` back, so
-    the narrower are the wider's first steps) and `known_frauds` over the longest window, in
-    one pass over the days and one over the labels."""
+    the narrower are the wider's first steps), `known_frauds` over the longest window, and the
+    latest event day of a fraud known at `at` (None without one), in one pass over the days
+    and one over the labels."""
     last = today - delay_days
     get = profile.merchant_days.get
     counts: list[int] = []
@@ -217,6 +218,7 @@ def merchant_windows(
         counts.append(count)
     frauds = [0] * len(windows)
     known = 0
+    latest: int | None = None
     recent_first = today - windows[-1] + 1
     for mark in profile.merchant_labels:
         if not mark.is_fraud or mark.labelled_at > at:
@@ -224,12 +226,14 @@ def merchant_windows(
         day = mark.event_day
         if recent_first <= day <= today:
             known += 1
+        if day <= today and (latest is None or day > latest):
+            latest = day
         if day <= last:
             age = last - day
             for index, window in enumerate(windows):
                 if age < window:
                     frauds[index] += 1
-    return [MerchantWindow(c, f) for c, f in zip(counts, frauds, strict=True)], known
+    return [MerchantWindow(c, f) for c, f in zip(counts, frauds, strict=True)], known, latest
 
 
 def known_frauds(profile: Profile, today: int, window_days: int, at: Decimal) -> int:

@@ -157,6 +157,8 @@ def naive_profile(
         out[f"merchant_frauds_{w}d"] = frauds
         out[f"merchant_risk_{w}d"] = frauds / count if count else None
     out["merchant_known_frauds_30d"] = sum(1 for e in frauds_known if day - 29 <= day_of(e) <= day)
+    fraud_days = [day_of(e) for e in frauds_known if day_of(e) <= day]
+    out["merchant_days_since_known_fraud"] = day - max(fraud_days) if fraud_days else None
     return out
 
 
