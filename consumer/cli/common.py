@@ -1,4 +1,5 @@
-"""What several commands share: the failure line, AWS clients, the local stack's options."""
+"""What several commands share: the help format, the failure line, AWS clients, the local
+stack's options."""
 
 from __future__ import annotations
 
@@ -10,6 +11,26 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from consumer.local.stack import StackOptions
+
+
+USAGE_EXIT = "2 a usage error (argparse)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help already names it in words
+    (e.g. "default: $FRAUD_STREAM"); a required option has none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.required or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def exit_codes(*codes: str) -> str:
+    """The epilog every command's help ends with: `exit codes: 0 ...; 1 ...; 2 a usage error`."""
+    listed = [*codes, USAGE_EXIT] if not any(c.startswith("2 ") for c in codes) else list(codes)
+    return "exit codes: " + "; ".join(listed)
 
 
 def fail(command: str, exc: Exception) -> int:
@@ -35,13 +56,35 @@ def _env_int(name: str, default: int) -> int:
 
 def stack_arguments(parser: argparse.ArgumentParser) -> None:
     """The local stack's state directory and ports, defaults from the environment."""
-    parser.add_argument("--state-dir", default=os.environ.get("FRAUD_STATE_DIR", ".fraudstream"))
-    parser.add_argument("--kinesis-port", type=int, default=_env_int("FRAUD_KINESIS_PORT", 4567))
     parser.add_argument(
-        "--kinesis-tls-port", type=int, default=_env_int("FRAUD_KINESIS_TLS_PORT", 4568)
+        "--state-dir",
+        default=os.environ.get("FRAUD_STATE_DIR", ".fraudstream"),
+        help="pids, logs and local.env of the stack ($FRAUD_STATE_DIR)",
     )
-    parser.add_argument("--moto-port", type=int, default=_env_int("FRAUD_MOTO_PORT", 4569))
-    parser.add_argument("--redis-port", type=int, default=_env_int("FRAUD_REDIS_PORT", 6390))
+    parser.add_argument(
+        "--kinesis-port",
+        type=int,
+        default=_env_int("FRAUD_KINESIS_PORT", 4567),
+        help="kinesis-mock's plain HTTP port ($FRAUD_KINESIS_PORT)",
+    )
+    parser.add_argument(
+        "--kinesis-tls-port",
+        type=int,
+        default=_env_int("FRAUD_KINESIS_TLS_PORT", 4568),
+        help="kinesis-mock's TLS port ($FRAUD_KINESIS_TLS_PORT)",
+    )
+    parser.add_argument(
+        "--moto-port",
+        type=int,
+        default=_env_int("FRAUD_MOTO_PORT", 4569),
+        help="moto server's port: DynamoDB, S3, SNS, SQS, CloudWatch ($FRAUD_MOTO_PORT)",
+    )
+    parser.add_argument(
+        "--redis-port",
+        type=int,
+        default=_env_int("FRAUD_REDIS_PORT", 6390),
+        help="redis-server's port ($FRAUD_REDIS_PORT)",
+    )
 
 
 def stack_options(args: argparse.Namespace) -> StackOptions:
