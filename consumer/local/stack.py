@@ -4,11 +4,18 @@
 subscribed to the topic (so a person or a test can read the alerts), starts the workers (the real
 MultiLangDaemon each) and waits until every shard is leased. Every process it starts has its pid
 in <state>/pids/ and its output in <state>/logs/; `local down` stops exactly those.
+
+With `supervise` (what `fraudstream local up` does unless --no-supervise) it also starts a
+supervisor process (`python -m consumer.local.stack supervise`, log in <state>/logs/supervisor.log)
+that notices a worker that died and starts it again, at most `max_restarts` times per worker in
+`restart_window_s`, with a line in its log each time.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -16,8 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +66,9 @@ class StackOptions:
     topic: str = "fraudstream-alerts"
     lease_timeout_s: float = 240.0
     worker_env: Mapping[str, str] = field(default_factory=dict)
+    supervise: bool = False
+    max_restarts: int = 5
+    restart_window_s: float = 600.0
 
     @property
     def pids(self) -> Path:
@@ -70,6 +82,10 @@ class StackOptions:
     def env_file(self) -> Path:
         return self.state_dir / "local.env"
 
+    @property
+    def supervisor_file(self) -> Path:
+        return self.state_dir / "supervisor.json"
+
     def port_settings(self) -> dict[str, int]:
         return {
             "--kinesis-port": self.kinesis_port,
@@ -79,10 +95,43 @@ class StackOptions:
         }
 
 
+_progress: Any = None  # the `up` progress bar while it runs (tqdm, on a terminal only)
+
+
 def _say(message: str) -> None:
     """Progress for the person at the terminal, on stderr (never stdout: workers share it)."""
+    if _progress is not None:
+        _progress.write(f"[local] {message}", file=sys.stderr)
+        return
     sys.stderr.write(f"[local] {message}\n")
     sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _steps(total: int) -> Iterator[Callable[[str], None]]:
+    """A tqdm bar of `up`'s steps on stderr when it is a terminal; `step(name)` advances it."""
+    global _progress
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        desc="local up",
+        unit="step",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed} {postfix}",
+    )
+    _progress = None if bar.disable else bar
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(1)
+
+    try:
+        yield step
+    finally:
+        _progress = None
+        bar.close()
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -371,7 +420,21 @@ def wait_for_processors(
         time.sleep(0.25)
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) between processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def start_worker(options: StackOptions, index: int, env: Mapping[str, str]) -> int:
+    """Start worker `index`, or return its pid if it is already running: the supervisor and a
+    person (or a test) restarting it at the same moment start one worker, not two."""
     name = f"worker-{index}"
     worker_env = {
         **os.environ,
@@ -381,7 +444,130 @@ def start_worker(options: StackOptions, index: int, env: Mapping[str, str]) -> i
         "FRAUD_WORKER_ID": name,
         "FRAUD_PROPERTIES_OUT": str((options.state_dir / f"{name}.properties").resolve()),
     }
-    return _start(options, name, [sys.executable, "-m", "consumer.cli", "worker"], worker_env)
+    with _locked(options.pids / f"{name}.lock"):
+        running = running_pids(options).get(name)
+        if running is not None:
+            return running
+        return _start(options, name, [sys.executable, "-m", "consumer.cli", "worker"], worker_env)
+
+
+# --- the supervisor ----------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Restarts the stack's workers that died: a worker seen dead on two polls in a row is
+    started again (start_worker), at most `options.max_restarts` times in
+    `options.restart_window_s`; after that it is left dead, said once. Each restart is a line."""
+
+    def __init__(
+        self,
+        options: StackOptions,
+        env: Mapping[str, str],
+        *,
+        start: Callable[[StackOptions, int, Mapping[str, str]], int] = start_worker,
+        say: Callable[[str], None] = _say,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self.env = dict(env)
+        self._start = start
+        self._say = say
+        self._clock = clock
+        self._dead: set[str] = set()
+        self._restarts: dict[str, deque[float]] = {}
+        self.given_up: set[str] = set()
+        self.restarted: list[tuple[str, int]] = []  # (worker, new pid), in order
+
+    def check(self) -> None:
+        """One poll: restart each worker that has been dead since the previous poll."""
+        alive = running_pids(self.options)
+        now = self._clock()
+        for index in range(1, self.options.workers + 1):
+            name = f"worker-{index}"
+            if name in alive:
+                self._dead.discard(name)
+                continue
+            if name in self.given_up:
+                continue
+            if name not in self._dead:  # seen dead once: a person restarting it gets a moment
+                self._dead.add(name)
+                continue
+            recent = self._restarts.setdefault(name, deque())
+            while recent and now - recent[0] > self.options.restart_window_s:
+                recent.popleft()
+            log = self.options.logs / f"{name}.log"
+            if len(recent) >= self.options.max_restarts:
+                self.given_up.add(name)
+                self._say(
+                    f"{name} died {len(recent)} times within "
+                    f"{self.options.restart_window_s:.0f} s: not restarting it again; see {log}"
+                )
+                continue
+            pid = self._start(self.options, index, self.env)
+            recent.append(now)
+            self._dead.discard(name)
+            self.restarted.append((name, pid))
+            self._say(
+                f"{name} had exited; restarted it as pid {pid} (restart {len(recent)} of at "
+                f"most {self.options.max_restarts} in {self.options.restart_window_s:.0f} s); "
+                f"see {log}"
+            )
+
+    def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
+        """Poll until `stop` is set."""
+        self._say(
+            f"supervising {self.options.workers} worker(s) in {self.options.state_dir} "
+            f"every {poll_s:.1f} s"
+        )
+        while not stop.is_set():
+            self.check()
+            stop.wait(poll_s)
+
+
+def start_supervisor(options: StackOptions) -> int:
+    """The supervisor as a process of the stack (its pid recorded, stopped first by `down`)."""
+    options.supervisor_file.write_text(
+        json.dumps(
+            {
+                "workers": options.workers,
+                "worker_env": dict(options.worker_env),
+                "max_restarts": options.max_restarts,
+                "restart_window_s": options.restart_window_s,
+            }
+        )
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "consumer.local.stack",
+        "supervise",
+        "--state-dir",
+        str(options.state_dir.resolve()),
+    ]
+    return _start(options, "supervisor", argv, os.environ, cwd=REPO_ROOT)
+
+
+def _supervise_main(argv: list[str] | None = None) -> int:
+    """`python -m consumer.local.stack supervise --state-dir DIR`: what start_supervisor runs."""
+    parser = argparse.ArgumentParser(prog="python -m consumer.local.stack")
+    parser.add_argument("command", choices=["supervise"], help="the only command")
+    parser.add_argument("--state-dir", required=True, help="the stack's state directory")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between checks")
+    args = parser.parse_args(argv)
+    state_dir = Path(args.state_dir)
+    config = json.loads((state_dir / "supervisor.json").read_text())
+    options = StackOptions(
+        state_dir=state_dir,
+        workers=int(config["workers"]),
+        worker_env=dict(config["worker_env"]),
+        max_restarts=int(config["max_restarts"]),
+        restart_window_s=float(config["restart_window_s"]),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Supervisor(options, read_env_file(options)).run(stop, args.poll)
+    _say("supervisor stopped")
+    return 0
 
 
 def start_redis(
@@ -427,6 +613,20 @@ def up(options: StackOptions) -> dict[str, str]:
     node = _binary("node", "install Node.js 20")
     kinesis_js = loopback_kinesis_mock(options)
     base = {**os.environ, **LOCAL_CREDENTIALS}
+    with _steps(6) as step:
+        return _up(options, env, redis_server, moto_server, node, kinesis_js, base, step)
+
+
+def _up(
+    options: StackOptions,
+    env: dict[str, str],
+    redis_server: str,
+    moto_server: str,
+    node: str,
+    kinesis_js: Path,
+    base: dict[str, str],
+    step: Callable[[str], None],
+) -> dict[str, str]:
     try:
         start_redis(options, redis_server, base)
         _start(options, "moto", [moto_server, "-H", BIND_HOST, "-p", str(options.moto_port)], base)
@@ -447,17 +647,28 @@ def up(options: StackOptions) -> dict[str, str]:
             f"servers up: kinesis-mock :{options.kinesis_port}, moto :{options.moto_port}, "
             f"redis :{options.redis_port}"
         )
+        step("servers up")
         create_resources(options, env)
         write_env_file(options, env)
         _say(
             f"stream {options.stream} ({options.shards} shards), bucket {options.bucket}, "
             f"topic {options.topic}; env in {options.env_file}"
         )
+        step("stream, bucket and topic created")
         workers_started = time.time()
         for index in range(1, options.workers + 1):
             start_worker(options, index, env)
+        step(f"{options.workers} worker(s) started")
         wait_for_leases(options, env)
+        step("shards leased")
         wait_for_processors(options, env, since=workers_started)
+        step("record processors running")
+        if options.supervise:
+            start_supervisor(options)
+            _say(
+                f"supervisor started: a worker that dies is restarted (log: "
+                f"{options.logs / 'supervisor.log'})"
+            )
     except BaseException:
         _say("start-up failed; stopping what was started")
         down(options)
@@ -466,9 +677,13 @@ def up(options: StackOptions) -> dict[str, str]:
 
 
 def down(options: StackOptions) -> list[str]:
-    """Stop every recorded process (workers first, gracefully), by pid; return their names."""
+    """Stop every recorded process (the supervisor first, then the workers gracefully, then the
+    servers), by pid; return their names."""
     alive = running_pids(options)
-    order = sorted(alive, key=lambda name: (not name.startswith("worker-"), name))
+    order = sorted(
+        alive,
+        key=lambda name: (name != "supervisor", not name.startswith("worker-"), name),
+    )
     for name in order:
         _stop(alive[name], name, grace_s=30.0 if name.startswith("worker-") else 5.0)
     if options.pids.is_dir():
@@ -476,3 +691,7 @@ def down(options: StackOptions) -> list[str]:
     if not order:
         _say("nothing running")
     return order
+
+
+if __name__ == "__main__":
+    sys.exit(_supervise_main())
