@@ -2,6 +2,8 @@
 MultiLangDaemon with the fraud record processor (the container's entry point).
 
 Exit codes: 78 a setting is missing or invalid; 69 a resource is missing or unreachable.
+Whatever it says before the daemon starts (a failure, with its exit code, or a warning) is one
+JSON line on stderr in the vocabulary of every other line (consumer/infra/logs.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def say(level: str, event: str, message: str, **fields: Any) -> None:
+    """One JSON line on stderr; `message` is the sentence a person reads (and greps for)."""
+    from consumer.infra.logs import render
+
+    line = render(level, event, __name__, component="worker", message=message, **fields)
+    print(line, file=sys.stderr, flush=True)
+
+
+def fail(code: int, event: str, message: str, error: Exception) -> int:
+    say("error", event, message, error=str(error), exit_code=code)
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the settings, render the KCL properties and exec the MultiLangDaemon."""
     # Imported here, not at the top: the other commands do not need the daemon or its checks.
@@ -51,23 +66,27 @@ def run(args: argparse.Namespace) -> int:
             os.environ.get("FRAUD_JVM_OPTIONS", "-Xmx256m -XX:+UseSerialGC"),
         )
     except ConfigError as exc:
-        print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        message = f"fraudstream: configuration error: {exc}"
+        return fail(EXIT_BAD_CONFIG, "configuration_error", message, exc)
     if not args.no_preflight:
         try:
             warnings += preflight.run_preflight(settings, values["streamName"]).warnings
         except preflight.PreflightConfigError as exc:
             # E.g. the rule set refused and no version ever accepted: a restart cannot fix it.
-            print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
-            return EXIT_BAD_CONFIG
+            message = f"fraudstream: configuration error: {exc}"
+            return fail(EXIT_BAD_CONFIG, "configuration_error", message, exc)
         except preflight.PreflightError as exc:
-            print(f"fraudstream: start-up check failed: {exc}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            message = f"fraudstream: start-up check failed: {exc}"
+            return fail(EXIT_UNAVAILABLE, "startup_check_failed", message, exc)
     for warning in warnings:
-        print(f"fraudstream: warning: {warning}", file=sys.stderr)
+        say("warning", "startup_warning", f"fraudstream: warning: {warning}", warning=warning)
     if args.dry_run:
         print(" ".join(command))
         return 0
     sys.stderr.flush()
+    # The KCL's log lines carry the same service version as ours (properties/logback.xml).
+    from consumer import __version__
+
+    os.environ["FRAUDSTREAM_VERSION"] = __version__
     os.execvp(command[0], command)  # noqa: S606 - the daemon replaces us (PID 1 in a container)
     return 0  # not reached

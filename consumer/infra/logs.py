@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -157,6 +157,16 @@ def emit(event: str, logger: str, **fields: Any) -> None:
         _NamedWriteLogger(_stream, logger), wrapper_class=structlog.BoundLogger
     )
     line.info(event, **fields)
+
+
+def render(level: str, event: str, logger: str, **fields: Any) -> str:
+    """One line as configure_logging's would be, without configuring anything (a command's
+    own start-up messages, written before or instead of the daemon)."""
+    event_dict: EventDict = {"event": event, **fields}
+    named = _NamedWriteLogger(_stream, logger)
+    for processor in _shared_processors():
+        event_dict = cast(EventDict, processor(named, level, event_dict))
+    return str(structlog.processors.JSONRenderer()(named, level, event_dict))
 
 
 def _log_uncaught(
