@@ -66,6 +66,15 @@ class StateConfig:
     # memory (an entry's size: docs/benchmarks.md#state-store), whatever the traffic's shape;
     # least recently used leave first.
     cache_entries: int = 100_000
+    # Keep the long-horizon profiles (account day totals, merchants' counts and labels:
+    # docs/profiles.md). FRAUD_PROFILES=auto (the default) keeps them when a model is configured,
+    # the only reader of their features; `on` keeps them ahead of a model (its merchant and
+    # 30-day features need that long to fill), `off` never.
+    profiles: bool = True
+    # A merchant's labels are read again at most this often (the label pickup itself runs
+    # every FRAUD_LABELS_POLL_S); its day counts, which only other shards' records change, for
+    # the days the features read, once per day.
+    merchant_labels_refresh_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +327,26 @@ def load_state_config(env: Mapping[str, str] | None = None) -> StateConfig:
         max_entries=_parsed(env, "FRAUD_STATE_MAX_ENTRIES", 2000, _positive_int),
         cache_accounts=_parsed(env, "FRAUD_STATE_CACHE_ACCOUNTS", 20_000, _non_negative_int),
         cache_entries=_parsed(env, "FRAUD_STATE_CACHE_ENTRIES", 100_000, _non_negative_int),
+        profiles=_profiles(env),
+        merchant_labels_refresh_s=_parsed(
+            env, "FRAUD_PROFILE_LABELS_REFRESH_S", 60.0, _non_negative_float
+        ),
     )
+
+
+def _profiles(env: Mapping[str, str]) -> bool:
+    """FRAUD_PROFILES: auto (kept when FRAUD_MODEL_DIR is set), on, off."""
+
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in ("auto", "on", "off"):
+            raise ValueError(f"must be auto, on or off, got {raw!r}")
+        return value
+
+    mode = _parsed(env, "FRAUD_PROFILES", "auto", parse)
+    if mode == "auto":
+        return bool(env.get("FRAUD_MODEL_DIR", "").strip())
+    return mode == "on"
 
 
 def load_redis_location(env: Mapping[str, str] | None = None) -> tuple[str, bool]:

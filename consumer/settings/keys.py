@@ -38,6 +38,8 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_STATE_MAX_ENTRIES",
         "FRAUD_STATE_CACHE_ACCOUNTS",
         "FRAUD_STATE_CACHE_ENTRIES",
+        "FRAUD_PROFILES",
+        "FRAUD_PROFILE_LABELS_REFRESH_S",
         "FRAUD_LOG_LEVEL",
         "FRAUD_TIMESTAMP_MAX_AHEAD_S",
         "FRAUD_RULESET",
