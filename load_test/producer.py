@@ -710,8 +710,8 @@ def load_replay_file(
 
 
 class ProgressPrinter:
-    """Progress on stderr: one ``\\r``-updated line on a TTY, a line every few seconds
-    otherwise."""
+    """Progress on stderr: a tqdm bar on a TTY (of `total` records when known), a line every
+    few seconds otherwise."""
 
     def __init__(
         self,
@@ -719,6 +719,7 @@ class ProgressPrinter:
         *,
         interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        total: int | None = None,
     ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
@@ -726,8 +727,28 @@ class ProgressPrinter:
         self._clock = clock
         self._last = clock()
         self._shown = False
+        self._bar: Any = None
+        if self._tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                desc="sent",
+                unit="record",
+                file=self._stream,
+                mininterval=self._interval,
+                dynamic_ncols=True,
+            )
 
     def __call__(self, summary: Summary) -> None:
+        if self._bar is not None:
+            self._bar.update(summary.sent - self._bar.n)
+            self._bar.set_postfix_str(
+                f"retried={summary.retried} failed={summary.failed} pending={summary.pending} "
+                f"rate={summary.rate:.1f}/s",
+                refresh=False,
+            )
+            return
         now = self._clock()
         if now - self._last < self._interval:
             return
@@ -744,6 +765,11 @@ class ProgressPrinter:
         self._shown = True
 
     def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.refresh()
+            self._bar.close()
+            self._bar = None
+            return
         if self._tty and self._shown:
             self._stream.write("\n")
             self._stream.flush()
@@ -885,28 +911,57 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--json",
         action="store_true",
         default=default(False),
-        help="also print the summary as one JSON object on the last line of stdout",
+        help="the summary as one JSON object on stdout and nothing else there (default: a line "
+        "of text)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from load_test.cli_help import HelpFormatter, exit_codes
+
+    codes = exit_codes(
+        f"{EXIT_OK} every record put",
+        f"{EXIT_FAILED_ENTRIES} some records failed after --max-attempts",
+        f"{EXIT_USAGE} a usage error or an unreadable --file",
+        f"{EXIT_FATAL} a non-retriable error stopped the run",
+        f"{EXIT_INTERRUPTED} interrupted (Ctrl-C)",
+    )
     parser = argparse.ArgumentParser(
         prog="python -m load_test.producer",
-        description="Put transactions to a Kinesis stream (load test).",
+        description="Put transactions to a Kinesis stream (load test). Progress on stderr; "
+        "the summary on stdout (with --json as one JSON document).",
+        formatter_class=HelpFormatter,
+        epilog=codes,
     )
     _add_common(parser, suppress=False)
     sub = parser.add_subparsers(dest="mode", required=True)
 
-    gen = sub.add_parser("generate", help="synthetic transactions at a fixed rate")
+    gen = sub.add_parser(
+        "generate",
+        help="synthetic transactions at a fixed rate",
+        formatter_class=HelpFormatter,
+        epilog=codes,
+    )
     gen.add_argument("--rate", type=_positive_float, required=True, help="records per second")
     gen.add_argument("--duration", type=_positive_float, required=True, help="seconds")
-    gen.add_argument("--accounts", type=positive_int, default=1000, help="default 1000")
-    gen.add_argument("--fraud-ratio", type=_ratio, default=0.05, help="default 0.05")
-    gen.add_argument("--invalid-ratio", type=_ratio, default=0.0, help="default 0.0")
-    gen.add_argument("--seed", type=int, default=None, help="seed for reproducible records")
+    gen.add_argument("--accounts", type=positive_int, default=1000, help="ordinary accounts")
+    gen.add_argument(
+        "--fraud-ratio", type=_ratio, default=0.05, help="share of labelled (fraud) records"
+    )
+    gen.add_argument(
+        "--invalid-ratio", type=_ratio, default=0.0, help="share of deliberately broken records"
+    )
+    gen.add_argument(
+        "--seed", type=int, default=None, help="seed for reproducible records (default: random)"
+    )
     _add_common(gen, suppress=True)
 
-    rep = sub.add_parser("replay", help="records from a file, in file order")
+    rep = sub.add_parser(
+        "replay",
+        help="records from a file, in file order",
+        formatter_class=HelpFormatter,
+        epilog=codes,
+    )
     rep.add_argument(
         "--file",
         required=True,
@@ -922,9 +977,10 @@ def _report(summary: Summary, extra: dict[str, Any], as_json: bool) -> None:
         text += (
             f" (generated {extra['generated']}: fraud {extra['fraud']}, invalid {extra['invalid']})"
         )
-    print(text)
-    if as_json:
+    if as_json:  # one JSON document on stdout and nothing else, as every --json
         print(json.dumps({**summary.to_dict(), **extra}, separators=(",", ":")))
+    else:
+        print(text)
     sys.stdout.flush()
 
 
@@ -956,7 +1012,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
 
-    progress = ProgressPrinter()
+    total = len(entries) if generator is None else max(0, round(args.rate * args.duration))
+    progress = ProgressPrinter(total=total)
     producer = Producer(
         make_client(args.region, args.endpoint_url, args.concurrency),
         args.stream,

@@ -395,19 +395,46 @@ def _start(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from load_test.cli_help import HelpFormatter, exit_codes
+
+    defaults, small = SimulatorConfig(), SimulatorConfig.small()
     parser = argparse.ArgumentParser(
         prog="python -m load_test.simulator",
-        description="Write the handbook-style simulation as a labelled replay file.",
+        description="Write the handbook-style simulation as a labelled replay file; a summary "
+        "as one JSON document on stdout, a progress bar on stderr.",
+        formatter_class=HelpFormatter,
+        epilog=exit_codes("0 written"),
     )
     parser.add_argument("out", help="file to write (.gz: gzip)")
-    defaults = SimulatorConfig()
-    parser.add_argument("--customers", type=int, default=None)
-    parser.add_argument("--terminals", type=int, default=None)
-    parser.add_argument("--days", type=int, default=None)
-    parser.add_argument("--radius", type=float, default=defaults.radius)
-    parser.add_argument("--start", type=_start, default=defaults.start, help="ISO-8601 time")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help=f"customers (default: {defaults.customers}; {small.customers} with --small)",
+    )
+    parser.add_argument(
+        "--terminals",
+        type=int,
+        default=None,
+        help=f"terminals (default: {defaults.terminals}; {small.terminals} with --small)",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help=f"days simulated (default: {defaults.days}; {small.days} with --small)",
+    )
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=defaults.radius,
+        help="a customer uses the terminals within this distance (grid units)",
+    )
+    parser.add_argument(
+        "--start", type=_start, default=defaults.start, help="ISO-8601 time of the first day"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
         "--burn-in-days",
         type=int,
@@ -418,7 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--small", action="store_true", help="500 customers, 1,000 terminals, 21 days"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    defaults = SimulatorConfig()
     args = parser.parse_args(argv)
     base = SimulatorConfig.small() if args.small else defaults
     try:

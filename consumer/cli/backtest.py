@@ -14,6 +14,10 @@ import time
 from typing import Any
 
 EXIT_USAGE = 2
+EXIT_CODES = (
+    "0 done; 1 the run failed part-way; 2 a rule set refused (the loader's message), the "
+    "input unreadable or bad options"
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -23,6 +27,7 @@ def add_parser(subparsers: Any) -> None:
         help="judge a file of records with a new rule set and a baseline; per-rule hits and diff",
         description="Runs the stream's engine over records in file order (stream order) with "
         "the stream's history semantics, for a new rule set and a baseline in one pass.",
+        epilog=f"exit codes: {EXIT_CODES}",
     )
     parser.add_argument("--rules", required=True, help="the new rule set (.yaml, .yml, .json)")
     parser.add_argument(
@@ -56,8 +61,14 @@ def add_parser(subparsers: Any) -> None:
         help="history entries kept built for the accounts judged most recently, per process "
         "(~400 bytes each; more is faster on long histories; default 500000)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout instead of the table"
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (default: a bar on a terminal)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -8,13 +8,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from consumer.cli.common import fail
+from consumer.cli.common import exit_codes, fail
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `compare-model` on the CLI's subparsers."""
     parser = subparsers.add_parser(
-        "compare-model", help="rules alone vs rules OR model on a later, held-out slice"
+        "compare-model",
+        help="rules alone vs rules OR model on a later, held-out slice",
+        description=__doc__,
+        epilog=exit_codes(
+            "0 compared (one JSON document on stdout)",
+            "1 the input or the model unreadable, or the model extra missing",
+        ),
     )
     parser.add_argument("--input", required=True, help="the labelled file the model saw")
     parser.add_argument("--model", required=True, help="`train --holdout-fraction F` output")

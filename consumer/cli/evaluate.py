@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from consumer.cli.common import fail
+from consumer.cli.common import exit_codes, fail
 
 if TYPE_CHECKING:
     from consumer.model.evaluate import Evaluation
@@ -35,19 +35,31 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="the benchmark's protocol: train, delay, test days; ROC AUC, AP, Card Precision@k",
+        description=__doc__,
+        epilog=exit_codes(
+            "0 evaluated",
+            "1 the input or the labels unreadable, too few days, the PNG not written or the "
+            "model extra missing",
+        ),
     )
     parser.add_argument("file", help="labelled JSON Lines (.gz: gzip), in stream order")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--png", metavar="OUT.png", help="write the precision-recall curves")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout instead of the table"
+    )
+    parser.add_argument(
+        "--png", metavar="OUT.png", help="write the precision-recall curves there (default: no PNG)"
+    )
     parser.add_argument("--warmup-days", type=_days(0), default=1, help="history only (default 1)")
-    parser.add_argument("--train-days", type=_days(1), default=7, help="default 7")
+    parser.add_argument(
+        "--train-days", type=_days(1), default=7, help="days to train on (default 7)"
+    )
     parser.add_argument(
         "--delay-days",
         type=_days(0),
         default=7,
         help="days before a label is known; history only (default 7)",
     )
-    parser.add_argument("--test-days", type=_days(1), default=7, help="default 7")
+    parser.add_argument("--test-days", type=_days(1), default=7, help="days to test on (default 7)")
     parser.add_argument("--k", type=_days(1), default=100, help="cards per day (default 100)")
     parser.add_argument(
         "--labels",

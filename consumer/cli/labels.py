@@ -27,7 +27,9 @@ PROGRESS_EVERY_S = 5.0
 def add_parser(subparsers: Any) -> None:
     """Register `labels` (with its `import` subcommand) on the CLI's subparsers."""
     parser = subparsers.add_parser(
-        "labels", help="labels in: import a label file (chargebacks, analysts' verdicts)"
+        "labels",
+        help="labels in: import a label file (chargebacks, analysts' verdicts)",
+        epilog="exit codes: see `labels import --help`",
     )
     commands = parser.add_subparsers(dest="labels_command", required=True)
     imports = commands.add_parser(
@@ -35,10 +37,20 @@ def add_parser(subparsers: Any) -> None:
         help="apply a label file (CSV or JSON Lines, gzip allowed) to Redis",
         description="Applies every good line of a label file (docs/contract.md, 'Labels') to "
         "the Redis in REDIS_URL, as the worker's pickup does; bad lines are counted and listed.",
+        epilog=f"exit codes: 0 the file was read and applied (bad lines included); "
+        f"{EXIT_REDIS} Redis failed; {EXIT_UNREADABLE} the source unreadable or bad options",
     )
     imports.add_argument("source", help="a file path or s3://bucket/key")
-    imports.add_argument("--json", action="store_true", help="the summary as one JSON object")
-    imports.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    imports.add_argument(
+        "--json",
+        action="store_true",
+        help="the summary as one JSON document on stdout instead of text",
+    )
+    imports.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (default: a bar on a terminal, JSON lines otherwise)",
+    )
     imports.set_defaults(run=run)
 
 

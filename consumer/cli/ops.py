@@ -8,26 +8,44 @@ import json
 import os
 from typing import Any
 
-from consumer.cli.common import aws_client, fail
+from consumer.cli.common import aws_client, exit_codes, fail
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `ops` and its `scale` on the CLI's subparsers."""
     stream_default = os.environ.get("FRAUD_STREAM")
-    parser = subparsers.add_parser("ops", help="operating the service on AWS")
+    parser = subparsers.add_parser(
+        "ops", help="operating the service on AWS", epilog=exit_codes("see `ops scale --help`")
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     scale = actions.add_parser(
-        "scale", help="set the ECS service's desired count from the stream's open shards"
+        "scale",
+        help="set the ECS service's desired count from the stream's open shards",
+        description=__doc__,
+        epilog=exit_codes(
+            "0 done or nothing to change (one JSON document on stdout)",
+            "1 the stream or the service could not be read or updated",
+        ),
     )
     scale.add_argument(
-        "--stream", default=stream_default, required=stream_default is None, help="$FRAUD_STREAM"
+        "--stream",
+        default=stream_default,
+        required=stream_default is None,
+        help="the stream (default: $FRAUD_STREAM)",
     )
-    scale.add_argument("--cluster", required=True)
-    scale.add_argument("--service", required=True)
-    scale.add_argument("--shards-per-task", type=int, required=True)
+    scale.add_argument("--cluster", required=True, help="the ECS cluster")
+    scale.add_argument("--service", required=True, help="the ECS service of the workers")
+    scale.add_argument(
+        "--shards-per-task",
+        type=int,
+        required=True,
+        help="shards one task is sized for (docs/performance.md)",
+    )
     scale.add_argument("--min", type=int, default=1, help="fewest tasks (default 1)")
     scale.add_argument("--max", type=int, required=True, help="most tasks")
-    scale.add_argument("--dry-run", action="store_true", help="print what it would do only")
+    scale.add_argument(
+        "--dry-run", action="store_true", help="print what it would do; change nothing"
+    )
     scale.set_defaults(run=run)
 
 

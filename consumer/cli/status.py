@@ -9,17 +9,26 @@ import argparse
 import os
 from typing import Any
 
-from consumer.cli.common import aws_client, fail
+from consumer.cli.common import aws_client, exit_codes, fail
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `status` on the CLI's subparsers."""
     stream_default = os.environ.get("FRAUD_STREAM")
     parser = subparsers.add_parser(
-        "status", help="per shard: lease owner, checkpoint, how far behind (reads only)"
+        "status",
+        help="per shard: lease owner, checkpoint, how far behind (reads only)",
+        description=__doc__,
+        epilog=exit_codes(
+            "0 read (an unreachable Redis is a line of the output)",
+            "1 the stream or the lease table could not be read",
+        ),
     )
     parser.add_argument(
-        "--stream", default=stream_default, required=stream_default is None, help="$FRAUD_STREAM"
+        "--stream",
+        default=stream_default,
+        required=stream_default is None,
+        help="the stream (default: $FRAUD_STREAM)",
     )
     parser.add_argument(
         "--table",
@@ -29,13 +38,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--ruleset",
         default=os.environ.get("FRAUD_RULESET") or None,
-        help="the rule set: its published and last good versions ($FRAUD_RULESET)",
+        help="the rule set: its published and last good versions (default: $FRAUD_RULESET; "
+        "without it that section is left out)",
     )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL") or None,
-        help="the workers' Redis, for the model's quality by day from the labels ($REDIS_URL); "
-        "without it that section is left out",
+        help="the workers' Redis, for the model's quality by day from the labels (default: "
+        "$REDIS_URL; without it that section is left out)",
     )
     parser.add_argument(
         "--redis-cluster",
@@ -49,7 +59,9 @@ def add_parser(subparsers: Any) -> None:
         default=14,
         help="the model's quality for this many days, today included (default 14)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON document instead")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout instead of the tables"
+    )
     parser.set_defaults(run=run)
 
 

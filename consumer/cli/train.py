@@ -7,12 +7,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from consumer.cli.common import fail
+from consumer.cli.common import exit_codes, fail
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `train` on the CLI's subparsers."""
-    parser = subparsers.add_parser("train", help="train the model score on a labelled file")
+    parser = subparsers.add_parser(
+        "train",
+        help="train the model score on a labelled file",
+        description=__doc__,
+        epilog=exit_codes(
+            "0 the model and its report written (the report on stdout)",
+            "1 the input unreadable, training failed, no model could be chosen or the model "
+            "extra is missing",
+        ),
+    )
     parser.add_argument("--input", required=True, help="labelled JSON Lines (.gz: gzip)")
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument(
@@ -22,7 +31,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="P",
         help="threshold: most validation recall at precision >= P (default: best F1)",
     )
-    parser.add_argument("--valid-fraction", type=float, default=0.2, help="default 0.2")
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="latest share of the training rows used to choose the threshold (default 0.2)",
+    )
     parser.add_argument(
         "--holdout-fraction",
         type=float,

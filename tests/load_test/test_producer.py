@@ -594,13 +594,23 @@ def test_cli_replay_sends_in_file_order_and_prints_json_summary(
     ]
     code = producer_mod.main(["replay", "--file", str(write_lines(tmp_path, lines)), "--json"])
     assert code == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].startswith("summary: sent 9, retried 0, failed 0")
-    result = json.loads(out[-1])
+    out = capsys.readouterr().out
+    result = json.loads(out)  # one JSON document and nothing else on stdout
     assert (result["sent"], result["retried"], result["failed"]) == (9, 0, 0)
     assert {"elapsed_s", "rate", "mode"} <= result.keys()
     assert [json.loads(d)["n"] for d in fake.landed["a1"]] == [1, 4, 7]
     assert fake.stream_args[0] == {"StreamName": STREAM}
+
+
+def test_cli_without_json_prints_the_summary_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeKinesis()
+    monkeypatch.setattr(producer_mod, "make_client", lambda region, endpoint, concurrency: fake)
+    lines = [json.dumps({"data": json.dumps({"account_id": "a", "n": i})}) for i in range(3)]
+    path = str(write_lines(tmp_path, lines))
+    assert producer_mod.main(["--stream", STREAM, "replay", "--file", path]) == 0
+    assert capsys.readouterr().out.startswith("summary: sent 3, retried 0, failed 0")
 
 
 def test_cli_exits_nonzero_when_entries_finally_fail(
@@ -843,14 +853,14 @@ def test_progress_lines_non_tty_and_tty() -> None:
     assert len(lines) == 2  # every 5 s
     assert lines[0].startswith("sent=40 retried=0 failed=0") and "rate=" in lines[0]
 
-    tty = TtyStringIO()
-    printer = ProgressPrinter(tty, clock=clock)
+    tty = TtyStringIO()  # a terminal: a tqdm bar of the records, closed with a newline
+    printer = ProgressPrinter(tty, clock=clock, total=10)
     for i in range(3):
         clock.now += 1.0
         printer(Summary(sent=i, retried=1, failed=0, elapsed_s=1.0))
     printer.finish()
     text = tty.getvalue()
-    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+    assert "2/10" in text and "retried=1" in text and text.endswith("\n")
 
 
 # -- synthetic generator --------------------------------------------------------------------------
