@@ -1,13 +1,16 @@
 """A load test against the running local stack, ending in a report (text, JSON and a PNG chart).
 
     fraudstream local up --workers 1
-    python -m load_test.run --rate 1000 --duration 300 --out reports/
+    python -m load_test.run --rate 300 --duration 300 --out reports/
 
 It produces labelled synthetic traffic at the given rate, samples the workers' memory (the Java
 daemon, its Python processors and their alert processes) while it runs, waits until every shard
-is checkpointed at its last record, then reads back what the consumer wrote: the flagged lines
-in S3, the alerts that SNS delivered to the tap queue, and the workers' own counters from their
-logs.
+is checkpointed at its last record (showing how many are), then reads back what the consumer
+wrote: the flagged lines in S3, the alerts that SNS delivered to the tap queue, and the workers'
+own counters from their logs. It fails (exit 1) when the workers did not catch up in time or a
+record was lost: a transaction the producer was told landed whose expected flag is not in S3, or
+one the producer gave up on. The local stand-ins take about 300 records/s (docs/performance.md),
+hence the default rate.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from consumer.infra.readback import (
+    at_or_past,
     drain_queue,
+    last_sequence_per_shard,
     lease_checkpoints,
     read_jsonl_objects,
-    wait_for_checkpoints,
 )
 from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
 from load_test.alert_tap import AlertTap
+from load_test.cli_help import HelpFormatter, exit_codes
 from load_test.entries import Entry
 from load_test.memory import MemorySampler
 from load_test.producer import (
@@ -66,22 +73,164 @@ def _worker_counters(options: StackOptions, since: float) -> dict[str, int]:
     return totals
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m load_test.run", description=__doc__)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--accounts", type=int, default=50_000)
-    parser.add_argument("--fraud-ratio", type=float, default=0.05)
-    parser.add_argument("--invalid-ratio", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--state-dir", default=".fraudstream")
-    parser.add_argument("--out", default="reports")
-    parser.add_argument("--catch-up-timeout", type=float, default=300.0)
+EXIT_OK = 0
+EXIT_FAILED = 1  # the workers did not catch up, or records were lost
+EXIT_NO_STACK = 3  # no local stack to test: `fraudstream local up` first
+DEFAULT_RATE = 300.0  # what kinesis-mock sustains (docs/performance.md)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m load_test.run",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=exit_codes(
+            f"{EXIT_OK} caught up and nothing lost",
+            f"{EXIT_FAILED} the workers did not catch up within --catch-up-timeout, or records "
+            "were lost (the report is written all the same)",
+            f"{EXIT_NO_STACK} no local stack in --state-dir",
+        ),
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="records per second offered (the local stand-ins take about 300)",
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    parser.add_argument("--accounts", type=int, default=50_000, help="ordinary accounts")
+    parser.add_argument(
+        "--fraud-ratio", type=float, default=0.05, help="share of labelled (fraud) records"
+    )
+    parser.add_argument(
+        "--invalid-ratio", type=float, default=0.01, help="share of deliberately broken records"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for the same records (default: random)"
+    )
+    parser.add_argument(
+        "--state-dir", default=".fraudstream", help="the local stack's state directory"
+    )
+    parser.add_argument("--out", default="reports", help="directory for the JSON report and PNG")
+    parser.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait after the producer for every shard's checkpoint",
+    )
     add_put_arguments(parser, put_api="record")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What makes a load test fail: the workers behind, or records lost."""
+
+    caught_up: bool
+    missing_flags: int  # labelled transactions that landed whose flagged line is not in S3
+    failed_puts: int  # records the producer gave up on: never reached the stream
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if not self.caught_up:
+            found.append("the workers did not checkpoint the last records in time")
+        if self.missing_flags:
+            found.append(
+                f"{self.missing_flags} labelled transactions that reached the stream have no "
+                "flagged line in S3"
+            )
+        if self.failed_puts:
+            found.append(f"{self.failed_puts} records the producer gave up on")
+        return found
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.problems else EXIT_OK
+
+
+def verdict(
+    caught_up: bool,
+    expected: Mapping[str, frozenset[str]],
+    found: Mapping[str, frozenset[str]],
+    failed_puts: int,
+) -> Verdict:
+    """`expected`: the landed transactions' labels; `found`: the flagged lines read back."""
+    missing = sum(1 for tid, rules in expected.items() if rules and tid not in found)
+    return Verdict(caught_up, missing, failed_puts)
+
+
+class CatchUpProgress:
+    """How many shards are checkpointed at their last put, while the run waits: a tqdm bar on
+    a terminal, a line every `interval_s` otherwise (stderr)."""
+
+    def __init__(self, shards: int, interval_s: float = 10.0) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=shards,
+            desc="caught up",
+            unit="shard",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        )
+        self._interval = interval_s
+        self._last = time.monotonic()
+        self._started = self._last
+
+    def __call__(self, done: int) -> None:
+        if not self._bar.disable:
+            self._bar.update(done - self._bar.n)
+            return
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            print(
+                f"waiting for the workers: {done}/{self._bar.total} shards checkpointed at "
+                f"their last record after {now - self._started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def wait_for_catch_up(
+    checkpoints: Callable[[], Mapping[str, str]],
+    targets: Mapping[str, str],
+    timeout_s: float,
+    progress: Callable[[int], None],
+    poll_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Poll the lease checkpoints until every shard in `targets` is at or past its sequence
+    number (True) or `timeout_s` passed (False), telling `progress` how many shards are."""
+    deadline = clock() + timeout_s
+    while True:
+        reached = checkpoints()
+        done = sum(at_or_past(reached.get(shard), seq) for shard, seq in targets.items())
+        progress(done)
+        if done == len(targets):
+            return True
+        if clock() > deadline:
+            return False
+        sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     options = StackOptions(state_dir=Path(args.state_dir))
-    env = read_env_file(options)
+    try:
+        env = read_env_file(options)
+    except FileNotFoundError:
+        print(
+            f"no local stack in {args.state_dir}: run `fraudstream local up` first",
+            file=sys.stderr,
+        )
+        return EXIT_NO_STACK
     kinesis, sqs, s3 = (
         stack_client(env, "kinesis", client_config(args.concurrency)),
         stack_client(env, "sqs"),
@@ -127,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
     tap.start()
     started = time.time()
-    progress = ProgressPrinter()
+    progress = ProgressPrinter(total=max(0, round(args.rate * args.duration)))
     producer = Producer(
         kinesis,
         env["FRAUD_STREAM"],
@@ -146,19 +295,19 @@ def main(argv: list[str] | None = None) -> int:
 
     dynamodb = stack_client(env, "dynamodb")
     targets = newest.checkpoints()
-    if (
-        wait_for_checkpoints(
-            kinesis,
-            dynamodb,
-            env["FRAUD_STREAM"],
-            env["FRAUD_APP_NAME"],
+    # Read the stream's ends back only if the puts' answers did not name them.
+    last = targets or last_sequence_per_shard(kinesis, env["FRAUD_STREAM"])
+    waiting = CatchUpProgress(len(last))
+    try:
+        in_time = wait_for_catch_up(
+            lambda: lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"]),
+            last,
             args.catch_up_timeout,
-            poll_s=0.5,
-            # Read the stream's ends back only if the puts' answers did not name them.
-            last=targets or None,
+            waiting,
         )
-        is None
-    ):
+    finally:
+        waiting.close()
+    if not in_time:
         print("the workers did not catch up in time", file=sys.stderr)
     caught_up = time.time() - produced_at
     reached = lease_checkpoints(dynamodb, env["FRAUD_APP_NAME"])
@@ -218,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         f"report: {out / f'load-{stamp}.json'}"
         + (f", chart: {out / f'load-{stamp}.png'}" if charted else "")
     )
-    return 0
+    result = verdict(in_time, {t: labels[t] for t in put_time}, found, summary.failed)
+    for problem in result.problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return result.exit_code
 
 
 if __name__ == "__main__":
