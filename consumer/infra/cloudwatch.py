@@ -1,5 +1,10 @@
 """Ships the in-process counters to CloudWatch: added up in memory, sent about once a minute.
 
+Two ways, one set of data points (`to_datums`): FRAUD_METRICS_MODE=api (the default) calls
+PutMetricData as described below; FRAUD_METRICS_MODE=emf (the ECS template's) writes the same
+points as Embedded Metric Format log lines (consumer/infra/emf.py), which CloudWatch Logs turns
+into metrics; no API call, no retry, nothing to drop unless the log line itself is lost.
+
 Best effort, on purpose. Metrics tell the person on call how the consumer is doing; they are not
 an output of the records. So, unlike S3, SNS and Redis, a metrics failure never stops a shard:
 PutMetricData runs on a background thread (never on the record path), is retried a few times
@@ -32,6 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from consumer.infra import emf
 from consumer.infra.logs import get_logger
 from consumer.infra.metrics import METRICS, Metrics, Snapshot
 from consumer.infra.retry import is_transient
@@ -274,6 +280,7 @@ class CloudWatchPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.calls = 0  # PutMetricData calls made (retries included)
+        self.lines = 0  # EMF lines written
 
     def add(self, snapshot: Snapshot) -> None:
         """A snapshot of the in-process counters (the Metrics subscriber): add it up."""
@@ -317,7 +324,11 @@ class CloudWatchPublisher:
                 aggregate, self._pending = self._pending, {}
             if not aggregate and not heartbeat:
                 return 0
-            datums = to_datums(aggregate, self._config.application, self._now())
+            now = self._now()
+            datums = to_datums(aggregate, self._config.application, now)
+            if self._config.mode == "emf":
+                self.lines += emf.write(datums, self._config.namespace, now)
+                return len(datums)
             sent = 0
             for chunk in chunks(datums):
                 try:

@@ -87,6 +87,10 @@ class MetricsConfig:
     """
 
     enabled: bool = True
+    # FRAUD_METRICS_MODE: "api" sends PutMetricData from the process; "emf" writes each interval
+    # as CloudWatch Embedded Metric Format log lines on stderr, which CloudWatch Logs turns into
+    # the same metrics when the awslogs driver ships them (the ECS template's mode).
+    mode: str = "api"
     namespace: str = "Fraudstream"
     interval_s: float = 60.0
     # The `Application` dimension: the KCL application name (FRAUD_APP_NAME, as in the properties).
@@ -217,6 +221,13 @@ def _namespace(raw: str) -> str:
             f"must be 1-255 printable ASCII characters, not starting with AWS/, got {raw!r}"
         )
     return raw
+
+
+def _metrics_mode(raw: str) -> str:
+    value = raw.lower()
+    if value not in ("api", "emf"):
+        raise ValueError(f"must be api or emf, got {raw!r}")
+    return value
 
 
 def _metrics_interval(raw: str) -> float:
@@ -391,6 +402,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_parsed(env, "FRAUD_LOG_LEVEL", "info", _log_level),
         metrics=MetricsConfig(
             enabled=_parsed(env, "FRAUD_METRICS_ENABLED", True, _boolean),
+            mode=_parsed(env, "FRAUD_METRICS_MODE", "api", _metrics_mode),
             namespace=_parsed(env, "FRAUD_METRICS_NAMESPACE", "Fraudstream", _namespace),
             interval_s=_parsed(env, "FRAUD_METRICS_INTERVAL_S", 60.0, _metrics_interval),
             application=_parsed(env, "FRAUD_APP_NAME", "fraudstream", _dimension_value),

@@ -56,6 +56,7 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_METRICS_ENABLED",
         "FRAUD_METRICS_NAMESPACE",
         "FRAUD_METRICS_INTERVAL_S",
+        "FRAUD_METRICS_MODE",
         # the daemon and the worker command
         "FRAUD_STREAM",
         "FRAUD_APP_NAME",
