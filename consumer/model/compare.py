@@ -75,7 +75,8 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
     labels: list[bool] = []
     rules: list[bool] = []
     times: list[float] = []
-    for where, txn, history in judged(input_path):
+    delay = scorer.label_delay_days
+    for where, txn, history in judged(input_path, label_delay_days=delay):
         label = label_of(txn)
         if label is None:
             raise ValueError(f"{where}: no label")
@@ -83,7 +84,7 @@ def compare(input_path: Path, model_dir: Path) -> dict[str, Any]:
         archetype = txn.raw.get("fraud_archetype")
         archetypes.append(archetype if isinstance(archetype, str) else None)
         rules.append(judge_with_ruleset(txn, history, ruleset).flagged)
-        rows.append(features_for(txn, history))
+        rows.append(features_for(txn, history, delay))
         times.append(float(txn.event_time))
     scores = np.concatenate(
         [scorer.scores(rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]

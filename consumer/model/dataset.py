@@ -94,15 +94,22 @@ def stream_history() -> ReplayHistory:
 
 
 def judged(
-    path: Path, history: ReplayHistory | None = None
+    path: Path, history: ReplayHistory | None = None, label_delay_days: int | None = None
 ) -> Iterator[tuple[str, Transaction, AccountHistory]]:
-    """Each valid, non-duplicate transaction with the history the stream would give it."""
+    """Each valid, non-duplicate transaction with the history the stream would give it. With
+    `label_delay_days`, each record's own label (label_of) reaches the merchant profiles that
+    long after it, as in training (`load_dataset`), so a model's rows read what it learned on."""
     history = history if history is not None else stream_history()
+    delay = None if label_delay_days is None else Decimal(label_delay_days * DAY_S)
     for where, parsed in transactions(path):
         if isinstance(parsed, InvalidRecord):
             continue
         seen = history.observe(parsed)
         if seen is not None:
+            if delay is not None:
+                label = label_of(parsed)
+                if label:
+                    feed_record_label(history, parsed, label, parsed.event_time + delay)
             yield where, parsed, seen
 
 

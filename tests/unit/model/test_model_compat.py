@@ -87,3 +87,25 @@ def test_a_feature_list_or_delay_this_version_cannot_compute_is_refused(
     directory = _write_model(tmp_path / "bad", OLD_FEATURES, features, **extra)
     with pytest.raises(ModelLoadError, match=problem):
         ModelScorer.load(directory)
+
+
+def test_compare_model_reads_the_rows_training_read(tmp_path: Path) -> None:
+    """`judged(..., label_delay_days)` (what compare-model scores) gives, row for row, what
+    `load_dataset` trains on: the same labels reach the merchant profiles at the same time;
+    without the delay the merchant features differ."""
+    from consumer.model.dataset import judged, load_dataset
+    from consumer.model.features import features_for
+    from load_test.simulator import main as simulate
+
+    path = tmp_path / "sim.jsonl"
+    assert simulate([str(path), "--small", "--days", "12", "--no-progress"]) == 0
+    trained = load_dataset(path, 2).rows
+    compared = [features_for(t, h, 2) for _, t, h in judged(path, label_delay_days=2)]
+    unlabelled = [features_for(t, h, 2) for _, t, h in judged(path)]
+
+    def same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+        return all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True))
+
+    assert len(trained) == len(compared) > 1000
+    assert all(same(a, b) for a, b in zip(trained, compared, strict=True))
+    assert not all(same(a, b) for a, b in zip(trained, unlabelled, strict=True))
