@@ -67,13 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_dir = Path(scratch) / "model"
             train(data_path, model_dir)
         scorer = ModelScorer.load(model_dir)
-        pairs = [(t, h) for _, t, h in judged(data_path)]
-        rows = load_dataset(data_path).rows
+        delay = scorer.label_delay_days  # the records' labels reach the profiles, as in training
+        pairs = [(t, h) for _, t, h in judged(data_path, label_delay_days=delay)]
+        rows = load_dataset(data_path, delay).rows
         trees = scorer._booster.num_trees()
 
     def extract(pairs: list[Any] = pairs) -> int:
         for t, h in pairs:
-            features_for(t, h)
+            features_for(t, h, delay)
         return len(pairs)
 
     emptied = [(t, structs.replace(h, recent=())) for t, h in pairs]
