@@ -205,7 +205,34 @@ def test_star_resources_only_where_aws_requires_them(template: dict[str, Any]) -
             assert actions <= STAR_RESOURCE_ACTIONS, f"{name}: {actions} on *"
             if "cloudwatch:PutMetricData" in actions:
                 namespaces = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
-                assert {"Ref": "MetricsNamespace"} in as_list(namespaces), name
+                assert namespaces_by_mode(namespaces) == {
+                    # EMF: our metrics are log lines; only the KCL calls PutMetricData.
+                    "emf": [{"Ref": "ApplicationName"}],
+                    "api": [{"Ref": "MetricsNamespace"}, {"Ref": "ApplicationName"}],
+                }, name
+
+
+def namespaces_by_mode(namespaces: Any) -> dict[str, list[Any]]:
+    """The PutMetricData namespaces allowed under each MetricsMode."""
+    condition, when_api, otherwise = namespaces["Fn::If"]
+    assert condition == "MetricsByApi"
+    return {"api": as_list(when_api), "emf": as_list(otherwise)}
+
+
+def test_metrics_are_emf_log_lines_shipped_by_the_awslogs_driver(
+    template: dict[str, Any],
+) -> None:
+    """CloudWatch Logs extracts EMF only from lines that reach it: the awslogs driver."""
+    parameter = template["Parameters"]["MetricsMode"]
+    assert parameter["Default"] == "emf" and sorted(parameter["AllowedValues"]) == ["api", "emf"]
+    assert template["Conditions"]["MetricsByApi"] == {"Fn::Equals": [{"Ref": "MetricsMode"}, "api"]}
+    container = worker_container(template)
+    environment = {e["Name"]: e["Value"] for e in container["Environment"] if "Name" in e}
+    assert environment["FRAUD_METRICS_MODE"] == {"Ref": "MetricsMode"}
+    assert environment["FRAUD_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    logging = container["LogConfiguration"]
+    assert logging["LogDriver"] == "awslogs"
+    assert logging["Options"]["awslogs-group"] == {"Ref": "WorkerLogGroup"}
 
 
 def test_task_role_resources_are_the_stream_tables_bucket_prefixes_topic_and_key(
