@@ -4,8 +4,12 @@ with its report (needs the `model` extra); see docs/model.md."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from consumer.cli.common import exit_codes, fail
 
@@ -50,7 +54,40 @@ def add_parser(subparsers: Any) -> None:
         metavar="D",
         help="days after a transaction its label is known (merchant features; default 7)",
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (default: one on a terminal)",
+    )
     parser.set_defaults(run=run)
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, stream: TextIO | None = None, tick_s: float = 0.5) -> Iterator[Any]:
+    """A tqdm bar on `stream` (stderr) while the block runs, when it is a terminal: the time
+    spent so far (reading the file, building the features and training have no count to show
+    from here). Yields the bar, or None when there is none."""
+    out = stream if stream is not None else sys.stderr
+    if not (enabled and out.isatty()):
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc="training", file=out, bar_format="{desc}: {elapsed} elapsed {postfix}")
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(tick_s):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,14 +100,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return fail("train", ImportError(f"{exc}: pip install 'fraudstream[model]'"))
     try:
-        report = train(
-            Path(args.input),
-            Path(args.out),
-            threshold_precision=args.threshold_precision,
-            valid_fraction=args.valid_fraction,
-            holdout_fraction=args.holdout_fraction,
-            label_delay_days=args.label_delay_days,
-        )
+        with progress(not args.no_progress):
+            report = train(
+                Path(args.input),
+                Path(args.out),
+                threshold_precision=args.threshold_precision,
+                valid_fraction=args.valid_fraction,
+                holdout_fraction=args.holdout_fraction,
+                label_delay_days=args.label_delay_days,
+            )
     except (DatasetError, TrainError, ModelLoadError, OSError) as exc:
         return fail("train", exc)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"), end="")

@@ -4,6 +4,8 @@ in every command's help, and the demo's traffic and summary."""
 from __future__ import annotations
 
 import argparse
+import io
+import time
 from importlib import metadata
 from typing import Any
 
@@ -108,3 +110,24 @@ def test_the_demo_summary_says_what_was_sent_flagged_why_and_where() -> None:
     assert "2 of 3 flagged lines carry exactly their label's rules" in text
     assert "s3://b/flagged/" in text and "s3://b/dead-letter/" in text
     assert ".fraudstream/logs/worker-*.log" in text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_train_shows_a_bar_on_a_terminal_only() -> None:
+    from consumer.cli.train import progress
+
+    quiet = io.StringIO()
+    with progress(True, quiet) as bar:
+        assert bar is None
+    assert quiet.getvalue() == ""
+    terminal = Terminal()
+    with progress(True, terminal, tick_s=0.01) as bar:
+        assert bar is not None
+        time.sleep(0.05)
+    assert "training:" in terminal.getvalue() and "elapsed" in terminal.getvalue()
+    with progress(False, Terminal()) as bar:
+        assert bar is None
