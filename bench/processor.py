@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from bench.servers import aws_client, sns_sink_at
 from consumer.batch.pipeline import BatchPipeline
 from consumer.infra.logs import configure_logging
 from consumer.infra.query_body import encode_body_once
-from consumer.settings.config import Settings, StateConfig
+from consumer.settings.config import Settings, StateConfig, load_state_config
 from consumer.sinks.alert_process import production_alert_process
 from consumer.worker.checkpointing import CheckpointPolicy
 from consumer.worker.gc_policy import FullCollections
@@ -65,7 +66,16 @@ def main(argv: list[str] | None = None) -> None:
         redis_url=args.redis_url,
         model_dir=None if args.model is None else str(args.model),
         alert_process=not args.alerts_in_process,
-        state=StateConfig(cache_entries=args.cache_entries),
+        state=StateConfig(
+            cache_entries=args.cache_entries,
+            # As the worker reads FRAUD_PROFILES: auto (the default) keeps them with a model.
+            profiles=load_state_config(
+                {
+                    "FRAUD_PROFILES": os.environ.get("FRAUD_PROFILES", "auto"),
+                    "FRAUD_MODEL_DIR": "" if args.model is None else str(args.model),
+                }
+            ).profiles,
+        ),
     )
     s3 = aws_client("s3", args.endpoint_url)
     sns = encode_body_once(aws_client("sns", args.endpoint_url))  # as consumer.worker.wiring does

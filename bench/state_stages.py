@@ -34,8 +34,9 @@ from bench.workload import build_workload
 from consumer.records import Position, Transaction, parse_transaction, position_of
 from consumer.rules import state_horizon_s
 from consumer.rules.config import RulesConfig
+from consumer.rules.profile import DEFAULT_LABEL_DELAY_DAYS
 from consumer.settings.config import Settings, StateConfig
-from consumer.state.store import AccountStateStore
+from consumer.state.store import DEFAULT_SHARD_ID, AccountStateStore
 from consumer.worker.kcl_io import load_action
 from consumer.worker.wiring import redis_client
 
@@ -139,11 +140,21 @@ def cache_lookup_us(store: AccountStateStore, batches: list[Batch]) -> tuple[flo
 
 
 def _measure(
-    redis_url: str, batches: list[Batch], warmup: int
+    redis_url: str,
+    batches: list[Batch],
+    warmup: int,
+    profiles: bool = True,
+    label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
 ) -> tuple[dict[str, float], float, float]:
     settings = Settings(bucket="bench", topic_arn="bench", redis_url=redis_url)
     horizon = Decimal(state_horizon_s(RulesConfig()))
-    store = AccountStateStore(redis_client(settings), StateConfig(), horizon)  # as the worker's
+    store = AccountStateStore(  # as the worker's, with a model of that label delay
+        redis_client(settings),
+        StateConfig(profiles=profiles),
+        horizon,
+        DEFAULT_SHARD_ID,
+        label_delay_days,
+    )
     costs = stage_costs(store, batches, warmup)
     cycling, hot = cache_lookup_us(store, batches[warmup:])
     return costs, cycling, hot
@@ -156,6 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fraud-ratio", type=float, default=0.005)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--profiles", choices=("on", "off"), default="on", help="FRAUD_PROFILES (as with a model)"
+    )
+    parser.add_argument(
+        "--label-delay",
+        type=int,
+        default=DEFAULT_LABEL_DELAY_DAYS,
+        help="the model's label_delay_days (how far back merchant counts are read; 0: no reuse)",
+    )
     args = parser.parse_args(argv)
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 1 << 30)  # as consumer.worker.gc_policy.FullCollections.install
@@ -163,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         server = RedisServer(Path(scratch))
         with server:
-            costs, cycling, hot = _measure(server.url, batches, args.warmup)
+            costs, cycling, hot = _measure(
+                server.url, batches, args.warmup, args.profiles == "on", args.label_delay
+            )
     result: dict[str, Any] = {
         "records": args.records,
         "fraud_ratio": args.fraud_ratio,

@@ -13,9 +13,17 @@ docs/profiles.md):
   already: a replay after a crash finds its records there and adds nothing. The save script
   replaces a field only with a greater position, so a save sent twice, or an older one landing
   late, never lowers a count.
-- **Not cached.** Other shards write the key between two batches: each batch reads it again
-  (one script call per batch on a single Redis, one per merchant on a cluster, inside the load
-  pipeline that already runs).
+- **Cached, within what is settled.** Other shards write the key between two batches, but only
+  for the days their records are at. A merchant loaded when this shard's batch was at day `L`
+  (its oldest record's) is trusted for the days before `L - MERCHANT_SETTLE_DAYS`
+  (`trusted_before`): later writes to those days come only from late records or from a shard
+  that lags a whole day behind. The features read the merchant's days up to `today - D` (D:
+  the model's label delay), so the store reuses a cached merchant while every record of the
+  batch reads only trusted days, and reloads it otherwise (once per merchant every few days
+  when D is 7; at every batch when D is 0). This shard's own counts are known here: `count`
+  adds them to the cached view. Its labels are read again at most every
+  `merchant_labels_refresh_s` seconds (`labels_at`), alone when the days are still trusted.
+  (docs/profiles.md has the bounds.)
 - **Labels are read, not written, here** (`fs:merch:{M}:labels`, transaction id ->
   `LabelMark.encode()`): the labels' ingestion keeps them (consumer/state/labels.py).
 
@@ -32,7 +40,15 @@ from consumer.rules.profile import MERCHANT_DAYS, LabelMark
 
 # This shard's part of a merchant's day: its count and the position of the last one counted.
 OwnDay = tuple[int, Position]
-_NO_DAY = -(2**62)  # before any day
+BEFORE_ANY_DAY = -(2**62)  # before any day
+
+MERCHANT_SETTLE_DAYS = 1
+"""A loaded merchant's counts are trusted for the days more than this many days before the
+oldest record of the batch that loaded it (the "strictly before the load's day" of the design,
+widened by one day): another shard that lags this one by up to a day still has its counts of
+those days in before any cached read of them. Costs nothing at the default delay (7 days: a
+merchant is reloaded every 6 days instead of 7); a delay of 1 day gets no reuse of days (its
+labels are still cached)."""
 
 
 def merchant_days_key(merchant_id: str) -> str:
@@ -61,11 +77,11 @@ def _decode_label(raw: str | bytes) -> LabelMark:
 
 
 class MerchantState:
-    """One merchant as one batch sees it: transactions per day summed over shards, this
-    shard's own part of each day, and the labels. (A plain class: a batch builds one per
-    merchant, often one per record.)"""
+    """One merchant as the store holds it (cached across batches): transactions per day summed
+    over shards, this shard's own part of each day, and the labels. (A plain class: a batch
+    may build one per merchant, often one per record.)"""
 
-    __slots__ = ("changed", "days", "labels", "newest", "own")
+    __slots__ = ("changed", "days", "labels", "labels_at", "newest", "own", "trusted_before")
 
     def __init__(
         self,
@@ -77,8 +93,13 @@ class MerchantState:
         self.own: dict[int, OwnDay] = {} if own is None else own
         self.labels: list[LabelMark] = [] if labels is None else labels
         # The newest day among `days`.
-        self.newest = max(self.days) if self.days else _NO_DAY
+        self.newest = max(self.days) if self.days else BEFORE_ANY_DAY
         self.changed: set[int] = set()  # days of `own` to save
+        # Days before this one hold every shard's counts as far as the store trusts them
+        # (MERCHANT_SETTLE_DAYS); BEFORE_ANY_DAY: none (never reused for its days).
+        self.trusted_before = BEFORE_ANY_DAY
+        # When (the store's clock) the labels were read.
+        self.labels_at = float("-inf")
 
     def count(self, day: int, position: Position) -> None:
         """Count a transaction of `day` at `position`, unless its position is not after the
@@ -107,6 +128,11 @@ class MerchantState:
         out = {day: own[day] for day in self.changed if day in own}
         self.changed = set()
         return out
+
+
+def decode_labels(labels_flat: Sequence[str | bytes]) -> list[LabelMark]:
+    """A merchant's labels from their HGETALL reply (flat field, value list)."""
+    return [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
 
 
 def merchant_from_redis(
@@ -140,5 +166,4 @@ def merchant_from_redis(
             if kept is None or position > kept[1]:
                 days[day] = days.get(day, 0) + count - (0 if kept is None else kept[0])
                 own[day] = (count, position)
-    labels = [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
-    return MerchantState(days, own, labels)
+    return MerchantState(days, own, decode_labels(labels_flat))

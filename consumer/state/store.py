@@ -42,8 +42,11 @@ Keys:
 
 Profiles (docs/profiles.md): the account's day totals are loaded and saved with the account
 (the same script calls, the same slot); a record adds to its day only when it adds its member,
-so a replay counts nothing twice within the load horizon. Merchants are read at every batch
-(other shards write them) and saved per shard with positions, so a replay counts nothing twice.
+so a replay counts nothing twice within the load horizon. Merchants are cached (MERCHANT_CACHE,
+their settled days while the model's delay keeps the reads on them; their labels for
+merchant_labels_refresh_s), read from Redis otherwise, and saved per shard with positions, so a
+replay counts nothing twice. With `StateConfig.profiles` off none of this is read or written
+(the scripts skip the days key: four keys an account) and histories carry no profile.
 
 A five-field member (a transaction without a destination_country, or one stored by a version without
 countries) reads as "country unknown"; a transaction without a country is still written in that
@@ -81,8 +84,11 @@ from consumer.rules.profile import (
 )
 from consumer.settings.config import StateConfig
 from consumer.state.profiles import (
+    BEFORE_ANY_DAY,
+    MERCHANT_SETTLE_DAYS,
     MerchantState,
     OwnDay,
+    decode_labels,
     merchant_days_key,
     merchant_from_redis,
     merchant_labels_key,
@@ -91,6 +97,13 @@ from consumer.state.profiles import (
 DEFAULT_SHARD_ID = "shardId-000000000000"
 """The shard id a store counts its merchant transactions under when none is given (tests and
 benchmarks; the worker passes its own shard's)."""
+
+MERCHANT_CACHE = 50_000
+"""Merchants a store keeps between batches (least recently used leave first). A cached merchant
+of the benchmark's shape (one day, no labels) holds about 0.9 KB (tracemalloc), so this is
+about 45 MB at most, the order of the account cache's budget; it covers the benchmark's 50,000
+uniformly drawn merchants, the worst case: real traffic concentrates on far fewer. A merchant
+holds at most MERCHANT_DAYS days per shard and its labels (bounded by their writer)."""
 
 
 def encode_position(position: Position) -> str:
@@ -253,8 +266,10 @@ class BatchView:
         seen: dict[str, Position | None],
         alerted: set[str],
         merchants: dict[str, MerchantState] | None = None,
+        profiles: bool = True,
     ) -> None:
         self._accounts = accounts
+        self._profiles = profiles
         self._merchants = merchants if merchants is not None else {}
         self._seen = seen
         self._new_seen: dict[str, Position] = {}
@@ -305,7 +320,9 @@ class BatchView:
             country_seen_before=country_first is not None and country_first < position,
             ascending=account.in_time_order,
             # The live dicts, not copies: valid until the next `add`, as the view promises.
-            profile=Profile(account.days)
+            profile=None
+            if not self._profiles
+            else Profile(account.days)
             if merchant is None
             else Profile(account.days, merchant.days, merchant.labels),
         )
@@ -341,14 +358,17 @@ class BatchView:
             elif account.in_time_order and len(recent) > 1:
                 account.in_time_order = recent[-2].event_time <= txn.event_time
             account.new_members[member] = score
-            # Its day's totals, under the same condition as its member: a record already
-            # among the loaded positions (a replay) is not counted twice.
-            day = _day(txn.event_time)
-            _add_to_days(account, day, txn.amount)
+            if self._profiles:
+                # Its day's totals, under the same condition as its member: a record already
+                # among the loaded positions (a replay) is not counted twice.
+                day = _day(txn.event_time)
+                _add_to_days(account, day, txn.amount)
+            else:
+                day = None
         else:
             day = None
         merchant_id = txn.merchant_id
-        if merchant_id is not None:
+        if merchant_id is not None and self._profiles:
             # Counted unless this shard counted its day up to its position (a replay).
             self._merchants[merchant_id].count(
                 _day(txn.event_time) if day is None else day, position
@@ -410,14 +430,16 @@ def _decode_days(flat: Sequence[bytes]) -> dict[int, DayTotals]:
     return {int(flat[i]): _decode_day(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
-# Scripts over any number of accounts (five keys each, as _account_keys) and merchants (two
-# keys each to load, one to save). On a single Redis one call carries the whole batch, so the
-# client packs one command instead of thousands; on a cluster each call carries one account or
-# one merchant, whose keys share a hash slot. Either way the work runs inside Redis.
+# Scripts over any number of accounts (five keys each, as _account_keys, or four without
+# profiles: `stride`) and merchants (two keys each to load, or the labels key alone for a cached
+# merchant whose days still hold; one to save). On a single Redis one call carries the whole
+# batch, so the client packs one command instead of thousands; on a cluster each call carries
+# one account or one merchant, whose keys share a hash slot. Either way the work runs inside
+# Redis.
 _LOAD = """
 local out = {}
-local accounts = tonumber(ARGV[1])
-local a = 2
+local accounts, stride, full = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
 local function firsts(key)
   local n = tonumber(ARGV[a])
   local found = {}
@@ -425,17 +447,22 @@ local function firsts(key)
   a = a + n + 1
   return found
 end
-for k = 1, accounts * 5, 5 do
+for k = 1, accounts * stride, stride do
   local recent = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[a], '+inf')
   a = a + 1
   local devices = firsts(KEYS[k + 1])
   local countries = firsts(KEYS[k + 2])
   local first = redis.call('GET', KEYS[k + 3])
-  local days = redis.call('HGETALL', KEYS[k + 4])
+  local days = {}
+  if stride == 5 then days = redis.call('HGETALL', KEYS[k + 4]) end
   out[#out + 1] = {recent, devices, countries, first, redis.call('ZCARD', KEYS[k]), days}
 end
-for k = accounts * 5 + 1, #KEYS, 2 do
+local m = accounts * stride
+for k = m + 1, m + 2 * full, 2 do
   out[#out + 1] = {redis.call('HGETALL', KEYS[k]), redis.call('HGETALL', KEYS[k + 1])}
+end
+for k = m + 2 * full + 1, #KEYS do
+  out[#out + 1] = {redis.call('HGETALL', KEYS[k])}
 end
 return out
 """
@@ -444,8 +471,8 @@ _SAVE = """
 local keep_ttl, memory_ttl, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local accounts, dedup_ttl = tonumber(ARGV[4]), ARGV[5]
 local days_ttl, merchants, merchant_ttl = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local merchant_days = tonumber(ARGV[9])
-local a = 10
+local merchant_days, stride = tonumber(ARGV[9]), tonumber(ARGV[10])
+local a = 11
 local function firsts(key, n, refresh)
   for _ = 1, n do
     redis.call('HSETNX', key, ARGV[a], ARGV[a + 1])
@@ -463,7 +490,7 @@ local function later(new, old)
   if ns ~= os then return ns > os end
   return tonumber(nsub) > tonumber(osub)
 end
-for k = 1, accounts * 5, 5 do
+for k = 1, accounts * stride, stride do
   local first, refresh, members = ARGV[a], ARGV[a + 1] == '1', tonumber(ARGV[a + 2])
   local devices, countries, cap = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
   local days_set, days_del = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
@@ -482,6 +509,7 @@ for k = 1, accounts * 5, 5 do
   if refresh then redis.call('EXPIRE', KEYS[k + 3], memory_ttl) end
   -- Day totals: the changed days first, then the forgotten ones (the key never empties on
   -- the way, so it keeps its expiry); a new day (or a refresh) sets the expiry again.
+  -- (Without profiles: four keys, and no days to set or delete.)
   local created = 0
   if days_set > 0 then
     created = redis.call('HSET', KEYS[k + 4], unpack(ARGV, a, a + 2 * days_set - 1))
@@ -491,13 +519,15 @@ for k = 1, accounts * 5, 5 do
     redis.call('HDEL', KEYS[k + 4], unpack(ARGV, a, a + days_del - 1))
     a = a + days_del
   end
-  if refresh or created > 0 then redis.call('EXPIRE', KEYS[k + 4], days_ttl) end
+  if stride == 5 and (refresh or created > 0) then
+    redis.call('EXPIRE', KEYS[k + 4], days_ttl)
+  end
 end
 -- Merchants: this shard's "<day>:<shard>" -> "<count>|<position>" fields, each replaced only
 -- by a greater position; a new field trims the days too old to read, and every write sets the
 -- expiry again.
-local m_end = accounts * 5 + merchants
-for k = accounts * 5 + 1, m_end do
+local m_end = accounts * stride + merchants
+for k = accounts * stride + 1, m_end do
   local n = tonumber(ARGV[a])
   a = a + 1
   local created = false
@@ -577,8 +607,22 @@ class AccountStateStore:
         config: StateConfig,
         horizon_s: Decimal,
         shard_id: str = DEFAULT_SHARD_ID,
+        merchant_days_read_back: int | Callable[[], int] = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`merchant_days_read_back`: the smallest day offset back from a transaction's day at
+        which the features read a merchant's counts (the model's `label_delay_days`), or a
+        callable giving it for each batch (a model that may be reloaded); 0 reads today's, so
+        cached counts are never reused. `clock`: when a merchant's labels were read (tests
+        move it)."""
         self._redis = redis
+        self._profiles = config.profiles
+        # Four keys an account without profiles: the days key is neither passed nor touched.
+        self._stride = 5 if config.profiles else 4
+        self._read_back = merchant_days_read_back
+        self._clock = clock
+        self._labels_refresh_s = config.merchant_labels_refresh_s
+        self._merchants: OrderedDict[str, MerchantState] = OrderedDict()
         # Merchant counts are kept per shard (consumer/state/profiles.py): each shard's own
         # field, so shards never write the same one.
         self._shard_id = shard_id
@@ -626,15 +670,55 @@ class AccountStateStore:
         return [list(account_ids)] if account_ids else []
 
     def _load_groups(
-        self, account_ids: Sequence[str], merchant_ids: Sequence[str]
-    ) -> list[tuple[list[str], list[str]]]:
-        """(accounts, merchants) per load script call: all in one, or one of either per call
-        on a cluster (each call's keys in one slot)."""
+        self,
+        account_ids: Sequence[str],
+        merchant_ids: Sequence[str],
+        labels_only: Sequence[str] = (),
+    ) -> list[tuple[list[str], list[str], list[str]]]:
+        """(accounts, merchants, merchants whose labels alone are read) per script call: all
+        in one, or one of any per call on a cluster (each call's keys in one slot)."""
         if self._cluster:
-            return [([account_id], []) for account_id in account_ids] + [
-                ([], [merchant_id]) for merchant_id in merchant_ids
-            ]
-        return [(list(account_ids), list(merchant_ids))] if account_ids or merchant_ids else []
+            return (
+                [([account_id], [], []) for account_id in account_ids]
+                + [([], [merchant_id], []) for merchant_id in merchant_ids]
+                + [([], [], [merchant_id]) for merchant_id in labels_only]
+            )
+        if account_ids or merchant_ids or labels_only:
+            return [(list(account_ids), list(merchant_ids), list(labels_only))]
+        return []
+
+    def _cached_merchants(
+        self, items: Sequence[tuple[Position, Transaction]], merchant_ids: list[str]
+    ) -> tuple[dict[str, MerchantState], list[str], list[str], int]:
+        """The batch's merchants the cache answers for, and those it does not: to load whole,
+        and cached ones whose labels are due to be read again. Also the day a merchant loaded
+        now is trusted before: the batch's oldest, less MERCHANT_SETTLE_DAYS (none when the
+        reads reach today).
+
+        A cached merchant's days are used while every record of the batch reads only days
+        before its `trusted_before`: the features read days up to `day - read_back`.
+        """
+        cache = self._merchants
+        read_back = self._read_back() if callable(self._read_back) else self._read_back
+        days = [_day(txn.event_time) for _, txn in items] if read_back > 0 else []
+        # Reads reach up to the newest day less the delay; 0: today, never from the cache.
+        reach = max(days) - read_back if days else None
+        hits: dict[str, MerchantState] = {}
+        to_load: list[str] = []
+        labels_due: list[str] = []
+        now = self._clock()
+        refresh_s = self._labels_refresh_s
+        for merchant_id in merchant_ids:
+            merchant = cache.get(merchant_id)
+            if merchant is None or reach is None or reach >= merchant.trusted_before:
+                to_load.append(merchant_id)
+                continue
+            cache.move_to_end(merchant_id)
+            hits[merchant_id] = merchant
+            if now - merchant.labels_at >= refresh_s:
+                labels_due.append(merchant_id)
+        trusted_before = min(days) - MERCHANT_SETTLE_DAYS if days else BEFORE_ANY_DAY
+        return hits, to_load, labels_due, trusted_before
 
     def load(
         self, items: Sequence[tuple[Position, Transaction]], in_flight: SaveInFlight | None = None
@@ -655,25 +739,37 @@ class AccountStateStore:
             if account_id not in loaded
         }
         txn_ids = list(dict.fromkeys(txn.transaction_id for _, txn in items))
-        # Merchants are read at every batch: other shards write them.
-        merchant_ids = list(
-            dict.fromkeys(txn.merchant_id for _, txn in items if txn.merchant_id is not None)
-        )
-        groups = self._load_groups(list(asked), merchant_ids)
+        profiles = self._profiles
+        stride = self._stride
+        merchants: dict[str, MerchantState] = {}
+        merchant_ids: list[str] = []
+        labels_due: list[str] = []
+        trusted_before = BEFORE_ANY_DAY
+        if profiles:
+            merchants, merchant_ids, labels_due, trusted_before = self._cached_merchants(
+                items,
+                list(
+                    dict.fromkeys(
+                        txn.merchant_id for _, txn in items if txn.merchant_id is not None
+                    )
+                ),
+            )
+        groups = self._load_groups(list(asked), merchant_ids, labels_due)
         if in_flight is not None and not in_flight.prepared.accounts.isdisjoint(asked):
             in_flight.wait()
 
         def queue(pipe: Any) -> None:
-            for group, merchant_group in groups:
+            for group, merchant_group, labels_group in groups:
                 keys: list[str] = []
-                args: list[Any] = [len(group)]
+                args: list[Any] = [len(group), stride, len(merchant_group)]
                 for account_id in group:
                     devices, countries = asked[account_id]
-                    keys += _account_keys(account_id)
+                    keys += _account_keys(account_id, stride)
                     args += (wanted[account_id].oldest - self._keep_s - 1, len(devices), *devices)
                     args += (len(countries), *countries)
                 for merchant_id in merchant_group:
                     keys += (merchant_days_key(merchant_id), merchant_labels_key(merchant_id))
+                keys += [merchant_labels_key(merchant_id) for merchant_id in labels_group]
                 pipe.execute_command("EVALSHA", self._load_sha, len(keys), *keys, *args)
             if self._cluster:
                 for txn_id in txn_ids:
@@ -684,17 +780,28 @@ class AccountStateStore:
         replies = self._send(queue, "redis.load")
 
         per_call = [reply for group_reply in replies[: len(groups)] for reply in group_reply]
-        # Accounts' replies first, then merchants' (in one call or one call each).
-        per_account, per_merchant = per_call[: len(asked)], per_call[len(asked) :]
-        pending = in_flight.prepared.merchants if in_flight is not None else {}
-        merchants = {
-            merchant_id: merchant_from_redis(
-                days_flat, labels_flat, self._shard_id, pending.get(merchant_id)
-            )
+        # Accounts' replies first, then merchants' whole, then labels alone (in one call or one
+        # call each).
+        per_account = per_call[: len(asked)]
+        per_merchant = per_call[len(asked) : len(asked) + len(merchant_ids)]
+        per_labels = per_call[len(asked) + len(merchant_ids) :]
+        if merchant_ids or labels_due:
+            now = self._clock()
+            pending = in_flight.prepared.merchants if in_flight is not None else {}
             for merchant_id, (days_flat, labels_flat) in zip(
                 merchant_ids, per_merchant, strict=True
-            )
-        }
+            ):
+                merchant = merchant_from_redis(
+                    days_flat, labels_flat, self._shard_id, pending.get(merchant_id)
+                )
+                merchant.trusted_before = trusted_before
+                merchant.labels_at = now
+                merchants[merchant_id] = merchant
+                self._remember_merchant(merchant_id, merchant)
+            for merchant_id, (labels_flat,) in zip(labels_due, per_labels, strict=True):
+                merchant = merchants[merchant_id]
+                merchant.labels = decode_labels(labels_flat)
+                merchant.labels_at = now
         for account_id, reply in zip(asked, per_account, strict=True):
             members, device_firsts, country_firsts, first_raw, stored_count, days_flat = reply
             devices, countries = asked[account_id]
@@ -704,7 +811,7 @@ class AccountStateStore:
             if len(positions) < len(recent):
                 recent = _one_per_position(recent)
             loaded[account_id] = _Account(
-                keys=_account_keys(account_id),
+                keys=_account_keys(account_id, stride),
                 recent=recent,
                 devices=_known(devices, device_firsts),
                 first=decode_position(first_raw) if first_raw is not None else None,
@@ -714,7 +821,7 @@ class AccountStateStore:
                 oldest_score=min((entry.score for entry in recent), default=float("inf")),
                 in_time_order=in_time_order(recent),
                 stored_at_most=int(stored_count),
-                days=_decode_days(days_flat),
+                days=_decode_days(days_flat) if profiles else {},
             )
             self._remember(account_id, loaded[account_id])
         txn_replies = replies[len(groups) :]
@@ -731,7 +838,21 @@ class AccountStateStore:
                 alerted.add(txn_id)
                 text = text[: -len(_ALERTED)]
             seen[txn_id] = decode_position(text)
-        return BatchView(loaded, seen, alerted, merchants)
+        return BatchView(loaded, seen, alerted, merchants, profiles)
+
+    def _remember_merchant(self, merchant_id: str, merchant: MerchantState) -> None:
+        """Keep a loaded merchant, within MERCHANT_CACHE (least recently used leave). Safe at
+        any time: a merchant not cached is read from Redis, which this shard's saves keep
+        complete for its own counts."""
+        cache = self._merchants
+        cache[merchant_id] = merchant
+        cache.move_to_end(merchant_id)
+        while len(cache) > MERCHANT_CACHE:
+            cache.popitem(last=False)
+
+    @property
+    def cached_merchants(self) -> int:
+        return len(self._merchants)
 
     def save(self, view: BatchView) -> int:
         """Write what the batch added (idempotently); return the number of commands sent."""
@@ -773,8 +894,8 @@ class AccountStateStore:
         now = time.monotonic()
         groups = self._load_groups(changed, list(merchant_changes))
         in_script = [] if self._cluster else txn_writes
-        for index, (group, merchant_group) in enumerate(
-            groups or ([([], [])] if in_script else [])
+        for index, (group, merchant_group, _) in enumerate(
+            groups or ([([], [], [])] if in_script else [])
         ):
             keys: list[str] = []
             args: list[Any] = [
@@ -787,6 +908,7 @@ class AccountStateStore:
                 len(merchant_group),
                 _MERCHANT_DAYS_TTL,
                 MERCHANT_DAYS,
+                self._stride,
             ]
             for account_id in group:
                 account = view.accounts[account_id]
@@ -982,14 +1104,16 @@ class AccountStateStore:
         return len(self._cache)
 
 
-def _account_keys(account_id: str) -> list[str]:
-    return [
+def _account_keys(account_id: str, stride: int = 5) -> list[str]:
+    """The account's keys as the scripts take them: five, or four without profiles (no days)."""
+    keys = [
         _account_key(account_id, "recent"),
         _account_key(account_id, "devices"),
         _account_key(account_id, "countries"),
         _account_key(account_id, "first"),
         _account_key(account_id, "days"),
     ]
+    return keys if stride == 5 else keys[:stride]
 
 
 def _known(asked: list[str], firsts: list[bytes | None]) -> dict[str, Position]:

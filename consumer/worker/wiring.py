@@ -112,7 +112,14 @@ def assemble_pipeline(
     model = model_source(settings, lambda: s3)  # a directory or S3 prefix, hot-reloaded
     if model is not None:  # its features read up to 24 h back
         rulesets.max_horizon_s = max(rulesets.max_horizon_s, Decimal(MODEL_HORIZON_S))
-    store = AccountStateStore(redis_conn, settings.state, rulesets.max_horizon_s, shard_id)
+    # A merchant's cached counts are reused while the model's reads stay on settled days: they
+    # end its label delay back (read from the model in force, which may be reloaded).
+    read_back: int | Callable[[], int] = (
+        0 if model is None else (lambda: model.model.scorer.label_delay_days)
+    )
+    store = AccountStateStore(
+        redis_conn, settings.state, rulesets.max_horizon_s, shard_id, read_back
+    )
     decisions = (
         S3JsonLinesBatch(
             "decisions",

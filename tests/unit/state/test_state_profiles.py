@@ -39,7 +39,7 @@ from tests.unit.state.test_state import CountingRedis, txn
 
 DELAY_DAYS = 7
 HORIZON = Decimal(MODEL_HORIZON_S)
-CONFIG = StateConfig()
+CONFIG = StateConfig(merchant_labels_refresh_s=0)  # labels fed mid-run: read every batch
 RULESET = RuleSet("profiles-test")
 # Sequence numbers as Kinesis gives them (up to 56 digits), crossing from 55 to 56 digits mid-run:
 # far beyond a Lua number's exactness, so positions must compare as decimal strings.
