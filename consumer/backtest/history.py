@@ -164,7 +164,10 @@ class ReplayHistory:
             self.duplicates += 1
             return None
         seen = self.history(txn)
-        if seen.recent:
+        # Always a copy: the view of an account whose entries have all been forgotten is empty
+        # but still the account's live view, which `add` below appends this very transaction
+        # to (the row would then count it in its own history).
+        if not isinstance(seen.recent, tuple):
             seen = structs.replace(seen, recent=tuple(seen.recent))
         profile = seen.profile
         if profile is not None:

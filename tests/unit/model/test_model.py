@@ -551,3 +551,18 @@ def test_the_worker_does_not_import_the_model_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_snapshot_never_holds_its_own_transaction_after_the_account_forgot_everything() -> None:
+    """An account quiet for longer than the horizon has an empty view that is still live; the
+    snapshot `observe` returns must not grow with the transaction added after it (training rows
+    once counted that transaction in its own history, which the stream never does)."""
+    history = stream_history()
+    first = txn("a", 0, "10.00")
+    later = txn("b", 3 * 86400, "20.00")
+    assert history.observe(first) is not None
+    seen = history.observe(later)
+    assert seen is not None
+    assert list(seen.recent) == []
+    row = dict(zip(FEATURE_NAMES, features_for(later, seen), strict=True))
+    assert row["txn_count_24h"] == 1.0 and row["earlier_count"] == 0.0
