@@ -113,6 +113,26 @@ def to_dict(
         "elapsed_s": round(elapsed_s, 3),
         "records_per_s": round(result.records / elapsed_s) if elapsed_s > 0 else None,
     }
+    model = result.model
+    if model is not None:
+        out["model"] = {
+            "version": model.version,
+            "threshold": model.threshold,
+            "label_delay_days": model.label_delay_days,
+            "scored": model.scored,
+            "flagged": model.flagged,
+            "row_errors": model.row_errors,
+            "precision": _ratio(model.true_pos, model.true_pos + model.false_pos),
+            "recall": _ratio(model.true_pos, model.true_pos + model.false_neg),
+            "rules_or_model": {
+                "precision": _ratio(
+                    model.either_true_pos, model.either_true_pos + model.either_false_pos
+                ),
+                "recall": _ratio(
+                    model.either_true_pos, model.either_true_pos + model.either_false_neg
+                ),
+            },
+        }
     if labelled:
         overall: dict[str, Any] = {}
         for name, side in (("new", new_side), ("baseline", base_side)):
@@ -161,6 +181,16 @@ def render_table(report: dict[str, Any]) -> str:
             f"fraud; overall precision new {_pct(overall['new']['precision'])} "
             f"(baseline {_pct(overall['baseline']['precision'])}), recall new "
             f"{_pct(overall['new']['recall'])} (baseline {_pct(overall['baseline']['recall'])})"
+        )
+    model = report.get("model")
+    if model is not None:
+        either = model["rules_or_model"]
+        lines.append(
+            f"model {model['version']} (threshold {model['threshold']}, labels known "
+            f"{model['label_delay_days']} days later): scored {model['scored']:,}, flagged "
+            f"{model['flagged']:,}; precision {_pct(model['precision'])}, recall "
+            f"{_pct(model['recall'])}; rules OR model precision {_pct(either['precision'])}, "
+            f"recall {_pct(either['recall'])}"
         )
     header = ["rule", "kind", "hits", "baseline", "change", "+new", "-gone", "shadow"]
     rule_errors = report["rule_errors"]

@@ -19,6 +19,14 @@ overall. Two labels, as load_test/synthetic.py writes them: `fraud` (true or fal
 when both are there) scores every rule and the overall decision against it; `expected_rules`
 (the rules that should fire) scores a contract rule against its own id, and a custom rule and
 the overall decision against "it names any rule".
+
+With a model (`model`, the worker's ScoringModel: consumer/model/stage.py BatchModel), each
+record's feature row is built in the same `judge_record` call, from the history's long-horizon
+profiles (ReplayHistory with profiles, each record's own `fraud` label reaching the merchant
+profiles `label_delay_days` after it, as in training), and scored a chunk at a time: the
+model's flags (score at or above the new rule set's model_score threshold) and rules OR model
+against the labels (`ModelCounts`). Accounts cannot be split across processes then (a
+merchant's profile spans accounts): one process.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from consumer.backtest.history import VIEW_ENTRIES, ReplayHistory
 from consumer.backtest.inputs import BadLine, Item
 from consumer.errors import FraudstreamError
 from consumer.judging.sequence import Judged, NotJudged, baseline_for, judge_record
+from consumer.judging.views import ScoringModel
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
+from consumer.rules.profile import DAY_S, LabelMark, day_of
 from consumer.rules.ruleset import RuleSet
 from consumer.settings.config import StateConfig
 
@@ -81,6 +91,30 @@ class BacktestResult:
     examples_base: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     # Per judged record, when asked for (tests): (line index, transaction id, new rules, base).
     decisions: list[tuple[int, str, tuple[str, ...], tuple[str, ...]]] | None = None
+    model: ModelCounts | None = None  # with a model only
+
+
+@dataclass
+class ModelCounts:
+    """The model's say over the file: records scored, flagged (score >= threshold), and against
+    the labelled records, the model's and rules OR model's true and false positives and false
+    negatives (rules: the new rule set's live decision)."""
+
+    version: str
+    threshold: float | None
+    label_delay_days: int
+    scored: int = 0
+    flagged: int = 0
+    row_errors: int = 0
+    true_pos: int = 0
+    false_pos: int = 0
+    false_neg: int = 0
+    either_true_pos: int = 0
+    either_false_pos: int = 0
+    either_false_neg: int = 0
+
+
+SCORE_CHUNK = 4096  # rows scored at once: one vectorised call, bounded memory
 
 
 MAX_REASONS = 1000  # distinct invalid reasons kept; the rest are counted under OTHER_REASON
@@ -142,6 +176,8 @@ def run_backtest(
     keep_decisions: bool = False,
     owns: Callable[[str], bool] | None = None,
     view_entries: int = VIEW_ENTRIES,
+    model: ScoringModel | None = None,
+    label_delay_days: int = 7,
 ) -> BacktestResult:
     """Judge every record of `items` ((record number, record) in stream order) with both rule
     sets; count the outcome. `owns`, for one part of a partitioned run, says whether an account
@@ -149,8 +185,16 @@ def run_backtest(
     would be split). `view_entries`: ReplayHistory's cache of built entries (memory for speed)."""
     horizon: Decimal = max(new.state_horizon_s, baseline.state_horizon_s)
     countries = bool(new.history_needs | baseline.history_needs)
-    builder = ReplayHistory(horizon, state, countries=countries, view_entries=view_entries)
+    if model is not None:
+        horizon = max(horizon, Decimal(DAY_S))  # the model's features read 24 h
+        countries = True
+    builder = ReplayHistory(
+        horizon, state, countries=countries, view_entries=view_entries, profiles=model is not None
+    )
     result = BacktestResult(decisions=[] if keep_decisions else None)
+    scoring = _Scoring(model, new, label_delay_days) if model is not None else None
+    if scoring is not None:
+        result.model = scoring.counts
     new_side, base_side = result.sides
     only_new, only_base = result.only_new, result.only_base
     contract_ids = frozenset(new.config.severities) | frozenset(baseline.config.severities)
@@ -175,12 +219,14 @@ def run_backtest(
             raise PartitionError(
                 f"record {index + 1}: its account was not where the partitioning put it"
             )
-        outcome = judge_record(builder, txn, index, new, None, against)
+        outcome = judge_record(builder, txn, index, new, model, against)
         if type(outcome) is not Judged:
             if isinstance(outcome, NotJudged):
                 raise outcome.error
             duplicates += 1
             continue
+        if scoring is not None:
+            scoring.add(builder, txn, outcome)
         new_verdict = outcome.verdict
         base_verdict = outcome.baseline
         assert base_verdict is not None  # judged against the baseline
@@ -246,6 +292,8 @@ def run_backtest(
                     _example(examples, rule, index, txn_id)
             if truth is not None:
                 _tally(side, fired, verdict_shadow, truth, contract_ids)
+    if scoring is not None:
+        scoring.flush()
     if progress is not None:
         progress(count)
     result.records = count
@@ -255,6 +303,57 @@ def run_backtest(
     result.labelled_fraud = labelled_fraud
     result.fraud_labelled = fraud_labelled
     return result
+
+
+class _Scoring:
+    """The model's rows of a backtest, scored a chunk at a time, counted into ModelCounts."""
+
+    def __init__(self, model: ScoringModel, new: RuleSet, label_delay_days: int) -> None:
+        self._model = model
+        rule = model.rule_for(new.model)
+        self.counts = ModelCounts(
+            model.model_version, None if rule is None else rule.threshold, label_delay_days
+        )
+        self._delay = Decimal(label_delay_days * DAY_S)
+        # (row, fraud label or None, whether the new rule set flagged it)
+        self._pending: list[tuple[Any, bool | None, bool]] = []
+
+    def add(self, history: ReplayHistory, txn: Any, judged: Judged) -> None:
+        fraud = txn.raw.get(FRAUD)
+        label = fraud if type(fraud) is bool else None
+        if label and txn.merchant_id is not None:
+            # Known the delay after the transaction: the records judged from then see it.
+            mark = LabelMark(day_of(txn.event_time), txn.event_time + self._delay, True)
+            history.apply_label(txn.transaction_id, txn.merchant_id, mark)
+        if judged.row is None:
+            self.counts.row_errors += 1
+            return
+        self._pending.append((judged.row, label, bool(judged.verdict.decision.reasons)))
+        if len(self._pending) >= SCORE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        scored = self._model.score([row for row, _, _ in pending])
+        counts = self.counts
+        threshold = counts.threshold
+        counts.scored += len(scored)
+        for (_, label, ruled), one in zip(pending, scored, strict=True):
+            hit = threshold is not None and one.score >= threshold
+            counts.flagged += hit
+            if label is None:
+                continue
+            either = hit or ruled
+            if label:
+                counts.true_pos += hit
+                counts.false_neg += not hit
+                counts.either_true_pos += either
+                counts.either_false_neg += not either
+            else:
+                counts.false_pos += hit
+                counts.either_false_pos += either
 
 
 def _tally(

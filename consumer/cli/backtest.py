@@ -62,6 +62,20 @@ def add_parser(subparsers: Any) -> None:
         "(~400 bytes each; more is faster on long histories; default 500000)",
     )
     parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="also score with this model (fraudstream train's --out; needs the model extra): "
+        "its flags and rules OR model against the `fraud` labels; one process",
+    )
+    parser.add_argument(
+        "--label-delay-days",
+        type=_entries,
+        default=None,
+        metavar="D",
+        help="days after a transaction its `fraud` label reaches the merchant profiles "
+        "(default: the model's own, features.json)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="one JSON document on stdout instead of the table"
     )
     parser.add_argument(
@@ -117,6 +131,22 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fraudstream backtest: cannot read {args.input}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    model = None
+    delay = args.label_delay_days
+    if args.model is not None:
+        if parts > 1:
+            print(
+                "fraudstream backtest: --model runs in one process (a merchant's profile spans "
+                "accounts): drop --jobs and --parts",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        try:
+            model, own_delay = _load_model(args.model)
+        except Exception as exc:  # ImportError (no extra), ModelLoadError: the message says
+            print(f"fraudstream backtest: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        delay = own_delay if delay is None else delay
     if parts > 1 and "fork" not in multiprocessing.get_all_start_methods():
         print("fraudstream backtest: --jobs and --parts need fork (Linux, macOS)", file=sys.stderr)
         return EXIT_USAGE
@@ -144,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
                     state=state,
                     progress=lambda count: bar.update(source.position(), count),
                     view_entries=cache,
+                    model=model,
+                    label_delay_days=7 if delay is None else delay,
                 )
         except READ_ERRORS as exc:  # e.g. a truncated or corrupt gzip file
             print(f"fraudstream backtest: reading {args.input}: {exc}", file=sys.stderr)
@@ -158,6 +190,18 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `| head`: the reader has seen enough; nothing left to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _load_model(directory: str) -> tuple[Any, int]:
+    """The model as the worker scores with it (its own threshold, else 80) and its label
+    delay. LightGBM is an optional extra, imported only here."""
+    from consumer.model.rule import ModelRule
+    from consumer.model.scorer import ModelScorer
+    from consumer.model.stage import BatchModel
+
+    scorer = ModelScorer.load(directory)
+    threshold = scorer.threshold if scorer.threshold is not None else 80.0
+    return BatchModel(scorer, ModelRule(threshold, "high", False)), scorer.label_delay_days
 
 
 class _Progress:
