@@ -56,7 +56,7 @@ class Tally:
             self.reused += len(hits)
             return hits, to_load, labels_due, trusted
 
-        store._cached_merchants = counted  # type: ignore[method-assign]
+        store._cached_merchants = counted  # type: ignore[method-assign,assignment]
 
 
 def warm_store(
