@@ -40,7 +40,9 @@ def add_parser(subparsers: Any) -> None:
         default=0.005,
         help="share of deliberately broken records (for the dead letters)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed for the same traffic again")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for the same traffic again (default: random)"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     parser.set_defaults(run=run)
 
