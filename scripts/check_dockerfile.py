@@ -45,6 +45,11 @@ URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.IG
 REPO_FILE_TOKEN = re.compile(r"^(\./)?[\w.-]+(/[\w.-]+)*\.(sh|py)$")
 # A pip command: pip, pip3, pip3.11, /opt/venv/bin/pip (`python -m pip` is found separately).
 PIP_PROGRAM = re.compile(r"^(.*/)?pip(\d+(\.\d+)?)?$")
+# Packages that are for building, never for the image that runs.
+BUILD_PACKAGE = re.compile(
+    r"^(openjdk-\d+-(jdk|jre)(-headless)?|default-(jdk|jre)(-headless)?|maven|gradle|ant|gcc(-\d+)?"
+    r"|g\+\+(-\d+)?|build-essential|make|cmake|python3-dev|python3-pip)(=\S*)?$"
+)
 SHELL_SEPARATORS = frozenset({"&&", "||", ";", "|"})
 # pip options whose value is a file: requirements and constraints.
 PIP_FILE_OPTIONS = ("--requirement", "--constraint", "-r", "-c")
@@ -93,6 +98,29 @@ def path_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+@dataclass
+class GlobalArg:
+    """An ARG before the first FROM: the only variables a FROM line may use."""
+
+    name: str
+    default: str | None
+    line: int
+
+
+def read_global_args(dockerfile: Path) -> list[GlobalArg]:
+    parser = DockerfileParser(path=str(dockerfile))
+    found: list[GlobalArg] = []
+    for item in parser.structure:
+        name = str(item["instruction"]).upper()
+        if name == "FROM":
+            break
+        if name == "ARG":
+            key, sep, value = str(item["value"]).strip().partition("=")
+            default = value.strip().strip("\"'") if sep else None
+            found.append(GlobalArg(key.strip(), default, int(item["startline"]) + 1))
+    return found
+
+
 def read_stages(dockerfile: Path) -> list[Stage]:
     parser = DockerfileParser(path=str(dockerfile))
     stages: list[Stage] = []
@@ -100,6 +128,8 @@ def read_stages(dockerfile: Path) -> list[Stage]:
         name = str(item["instruction"]).upper()
         value = str(item["value"])
         line = int(item["startline"]) + 1
+        if name in ("COMMENT", "ARG") and not stages:
+            continue
         if name == "COMMENT":
             continue
         if name == "FROM":
@@ -269,6 +299,7 @@ class Checker:
         self.dockerfile = dockerfile
         self.context = context
         self.stages = read_stages(dockerfile)
+        self.global_args = read_global_args(dockerfile)
         self.files = context_files(context, read_dockerignore(context))
         self.project = Project.load(context)
         self.problems: list[Problem] = []
@@ -291,10 +322,35 @@ class Checker:
 
     # -- base images -------------------------------------------------------------------------
 
+    def resolve_image(self, stage: Stage) -> str | None:
+        """A FROM's image with its build arguments replaced by their defaults (the image a plain
+        `docker build` uses); None, after saying why, when an argument has no default."""
+        defaults = {arg.name: arg.default for arg in self.global_args}
+        image = stage.image
+        for match in re.finditer(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", stage.image):
+            name = match.group(1)
+            default = defaults.get(name)
+            if name not in defaults:
+                self.problem(
+                    stage.line, f"FROM uses ${name}, which no ARG before the first FROM declares"
+                )
+                return None
+            if not default:
+                self.problem(
+                    stage.line,
+                    f"FROM uses ${name}, whose ARG has no default: a plain build has no base",
+                )
+                return None
+            image = image.replace(match.group(0), default)
+        return image
+
     def check_base_images(self) -> None:
         aliases: set[str] = set()
         for stage in self.stages:
-            image = stage.image
+            resolved = self.resolve_image(stage) if "$" in stage.image else stage.image
+            if resolved is None:
+                continue
+            image = resolved
             if not (image in aliases or image == "scratch" or "@sha256:" in image):
                 name = image.rsplit("/", 1)[-1]
                 tag = name.partition(":")[2]
@@ -439,7 +495,24 @@ class Checker:
 
     # -- the image that runs -----------------------------------------------------------------
 
+    def check_no_build_tools(self, stage: Stage) -> None:
+        """The image that runs carries no compilers, JDK or Maven: they are the build stage's."""
+        for ins in stage.instructions:
+            if ins.name != "RUN" or not re.search(r"\bapt(-get)?\b[^&;|]*\binstall\b", ins.value):
+                continue
+            for command in re.split(r"&&|\|\||;|\|", ins.value):
+                if not re.search(r"\bapt(-get)?\s.*\binstall\b", command):
+                    continue
+                for package in command.split():
+                    if BUILD_PACKAGE.match(package):
+                        self.problem(
+                            ins.line,
+                            f"the runtime stage installs {package}: build tools belong in the "
+                            "build stage (the runtime's Java is the jlink-made one)",
+                        )
+
     def check_final_stage(self, stage: Stage) -> None:
+        self.check_no_build_tools(stage)
         user: Instruction | None = None
         entrypoint: Instruction | None = None
         for ins in stage.instructions:

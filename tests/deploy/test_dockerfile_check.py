@@ -87,12 +87,35 @@ BREAKAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "copy source missing": (_remove_dir("properties"), "COPY source 'properties': not in the"),
     "copy source ignored": (_append_ignore("consumer/"), "'consumer': excluded by .dockerignore"),
     "untagged base image": (
-        _edit("FROM python:3.11-slim-bookworm AS build", "FROM python AS build"),
+        _edit("ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE=python"),
         "base image 'python' has no tag",
     ),
     "latest base image": (
-        _edit("FROM python:3.11-slim-bookworm AS runtime", "FROM python:latest AS runtime"),
+        _edit("ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE=python:latest"),
         "uses `latest`",
+    ),
+    "untagged literal base image": (
+        _edit("FROM ${PYTHON_IMAGE} AS runtime", "FROM python AS runtime"),
+        "base image 'python' has no tag",
+    ),
+    "base image argument without a default": (
+        _edit("ARG PYTHON_IMAGE=python:3.11-slim-bookworm", "ARG PYTHON_IMAGE"),
+        "FROM uses $PYTHON_IMAGE, whose ARG has no default",
+    ),
+    "base image argument never declared": (
+        _edit("FROM ${PYTHON_IMAGE} AS build", "FROM ${BASE_IMAGE} AS build"),
+        "FROM uses $BASE_IMAGE, which no ARG before the first FROM declares",
+    ),
+    "a JDK in the runtime": (
+        _edit(
+            "apt-get install -y --no-install-recommends libgomp1",
+            "apt-get install -y --no-install-recommends libgomp1 openjdk-17-jre-headless",
+        ),
+        "the runtime stage installs openjdk-17-jre-headless",
+    ),
+    "maven in the runtime": (
+        _edit("USER 10001:10001\n", "RUN apt-get install -y maven\nUSER 10001:10001\n"),
+        "the runtime stage installs maven",
     ),
     "no user": (_edit("USER 10001:10001\n", ""), "ENTRYPOINT before any USER"),
     "root user": (_edit("USER 10001:10001", "USER root"), "ENTRYPOINT runs as root"),
@@ -188,3 +211,31 @@ def test_the_command_line_exits_nonzero_and_names_the_line(
         if "USER 0" in t
     )
     assert f":{line}: the final USER is root" in err
+
+
+def test_the_task_definition_health_check_is_the_images() -> None:
+    """ECS does not read an image's HEALTHCHECK: the task definition repeats its command."""
+    import json
+    import re
+
+    from cfnlint.decode import cfn_yaml
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    found = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (\[.*\])$", dockerfile, re.M)
+    assert found, "the Dockerfile has an exec-form HEALTHCHECK"
+    template = cfn_yaml.load(str(REPO / "deploy" / "ecs" / "fraudstream.yaml"))
+    container = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["HealthCheck"]["Command"] == ["CMD", *json.loads(found.group(1))]
+    # Compiles, and names the daemon's main class as the worker execs it.
+    code = json.loads(found.group(1))[2]
+    compile(code, "HEALTHCHECK", "exec")
+    assert "software.amazon.kinesis.multilang.MultiLangDaemon" in code
+    daemon = (REPO / "consumer" / "worker" / "daemon.py").read_text()
+    assert 'DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"' in daemon
+
+
+def test_the_base_image_is_a_build_argument_defaulting_to_the_official_one() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm\n" in dockerfile
+    froms = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert froms and all(line.startswith("FROM ${PYTHON_IMAGE} AS ") for line in froms)
