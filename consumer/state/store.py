@@ -100,8 +100,8 @@ benchmarks; the worker passes its own shard's)."""
 
 MERCHANT_CACHE = 50_000
 """Merchants a store keeps between batches (least recently used leave first). A cached merchant
-of the benchmark's shape (one day, no labels) holds about 0.9 KB (tracemalloc), so this is
-about 45 MB at most, the order of the account cache's budget; it covers the benchmark's 50,000
+of the benchmark's shape (one day, no labels) holds about 1.0 KB (tracemalloc), so this is
+about 50 MB at most, the order of the account cache's budget; it covers the benchmark's 50,000
 uniformly drawn merchants, the worst case: real traffic concentrates on far fewer. A merchant
 holds at most MERCHANT_DAYS days per shard and its labels (bounded by their writer)."""
 
