@@ -8,9 +8,9 @@ daemon, its Python processors and their alert processes) while it runs, waits un
 is checkpointed at its last record (showing how many are), then reads back what the consumer
 wrote: the flagged lines in S3, the alerts that SNS delivered to the tap queue, and the workers'
 own counters from their logs. It fails (exit 1) when the workers did not catch up in time or a
-record was lost: a transaction the producer was told landed whose expected flag is not in S3, or
-one the producer gave up on. The local stand-ins take about 300 records/s (docs/performance.md),
-hence the default rate.
+record was lost: a transaction the producer was told landed whose expected flag is not in S3, a
+broken record that landed without its dead letter, or one the producer gave up on. The local
+stand-ins take about 300 records/s (docs/performance.md), hence the default rate.
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class Verdict:
     caught_up: bool
     missing_flags: int  # labelled transactions that landed whose flagged line is not in S3
     failed_puts: int  # records the producer gave up on: never reached the stream
+    missing_dead_letters: int = 0  # broken records that landed without their dead letter
 
     @property
     def problems(self) -> list[str]:
@@ -139,6 +140,11 @@ class Verdict:
             found.append(
                 f"{self.missing_flags} labelled transactions that reached the stream have no "
                 "flagged line in S3"
+            )
+        if self.missing_dead_letters:
+            found.append(
+                f"{self.missing_dead_letters} broken records that reached the stream have no "
+                "dead letter in S3"
             )
         if self.failed_puts:
             found.append(f"{self.failed_puts} records the producer gave up on")
@@ -154,10 +160,14 @@ def verdict(
     expected: Mapping[str, frozenset[str]],
     found: Mapping[str, frozenset[str]],
     failed_puts: int,
+    invalid_landed: frozenset[str] = frozenset(),
+    dead_lettered: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """`expected`: the landed transactions' labels; `found`: the flagged lines read back."""
+    """`expected`: the landed transactions' labels; `found`: the flagged lines read back;
+    `invalid_landed`: the sequence numbers of the broken records that landed;
+    `dead_lettered`: the sequence numbers of the dead letters read back."""
     missing = sum(1 for tid, rules in expected.items() if rules and tid not in found)
-    return Verdict(caught_up, missing, failed_puts)
+    return Verdict(caught_up, missing, failed_puts, len(invalid_landed - dead_lettered))
 
 
 class CatchUpProgress:
@@ -249,9 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
 
+    invalid_data: set[bytes] = set()
+    invalid_landed: set[str] = set()  # sequence numbers: each must come back as a dead letter
+
     def next_entry() -> Entry:
         record = generator.next_record()
-        if not record.is_invalid:
+        if record.is_invalid:
+            invalid_data.add(record.data)
+        else:
             body = json.loads(record.data)
             labels[body["transaction_id"]] = frozenset(record.expected_rules)
             created_at[body["transaction_id"]] = parse_time(body["timestamp"])
@@ -264,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         transaction_id = id_of_data.pop(receipt.entry.data, None)
         if transaction_id is not None:
             put_time[transaction_id] = receipt.at
+        elif receipt.entry.data in invalid_data:
+            invalid_landed.add(receipt.sequence_number)
         newest(receipt)
 
     def workers() -> dict[str, int]:
@@ -367,7 +384,18 @@ def main(argv: list[str] | None = None) -> int:
         f"report: {out / f'load-{stamp}.json'}"
         + (f", chart: {out / f'load-{stamp}.png'}" if charted else "")
     )
-    result = verdict(in_time, {t: labels[t] for t in put_time}, found, summary.failed)
+    dead_lettered = frozenset(
+        str(line.get("sequence_number"))
+        for _, line in read_jsonl_objects(s3, env["FRAUD_BUCKET"], "dead-letter/")
+    )
+    result = verdict(
+        in_time,
+        {t: labels[t] for t in put_time},
+        found,
+        summary.failed,
+        frozenset(invalid_landed),
+        dead_lettered,
+    )
     for problem in result.problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return result.exit_code

@@ -113,3 +113,12 @@ def test_every_option_shows_its_default_and_the_help_its_exit_codes(
         if action.option_strings and not action.required:
             assert "default" in text.lower(), f"{parser.prog} {action.dest}: {text!r}"
     assert "exit codes:" in parser.format_help()
+
+
+def test_a_broken_record_without_its_dead_letter_fails() -> None:
+    landed = frozenset({"101", "202"})
+    result = run.verdict(True, {}, {}, 0, invalid_landed=landed, dead_lettered=frozenset({"101"}))
+    assert result.exit_code == 1
+    assert result.problems == ["1 broken records that reached the stream have no dead letter in S3"]
+    whole = run.verdict(True, {}, {}, 0, invalid_landed=landed, dead_lettered=landed)
+    assert whole.exit_code == 0
