@@ -228,7 +228,7 @@ def not_json(live: Path) -> None:
         # Files that look mid-copy wait one check for the rest, then are refused.
         (truncate_model, "model.txt is not the one features.json was written with", 2),
         (unbound_and_truncated, "cut short", 2),
-        (wrong_features, "retrain", 1),
+        (wrong_features, "are not those of features.json", 1),
         (not_json, "not valid JSON", 1),
     ],
 )
