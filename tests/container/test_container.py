@@ -69,6 +69,12 @@ def test_the_image_runs_as_a_non_root_user_with_the_task_limits(limits: TaskLimi
     assert limits.health_check == image["Config"]["Healthcheck"]["Test"]
 
 
+def test_the_scaler_command_is_in_the_image() -> None:
+    """The scheduled scaler runs the same image with EntryPoint [fraudstream] (the template)."""
+    result = docker("run", "--rm", "--entrypoint", "fraudstream", IMAGE, "ops", "scale", "--help")
+    assert "--shards-per-task" in result.stdout
+
+
 def producer_thread(servers: Stack, batches: list[list[Entry]], pause_s: float) -> Any:
     sent: dict[str, int] = {"sent": 0, "failed": 0, "batches": 0}
 
