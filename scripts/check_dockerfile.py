@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Checks the Dockerfile without a Docker engine (none runs on the development machines or CI).
+"""Checks the Dockerfile's text, in seconds and without a container engine.
 
-A Dockerfile that was never built fails late, on someone else's machine: a COPY source that
-.dockerignore drops, an entry point that no package installs, a base image that moves under us,
-a root user, a shell that swallows SIGTERM, a secret baked into a layer, dependencies resolved
-afresh instead of from the hash-pinned lock. Each of those is visible in the text, so this
-script reads the text and says which line is wrong and why.
+CI also builds the image and runs it (scripts/container_test.sh), minutes later; some mistakes
+are visible in the text and deserve a message naming the line: a COPY source that .dockerignore
+drops, an entry point that no package installs, a base image that moves under us (a FROM's
+build argument is checked at its default), a root user, a shell that swallows SIGTERM, a secret
+baked into a layer, dependencies resolved afresh instead of from the hash-pinned lock, a JDK,
+Maven or a compiler in the stage that runs.
 
     .venv/bin/python scripts/check_dockerfile.py [--dockerfile Dockerfile] [--context .]
 
