@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_FLOOR, Decimal
+from itertools import accumulate
 
 import msgspec
 
@@ -44,6 +45,10 @@ MAX_LABEL_DELAY_DAYS = 14
 ACCOUNT_DAYS = LONGEST_WINDOW_DAYS + 1
 MERCHANT_DAYS = LONGEST_WINDOW_DAYS + MAX_LABEL_DELAY_DAYS + 1
 DEFAULT_LABEL_DELAY_DAYS = 7
+# Up to this many days kept, a window's sums come from a pass over the days kept; beyond, from
+# a pass over the windows' days (measured: 3.7 -> 2.6 us a row for a new account and merchant,
+# 14 us either way for a month of both).
+FEW_DAYS = 6
 
 _DAY = Decimal(DAY_S)
 _ZERO = Decimal(0)
@@ -150,6 +155,8 @@ def account_spends(
 ) -> list[Spend]:
     """`account_spend` for each of `windows` (ascending), in one pass back from yesterday:
     the narrower windows' sums are the wider ones' first steps. Exact until the end."""
+    if len(days) <= FEW_DAYS:
+        return _spends_of_few(days, today, windows)
     out: list[Spend] = []
     count = 0
     total = _ZERO
@@ -166,6 +173,42 @@ def account_spends(
                 total = add(total, totals.total)
                 squares = add(squares, totals.squares)
         out.append(_spend(count, total, squares))
+    return out
+
+
+def _spends_of_few(
+    days: Mapping[int, DayTotals], today: int, windows: tuple[int, ...] = WINDOW_DAYS
+) -> list[Spend]:
+    """`account_spends` by a pass over the days kept rather than the days of the windows: for
+    an account with a few days (most of them), fewer lookups. Each day goes to the narrowest
+    window holding it, each window's sums are the narrower ones' plus its own; the same exact
+    sums (Decimal additions do not depend on their order)."""
+    widest = windows[-1]
+    parts = len(windows)
+    counts = [0] * parts
+    totals = [_ZERO] * parts
+    squares = [_ZERO] * parts
+    add = EXACT.add
+    for day, kept in days.items():
+        age = today - day
+        if age < 1 or age > widest:
+            continue
+        part = 0
+        while age > windows[part]:
+            part += 1
+        counts[part] += kept.count
+        totals[part] = add(totals[part], kept.total)
+        squares[part] = add(squares[part], kept.squares)
+    out: list[Spend] = []
+    count = 0
+    total = _ZERO
+    square = _ZERO
+    for part in range(parts):
+        if counts[part]:
+            count += counts[part]
+            total = add(total, totals[part])
+            square = add(square, squares[part])
+        out.append(_spend(count, total, square))
     return out
 
 
@@ -207,15 +250,28 @@ def merchant_windows(
     latest event day of a fraud known at `at` (None without one), in one pass over the days
     and one over the labels."""
     last = today - delay_days
-    get = profile.merchant_days.get
-    counts: list[int] = []
-    count = 0
-    back = 0
-    for window in windows:
-        while back < window:
-            count += get(last - back, 0)
-            back += 1
-        counts.append(count)
+    merchant_days = profile.merchant_days
+    if len(merchant_days) <= FEW_DAYS:  # a pass over the few days kept
+        parts = [0] * len(windows)
+        widest = windows[-1]
+        for day, transactions in merchant_days.items():
+            age = last - day
+            if 0 <= age < widest:
+                part = 0
+                while age >= windows[part]:
+                    part += 1
+                parts[part] += transactions
+        counts = list(accumulate(parts))
+    else:  # a pass over the windows' days
+        get = merchant_days.get
+        counts = []
+        count = 0
+        back = 0
+        for window in windows:
+            while back < window:
+                count += get(last - back, 0)
+                back += 1
+            counts.append(count)
     frauds = [0] * len(windows)
     known = 0
     latest: int | None = None

@@ -98,11 +98,13 @@ DEFAULT_SHARD_ID = "shardId-000000000000"
 """The shard id a store counts its merchant transactions under when none is given (tests and
 benchmarks; the worker passes its own shard's)."""
 
-MERCHANT_CACHE = 50_000
+MERCHANT_CACHE = 10_000
 """Merchants a store keeps between batches (least recently used leave first). A cached merchant
 of the benchmark's shape (one day, no labels) holds about 1.0 KB (tracemalloc), so this is
-about 50 MB at most, the order of the account cache's budget; it covers the benchmark's 50,000
-uniformly drawn merchants, the worst case: real traffic concentrates on far fewer. A merchant
+about 10 MB at most: 50,000 (all of the benchmark's uniformly drawn merchants) took the
+processor with a model from 236 to 269 MB peak RSS (benchmark, 2026-12-07), over the 250 MB a
+processor may use, for hits the benchmark's uniform draw hardly gives; real traffic
+concentrates on far fewer. A merchant
 holds at most MERCHANT_DAYS days per shard and its labels (bounded by their writer)."""
 
 
