@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: LightGBM and numpy are an optional extra, and the worker must start without.
     try:
         from consumer.model.dataset import DatasetError
-        from consumer.model.evaluate import EvaluateError, FileLabels, Periods, evaluate
+        from consumer.model.evaluate import EvaluateError, Periods, evaluate
+        from consumer.model.labels import FileLabels
     except ImportError as exc:
         return fail("evaluate", ImportError(f"{exc}: pip install 'fraudstream[model]'"))
     periods = Periods(args.warmup_days, args.train_days, args.delay_days, args.test_days)

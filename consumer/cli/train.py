@@ -48,6 +48,14 @@ def add_parser(subparsers: Any) -> None:
         help="latest share of event time left out for `fraudstream compare-model` (default 0)",
     )
     parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        default=None,
+        help="a label file (docs/contract.md; CSV or JSON Lines, gzip allowed): the labels and "
+        "when each became known, instead of the records' `fraud` field; a transaction it does "
+        "not name is legitimate",
+    )
+    parser.add_argument(
         "--label-delay-days",
         type=int,
         default=7,
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 valid_fraction=args.valid_fraction,
                 holdout_fraction=args.holdout_fraction,
                 label_delay_days=args.label_delay_days,
+                labels_path=Path(args.labels) if args.labels else None,
             )
     except (DatasetError, TrainError, ModelLoadError, OSError) as exc:
         return fail("train", exc)

@@ -13,11 +13,12 @@ import base64
 import binascii
 import gzip
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from consumer.backtest.history import ReplayHistory
 from consumer.errors import FraudstreamError
@@ -25,6 +26,9 @@ from consumer.model.features import MODEL_HORIZON_S, FeatureRow, features_for
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
 from consumer.rules.profile import DAY_S, DEFAULT_LABEL_DELAY_DAYS, LabelMark, day_of
+
+if TYPE_CHECKING:
+    from consumer.model.labels import LabelSource
 
 
 class DatasetError(FraudstreamError, ValueError):
@@ -124,10 +128,20 @@ def feed_record_label(
         history.apply_label(txn.transaction_id, txn.merchant_id, mark)
 
 
-def load_dataset(path: Path, label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS) -> Dataset:
+def _known(at: float) -> Decimal | None:
+    """A label source's time as the profiles keep it; None for never."""
+    return None if math.isinf(at) else Decimal(repr(at))
+
+
+def load_dataset(
+    path: Path,
+    label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
+    labels: LabelSource | None = None,
+) -> Dataset:
     """Every valid, non-duplicate record's feature row and label. Each record's own label
     reaches the merchant profiles `label_delay_days` after it (as a chargeback would), so a
-    row sees the labels the stream would have had."""
+    row sees the labels the stream would have had. With `labels` (a label file:
+    consumer/model/labels.py), the labels and when each became known come from there instead."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     data = Dataset()
@@ -140,12 +154,19 @@ def load_dataset(path: Path, label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS) -
         seen = history.observe(parsed)
         if seen is None:
             continue
-        label = label_of(parsed)
-        if label is None:
-            raise DatasetError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
+        known: Decimal | None
+        if labels is None:
+            label = label_of(parsed)
+            if label is None:
+                raise DatasetError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
+            known = parsed.event_time + delay
+        else:
+            given = labels.label(parsed)
+            label, known = (False, None) if given is None else (given[0], _known(given[1]))
         data.rows.append(features_for(parsed, seen, label_delay_days))
         data.labels.append(label)
-        feed_record_label(history, parsed, label, parsed.event_time + delay)
+        if label and known is not None:
+            feed_record_label(history, parsed, label, known)
         data.event_times.append(float(parsed.event_time))
     data.duplicates = history.duplicates
     if not data.rows:

@@ -50,11 +50,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from consumer.errors import FraudstreamError
 from consumer.model import metrics
-from consumer.model.dataset import feed_record_label, label_of, stream_history, transactions
+from consumer.model.dataset import feed_record_label, stream_history, transactions
 from consumer.model.features import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
@@ -62,8 +62,9 @@ from consumer.model.features import (
     FeatureRow,
     features_for,
 )
+from consumer.model.labels import LabelSource, RecordLabels
 from consumer.model.metrics import CardDay
-from consumer.records import InvalidRecord, Transaction
+from consumer.records import InvalidRecord
 from consumer.rules.ruleset import judge_with_ruleset
 from consumer.rules.ruleset_load import default_ruleset
 
@@ -73,58 +74,6 @@ VARIANTS: tuple[str, ...] = ("model", "rules", "rules_or_model")
 
 class EvaluateError(FraudstreamError, ValueError):
     """The file or the periods cannot be evaluated; the message says why."""
-
-
-class LabelSource(Protocol):
-    """Where the labels come from: per transaction its label and the event time (epoch
-    seconds) from which it is known, or None when it has no label."""
-
-    def label(self, txn: Transaction) -> tuple[bool, float] | None: ...
-
-
-@dataclass(frozen=True)
-class RecordLabels:
-    """The record's own `fraud` field (else `expected_rules`: consumer.model.dataset.label_of),
-    known `delay_s` after the transaction."""
-
-    delay_s: float
-
-    def label(self, txn: Transaction) -> tuple[bool, float] | None:
-        value = label_of(txn)
-        return None if value is None else (value, float(txn.event_time) + self.delay_s)
-
-
-class FileLabels:
-    """Labels from a label file (docs/contract.md, "Label records"): per transaction the label
-    kept as the stream keeps it (the latest `labelled_at`; on a tie, fraud), known from its
-    `labelled_at`. A transaction the file does not name is legitimate, never known: label
-    files list what was reported, and most transactions never are. Bad lines are counted in
-    `bad` (the first few kept in `bad_examples`), never fatal."""
-
-    def __init__(self, path: Path) -> None:
-        from consumer.labels.records import BadLabel, read_labels
-        from consumer.rules.profile import LabelMark, newer_label
-
-        self.bad = 0
-        self.bad_examples: list[str] = []
-        kept: dict[str, LabelMark] = {}
-        with path.open("rb") as handle:
-            for item in read_labels(handle, str(path)):
-                if isinstance(item, BadLabel):
-                    self.bad += 1
-                    if len(self.bad_examples) < 5:
-                        self.bad_examples.append(f"{item.where}: {item.reason}")
-                    continue
-                mark = LabelMark(0, item.labelled_at, item.is_fraud)
-                if newer_label(kept.get(item.transaction_id), mark):
-                    kept[item.transaction_id] = mark
-        self._labels = {tid: (m.is_fraud, float(m.labelled_at)) for tid, m in kept.items()}
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def label(self, txn: Transaction) -> tuple[bool, float] | None:
-        return self._labels.get(txn.transaction_id, (False, math.inf))
 
 
 @dataclass(frozen=True)

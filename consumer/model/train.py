@@ -83,6 +83,7 @@ def train(
     valid_fraction: float = 0.2,
     holdout_fraction: float = 0.0,
     label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
+    labels_path: Path | None = None,
 ) -> dict[str, Any]:
     """Train on `input_path`, write the model directory `out`; returns the report.
     `label_delay_days`: how long after a transaction its label is known (the merchant
@@ -97,7 +98,15 @@ def train(
     started = time.monotonic()
     if not 0 <= label_delay_days <= MAX_LABEL_DELAY_DAYS:
         raise TrainError(f"label delay: want 0-{MAX_LABEL_DELAY_DAYS} days, not {label_delay_days}")
-    data: Dataset = load_dataset(input_path, label_delay_days)
+    label_source = None
+    if labels_path is not None:
+        from consumer.model.labels import FileLabels
+
+        try:
+            label_source = FileLabels(labels_path)
+        except OSError as exc:
+            raise TrainError(f"{labels_path}: cannot be read ({exc})") from exc
+    data: Dataset = load_dataset(input_path, label_delay_days, label_source)
     built = time.monotonic()
     split = time_split(data.event_times, valid_fraction, holdout_fraction)
     times = np.asarray(data.event_times)

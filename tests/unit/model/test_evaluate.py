@@ -16,6 +16,7 @@ import pytest
 from consumer.cli import main
 from consumer.model import evaluate as evaluate_module
 from consumer.model.evaluate import DAY_S, EvaluateError, Periods, evaluate
+from consumer.model.labels import FileLabels
 
 PERIODS = Periods(warmup_days=1, train_days=2, delay_days=1, test_days=2)
 K = 10
@@ -253,14 +254,14 @@ def test_a_label_file_gives_what_the_records_own_labels_give(
     labels_path = tmp_path / "labels.jsonl"
     labels_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    from_file = evaluate_module.FileLabels(labels_path)
+    from_file = FileLabels(labels_path)
     assert from_file.bad == 1 and len(from_file) == len(frauds)
     expected = evaluate(days_file, PERIODS, k=K).summary()
     assert evaluate(days_file, PERIODS, k=K, labels=from_file).summary() == expected
 
     half = tmp_path / "half.jsonl"
     half.write_text("\n".join(lines[: len(lines) // 2]) + "\n", encoding="utf-8")
-    fewer = evaluate(days_file, PERIODS, k=K, labels=evaluate_module.FileLabels(half))
+    fewer = evaluate(days_file, PERIODS, k=K, labels=FileLabels(half))
     assert fewer.summary()["frauds"] != expected["frauds"]
 
     code = main(

@@ -109,3 +109,48 @@ def test_compare_model_reads_the_rows_training_read(tmp_path: Path) -> None:
     assert len(trained) == len(compared) > 1000
     assert all(same(a, b) for a, b in zip(trained, compared, strict=True))
     assert not all(same(a, b) for a, b in zip(trained, unlabelled, strict=True))
+
+
+def test_training_from_a_label_file_is_training_from_the_records_labels(tmp_path: Path) -> None:
+    """The records' frauds written as a label file, each labelled the delay after it: the same
+    rows, the same labels, so the same trees, byte for byte; a file naming fewer frauds trains
+    another model."""
+    from consumer.model.train import train
+    from load_test.simulator import main as simulate
+
+    path = tmp_path / "sim.jsonl"
+    assert simulate([str(path), "--small", "--days", "10", "--no-progress"]) == 0
+    records = [json.loads(json.loads(line)["data"]) for line in path.read_text().splitlines()]
+    frauds = [r for r in records if r["fraud"]]
+    from datetime import datetime
+
+    lines = []
+    for r in frauds:
+        at = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp()
+        lines.append(
+            json.dumps(
+                {
+                    "transaction_id": r["transaction_id"],
+                    "account_id": r["account_id"],
+                    "merchant_id": r["merchant_id"],
+                    "event_time": int(at * 1000),
+                    "labelled_at": int((at + 2 * 86400) * 1000),
+                    "is_fraud": True,
+                }
+            )
+        )
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("\n".join(lines) + "\n")
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("\n".join(lines[::2]) + "\n")
+
+    train(path, tmp_path / "from_records", label_delay_days=2)
+    train(path, tmp_path / "from_file", label_delay_days=2, labels_path=labels)
+    train(path, tmp_path / "from_fewer", label_delay_days=2, labels_path=fewer)
+    model = "model.txt"
+    assert (tmp_path / "from_file" / model).read_bytes() == (
+        tmp_path / "from_records" / model
+    ).read_bytes()
+    assert (tmp_path / "from_fewer" / model).read_bytes() != (
+        tmp_path / "from_records" / model
+    ).read_bytes()
