@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,10 @@ from tests.integration.expectations import (
     wait_for_checkpoints,
 )
 from tests.integration.scenarios import scenario_entries
+from tests.support.runbook_queries import Query, queries
+
+# What the containers wrote (stdout and stderr), for the runbook's queries at the end.
+SEEN_LINES: list[str] = []
 
 MIB = 1024 * 1024
 REPORT = Path(os.environ.get("FRAUD_CONTAINER_REPORT", "container-test-report.json"))
@@ -188,6 +193,7 @@ def test_two_workers_stopped_and_killed_mid_traffic_lose_nothing_and_repeat_noth
     for worker in (first, second):
         docker("stop", "-t", str(limits.stop_timeout_s), worker.name, timeout=90)
         assert worker.state()["ExitCode"] in (0, 143)
+    SEEN_LINES.extend((first.logs() + "\n" + second.logs()).splitlines())
 
 
 def run_once(limits: TaskLimits, env: dict[str, str], name: str) -> tuple[int, str, float]:
@@ -202,6 +208,7 @@ def test_a_bad_setting_exits_78_naming_it(servers: Stack, limits: TaskLimits) ->
     code, output, took = run_once(limits, env, f"fraudstream-ct-bad-setting-{free_port()}")
     assert code == 78, output
     assert "FRAUD_FLUSH_MAX_RECORDS" in output
+    SEEN_LINES.extend(output.splitlines())
     record("exit_78_s", round(took, 1))
 
 
@@ -210,5 +217,52 @@ def test_an_unreachable_redis_exits_69_naming_it(servers: Stack, limits: TaskLim
     code, output, took = run_once(limits, env, f"fraudstream-ct-no-redis-{free_port()}")
     assert code == 69, output
     assert "REDIS_URL" in output
+    SEEN_LINES.extend(output.splitlines())
     assert took < 30
     record("exit_69_s", round(took, 1))
+
+
+def _matches(query: Query, line: dict[str, Any]) -> bool:
+    """Whether a line passes the query's filter on event, component and level (the filters the
+    runbook uses)."""
+    text = query.text
+    if query.events and line.get("event") not in query.events:
+        return False
+    for key in ("component", "level"):
+        wanted = re.findall(rf'\b{key}\s*(?:=|in)\s*(\[[^\]]*\]|"[^"]*")', text)
+        if wanted and not any(f'"{line.get(key)}"' in choice for choice in wanted):
+            return False
+    return True
+
+
+def test_the_runbook_queries_find_what_real_lines_carry() -> None:
+    """docs/runbook.md's Logs Insights queries against the lines these containers wrote: the
+    lease-movement and start-up-failure queries find lines, and every field a query shows or
+    groups by is a key of the lines it finds."""
+    lines = []
+    for raw in SEEN_LINES:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            lines.append(parsed)
+    assert len(lines) > 100, "the tests before this one ran no container"
+    found = {}
+    for query in queries():
+        matched = [line for line in lines if _matches(query, line)]
+        found[query.text] = matched
+        if matched:
+            keys = set().union(*(line.keys() for line in matched))
+            assert query.fields <= keys, (query.text, query.fields - keys)
+    lease = next(q for q in queries() if "shard_initialized" in q.events)
+    assert found[lease.text], "no lease movement in a run that moved leases"
+    start = next(
+        q
+        for q in queries()
+        if "component" in q.fields
+        and "exit_code" in q.fields
+        and not q.events
+        and "worker" in q.text
+    )
+    assert found[start.text], "the exit-78 and exit-69 runs' lines do not answer the query"
