@@ -9,28 +9,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consumer.infra.help_format import USAGE_EXIT, HelpFormatter, exit_codes
+
 if TYPE_CHECKING:
     from consumer.local.stack import StackOptions
 
-
-USAGE_EXIT = "2 a usage error (argparse)"
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, unless the help already names it in words
-    (e.g. "default: $FRAUD_STREAM"); a required option has none to show."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.required or "default" in text.lower():
-            return text
-        return super()._get_help_string(action)
-
-
-def exit_codes(*codes: str) -> str:
-    """The epilog every command's help ends with: `exit codes: 0 ...; 1 ...; 2 a usage error`."""
-    listed = [*codes, USAGE_EXIT] if not any(c.startswith("2 ") for c in codes) else list(codes)
-    return "exit codes: " + "; ".join(listed)
+__all__ = [
+    "USAGE_EXIT",
+    "HelpFormatter",
+    "aws_client",
+    "exit_codes",
+    "fail",
+    "stack_arguments",
+    "stack_options",
+]
 
 
 def fail(command: str, exc: Exception) -> int:
