@@ -145,16 +145,12 @@ class MerchantWindow(msgspec.Struct, frozen=True, gc=False):
     frauds: int
 
 
-def account_spend(days: Mapping[int, DayTotals], today: int, window_days: int) -> Spend:
-    """The account's spend over days `today - window_days .. today - 1`."""
-    return account_spends(days, today, (window_days,))[0]
-
-
 def account_spends(
     days: Mapping[int, DayTotals], today: int, windows: tuple[int, ...] = WINDOW_DAYS
 ) -> list[Spend]:
-    """`account_spend` for each of `windows` (ascending), in one pass back from yesterday:
-    the narrower windows' sums are the wider ones' first steps. Exact until the end."""
+    """The account's spend over days `today - w .. today - 1` for each `w` of `windows`
+    (ascending), in one pass back from yesterday: the narrower windows' sums are the wider
+    ones' first steps. Exact until the end."""
     if len(days) <= FEW_DAYS:
         return _spends_of_few(days, today, windows)
     out: list[Spend] = []
@@ -221,23 +217,6 @@ def _spend(count: int, total: Decimal, squares: Decimal) -> Spend:
     return Spend(count, float(total) / count, math.sqrt(float(spread)) / count)
 
 
-def merchant_window(
-    profile: Profile, today: int, window_days: int, delay_days: int, at: Decimal
-) -> MerchantWindow:
-    """Transactions at the merchant over days `today - delay - window + 1 .. today - delay`,
-    and the frauds among them whose label was known at `at`."""
-    last = today - delay_days
-    first = last - window_days + 1
-    days = profile.merchant_days
-    count = sum(days.get(day, 0) for day in range(first, last + 1))
-    frauds = sum(
-        1
-        for mark in profile.merchant_labels
-        if mark.is_fraud and first <= mark.event_day <= last and mark.labelled_at <= at
-    )
-    return MerchantWindow(count, frauds)
-
-
 def merchant_windows(
     profile: Profile,
     today: int,
@@ -245,10 +224,12 @@ def merchant_windows(
     at: Decimal,
     windows: tuple[int, ...] = WINDOW_DAYS,
 ) -> tuple[list[MerchantWindow], int, int | None]:
-    """`merchant_window` for each of `windows` (ascending; they all end `delay_days` back, so
-    the narrower are the wider's first steps), `known_frauds` over the longest window, and the
-    latest event day of a fraud known at `at` (None without one), in one pass over the days
-    and one over the labels."""
+    """For each `w` of `windows` (ascending), the merchant's transactions over days
+    `today - delay - w + 1 .. today - delay` and the frauds among them whose label was known at
+    `at` (the windows all end `delay_days` back, so the narrower are the wider's first steps);
+    the frauds known at `at` over the longest window's days ending today (no delay: what the
+    fastest labels, an analyst's, already tell); and the latest event day of a fraud known at
+    `at` (None without one). One pass over the days, one over the labels."""
     last = today - delay_days
     merchant_days = profile.merchant_days
     if len(merchant_days) <= FEW_DAYS:  # a pass over the few days kept
@@ -290,14 +271,3 @@ def merchant_windows(
                 if age < window:
                     frauds[index] += 1
     return [MerchantWindow(c, f) for c, f in zip(counts, frauds, strict=True)], known, latest
-
-
-def known_frauds(profile: Profile, today: int, window_days: int, at: Decimal) -> int:
-    """Frauds at the merchant over days `today - window_days + 1 .. today` (no delay) whose
-    label was known at `at`: what the fastest labels (an analyst's) already tell."""
-    first = today - window_days + 1
-    return sum(
-        1
-        for mark in profile.merchant_labels
-        if mark.is_fraud and first <= mark.event_day <= today and mark.labelled_at <= at
-    )
