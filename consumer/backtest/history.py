@@ -244,6 +244,15 @@ class ReplayHistory:
         labels[transaction_id] = mark
         return True
 
+    def apply_fraud(self, txn: Transaction, known_at: Decimal) -> None:
+        """A fraud label on `txn` (a record of this history), known from `known_at` on, into
+        its merchant's profile: the records judged from then on see it, earlier ones do not.
+        Offline work feeds the records' own labels this way (a clean label changes no count,
+        so only frauds are fed)."""
+        if txn.merchant_id is not None:
+            mark = LabelMark(day_of(txn.event_time), known_at, True)
+            self.apply_label(txn.transaction_id, txn.merchant_id, mark)
+
     def _add_to_profiles(self, txn: Transaction, account: _Account) -> None:
         day = day_of(txn.event_time)
         days = account.days

@@ -46,7 +46,7 @@ from consumer.judging.sequence import Judged, NotJudged, baseline_for, judge_rec
 from consumer.judging.views import ScoringModel
 from consumer.records import InvalidRecord, parse_transaction
 from consumer.rules.engine import Reason
-from consumer.rules.profile import DAY_S, LabelMark, day_of
+from consumer.rules.profile import DAY_S
 from consumer.rules.ruleset import RuleSet
 from consumer.settings.config import StateConfig
 
@@ -321,10 +321,8 @@ class _Scoring:
     def add(self, history: ReplayHistory, txn: Any, judged: Judged) -> None:
         fraud = txn.raw.get(FRAUD)
         label = fraud if type(fraud) is bool else None
-        if label and txn.merchant_id is not None:
-            # Known the delay after the transaction: the records judged from then see it.
-            mark = LabelMark(day_of(txn.event_time), txn.event_time + self._delay, True)
-            history.apply_label(txn.transaction_id, txn.merchant_id, mark)
+        if label:  # known the delay after the transaction: the records judged from then see it
+            history.apply_fraud(txn, txn.event_time + self._delay)
         if judged.row is None:
             self.counts.row_errors += 1
             return

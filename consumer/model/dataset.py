@@ -25,7 +25,7 @@ from consumer.errors import FraudstreamError
 from consumer.model.features import MODEL_HORIZON_S, FeatureRow, features_for
 from consumer.records import InvalidRecord, Transaction, parse_transaction
 from consumer.rules.history import AccountHistory
-from consumer.rules.profile import DAY_S, DEFAULT_LABEL_DELAY_DAYS, LabelMark, day_of
+from consumer.rules.profile import DAY_S, DEFAULT_LABEL_DELAY_DAYS
 
 if TYPE_CHECKING:
     from consumer.model.labels import LabelSource
@@ -113,19 +113,8 @@ def judged(
             if delay is not None:
                 label = label_of(parsed)
                 if label:
-                    feed_record_label(history, parsed, label, parsed.event_time + delay)
+                    history.apply_fraud(parsed, parsed.event_time + delay)
             yield where, parsed, seen
-
-
-def feed_record_label(
-    history: ReplayHistory, txn: Transaction, fraud: bool, known_at: Decimal
-) -> None:
-    """A fraud label on `txn`, known from `known_at` on, into the merchant profiles of
-    `history`: the records judged from then on see it, earlier ones do not (a clean label
-    changes no count, so only frauds are kept)."""
-    if fraud and txn.merchant_id is not None:
-        mark = LabelMark(day_of(txn.event_time), known_at, True)
-        history.apply_label(txn.transaction_id, txn.merchant_id, mark)
 
 
 def _known(at: float) -> Decimal | None:
@@ -166,7 +155,7 @@ def load_dataset(
         data.rows.append(features_for(parsed, seen, label_delay_days))
         data.labels.append(label)
         if label and known is not None:
-            feed_record_label(history, parsed, label, known)
+            history.apply_fraud(parsed, known)
         data.event_times.append(float(parsed.event_time))
     data.duplicates = history.duplicates
     if not data.rows:

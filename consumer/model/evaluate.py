@@ -54,7 +54,7 @@ from typing import Any
 
 from consumer.errors import FraudstreamError
 from consumer.model import metrics
-from consumer.model.dataset import feed_record_label, stream_history, transactions
+from consumer.model.dataset import stream_history, transactions
 from consumer.model.features import (
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,
@@ -277,7 +277,7 @@ def collect(
             raise EvaluateError(f"{where}: no label (want a `fraud` or `expected_rules` field)")
         fraud, known = labelled
         if fraud:
-            feed_record_label(stream, txn, fraud, Decimal(repr(known)))
+            stream.apply_fraud(txn, Decimal(repr(known)))
         rows[name] += 1
         if fraud:
             frauds[name] += 1
