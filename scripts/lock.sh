@@ -12,7 +12,7 @@
 #
 # One resolution, three files, for CPython 3.11 on Linux x86_64 (the image's and the machines'):
 #   requirements/dev.lock      pyproject's dependencies + the `dev` extra (with `model`) + build.in
-#   requirements/runtime.lock  dependencies + `model` + build.in: what the image installs
+#   requirements/runtime.lock  dependencies + `model` + `api` + build.in: what the image installs
 #   requirements/build.lock    build.in alone: pip, setuptools, wheel, pytest-runner, installed
 #                              first so the two sdists (amazon-kclpy, this package) build from them
 # runtime.lock and build.lock are compiled with dev.lock as a constraint, so a package has the same
@@ -41,7 +41,7 @@ compile() {
 say "requirements/dev.lock"
 compile pyproject.toml requirements/build.in --extra dev -o requirements/dev.lock "$@"
 say "requirements/runtime.lock"
-compile pyproject.toml requirements/build.in --extra model \
+compile pyproject.toml requirements/build.in --extra model --extra api \
   -c requirements/dev.lock -o requirements/runtime.lock
 say "requirements/build.lock"
 compile requirements/build.in -c requirements/dev.lock -o requirements/build.lock
