@@ -30,10 +30,10 @@ from consumer.infra.readback import (
     lease_checkpoints,
     read_jsonl_objects,
 )
+from consumer.ingest.entries import Entry
 from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
 from load_test.alert_tap import AlertTap
 from load_test.cli_help import HelpFormatter, exit_codes
-from load_test.entries import Entry
 from load_test.memory import MemorySampler
 from load_test.producer import (
     Landed,

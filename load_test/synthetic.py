@@ -104,8 +104,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from consumer.ingest.entries import Entry
 from consumer.rules.config import RULE_IDS
-from load_test.entries import Entry
 
 # (country, currency, home city latitude, longitude)
 COUNTRIES: tuple[tuple[str, str, float, float], ...] = (

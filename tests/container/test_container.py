@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.infra.readback import drain_queue
-from load_test.entries import Entry
+from consumer.ingest.entries import Entry
 from load_test.producer import send
 from load_test.synthetic import generate_records
 from tests.container.conftest import (

@@ -23,8 +23,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from consumer.ingest.entries import MAX_RECORD_BYTES, Entry
 from load_test import producer as producer_mod
-from load_test.entries import MAX_RECORD_BYTES, Entry
 from load_test.producer import (
     MAX_BATCH_ENTRIES,
     Landed,

@@ -1,9 +1,9 @@
 """One record to put to Kinesis: its bytes and its partition key (:class:`Entry`).
 
-An Entry is what the load test hands to the stream: the synthetic generator
-(:mod:`load_test.synthetic`) and replay files make them, the producer (:mod:`load_test.producer`)
-batches and sends them. It lives in a module of its own so the dependency runs one way: the
-generator builds entries without importing the producer, and the producer imports the generator.
+An Entry is what a producer hands to the stream: `fraudstream ingest` makes them from a file's
+rows, the load test's synthetic generator (load_test/synthetic.py) and replay files make them,
+and the producer (:mod:`consumer.ingest.producer`) batches and sends them. It lives in a module
+of its own so that what makes entries need not import what sends them.
 
 Kinesis' per-record limits are checked here, when the entry is made: a partition key of
 1..256 characters and at most 1 MiB of data plus partition key, so every entry is sendable.
