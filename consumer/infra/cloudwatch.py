@@ -267,7 +267,11 @@ class CloudWatchPublisher:
         attempts: int = 3,
         deadline_s: float = 5.0,
         max_wait_s: float = 1.0,
+        datums_of: Callable[[Mapping[str, float], str, datetime], list[dict[str, Any]]] = to_datums,
     ) -> None:
+        """`datums_of`: an interval's aggregate into data points; the workers' contract metrics
+        by default, the scoring API's own (consumer/api/metrics.py) for `fraudstream serve`."""
+        self._datums_of = datums_of
         self._cloudwatch = cloudwatch
         self._config = config
         self._metrics = metrics
@@ -325,7 +329,7 @@ class CloudWatchPublisher:
             if not aggregate and not heartbeat:
                 return 0
             now = self._now()
-            datums = to_datums(aggregate, self._config.application, now)
+            datums = self._datums_of(aggregate, self._config.application, now)
             if self._config.mode == "emf":
                 self.lines += emf.write(datums, self._config.namespace, now)
                 return len(datums)

@@ -74,6 +74,12 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_REDIS_PORT",
         "FRAUD_KINESIS_MOCK_JS",
         "FRAUD_ALERTS_QUEUE_URL",
+        # the scoring API (consumer/api/settings.py)
+        "FRAUD_API_KEYS_FILE",
+        "FRAUD_API_KEYS_SECRET",
+        "FRAUD_API_KEYS_REFRESH_S",
+        "FRAUD_API_RATE",
+        "FRAUD_API_BURST",
     }
 )
 

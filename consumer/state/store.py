@@ -611,12 +611,15 @@ class AccountStateStore:
         shard_id: str = DEFAULT_SHARD_ID,
         merchant_days_read_back: int | Callable[[], int] = 0,
         clock: Callable[[], float] = time.monotonic,
+        cache: bool = True,
     ) -> None:
         """`merchant_days_read_back`: the smallest day offset back from a transaction's day at
         which the features read a merchant's counts (the model's `label_delay_days`), or a
         callable giving it for each batch (a model that may be reloaded); 0 reads today's, so
         cached counts are never reused. `clock`: when a merchant's labels were read (tests
-        move it)."""
+        move it). `cache` False: nothing is kept between loads, every load reads Redis whole:
+        for a reader beside the workers (the scoring API, consumer/api), which others write
+        while it reads, so that no account or merchant is answered from memory."""
         self._redis = redis
         self._profiles = config.profiles
         # Four keys an account without profiles: the days key is neither passed nor touched.
@@ -633,7 +636,8 @@ class AccountStateStore:
         self._cluster = isinstance(redis, RedisCluster)
         self._load_sha = _sha1(_LOAD)
         self._cache: OrderedDict[str, _Account] = OrderedDict()
-        self._cache_size = config.cache_accounts if config.cache_entries else 0
+        self._cache_size = config.cache_accounts if config.cache_entries and cache else 0
+        self._merchant_cache = cache
         self._cache_entries = config.cache_entries
         self._cached_entries = 0  # history entries the cached accounts hold, as last counted
         # Well inside the keys' expiry, so Redis cannot have forgotten what the cache holds.
@@ -701,6 +705,8 @@ class AccountStateStore:
         before its `trusted_before`: the features read days up to `day - read_back`.
         """
         cache = self._merchants
+        if not self._merchant_cache:
+            return {}, merchant_ids, [], BEFORE_ANY_DAY
         read_back = self._read_back() if callable(self._read_back) else self._read_back
         days = [_day(txn.event_time) for _, txn in items] if read_back > 0 else []
         # Reads reach up to the newest day less the delay; 0: today, never from the cache.
@@ -846,6 +852,8 @@ class AccountStateStore:
         """Keep a loaded merchant, within MERCHANT_CACHE (least recently used leave). Safe at
         any time: a merchant not cached is read from Redis, which this shard's saves keep
         complete for its own counts."""
+        if not self._merchant_cache:
+            return
         cache = self._merchants
         cache[merchant_id] = merchant
         cache.move_to_end(merchant_id)
