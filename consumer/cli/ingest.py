@@ -171,6 +171,8 @@ class _Progress:
 
 
 def _summary_text(result: dict[str, Any]) -> str:
+    if result.get("skipped"):
+        return f"ingest {result['source']}: skipped ({result['skipped']})"
     lines = [
         f"ingest {result['source']}: {result['put']:,} put in {result['duration_s']:.1f} s "
         f"({result['rows_per_s']:,.0f} rows/s)",
