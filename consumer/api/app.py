@@ -294,6 +294,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _internal(request: Request, exc: Exception) -> Response:
+    return error(500, "internal", "internal error", request)
+
+
 class RequestContext:
     """Request id, one log line, metrics and the catch-all 500, around the whole app."""
 
@@ -367,7 +371,11 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/score:batch", _batch_route(service), methods=["POST"]),
         *_health_routes(service),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # Exception: Starlette's outermost middleware answers with this handler (then re-raises to
+    # RequestContext, which logs it): a 500 in the API's JSON, never its plain-text page.
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal}
+    )
     app.router.redirect_slashes = False
     return RequestContext(app)
 
