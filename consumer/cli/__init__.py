@@ -1,5 +1,5 @@
 """The one entry point: `fraudstream worker | local up | local down | demo | status | train |
-compare-model | evaluate | ops scale | backtest | labels import`."""
+compare-model | evaluate | ops scale | backtest | labels import | serve | ingest`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from consumer.cli import (
     compare_model,
     demo,
     evaluate,
+    ingest,
     labels,
     local,
     ops,
+    serve,
     status,
     train,
     worker,
@@ -43,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
     ops,
     backtest,
     labels,
+    serve,
+    ingest,
 )
 
 
