@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from consumer.cli.common import HelpFormatter, aws_client, exit_codes
+from consumer.cli.common import HelpFormatter, exit_codes
 
 EXIT_CODES = exit_codes(
     "0 every valid row put (rejected rows allowed), or the key skipped (an archived or rejects "
@@ -71,7 +71,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--region",
         default=_region_default(),
-        help="AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1)",
+        help="AWS region of the stream and the bucket (default: $AWS_REGION, "
+        "$AWS_DEFAULT_REGION or us-east-1)",
     )
     parser.add_argument(
         "--archive",
@@ -196,14 +197,17 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def _archive(source: str, succeeded: bool, result: dict[str, Any]) -> bool:
+def _archive(source: str, succeeded: bool, result: dict[str, Any], region: str) -> bool:
     """Move the source; False (and the error in `result`) when the move failed."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from consumer.ingest.archive import archive
 
     try:
-        result["archived"] = archive(aws_client("s3"), source, succeeded)
+        import boto3
+
+        s3 = boto3.session.Session().client("s3", region_name=region)
+        result["archived"] = archive(s3, source, succeeded)
     except (BotoCoreError, ClientError) as exc:
         result["archived"] = None
         message = f"archiving {source} failed: {exc}"
@@ -219,7 +223,7 @@ def _unusable(args: argparse.Namespace, message: str) -> int:
     print(f"fraudstream ingest: {message}", file=sys.stderr)
     if args.archive and is_s3(args.source):
         result: dict[str, Any] = {"error": message}
-        _archive(args.source, False, result)
+        _archive(args.source, False, result, args.region)
         if result.get("archived"):
             _log("ingest_archived", source=args.source, to=result["archived"])
     return 2
@@ -256,8 +260,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         return _unusable(args, "FRAUD_TIMESTAMP_MAX_AHEAD_S must be an integer (seconds)")
 
+    clients: dict[str, Any] = {}
+
     def s3() -> Any:
-        return aws_client("s3")
+        """One S3 client (the source, the mapping, the rejects), in --region, made when needed."""
+        if "s3" not in clients:
+            import boto3
+
+            clients["s3"] = boto3.session.Session().client("s3", region_name=args.region)
+        return clients["s3"]
 
     mapping: IngestMapping | None = None
     if args.mapping:
@@ -311,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
     result = outcome.to_dict()
     if outcome.error:
         print(f"fraudstream ingest: {outcome.error}", file=sys.stderr)
-    if args.archive and not _archive(source, code == EXIT_OK, result) and code == EXIT_OK:
+    moved = not args.archive or _archive(source, code == EXIT_OK, result, args.region)
+    if not moved and code == EXIT_OK:
         code = 1  # put, but left in incoming/: the next event for it would run it again
     result["exit_code"] = code
     _report(result, args.json)

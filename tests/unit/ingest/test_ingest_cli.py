@@ -231,3 +231,19 @@ def test_help_shows_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
         ingest("--help")
     text = " ".join(capsys.readouterr().out.split())
     assert "exit codes: 0 every valid row put" in text and "2 the source unreadable" in text
+
+
+def test_the_mapping_from_s3_and_from_the_environment(
+    aws: tuple[Any, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kinesis, s3 = aws
+    s3.put_object(Bucket=BUCKET, Key="config/mapping.yaml", Body=MAPPING.read_bytes())
+    monkeypatch.setenv("FRAUD_INGEST_MAPPING", f"s3://{BUCKET}/config/mapping.yaml")
+    path = tmp_path / "e.csv"
+    path.write_text(csv_text())
+    assert ingest(str(path), "--no-progress", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["put"] == 7
+    assert len(put_records(kinesis)) == 7
