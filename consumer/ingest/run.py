@@ -165,10 +165,11 @@ def run_ingest(
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         producer.close()
-    try:
-        rejects.close()
-    except (BotoCoreError, ClientError, OSError) as exc:  # the rejects object or file
-        result.error = result.error or f"writing the rejects to {rejects.location} failed: {exc}"
+        try:  # also when interrupted: the rejects found so far, no temporary file left
+            rejects.close()
+        except (BotoCoreError, ClientError, OSError) as exc:  # the rejects object or file
+            failed = f"writing the rejects to {rejects.location} failed: {exc}"
+            result.error = result.error or failed
     if counted.error is not None and result.error is None:
         result.error, result.unusable = counted.error, counted.unusable
     result.rows_read = counted.read
