@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Mapping
 from decimal import ROUND_FLOOR, Decimal
 from operator import attrgetter
 
@@ -30,9 +31,11 @@ from consumer.rules.profile import (
     DEFAULT_LABEL_DELAY_DAYS,
     EMPTY_PROFILE,
     WINDOW_DAYS,
-    Spend,
+    DayTotals,
+    Profile,
     account_spends,
     day_of,
+    merchant_counts,
     merchant_windows,
 )
 
@@ -113,15 +116,18 @@ STREAM_UNAVAILABLE: tuple[str, ...] = ()
 FeatureValue = float | str | None
 FeatureRow = tuple[FeatureValue, ...]
 
-_NO_SPENDS = [Spend(0, math.nan, math.nan)] * len(WINDOW_DAYS)
+# PROFILE_FEATURES of an account without whole days in the windows, and of a merchant without
+# transactions in them or known frauds: what the general computation gives for those.
+_NO_ACCOUNT_VALUES: tuple[float, ...] = (0.0, math.nan, math.nan, math.nan, math.nan) * len(
+    WINDOW_DAYS
+)
+_NO_KNOWN_FRAUD: tuple[float, ...] = (0.0, math.nan)  # merchant_known_frauds_30d, days since
+_NO_MERCHANT_VALUES: tuple[float, ...] = (0.0, 0.0, math.nan) * len(WINDOW_DAYS) + _NO_KNOWN_FRAUD
 _SMALL = Decimal(SMALL_AMOUNT)  # a Decimal compares faster with a Decimal than with an int
+_ZERO = Decimal(0)
 _NAN = math.nan
 _INF = math.inf
 _event_time = attrgetter("event_time")
-
-
-def _num(value: object) -> float:
-    return _NAN if value is None else float(value)  # type: ignore[arg-type]
 
 
 def features_for(
@@ -217,6 +223,12 @@ def features_for(
     sum_10m = sum_1m if s_10m is None else add(sum_1m, s_10m)
     sum_1h = sum_10m if s_1h is None else add(sum_10m, s_1h)
     sum_24h = sum_1h if s_24h is None else add(sum_1h, s_24h)
+    # A window holding nothing beyond the narrower one has its sum, so its float too: a
+    # Decimal's float conversion (a few hundred ns) only where a sum grew.
+    float_1m = amount if s_1m is None else float(sum_1m)
+    float_10m = float_1m if s_10m is None else float(sum_10m)
+    float_1h = float_10m if s_1h is None else float(sum_1h)
+    float_24h = float_1h if s_24h is None else float(sum_24h)
     destination = txn.destination_country
     countries_1h.add(destination)
     countries_24h.add(destination)
@@ -237,6 +249,11 @@ def features_for(
         hours = float(subtract(t, previous.event_time)) / 3600.0
         speed = min(km / hours if hours > 0.0 else _INF, MAX_SPEED_KMH)
     balance = txn.account_balance
+    if balance is None:
+        balance_f = to_balance = _NAN
+    else:
+        balance_f = float(balance)
+        to_balance = amount / balance_f if balance > _ZERO else _NAN
     created = txn.account_created_at
     origin = txn.origin_country
     has_earlier = history.has_earlier
@@ -244,16 +261,16 @@ def features_for(
     new_country = destination is not None and has_earlier and not history.country_seen_before
     return (
         amount,
-        _num(balance),
-        amount / float(balance) if balance is not None and balance > 0 else _NAN,
+        balance_f,
+        to_balance,
         float(count_1m),
         float(count_10m),
         float(count_1h),
         float(count_1h + n_24h),
-        float(sum_1m),
-        float(sum_10m),
-        float(sum_1h),
-        float(sum_24h),
+        float_1m,
+        float_10m,
+        float_1h,
+        float_24h,
         float(len(countries_1h)),
         float(len(countries_24h)),
         float(small),
@@ -268,7 +285,7 @@ def features_for(
         1.0 if new_country else 0.0,
         0.0 if has_earlier else 1.0,
         1.0 if origin is not None and destination is not None and origin != destination else 0.0,
-        float(int(t.to_integral_value(rounding=ROUND_FLOOR)) // 3600 % 24),
+        float(_floor_seconds(t) // 3600 % 24),
         _NAN if created is None else float(subtract(t, created)) / 86400.0,
         *profile_features(txn, history, delay_days),
         txn.channel,
@@ -284,20 +301,58 @@ def profile_features(
     profile = history.profile or EMPTY_PROFILE
     t = txn.event_time
     today = day_of(t)
-    amount = float(txn.amount)
+    return _account_values(profile.account_days, today, float(txn.amount)) + _merchant_values(
+        profile, today, delay_days, t
+    )
+
+
+def _account_values(days: Mapping[int, DayTotals], today: int, amount: float) -> tuple[float, ...]:
+    """The account's part of PROFILE_FEATURES. Most rows have no whole day before today (a new
+    account, or one whose days are all today's): they take the one answer that gives."""
+    if not days:
+        return _NO_ACCOUNT_VALUES
+    spends = account_spends(days, today)
+    if not spends[-1].count:  # nothing in the widest window, so in none
+        return _NO_ACCOUNT_VALUES
     values: list[float] = []
-    account_days = profile.account_days
-    spends = account_spends(account_days, today) if account_days else _NO_SPENDS
     for spend in spends:
         mean = spend.mean
+        std = spend.std
         values += (
             float(spend.count),
             mean,
-            spend.std,
+            std,
             amount / mean if mean > 0.0 else _NAN,
-            (amount - mean) / spend.std if spend.std > 0.0 else _NAN,
+            (amount - mean) / std if std > 0.0 else _NAN,
         )
-    windows, known, latest = merchant_windows(profile, today, delay_days, t)
+    return tuple(values)
+
+
+def _merchant_values(
+    profile: Profile, today: int, delay_days: int, at: Decimal
+) -> tuple[float, ...]:
+    """The merchant's part of PROFILE_FEATURES. Without labels (most merchants) there are no
+    frauds to count: the transactions alone, and no pass over labels."""
+    if profile.merchant_labels:
+        return _merchant_values_with_labels(profile, today, delay_days, at)
+    days = profile.merchant_days
+    if not days:
+        return _NO_MERCHANT_VALUES
+    counts = merchant_counts(days, today - delay_days)
+    if not counts[-1]:  # nothing in the widest window, so in none
+        return _NO_MERCHANT_VALUES
+    values: list[float] = []
+    for count in counts:
+        values += (float(count), 0.0, 0.0 if count else _NAN)
+    values += _NO_KNOWN_FRAUD
+    return tuple(values)
+
+
+def _merchant_values_with_labels(
+    profile: Profile, today: int, delay_days: int, at: Decimal
+) -> tuple[float, ...]:
+    windows, known, latest = merchant_windows(profile, today, delay_days, at)
+    values: list[float] = []
     for window in windows:
         values += (
             float(window.count),
@@ -307,6 +362,13 @@ def profile_features(
     values.append(float(known))
     values.append(_NAN if latest is None else float(today - latest))
     return tuple(values)
+
+
+def _floor_seconds(t: Decimal) -> int:
+    """floor(t) as an int: from the epoch's second 1 on, the truncation int() gives, without
+    the Decimal rounding."""
+    seconds = int(t)
+    return seconds if seconds > 0 else int(t.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def _median(values: list[float]) -> float:

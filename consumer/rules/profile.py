@@ -55,7 +55,14 @@ _ZERO = Decimal(0)
 
 
 def day_of(event_time: Decimal) -> int:
-    """The UTC day number of an event time (days since 1970-01-01)."""
+    """The UTC day number of an event time (days since 1970-01-01).
+
+    Once per feature row and per stored record: from the epoch on, truncation is the floor and
+    whole seconds divide as ints, which skips two Decimal operations (before it, the exact
+    Decimal route, the definition)."""
+    seconds = int(event_time)
+    if seconds >= 0:
+        return seconds // DAY_S
     return int(EXACT.divide_int(event_time.to_integral_value(rounding=ROUND_FLOOR), _DAY))
 
 
@@ -217,22 +224,13 @@ def _spend(count: int, total: Decimal, squares: Decimal) -> Spend:
     return Spend(count, float(total) / count, math.sqrt(float(spread)) / count)
 
 
-def merchant_windows(
-    profile: Profile,
-    today: int,
-    delay_days: int,
-    at: Decimal,
-    windows: tuple[int, ...] = WINDOW_DAYS,
-) -> tuple[list[MerchantWindow], int, int | None]:
+def merchant_counts(
+    merchant_days: Mapping[int, int], last: int, windows: tuple[int, ...] = WINDOW_DAYS
+) -> list[int]:
     """For each `w` of `windows` (ascending), the merchant's transactions over days
-    `today - delay - w + 1 .. today - delay` and the frauds among them whose label was known at
-    `at` (the windows all end `delay_days` back, so the narrower are the wider's first steps);
-    the frauds known at `at` over the longest window's days ending today (no delay: what the
-    fastest labels, an analyst's, already tell); and the latest event day of a fraud known at
-    `at` (None without one). One pass over the days, one over the labels."""
-    last = today - delay_days
-    merchant_days = profile.merchant_days
-    if len(merchant_days) <= FEW_DAYS:  # a pass over the few days kept
+    `last - w + 1 .. last`: a pass over the days kept when they are few, else over the windows'
+    days (the narrower windows are the wider's first steps)."""
+    if len(merchant_days) <= FEW_DAYS:
         parts = [0] * len(windows)
         widest = windows[-1]
         for day, transactions in merchant_days.items():
@@ -242,17 +240,34 @@ def merchant_windows(
                 while age >= windows[part]:
                     part += 1
                 parts[part] += transactions
-        counts = list(accumulate(parts))
-    else:  # a pass over the windows' days
-        get = merchant_days.get
-        counts = []
-        count = 0
-        back = 0
-        for window in windows:
-            while back < window:
-                count += get(last - back, 0)
-                back += 1
-            counts.append(count)
+        return list(accumulate(parts))
+    get = merchant_days.get
+    counts = []
+    count = 0
+    back = 0
+    for window in windows:
+        while back < window:
+            count += get(last - back, 0)
+            back += 1
+        counts.append(count)
+    return counts
+
+
+def merchant_windows(
+    profile: Profile,
+    today: int,
+    delay_days: int,
+    at: Decimal,
+    windows: tuple[int, ...] = WINDOW_DAYS,
+) -> tuple[list[MerchantWindow], int, int | None]:
+    """For each `w` of `windows` (ascending), the merchant's transactions over days
+    `today - delay - w + 1 .. today - delay` (`merchant_counts`) and the frauds among them
+    whose label was known at `at`; the frauds known at `at` over the longest window's days
+    ending today (no delay: what the fastest labels, an analyst's, already tell); and the
+    latest event day of a fraud known at `at` (None without one). One pass over the days, one
+    over the labels."""
+    last = today - delay_days
+    counts = merchant_counts(profile.merchant_days, last, windows)
     frauds = [0] * len(windows)
     known = 0
     latest: int | None = None
