@@ -80,6 +80,8 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_API_KEYS_REFRESH_S",
         "FRAUD_API_RATE",
         "FRAUD_API_BURST",
+        # `fraudstream ingest` (consumer/cli/ingest.py): the CSV column mapping of the ECS task
+        "FRAUD_INGEST_MAPPING",
     }
 )
 

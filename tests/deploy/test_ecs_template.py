@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from consumer.cli import build_parser
+from consumer.settings.keys import KNOWN_KEYS
 from consumer.worker.daemon import parse_properties, render_properties
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +164,9 @@ def test_the_worker_gets_redis_url_as_an_ecs_secret_over_tls(template: dict[str,
     assert secret["Properties"]["SecretString"]["Fn::Sub"].startswith("rediss://")
 
 
-def test_redis_accepts_connections_only_from_the_worker_tasks(template: dict[str, Any]) -> None:
+def test_redis_accepts_connections_only_from_the_worker_and_api_tasks(
+    template: dict[str, Any],
+) -> None:
     (redis,) = resources_of(template, "AWS::ElastiCache::ReplicationGroup").values()
     (group,) = [referenced(g) for g in redis["Properties"]["SecurityGroupIds"]]
     inline = template["Resources"][group]["Properties"].get("SecurityGroupIngress", [])
@@ -175,9 +179,18 @@ def test_redis_accepts_connections_only_from_the_worker_tasks(template: dict[str
     assert rules, "Redis has no ingress at all"
     for rule in rules:
         assert "CidrIp" not in rule and "CidrIpv6" not in rule
-        assert referenced(rule["SourceSecurityGroupId"]) == "TaskSecurityGroup"
-    service = props(template, "Service")["NetworkConfiguration"]["AwsvpcConfiguration"]
-    assert [referenced(g) for g in service["SecurityGroups"]] == ["TaskSecurityGroup"]
+    sources = sorted(str(referenced(rule["SourceSecurityGroupId"])) for rule in rules)
+    assert sources == ["ApiTaskSecurityGroup", "TaskSecurityGroup"]
+    for service_name, group_name in (
+        ("Service", "TaskSecurityGroup"),
+        ("ApiService", "ApiTaskSecurityGroup"),
+    ):
+        service = props(template, service_name)["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert [referenced(g) for g in service["SecurityGroups"]] == [group_name]
+    # The ingest task and the scaler reach no Redis.
+    for group_name in ("IngestSecurityGroup", "ScalerSecurityGroup"):
+        egress = props(template, group_name)["SecurityGroupEgress"]
+        assert [(e["FromPort"], e["ToPort"]) for e in egress] == [(443, 443)], group_name
 
 
 def test_sns_topics_are_encrypted(template: dict[str, Any]) -> None:
@@ -545,3 +558,187 @@ def test_the_worker_runs_under_an_init_process_that_reaps_orphans(template: dict
     """Each processor has an alert process (FRAUD_ALERT_PROCESS); if a processor dies first, its
     orphan must be reaped by PID 1, which the JVM does not do for processes it did not start."""
     assert worker_container(template)["LinuxParameters"]["InitProcessEnabled"] is True
+
+
+# --- The scoring API service (docs/api.md) ----------------------------------------------------
+
+
+def api_container(template: dict[str, Any]) -> dict[str, Any]:
+    (container,) = props(template, "ApiTaskDefinition")["ContainerDefinitions"]
+    assert isinstance(container, dict)
+    return container
+
+
+def environment_of(container: dict[str, Any]) -> dict[str, Any]:
+    """A container's environment, both branches of every Fn::If."""
+    return {e["Name"]: e["Value"] for item in container["Environment"] for e in branches(item)}
+
+
+def test_the_api_runs_serve_on_the_port_its_load_balancer_targets(template: dict[str, Any]) -> None:
+    container = api_container(template)
+    assert container["EntryPoint"] == ["fraudstream"]
+    assert container["Command"][0] == "serve"
+    port = int(container["Command"][container["Command"].index("--port") + 1])
+    assert [m["ContainerPort"] for m in container["PortMappings"]] == [port]
+    group = props(template, "ApiTargetGroup")
+    assert group["Port"] == port and group["TargetType"] == "ip"
+    # Readiness (Redis reachable, rule set loaded) takes a task out of rotation; liveness is
+    # the container's own check, so a Redis outage does not restart tasks in a loop.
+    assert group["HealthCheckPath"] == "/readyz"
+    assert "/healthz" in container["HealthCheck"]["Command"][-1]
+    (binding,) = props(template, "ApiService")["LoadBalancers"]
+    assert binding["ContainerName"] == container["Name"] and binding["ContainerPort"] == port
+
+
+def test_the_api_is_internal_and_reached_only_from_the_clients_cidr(
+    template: dict[str, Any],
+) -> None:
+    assert props(template, "ApiLoadBalancer")["Scheme"] == "internal"
+    (ingress,) = props(template, "ApiLoadBalancerSecurityGroup")["SecurityGroupIngress"]
+    assert ingress["CidrIp"] == {"Ref": "ApiClientCidr"}
+    task_ingress = [
+        r["Properties"]
+        for r in resources_of(template, "AWS::EC2::SecurityGroupIngress").values()
+        if referenced(r["Properties"]["GroupId"]) == "ApiTaskSecurityGroup"
+    ]
+    assert [referenced(r["SourceSecurityGroupId"]) for r in task_ingress] == [
+        "ApiLoadBalancerSecurityGroup"
+    ]
+    listener = props(template, "ApiListener")
+    assert listener["Protocol"] == {"Fn::If": ["HasApiCertificate", "HTTPS", "HTTP"]}
+    assert listener["SslPolicy"]["Fn::If"][1].startswith("ELBSecurityPolicy-TLS13")
+
+
+def test_the_api_reads_the_same_state_rules_and_model_as_the_workers(
+    template: dict[str, Any],
+) -> None:
+    worker, api = (
+        environment_of(worker_container(template)),
+        environment_of(api_container(template)),
+    )
+    for name in ("FRAUD_RULESET", "FRAUD_MODEL_DIR", "FRAUD_METRICS_MODE", "FRAUD_STREAM"):
+        assert api[name] == worker[name], name
+    assert api["FRAUD_API_KEYS_SECRET"] == {"Ref": "ApiKeys"}
+    keys = props(template, "ApiKeys")
+    assert "GenerateSecretString" not in keys  # hashes an operator adds, never a key in the stack
+    assert json.loads(keys["SecretString"]) == {"keys": []}
+    (secret,) = api_container(template)["Secrets"]
+    assert secret == {"Name": "REDIS_URL", "ValueFrom": {"Ref": "RedisUrl"}}
+
+
+def test_the_api_role_writes_nothing_but_a_record_on_the_stream(template: dict[str, Any]) -> None:
+    granted = {
+        a for s in statements(template["Resources"]["ApiTaskRole"]) for a in as_list(s["Action"])
+    }
+    assert granted == {
+        "kinesis:PutRecord",
+        "secretsmanager:GetSecretValue",
+        "s3:GetObject",
+        "kms:Decrypt",
+        "cloudwatch:PutMetricData",
+    }
+
+
+def test_the_api_scales_on_cpu_and_requests_per_task(template: dict[str, Any]) -> None:
+    target = props(template, "ApiScalableTarget")
+    assert target["MinCapacity"] == {"Ref": "ApiMinTasks"}
+    assert target["MaxCapacity"] == {"Ref": "ApiMaxTasks"}
+    assert "DesiredCount" not in props(template, "ApiService")
+    kinds = set()
+    for policy in resources_of(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values():
+        config = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        assert referenced(policy["Properties"]["ScalingTargetId"]) == "ApiScalableTarget"
+        kinds.add(config["PredefinedMetricSpecification"]["PredefinedMetricType"])
+    assert kinds == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+def test_the_api_has_its_alarms_and_dashboard_widgets(template: dict[str, Any]) -> None:
+    watched: set[tuple[str, str]] = set()
+    for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+        p = alarm["Properties"]
+        watched.add((str(p.get("Namespace")), str(p.get("MetricName"))))
+        watched |= {
+            (str(m["MetricStat"]["Metric"]["Namespace"]), m["MetricStat"]["Metric"]["MetricName"])
+            for m in p.get("Metrics", [])
+            if "MetricStat" in m
+        }
+    elb = "AWS/ApplicationELB"
+    assert {
+        (elb, "TargetResponseTime"),
+        (elb, "HTTPCode_Target_5XX_Count"),
+        (elb, "HTTPCode_ELB_5XX_Count"),
+        (elb, "HealthyHostCount"),
+    } <= watched
+    body = props(template, "Dashboard")["DashboardBody"]["Fn::Sub"][0]
+    shown = set(dashboard_metrics(body))
+    assert {(elb, "RequestCount"), (elb, "TargetResponseTime"), (elb, "HealthyHostCount")} <= shown
+
+
+# --- Files into the stream (docs/ingest.md) ---------------------------------------------------
+
+
+def test_a_file_under_incoming_starts_an_ingest_task_with_its_location(
+    template: dict[str, Any],
+) -> None:
+    bucket = props(template, "Bucket")
+    assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"]
+    rule = props(template, "IngestRule")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "Bucket"}]
+    (key_filter,) = pattern["detail"]["object"]["key"]
+    assert resource_text(key_filter["prefix"]) == "${S3Prefix}incoming/"
+    (target,) = rule["Targets"]
+    assert referenced(target["EcsParameters"]["TaskDefinitionArn"]) == "IngestTaskDefinition"
+    assert referenced(target["RoleArn"]) == "IngestEventsRole"
+    assert referenced(target["DeadLetterConfig"]["Arn"]) == "IngestNotStartedQueue"
+    overrides = json.loads(
+        target["InputTransformer"]["InputTemplate"]
+        .replace("<bucket>", "my-bucket")
+        .replace("<key>", "incoming/batch.csv")
+    )
+    (override,) = overrides["containerOverrides"]
+    (container,) = props(template, "IngestTaskDefinition")["ContainerDefinitions"]
+    assert override["name"] == container["Name"]
+    assert container["EntryPoint"] == ["fraudstream"]
+    assert override["command"] == ["ingest", "s3://my-bucket/incoming/batch.csv", "--archive"]
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert paths == {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"}
+
+
+def test_the_ingest_role_touches_only_the_incoming_files_and_the_stream(
+    template: dict[str, Any],
+) -> None:
+    for statement in statements(template["Resources"]["IngestTaskRole"]):
+        actions = set(as_list(statement["Action"]))
+        for resource in as_list(statement["Resource"]):
+            text = resource_text(resource)
+            if actions & {"s3:PutObject", "s3:DeleteObject"}:
+                assert text.startswith("${Bucket.Arn}/${S3Prefix}"), text
+                assert "incoming/" in text or "ingest-rejects/" in text, text
+            if actions == {"kinesis:PutRecords"}:
+                assert referenced(resource) == "Stream"
+    granted = {
+        a for s in statements(template["Resources"]["IngestTaskRole"]) for a in as_list(s["Action"])
+    }
+    assert not {a for a in granted if a.startswith(("dynamodb:", "sns:", "secretsmanager:"))}
+
+
+def test_every_container_command_and_setting_is_one_the_cli_knows(template: dict[str, Any]) -> None:
+    """The API and ingest containers run `fraudstream` with arguments written in YAML; a renamed
+    option or setting would only fail in AWS. Parsed here by the real parser; every FRAUD_*
+    variable they set is a known setting."""
+    parser = build_parser()
+    api = api_container(template)
+    assert parser.parse_args(api["Command"]).command == "serve"
+    (ingest,) = props(template, "IngestTaskDefinition")["ContainerDefinitions"]
+    (target,) = props(template, "IngestRule")["Targets"]
+    template_text = target["InputTransformer"]["InputTemplate"]
+    overrides = json.loads(
+        template_text.replace("<bucket>", "b").replace("<key>", "incoming/f.csv")
+    )
+    args = parser.parse_args(overrides["containerOverrides"][0]["command"])
+    assert args.command == "ingest"
+    for container in (api, ingest, worker_container(template)):
+        names = set(environment_of(container))
+        assert {n for n in names if n.startswith("FRAUD_")} <= KNOWN_KEYS, container["Name"]
