@@ -9,6 +9,12 @@ With `supervise` (what `fraudstream local up` does unless --no-supervise) it als
 supervisor process (`python -m consumer.local.stack supervise`, log in <state>/logs/supervisor.log)
 that notices a worker that died and starts it again, at most `max_restarts` times per worker in
 `restart_window_s`, with a line in its log each time.
+
+With `api` (`fraudstream local up --api`) it also starts the scoring API (`fraudstream serve`,
+docs/api.md) on `api_port` (8080 when free, else a free port; an explicit port must be free),
+with a dev key minted at start: the key in <state>/api-key, its hash in <state>/api-keys.json,
+FRAUD_API_URL and FRAUD_API_KEY in local.env. It is recorded, supervised and stopped like the
+workers.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +78,9 @@ class StackOptions:
     supervise: bool = False
     max_restarts: int = 5
     restart_window_s: float = 600.0
+    api: bool = False
+    # The API's port: None for DEFAULT_API_PORT when it is free, else a free one.
+    api_port: int | None = None
 
     @property
     def pids(self) -> Path:
@@ -85,6 +97,14 @@ class StackOptions:
     @property
     def supervisor_file(self) -> Path:
         return self.state_dir / "supervisor.json"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.state_dir / "api-key"
+
+    @property
+    def api_keys_document(self) -> Path:
+        return self.state_dir / "api-keys.json"
 
     def port_settings(self) -> dict[str, int]:
         return {
@@ -465,12 +485,14 @@ class Supervisor:
         env: Mapping[str, str],
         *,
         start: Callable[[StackOptions, int, Mapping[str, str]], int] = start_worker,
+        start_api: Callable[[StackOptions, Mapping[str, str]], int] | None = None,
         say: Callable[[str], None] = _say,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
         self.env = dict(env)
         self._start = start
+        self._start_api = start_api or start_api_process
         self._say = say
         self._clock = clock
         self._dead: set[str] = set()
@@ -479,11 +501,13 @@ class Supervisor:
         self.restarted: list[tuple[str, int]] = []  # (worker, new pid), in order
 
     def check(self) -> None:
-        """One poll: restart each worker that has been dead since the previous poll."""
+        """One poll: restart each worker (and the API) dead since the previous poll."""
         alive = running_pids(self.options)
         now = self._clock()
-        for index in range(1, self.options.workers + 1):
-            name = f"worker-{index}"
+        names = [f"worker-{index}" for index in range(1, self.options.workers + 1)]
+        if self.options.api:
+            names.append("api")
+        for name in names:
             if name in alive:
                 self._dead.discard(name)
                 continue
@@ -503,7 +527,10 @@ class Supervisor:
                     f"{self.options.restart_window_s:.0f} s: not restarting it again; see {log}"
                 )
                 continue
-            pid = self._start(self.options, index, self.env)
+            if name == "api":
+                pid = self._start_api(self.options, self.env)
+            else:
+                pid = self._start(self.options, int(name.split("-")[1]), self.env)
             recent.append(now)
             self._dead.discard(name)
             self.restarted.append((name, pid))
@@ -516,7 +543,8 @@ class Supervisor:
     def run(self, stop: threading.Event, poll_s: float = 1.0) -> None:
         """Poll until `stop` is set."""
         self._say(
-            f"supervising {self.options.workers} worker(s) in {self.options.state_dir} "
+            f"supervising {self.options.workers} worker(s)"
+            f"{' and the API' if self.options.api else ''} in {self.options.state_dir} "
             f"every {poll_s:.1f} s"
         )
         while not stop.is_set():
@@ -533,6 +561,8 @@ def start_supervisor(options: StackOptions) -> int:
                 "worker_env": dict(options.worker_env),
                 "max_restarts": options.max_restarts,
                 "restart_window_s": options.restart_window_s,
+                "api": options.api,
+                "api_port": options.api_port,
             }
         )
     )
@@ -562,12 +592,88 @@ def _supervise_main(argv: list[str] | None = None) -> int:
         worker_env=dict(config["worker_env"]),
         max_restarts=int(config["max_restarts"]),
         restart_window_s=float(config["restart_window_s"]),
+        api=bool(config.get("api", False)),
+        api_port=config.get("api_port"),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     Supervisor(options, read_env_file(options)).run(stop, args.poll)
     _say("supervisor stopped")
     return 0
+
+
+# --- the scoring API --------------------------------------------------------------------------
+
+DEFAULT_API_PORT = 8080
+API_KEY_ID = "local-dev"
+
+
+def mint_api_key(options: StackOptions) -> str:
+    """A fresh dev key: the key in <state>/api-key (0600), its entry in <state>/api-keys.json.
+
+    The key and document are consumer/api/keys.py's (`fraudstream serve --new-key`): "fsk_" and
+    32 random bytes, stored as its sha256 hex; made here because the API's package is above this
+    one (pyproject's import layers), and the format is all the two share.
+    """
+    key = "fsk_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    options.api_keys_document.write_text(
+        json.dumps({"keys": [{"id": API_KEY_ID, "sha256": digest}]}) + "\n"
+    )
+    options.api_key_file.touch(mode=0o600)
+    options.api_key_file.write_text(key + "\n")
+    return key
+
+
+def choose_api_port(options: StackOptions) -> int:
+    """The port asked for (StackError when taken), else 8080 when free, else a free one."""
+    if options.api_port is not None:
+        if not _port_free(options.api_port):
+            raise StackError(
+                f"port {options.api_port} on {BIND_HOST} is taken; choose another with --api-port"
+            )
+        return options.api_port
+    if _port_free(DEFAULT_API_PORT):
+        return DEFAULT_API_PORT
+    with socket.socket() as probe:
+        probe.bind((BIND_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def start_api_process(options: StackOptions, env: Mapping[str, str]) -> int:
+    """`fraudstream serve` on the port local.env names, with the stack's settings and the dev
+    keys' document; or its pid if it is already running."""
+    url = env["FRAUD_API_URL"]
+    port = url.rsplit(":", 1)[1]
+    api_env = {
+        **os.environ,
+        **env,
+        **options.worker_env,
+        "FRAUD_API_KEYS_FILE": str(options.api_keys_document.resolve()),
+    }
+    api_env.pop("FRAUD_API_KEY", None)  # the caller's key, not a setting of the server
+    argv = [sys.executable, "-m", "consumer.cli", "serve", "--host", BIND_HOST, "--port", port]
+    with _locked(options.pids / "api.lock"):
+        running = running_pids(options).get("api")
+        if running is not None:
+            return running
+        return _start(options, "api", argv, api_env, cwd=REPO_ROOT)
+
+
+def wait_for_api(options: StackOptions, url: str, timeout_s: float = 60.0) -> None:
+    """Block until GET /readyz answers 200 (Redis reachable, rule set in force)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/readyz", timeout=2) as reply,  # noqa: S310
+        ):
+            if reply.status == 200:
+                return
+        if "api" not in running_pids(options):
+            raise StackError(f"the API exited during start-up; see {options.logs / 'api.log'}")
+        time.sleep(0.2)
+    raise StackError(f"the API at {url} was not ready within {timeout_s:.0f} s")
 
 
 def start_redis(
@@ -601,19 +707,27 @@ def up(options: StackOptions) -> dict[str, str]:
     alive = running_pids(options)
     if alive:
         _say(f"already up ({', '.join(sorted(alive))}); `fraudstream local down` stops it")
-        return read_env_file(options)
+        env = read_env_file(options)
+        if options.api and "api" not in alive:
+            raise StackError(
+                "the stack is up without the API: `fraudstream local down`, then `local up --api`"
+            )
+        return env
     if options.pids.is_dir():
         shutil.rmtree(options.pids)
     for flag, port in options.port_settings().items():
         if not _port_free(port):
             raise StackError(f"port {port} on {BIND_HOST} is taken; choose another with {flag}")
     env = stack_env(options)
+    if options.api:
+        port = choose_api_port(options)
+        env["FRAUD_API_URL"] = f"http://{BIND_HOST}:{port}"
     redis_server = _binary("redis-server", "install it: apt-get install -y redis-server")
     moto_server = _binary("moto_server", "install the dev extras: pip install -e '.[dev]'")
     node = _binary("node", "install Node.js 20")
     kinesis_js = loopback_kinesis_mock(options)
     base = {**os.environ, **LOCAL_CREDENTIALS}
-    with _steps(6) as step:
+    with _steps(7 if options.api else 6) as step:
         return _up(options, env, redis_server, moto_server, node, kinesis_js, base, step)
 
 
@@ -649,6 +763,8 @@ def _up(
         )
         step("servers up")
         create_resources(options, env)
+        if options.api:
+            env["FRAUD_API_KEY"] = mint_api_key(options)
         write_env_file(options, env)
         _say(
             f"stream {options.stream} ({options.shards} shards), bucket {options.bucket}, "
@@ -663,6 +779,14 @@ def _up(
         step("shards leased")
         wait_for_processors(options, env, since=workers_started)
         step("record processors running")
+        if options.api:
+            start_api_process(options, env)
+            wait_for_api(options, env["FRAUD_API_URL"])
+            _say(
+                f"scoring API on {env['FRAUD_API_URL']} (key in {options.api_key_file}; "
+                f"log {options.logs / 'api.log'})"
+            )
+            step("scoring API ready")
         if options.supervise:
             start_supervisor(options)
             _say(
@@ -682,10 +806,16 @@ def down(options: StackOptions) -> list[str]:
     alive = running_pids(options)
     order = sorted(
         alive,
-        key=lambda name: (name != "supervisor", not name.startswith("worker-"), name),
+        key=lambda name: (
+            name != "supervisor",
+            name != "api",
+            not name.startswith("worker-"),
+            name,
+        ),
     )
     for name in order:
-        _stop(alive[name], name, grace_s=30.0 if name.startswith("worker-") else 5.0)
+        grace = 30.0 if name.startswith("worker-") else 15.0 if name == "api" else 5.0
+        _stop(alive[name], name, grace_s=grace)
     if options.pids.is_dir():
         shutil.rmtree(options.pids)
     if not order:
