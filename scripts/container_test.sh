@@ -5,7 +5,9 @@
 #   3. the image, with the locked dependencies (the Dockerfile installs requirements/*.lock)
 #   4. tests/container against the local stack's servers: two worker containers under the task
 #      definition's limits, stopped and killed mid-traffic, nothing lost, no S3 line twice; the
-#      health check; exit 78 on a bad setting, 69 on an unreachable Redis.
+#      health check; exit 78 on a bad setting, 69 on an unreachable Redis; the scoring API service
+#      (its task definition's command and health check, keys from Secrets Manager) and the ingest
+#      task (the command the EventBridge rule gives it for a file under incoming/).
 #
 #   scripts/container_test.sh [pytest args]
 #
