@@ -1,5 +1,5 @@
 """The one entry point: `fraudstream worker | local up | local down | demo | status | train |
-compare-model | evaluate | ops scale | backtest | labels import | serve | ingest`."""
+compare-model | evaluate | ops scale | backtest | labels import | serve | ingest | report`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from consumer.cli import (
     labels,
     local,
     ops,
+    report,
     serve,
     status,
     train,
@@ -47,6 +48,7 @@ COMMANDS: tuple[Command, ...] = (
     labels,
     serve,
     ingest,
+    report,
 )
 
 
