@@ -28,8 +28,10 @@ from consumer.rules.exact import EXACT
 from consumer.rules.geo import haversine_km
 from consumer.rules.history import AccountHistory, HistoryEntry
 from consumer.rules.profile import (
+    DAY_S,
     DEFAULT_LABEL_DELAY_DAYS,
     EMPTY_PROFILE,
+    FEW_DAYS,
     WINDOW_DAYS,
     DayTotals,
     Profile,
@@ -121,6 +123,7 @@ FeatureRow = tuple[FeatureValue, ...]
 _NO_ACCOUNT_VALUES: tuple[float, ...] = (0.0, math.nan, math.nan, math.nan, math.nan) * len(
     WINDOW_DAYS
 )
+_WIDEST = WINDOW_DAYS[-1]
 _NO_KNOWN_FRAUD: tuple[float, ...] = (0.0, math.nan)  # merchant_known_frauds_30d, days since
 _NO_MERCHANT_VALUES: tuple[float, ...] = (0.0, 0.0, math.nan) * len(WINDOW_DAYS) + _NO_KNOWN_FRAUD
 _SMALL = Decimal(SMALL_AMOUNT)  # a Decimal compares faster with a Decimal than with an int
@@ -248,6 +251,9 @@ def features_for(
         km = haversine_km(previous.latitude, previous.longitude, lat, lon)
         hours = float(subtract(t, previous.event_time)) / 3600.0
         speed = min(km / hours if hours > 0.0 else _INF, MAX_SPEED_KMH)
+    seconds = _floor_seconds(t)
+    # day_of(t), from the same int (from the epoch on, day_of is floor(t) // DAY_S).
+    day = seconds // DAY_S if seconds >= 0 else day_of(t)
     balance = txn.account_balance
     if balance is None:
         balance_f = to_balance = _NAN
@@ -285,9 +291,9 @@ def features_for(
         1.0 if new_country else 0.0,
         0.0 if has_earlier else 1.0,
         1.0 if origin is not None and destination is not None and origin != destination else 0.0,
-        float(_floor_seconds(t) // 3600 % 24),
+        float(seconds // 3600 % 24),
         _NAN if created is None else float(subtract(t, created)) / 86400.0,
-        *profile_features(txn, history, delay_days),
+        *_profile_values(history.profile or EMPTY_PROFILE, t, day, amount, delay_days),
         txn.channel,
         txn.merchant_category,
     )
@@ -298,10 +304,18 @@ def profile_features(
 ) -> tuple[float, ...]:
     """The PROFILE_FEATURES of `txn` (consumer/rules/profile.py says what each window
     covers); an absent profile reads as an empty one."""
-    profile = history.profile or EMPTY_PROFILE
     t = txn.event_time
-    today = day_of(t)
-    return _account_values(profile.account_days, today, float(txn.amount)) + _merchant_values(
+    return _profile_values(
+        history.profile or EMPTY_PROFILE, t, day_of(t), float(txn.amount), delay_days
+    )
+
+
+def _profile_values(
+    profile: Profile, t: Decimal, today: int, amount: float, delay_days: int
+) -> tuple[float, ...]:
+    """profile_features from what features_for has at hand already (the day, the float
+    amount)."""
+    return _account_values(profile.account_days, today, amount) + _merchant_values(
         profile, today, delay_days, t
     )
 
@@ -309,11 +323,9 @@ def profile_features(
 def _account_values(days: Mapping[int, DayTotals], today: int, amount: float) -> tuple[float, ...]:
     """The account's part of PROFILE_FEATURES. Most rows have no whole day before today (a new
     account, or one whose days are all today's): they take the one answer that gives."""
-    if not days:
+    if not _has_a_day_in(days, today - _WIDEST, today - 1):
         return _NO_ACCOUNT_VALUES
     spends = account_spends(days, today)
-    if not spends[-1].count:  # nothing in the widest window, so in none
-        return _NO_ACCOUNT_VALUES
     values: list[float] = []
     for spend in spends:
         mean = spend.mean
@@ -336,16 +348,26 @@ def _merchant_values(
     if profile.merchant_labels:
         return _merchant_values_with_labels(profile, today, delay_days, at)
     days = profile.merchant_days
-    if not days:
+    last = today - delay_days
+    if not _has_a_day_in(days, last - _WIDEST + 1, last):
         return _NO_MERCHANT_VALUES
-    counts = merchant_counts(days, today - delay_days)
-    if not counts[-1]:  # nothing in the widest window, so in none
-        return _NO_MERCHANT_VALUES
+    counts = merchant_counts(days, last)
     values: list[float] = []
     for count in counts:
         values += (float(count), 0.0, 0.0 if count else _NAN)
     values += _NO_KNOWN_FRAUD
     return tuple(values)
+
+
+def _has_a_day_in(days: Mapping[int, object], first: int, last: int) -> bool:
+    """Whether `days` holds a day of `first..last`: looked at when they are a few, which is
+    cheaper than the windows' sums that find none; more are taken to (the sums then say)."""
+    if len(days) > FEW_DAYS:
+        return True
+    for day in days:  # noqa: SIM110 (any() over a generator costs more for a few days)
+        if first <= day <= last:
+            return True
+    return False
 
 
 def _merchant_values_with_labels(
