@@ -708,9 +708,11 @@ class AccountStateStore:
         if not self._merchant_cache:
             return {}, merchant_ids, [], BEFORE_ANY_DAY
         read_back = self._read_back() if callable(self._read_back) else self._read_back
-        days = [_day(txn.event_time) for _, txn in items] if read_back > 0 else []
+        # A day never decreases with the event time: the batch's newest and oldest days are
+        # those of its newest and oldest times (two conversions a batch, not one a record).
+        times = [txn.event_time for _, txn in items] if read_back > 0 else []
         # Reads reach up to the newest day less the delay; 0: today, never from the cache.
-        reach = max(days) - read_back if days else None
+        reach = _day(max(times)) - read_back if times else None
         hits: dict[str, MerchantState] = {}
         to_load: list[str] = []
         labels_due: list[str] = []
@@ -725,7 +727,7 @@ class AccountStateStore:
             hits[merchant_id] = merchant
             if now - merchant.labels_at >= refresh_s:
                 labels_due.append(merchant_id)
-        trusted_before = min(days) - MERCHANT_SETTLE_DAYS if days else BEFORE_ANY_DAY
+        trusted_before = _day(min(times)) - MERCHANT_SETTLE_DAYS if times else BEFORE_ANY_DAY
         return hits, to_load, labels_due, trusted_before
 
     def load(
