@@ -74,6 +74,9 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_REDIS_PORT",
         "FRAUD_KINESIS_MOCK_JS",
         "FRAUD_ALERTS_QUEUE_URL",
+        # `local up --api`: where the local API listens and its dev key (local.env, for curl)
+        "FRAUD_API_URL",
+        "FRAUD_API_KEY",
         # the scoring API (consumer/api/settings.py)
         "FRAUD_API_KEYS_FILE",
         "FRAUD_API_KEYS_SECRET",
