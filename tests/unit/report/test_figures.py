@@ -1,0 +1,204 @@
+"""The report's figures on a small hand-built output tree (written with the project's line
+builders and key layouts), every SQL file run in DuckDB, and the HTML convention."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.report import figures, render
+from consumer.report.run import ReportRequest, build
+from tests.unit.report.tree import Tree, arrival_ms, write_labels
+
+DAY1, DAY2 = "2026-12-01", "2026-12-02"
+
+
+def _label(n: int, fraud: bool, at: int = 1_795_000_000_000) -> dict[str, Any]:
+    return {
+        "transaction_id": f"t-{n}",
+        "is_fraud": fraud,
+        "labelled_at": at,
+        "account_id": "a",
+        "event_time": 1_794_000_000_000,
+    }
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("out")
+    t = Tree()
+    a1, a2 = arrival_ms(DAY1, 5), arrival_ms(DAY2, 7)
+    card = {"origin_country": "fr", "destination_country": "US", "channel": "online"}
+    t.judge(
+        1,
+        a1,
+        "100.00",
+        (("high_amount", "high"),),
+        score=95.0,
+        model_version="m1",
+        merchant_category="electronics",
+        **card,
+    )
+    t.judge(2, a1, "20", score=12.5, model_version="m1")
+    t.judge(3, a1, "30", (("velocity", "low"),), score=40.0, model_version="m1")
+    t.judge(
+        4,
+        a2,
+        "1E+3",
+        (("velocity", "medium"), ("model_score", "medium")),
+        shadow=(("new_rule", "low"),),
+        score=81.0,
+        model_version="m2",
+        rules_version="v2",
+    )
+    t.judge(
+        5, a2, "7", shadow=(("new_rule", "low"),), score=5.0, model_version="m2", rules_version="v2"
+    )
+    t.judge(6, a2, "9", score=15.0, model_version="m2", rules_version="v2")
+    t.judge(7, arrival_ms("2026-12-09", 1), "5000", (("high_amount", "high"),))  # out of range
+    t.dead(a1, "amount: missing")
+    t.dead(a1, "amount: must be a number > 0 and <= 1e9")
+    t.dead(a2, "not valid JSON: Expecting value")
+    t.write(root)
+    write_labels(
+        root,
+        [
+            _label(1, True),
+            _label(2, False),
+            _label(3, False),
+            _label(4, False),
+            _label(4, True, at=1_795_000_000_001),  # a later verdict wins
+            _label(5, True),
+            _label(6, False),
+        ],
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tree: Path) -> dict[str, Any]:
+    return build(ReportRequest(date(2026, 12, 1), date(2026, 12, 7), str(tree)))
+
+
+def test_headline(report: dict[str, Any]) -> None:
+    h = report["headline"]
+    assert h["judged"] == {"count": 6, "value": None}
+    assert h["flagged"] == {"count": 3, "value": 1130}
+    assert h["alerts"]["count"] == 2  # high and medium; the low velocity hit is no alert
+    assert h["alerts"]["value"] == 1100
+    fraud = h["fraud"]
+    assert fraud["labelled"] == 6 and fraud["frauds"] == 3
+    assert fraud["rate"] == 0.5
+    assert (fraud["caught"], fraud["caught_value"], fraud["missed"]) == (2, 1100, 1)
+    assert fraud["false_alarms"] == 1
+    assert h["dead_letters"]["count"] == 3
+    assert h["dead_letters"]["by_reason"] == [
+        {"reason": "amount", "dead_letters": 2},
+        {"reason": "not valid JSON", "dead_letters": 1},
+    ]
+
+
+def test_breakdowns(report: dict[str, Any]) -> None:
+    b = report["breakdowns"]
+    assert {r["rule"]: (r["flagged"], r["value"], r["alerts"]) for r in b["rule"]} == {
+        "high_amount": (1, 100, 1),
+        "velocity": (2, 1030, 1),
+        "model_score": (1, 1000, 1),
+    }
+    assert {r["severity"]: r["flagged"] for r in b["severity"]} == {
+        "high": 1,
+        "low": 1,
+        "medium": 1,
+    }
+    assert {r["merchant_category"]: r["flagged"] for r in b["merchant_category"]} == {
+        "electronics": 1,
+        "(none)": 2,
+    }
+    assert b["country_pair"][0]["flagged"] == 2  # (none, none) first
+    assert {(r["origin_country"], r["destination_country"]) for r in b["country_pair"]} == {
+        ("FR", "US"),
+        ("(none)", "(none)"),
+    }
+    assert [(r["hour"], r["judged"], r["flagged"]) for r in b["hour"]] == [
+        ("05", 3, 2),
+        ("07", 3, 1),
+    ]
+
+
+def test_quality(report: dict[str, Any]) -> None:
+    rules = {(r["rule"], r["dt"]): r for r in report["quality"]["rules"]}
+    velocity = rules[("velocity", DAY1)]
+    assert (velocity["tp"], velocity["fp"], velocity["fn"], velocity["tn"]) == (0, 1, 1, 1)
+    assert velocity["precision"] == 0.0 and velocity["recall"] == 0.0
+    assert velocity["false_positive_rate"] == 0.5
+    model = rules[("model_score", DAY2)]
+    assert (model["tp"], model["fp"], model["fn"], model["tn"]) == (1, 0, 1, 1)
+    assert model["precision"] == 1.0 and model["recall"] == 0.5
+    shadow = {(r["rule"], r["dt"]): r for r in report["quality"]["shadow"]}
+    new = shadow[("new_rule", DAY2)]
+    assert (new["tp"], new["fp"], new["fn"], new["tn"]) == (2, 0, 0, 1)
+
+
+def test_drift_and_versions(report: dict[str, Any]) -> None:
+    by_day = report["drift"]["by_day"]
+    assert [d["dt"] for d in by_day] == [DAY1, DAY2]
+    assert by_day[0]["alert_rate"] == round(1 / 3, 6)
+    assert by_day[0]["score_bins"] == [0, 1, 0, 0, 1, 0, 0, 0, 0, 1]
+    assert by_day[1]["score_bins"] == [1, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert by_day[0]["psi_vs_previous_day"] is None
+    expected = figures.psi([0, 1, 0, 0, 1, 0, 0, 0, 0, 1], [1, 1, 0, 0, 0, 0, 0, 0, 1, 0])
+    assert by_day[1]["psi_vs_previous_day"] == expected and expected > 1
+    versions = [
+        (v["rules_version"], v["model_version"], v["lines"]) for v in report["versions"]["in_force"]
+    ]
+    assert versions == [("v1", "m1", 3), ("v2", "m2", 3)]
+
+
+def test_psi_identical_is_zero() -> None:
+    assert figures.psi([5, 5, 0], [10, 10, 0]) == 0.0
+    assert figures.psi([0, 0], [1, 1]) is None
+
+
+def test_without_the_trail_and_labels(tree: Path, tmp_path: Path) -> None:
+    t = Tree()
+    t.judge(1, arrival_ms(DAY1, 3), "10", (("high_amount", "high"),))
+    t.write(tmp_path, decisions=False)
+    data = build(ReportRequest(date(2026, 12, 1), date(2026, 12, 1), str(tmp_path)))
+    assert data["headline"]["judged"]["count"] is None
+    assert data["headline"]["flagged"]["count"] == 1
+    assert data["headline"]["fraud"]["rate"] is None
+    assert data["quality"]["rules"] is None and data["drift"]["by_day"] is None
+    assert any(note.startswith("decisions trail off") for note in data["notes"])
+    assert any(note.startswith("no labels") for note in data["notes"])
+    assert data["versions"]["from"] == "flagged"
+    render.html(data)
+    render.markdown(data)
+
+
+def test_html_numbers_are_the_json(report: dict[str, Any]) -> None:
+    page = render.html(report)
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3', "")
+    found = re.findall(r'data-figure="([^"]+)">([^<]*)<', page)
+    assert len(found) > 30
+    for path, text in found:
+        value: Any = report
+        for part in path.split("."):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        assert json.loads(text) == value, path
+    for chart in re.findall(r"<svg data-chart=.*?</svg>", page):
+        assert re.search(r"<(rect|path|circle)\b", chart), chart[:80]
+
+
+def test_every_sql_file_documents_its_parameters() -> None:
+    for name in figures.sql_files():
+        text = figures.sql_text(name)
+        first = text.splitlines()[0]
+        assert first.startswith("-- parameters:"), name
+        for param in set(re.findall(r"(?<![:\w]):([a-z_]+)", text)):
+            assert f":{param}" in first, (name, param)
+        assert "FILTER" not in text.upper().replace("FILTERED", "")
