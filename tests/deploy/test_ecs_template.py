@@ -96,39 +96,46 @@ def worker_container(template: dict[str, Any]) -> dict[str, Any]:
 # --- S3 -------------------------------------------------------------------------------------
 
 
-def test_the_bucket_blocks_public_access_and_encrypts_with_our_kms_key(
+def test_the_buckets_block_public_access_and_encrypt_with_our_kms_key(
     template: dict[str, Any],
 ) -> None:
-    (bucket,) = resources_of(template, "AWS::S3::Bucket").values()
-    block = bucket["Properties"]["PublicAccessBlockConfiguration"]
-    assert block == {
-        "BlockPublicAcls": True,
-        "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True,
-        "RestrictPublicBuckets": True,
-    }
-    (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    default = rule["ServerSideEncryptionByDefault"]
-    assert default["SSEAlgorithm"] == "aws:kms"
-    key = referenced(default["KMSMasterKeyID"])
-    assert key is not None and template["Resources"][key]["Type"] == "AWS::KMS::Key"
+    """The data bucket and the Athena results bucket (which holds query results: data too)."""
+    buckets = resources_of(template, "AWS::S3::Bucket")
+    assert set(buckets) == {"Bucket", "AnalyticsResultsBucket"}
+    for bucket in buckets.values():
+        block = bucket["Properties"]["PublicAccessBlockConfiguration"]
+        assert block == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        default = rule["ServerSideEncryptionByDefault"]
+        assert default["SSEAlgorithm"] == "aws:kms"
+        key = referenced(default["KMSMasterKeyID"])
+        assert key is not None and template["Resources"][key]["Type"] == "AWS::KMS::Key"
 
 
-def test_the_bucket_policy_denies_requests_without_tls(template: dict[str, Any]) -> None:
-    (policy,) = resources_of(template, "AWS::S3::BucketPolicy").values()
-    denies = [
-        s
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if s["Effect"] == "Deny" and s["Principal"] == "*" and s["Action"] in ("s3:*", ["s3:*"])
+def test_the_bucket_policies_deny_requests_without_tls(template: dict[str, Any]) -> None:
+    policies = resources_of(template, "AWS::S3::BucketPolicy").values()
+    assert sorted(str(referenced(p["Properties"]["Bucket"])) for p in policies) == [
+        "AnalyticsResultsBucket",
+        "Bucket",
     ]
-    assert any(s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in denies)
+    for policy in policies:
+        denies = [
+            s
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s["Principal"] == "*" and s["Action"] in ("s3:*", ["s3:*"])
+        ]
+        assert any(s["Condition"]["Bool"]["aws:SecureTransport"] == "false" for s in denies)
 
 
 def test_objects_move_to_glacier_after_180_days_and_expire_after_the_retention_parameter(
     template: dict[str, Any],
 ) -> None:
-    (bucket,) = resources_of(template, "AWS::S3::Bucket").values()
-    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = props(template, "Bucket")["LifecycleConfiguration"]["Rules"]
     assert rule["Transitions"] == [{"StorageClass": "GLACIER", "TransitionInDays": 180}]
     assert rule["ExpirationInDays"] == {"Ref": "RetentionDays"}
     assert template["Parameters"]["RetentionDays"]["MinValue"] > 180
@@ -382,11 +389,17 @@ def iam_doc_actions() -> dict[str, set[str]]:
 
 
 def test_docs_iam_lists_exactly_the_actions_of_each_role(template: dict[str, Any]) -> None:
+    """Roles and managed policies (the analysts' AnalyticsReadPolicy) alike."""
     documented = iam_doc_actions()
     roles = resources_of(template, "AWS::IAM::Role")
-    assert set(documented) == set(roles)
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
+    assert set(documented) == set(roles) | set(managed)
     for name, role in roles.items():
         granted = {a for s in statements(role) for a in as_list(s["Action"])}
+        assert documented[name] == granted, name
+    for name, policy in managed.items():
+        document = policy["Properties"]["PolicyDocument"]["Statement"]
+        granted = {a for item in document for s in branches(item) for a in as_list(s["Action"])}
         assert documented[name] == granted, name
 
 
