@@ -124,10 +124,13 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from consumer.infra.logs import configure_logging
     from consumer.report import render
     from consumer.report.run import ReportRequest, build
     from consumer.report.tables import UnreadableSource
 
+    # JSON lines on stderr; stdout is the report's when there is no --out.
+    configure_logging(os.environ.get("FRAUD_REPORT_LOG_LEVEL", "warning"))
     if args.end < args.start:
         print("fraudstream report: --to is before --from", file=sys.stderr)
         return EXIT_UNREADABLE
