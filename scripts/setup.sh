@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything fraudstream needs on a fresh Debian machine (Python 3.11, Java 17, Node 20):
-# redis-server (apt), kinesis-mock (npm kinesis-local, as package-lock.json pins it), and into
+# redis-server and chromium (apt), kinesis-mock (npm kinesis-local, as package-lock.json pins it), and into
 # .venv the Python packages exactly as requirements/dev.lock pins them (hash-checked), the KCL jars
 # (amazon-kclpy downloads them from Maven when it builds) and this package, editable.
 # Safe to run again, and quick then: each install is skipped while the lock it was made from is
@@ -24,6 +24,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 say "redis-server: $(redis-server --version | cut -d' ' -f3)"
+
+# Debian's Chromium, headless: the report rendered as a person sees it (tests/unit/report/test_report_browser.py).
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (apt)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+say "chromium: $(chromium --version 2>/dev/null | cut -d' ' -f2)"
 
 lock_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
