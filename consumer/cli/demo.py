@@ -54,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from consumer.cli.demo_steps import Traffic
     from consumer.cli.demo_steps import run as run_demo
 
-    # Supervised as `local up` is: a worker that dies mid-demo is restarted.
-    options = replace(stack_options(args), supervise=True)
+    # Supervised as `local up` is: a worker that dies mid-demo is restarted. The decisions trail
+    # on, so the report the demo ends with has the transactions judged and the alert rate.
+    base = stack_options(args)
+    options = replace(
+        base, supervise=True, worker_env={**base.worker_env, "FRAUD_DECISIONS": "true"}
+    )
     traffic = Traffic(
         duration_s=args.duration,
         rate=args.rate,

@@ -189,6 +189,40 @@ def _show(env: dict[str, str], produced: dict[str, Any], traffic: Traffic, state
         print(f"subject: {alert.get('Subject')}\n  attributes: {attributes}")
 
 
+def _report(env: dict[str, str], state_dir: str) -> None:
+    """`fraudstream report` over today's (and yesterday's, past midnight) outputs in the stack's
+    bucket, as an analyst would run it; says where the HTML and the JSON are."""
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    html = os.path.join(state_dir, "report.html")
+    figures = os.path.join(state_dir, "report.json")
+    _title("The analysts' report (fraudstream report, docs/analytics.md)")
+    command = [
+        sys.executable,
+        "-m",
+        "consumer.cli",
+        "report",
+        "--from",
+        (today - timedelta(days=1)).isoformat(),
+        "--to",
+        today.isoformat(),
+        "--source",
+        f"s3://{env['FRAUD_BUCKET']}/",
+        "--out",
+        html,
+        "--json",
+        figures,
+        "--no-progress",
+    ]
+    done = subprocess.run(command, env={**os.environ, **env}, check=False)
+    if done.returncode != 0:
+        print(f"the report failed (exit {done.returncode}); see the lines above")
+        return
+    print(f"report: {os.path.abspath(html)} (open it in a browser; no network needed)")
+    print(f"figures: {os.path.abspath(figures)}")
+
+
 def run(options: local_stack.StackOptions, traffic: Traffic, keep: bool) -> int:
     try:
         _title("Starting the local stack (kinesis-mock, moto, redis, the KCL daemon)")
@@ -206,6 +240,7 @@ def run(options: local_stack.StackOptions, traffic: Traffic, keep: bool) -> int:
             "FRAUD_FLUSH_MAX_AGE_S, 10 s by default)"
         )
         _show(env, produced, traffic, str(options.state_dir))
+        _report(env, str(options.state_dir))
     except local_stack.StackError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
