@@ -30,7 +30,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   say "installing chromium (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  # Without recommends (printing, udev, notifications: not needed headless) but with fonts, or the
+  # page draws without text.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation fonts-dejavu-core >/dev/null
 fi
 say "chromium: $(chromium --version 2>/dev/null | cut -d' ' -f2)"
 
