@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -26,11 +27,13 @@ class ReportRequest:
 
 
 def labels_location(request: ReportRequest) -> str:
+    """--labels, else the source's labels folder (FRAUD_LABELS_PREFIX, as the worker's pickup)."""
     if request.labels:
         return request.labels
+    folder = os.environ.get("FRAUD_LABELS_PREFIX", "").strip("/") or "labels"
     if request.source.startswith("s3://"):
-        return request.source.rstrip("/") + "/labels/"
-    return str(Path(request.source) / "labels")
+        return request.source.rstrip("/") + f"/{folder}/"
+    return str(Path(request.source) / folder)
 
 
 def build(
