@@ -13,7 +13,6 @@ docs/images/report-example.png was made).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -31,11 +30,6 @@ from tests.unit.report.analytics_sample import DAYS, write_sample
 
 CHROMIUM = shutil.which("chromium")
 MARKS = {"rect", "path", "circle", "polyline", "line"}
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("consumer.report.render") is None,
-    reason="consumer/report has no HTML renderer yet",
-)
 
 
 class Page(HTMLParser):
