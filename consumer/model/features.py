@@ -227,7 +227,7 @@ def features_for(
     sum_1h = sum_10m if s_1h is None else add(sum_10m, s_1h)
     sum_24h = sum_1h if s_24h is None else add(sum_1h, s_24h)
     # A window holding nothing beyond the narrower one has its sum, so its float too: a
-    # Decimal's float conversion (a few hundred ns) only where a sum grew.
+    # Decimal's float conversion (docs/benchmarks.md#model-features) only where a sum grew.
     float_1m = amount if s_1m is None else float(sum_1m)
     float_10m = float_1m if s_10m is None else float(sum_10m)
     float_1h = float_10m if s_1h is None else float(sum_1h)
