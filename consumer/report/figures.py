@@ -5,8 +5,15 @@ the Markdown render it.
 Definitions (docs/analytics.md):
 - judged: lines of the decisions trail; without the trail (no decision object in the range) the
   judged figures, the fraud rate, the quality by day and the alert rate are null, with a note.
-- value: the sum of `transaction.amount` over the lines, whatever their currency. Decision lines
-  carry no amount, so the judged value and the missed frauds' value are null.
+- value: the sum of the amounts over the lines, whatever their currency: a flagged line's
+  `transaction.amount`, a decision line's `amount`. The value judged, the fraud loss (the value
+  of labelled frauds not flagged, `missed_value`) and the breakdowns by merchant category,
+  channel, country pair and hour over every judged transaction come from the decisions trail;
+  a decision line written before the line carried the amount and the merchant fields has them
+  NULL. Without the trail, or when no decision line in the range has an amount, those values are
+  null and those breakdowns cover the flagged transactions only (`breakdowns_over`), with a
+  note; when only some lines have it, the figures leave the others' values out, the breakdowns
+  count them under `(not recorded)`, and a note says how many.
 - alerts: flagged lines whose severity is at least the alert severity (FRAUD_ALERT_SEVERITY,
   default medium), as the worker decides what to publish.
 - labels: per transaction the latest verdict (fraud wins a tie), as the worker keeps them; the
@@ -132,25 +139,43 @@ def compute(
     notes: list[str] = []
     trail = bool(files.get("decisions"))
     labels = label_rows > 0
-    if not trail:
-        notes.append(
-            "decisions trail off: no decision object in the range (FRAUD_DECISIONS); transactions "
-            "judged, fraud rate, quality by day and alert rate cannot be computed"
-        )
-    if not labels:
-        notes.append("no labels: fraud rate, fraud loss and quality cannot be computed")
-    notes.append(
-        "values are sums of transaction amounts across currencies; decision lines carry no "
-        "amount, so the value judged and the value of missed frauds are not known"
-    )
 
     def q(figure: str) -> list[dict[str, Any]]:
         return _clean(run_sql(con, figure, params))
 
     flagged = q("flagged_totals")[0]
     judged = q("judged")[0] if trail else None
+    with_amount = int(judged["with_amount"] or 0) if judged else 0
+    # The judged figures with values: the trail is on and its lines carry the amount.
+    valued = with_amount > 0
+    if not trail:
+        notes.append(
+            "decisions trail off: no decision object in the range (FRAUD_DECISIONS); transactions "
+            "judged, their value, fraud rate, fraud loss, quality by day and alert rate cannot be "
+            "computed, and the breakdowns cover flagged transactions only"
+        )
+    elif not valued:
+        notes.append(
+            "the decision lines in the range carry no amount or merchant fields (written before "
+            "the decision line did): the value judged and the fraud loss (value of missed frauds) "
+            "are not known, and the breakdowns cover flagged transactions only"
+        )
+    elif judged is not None and with_amount < judged["judged"]:
+        notes.append(
+            f"{judged['judged'] - with_amount} of {judged['judged']} decision lines carry no "
+            "amount or merchant fields (written before the decision line did): the value judged "
+            "and the fraud values leave them out, and the breakdowns count them under "
+            "(not recorded)"
+        )
+    if not labels:
+        notes.append("no labels: fraud rate, fraud loss and quality cannot be computed")
+    notes.append("values are sums of transaction amounts across currencies")
+
     headline: dict[str, Any] = {
-        "judged": {"count": judged["judged"] if judged else None, "value": None},
+        "judged": {
+            "count": judged["judged"] if judged else None,
+            "value": (judged["value"] or 0) if judged and valued else None,
+        },
         "flagged": {"count": flagged["flagged"], "value": flagged["value"] or 0},
         "alerts": {
             "count": flagged["alerts"] or 0,
@@ -161,6 +186,7 @@ def compute(
     fraud: dict[str, Any] = {
         "labelled": None,
         "frauds": None,
+        "frauds_value": None,
         "rate": None,
         "caught": None,
         "caught_value": None,
@@ -179,6 +205,13 @@ def compute(
             fraud["frauds"] = outcomes["frauds"] or 0
             fraud["missed"] = outcomes["missed"] or 0
             fraud["rate"] = _ratio(outcomes["frauds"] or 0, outcomes["judged"])
+            if valued:
+                fraud["frauds_value"] = outcomes["frauds_value"] or 0
+                fraud["missed_value"] = outcomes["missed_value"] or 0
+                if judged is not None and with_amount == judged["judged"]:
+                    # Every line has its amount: the trail's own figure (the flagged lines' is
+                    # the same sum, the fallback when some lines have none).
+                    fraud["caught_value"] = outcomes["caught_value"] or 0
     headline["fraud"] = fraud
     dead = q("dead_letters_by_reason")
     headline["dead_letters"] = {
@@ -186,14 +219,15 @@ def compute(
         "by_reason": dead,
     }
 
-    breakdowns = {
-        "rule": q("by_rule"),
-        "severity": q("by_severity"),
-        "merchant_category": q("by_merchant_category"),
-        "channel": q("by_channel"),
-        "country_pair": q("by_country_pair"),
-        "hour": _hours(q("by_hour"), q("judged_by_hour") if trail else None),
-    }
+    breakdowns: dict[str, Any] = {"rule": q("by_rule"), "severity": q("by_severity")}
+    if valued:
+        for key in ("merchant_category", "channel", "country_pair", "hour"):
+            breakdowns[key] = _judged_rows(q(f"judged_by_{key}"), labels)
+    else:
+        breakdowns["merchant_category"] = q("by_merchant_category")
+        breakdowns["channel"] = q("by_channel")
+        breakdowns["country_pair"] = q("by_country_pair")
+        breakdowns["hour"] = _hours(q("by_hour"), q("judged_by_hour") if trail else None)
 
     quality: dict[str, Any] = {"rules": None, "shadow": None}
     if trail and labels:
@@ -209,6 +243,9 @@ def compute(
     return {
         "range": {"from": start.isoformat(), "to": end.isoformat()},
         "headline": headline,
+        # merchant_category, channel, country_pair and hour: over every judged transaction
+        # (the trail, with amounts) or the flagged ones only; rule and severity: flagged.
+        "breakdowns_over": "judged" if valued else "flagged",
         "breakdowns": breakdowns,
         "quality": quality,
         "drift": drift,
@@ -216,6 +253,21 @@ def compute(
         "read": {"files": files, "labels": label_rows},
         "notes": notes,
     }
+
+
+_LABELLED = ("frauds", "fraud_value", "missed_value")
+
+
+def _judged_rows(rows: list[dict[str, Any]], labels: bool) -> list[dict[str, Any]]:
+    """A breakdown over judged transactions: the flag rate added; the labelled frauds' figures
+    null without labels (the SQL's 0s would read as "no fraud")."""
+    out = []
+    for row in rows:
+        entry = {**row, "flag_rate": _ratio(row["flagged"], row["judged"])}
+        if not labels:
+            entry.update(dict.fromkeys(_LABELLED))
+        out.append(entry)
+    return out
 
 
 def _hours(

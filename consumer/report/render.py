@@ -59,6 +59,26 @@ def _table(data: dict[str, Any], path: str, columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+_JUDGED_COLUMNS = [
+    "judged",
+    "judged_value",
+    "flagged",
+    "flagged_value",
+    "flag_rate",
+    "alerts",
+    "frauds",
+    "fraud_value",
+    "missed_value",
+]
+
+
+def _columns(over: str, flagged_only: bool) -> list[str]:
+    """A breakdown's number columns: over judged transactions, or the flagged ones."""
+    if over == "judged" and not flagged_only:
+        return _JUDGED_COLUMNS
+    return ["flagged", "value", "alerts"]
+
+
 def html(data: dict[str, Any]) -> str:
     """The page."""
     h = data["headline"]
@@ -72,6 +92,7 @@ def html(data: dict[str, Any]) -> str:
         f"{escape(str(data.get('labels_source')))}</p>",
         "<h2>Headline</h2><div class='tiles'>",
         _tile(data, "headline.judged.count", "transactions judged"),
+        _tile(data, "headline.judged.value", "value judged"),
         _tile(data, "headline.flagged.count", "flagged"),
         _tile(data, "headline.flagged.value", "flagged value"),
         _tile(
@@ -84,6 +105,7 @@ def html(data: dict[str, Any]) -> str:
         _tile(data, "headline.fraud.caught", "frauds caught (flagged)"),
         _tile(data, "headline.fraud.caught_value", "fraud value caught"),
         _tile(data, "headline.fraud.missed", "frauds missed"),
+        _tile(data, "headline.fraud.missed_value", "fraud loss (value of frauds missed)"),
         _tile(data, "headline.dead_letters.count", "dead letters"),
         "</div>",
     ]
@@ -95,30 +117,29 @@ def html(data: dict[str, Any]) -> str:
     out.append(_table(data, "headline.dead_letters.by_reason", ["reason", "dead_letters"]))
 
     b = data["breakdowns"]
+    over = data.get("breakdowns_over", "flagged")
     out.append("<h2>Flagged transactions by</h2>")
-    for key, label_col in (
-        ("rule", "rule"),
-        ("severity", "severity"),
-        ("merchant_category", "merchant_category"),
-        ("channel", "channel"),
-    ):
+    flagged_only = ("rule", "severity")
+    for key in (*flagged_only, "merchant_category", "channel"):
+        if key == "merchant_category":
+            out.append(f"<h2>{escape(over.capitalize())} transactions by</h2>")
         rows = b[key]
         out.append(f"<h3>{escape(key.replace('_', ' '))}</h3>")
         out.append(
             svg.bars(
                 f"by_{key}",
                 f"flagged by {key}",
-                [str(row[label_col]) for row in rows[:30]],
+                [str(row[key]) for row in rows[:30]],
                 [float(row["flagged"]) for row in rows[:30]],
             )
         )
-        out.append(_table(data, f"breakdowns.{key}", [label_col, "flagged", "value", "alerts"]))
+        out.append(_table(data, f"breakdowns.{key}", [key, *_columns(over, key in flagged_only)]))
     out.append("<h3>country pair (origin, destination)</h3>")
     out.append(
         _table(
             data,
             "breakdowns.country_pair",
-            ["origin_country", "destination_country", "flagged", "value", "alerts"],
+            ["origin_country", "destination_country", *_columns(over, False)],
         )
     )
     out.append("<h3>hour of day (UTC)</h3>")
@@ -131,7 +152,8 @@ def html(data: dict[str, Any]) -> str:
             [float(row["flagged"]) for row in hours],
         )
     )
-    out.append(_table(data, "breakdowns.hour", ["hour", "judged", "flagged", "value"]))
+    hour_columns = _columns(over, False) if over == "judged" else ["judged", "flagged", "value"]
+    out.append(_table(data, "breakdowns.hour", ["hour", *hour_columns]))
 
     out.append("<h2>Quality by day (labelled judged transactions)</h2>")
     for key in ("rules", "shadow"):
@@ -229,12 +251,12 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# fraudstream report {r['from']} to {r['to']}",
         "",
-        f"- transactions judged: {h['judged']['count']}",
+        f"- transactions judged: {h['judged']['count']} (value {h['judged']['value']})",
         f"- flagged: {h['flagged']['count']} (value {h['flagged']['value']})",
         f"- alerts (severity >= {h['alerts']['severity_at_least']}): {h['alerts']['count']}",
         f"- fraud rate: {h['fraud']['rate']}; labelled frauds {h['fraud']['frauds']}, caught "
         f"{h['fraud']['caught']} (value {h['fraud']['caught_value']}), "
-        f"missed {h['fraud']['missed']}",
+        f"missed {h['fraud']['missed']} (value {h['fraud']['missed_value']}: the fraud loss)",
         f"- dead letters: {h['dead_letters']['count']}",
         "",
     ]
@@ -253,8 +275,10 @@ def markdown(data: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
 
     table("Dead letters by reason", h["dead_letters"]["by_reason"])
+    over = data.get("breakdowns_over", "flagged")
     for key, rows in data["breakdowns"].items():
-        table(f"Flagged by {key.replace('_', ' ')}", rows)
+        of = "flagged" if key in ("rule", "severity") else over
+        table(f"{of.capitalize()} transactions by {key.replace('_', ' ')}", rows)
     table("Quality by day: live rules and the model", data["quality"]["rules"])
     table("Quality by day: shadow rules", data["quality"]["shadow"])
     by_day = data["drift"]["by_day"]

@@ -14,7 +14,8 @@ files again. A prefix with no object in the range is an empty table of the same 
 `Loaded.files` says which were empty (the decisions trail off, no shadow rule, ...).
 
 The transaction's fields that the report reads are typed in `TRANSACTION`; a field a line does
-not have is NULL, and fields not listed are not loaded. Amounts are DOUBLE: the report's sums
+not have is NULL (a decision line written before the line carried the amount and the merchant
+fields has them NULL), and fields not listed are not loaded. Amounts are DOUBLE: the report's sums
 are for people, not ledgers (the outputs keep every amount exactly as received).
 """
 
@@ -76,6 +77,14 @@ COLUMNS: dict[str, tuple[str, dict[str, str], bool]] = {
             **_POSITION,
             "model_score": "DOUBLE",
             "model_version": "VARCHAR",
+            # Since the decision line carries them; NULL on an older line (a missing key).
+            "amount": "DOUBLE",
+            "currency": "VARCHAR",
+            "merchant_id": "VARCHAR",
+            "merchant_category": "VARCHAR",
+            "channel": "VARCHAR",
+            "origin_country": "VARCHAR",
+            "destination_country": "VARCHAR",
         },
         True,
     ),

@@ -1,4 +1,4 @@
--- parameters: :start_dt, :end_dt (YYYY-MM-DD). Flagged transactions against their labels: labelled frauds caught and their value (the fraud loss stopped; missed frauds have no amount in the outputs).
+-- parameters: :start_dt, :end_dt (YYYY-MM-DD). Flagged transactions against their labels: labelled frauds caught and their value (the fraud loss stopped), from the flagged lines alone: the report's figure when the decisions trail is off or its lines carry no amount (fraud_outcomes has the missed frauds' value).
 WITH label AS (
     SELECT transaction_id, is_fraud
     FROM (

@@ -18,7 +18,7 @@ DAY1, DAY2 = "2026-12-01", "2026-12-02"
 
 def test_headline(report: dict[str, Any]) -> None:
     h = report["headline"]
-    assert h["judged"] == {"count": 6, "value": None}
+    assert h["judged"] == {"count": 6, "value": 1166}  # 100 + 20 + 30 + 1E+3 + 7 + 9
     assert h["flagged"] == {"count": 3, "value": 1130}
     assert h["alerts"]["count"] == 2  # high and medium; the low velocity hit is no alert
     assert h["alerts"]["value"] == 1100
@@ -26,6 +26,8 @@ def test_headline(report: dict[str, Any]) -> None:
     assert fraud["labelled"] == 6 and fraud["frauds"] == 3
     assert fraud["rate"] == 0.5
     assert (fraud["caught"], fraud["caught_value"], fraud["missed"]) == (2, 1100, 1)
+    # The fraud loss: t-5's 7, labelled fraud and not flagged.
+    assert (fraud["frauds_value"], fraud["missed_value"]) == (1107, 7)
     assert fraud["false_alarms"] == 1
     assert h["dead_letters"]["count"] == 3
     assert h["dead_letters"]["by_reason"] == [
@@ -59,6 +61,84 @@ def test_breakdowns(report: dict[str, Any]) -> None:
         ("05", 3, 2),
         ("07", 3, 1),
     ]
+
+
+def test_the_breakdowns_cover_every_judged_transaction(report: dict[str, Any]) -> None:
+    """The trail carries amounts and merchants: judged count and value, flagged, flag rate and
+    the labelled frauds per group (t-1: electronics, online, FR -> US; the rest without)."""
+    assert report["breakdowns_over"] == "judged"
+    b = report["breakdowns"]
+    columns = ("judged", "judged_value", "flagged", "flagged_value", "flag_rate", "alerts")
+    frauds = ("frauds", "fraud_value", "missed_value")
+    by_category = {r["merchant_category"]: r for r in b["merchant_category"]}
+    assert [tuple(by_category["electronics"][k] for k in columns + frauds)] == [
+        (1, 100, 1, 100, 1.0, 1, 1, 100, 0)
+    ]
+    none = by_category["(none)"]
+    assert tuple(none[k] for k in columns) == (5, 1066, 2, 1030, 0.4, 1)
+    assert tuple(none[k] for k in frauds) == (2, 1007, 7)
+    assert {r["channel"]: (r["judged"], r["flagged"]) for r in b["channel"]} == {
+        "online": (1, 1),
+        "(none)": (5, 2),
+    }
+    pairs = {
+        (r["origin_country"], r["destination_country"]): r["judged"] for r in b["country_pair"]
+    }
+    assert pairs == {("(none)", "(none)"): 5, ("FR", "US"): 1}
+    hours = {r["hour"]: r for r in b["hour"]}
+    assert (hours["05"]["judged_value"], hours["05"]["flagged_value"]) == (150, 130)
+    assert (hours["07"]["judged_value"], hours["07"]["missed_value"]) == (1016, 7)
+    # Rules and severities are the flagged lines' still.
+    assert {r["rule"]: r["flagged"] for r in b["rule"]}["velocity"] == 2
+    assert not any("not known" in note or "not recorded" in note for note in report["notes"])
+
+
+def _older_tree(root: Path, older: range) -> dict[str, Any]:
+    t = Tree()
+    for n in range(1, 5):
+        t.judge(
+            n,
+            arrival_ms(DAY1, 3 + n % 2),
+            f"{n}0.00",
+            (("high_amount", "high"),) if n % 2 else (),
+            merchant_category="grocery",
+            older_line=n in older,
+        )
+    t.write(root)
+    return build(ReportRequest(date(2026, 12, 1), date(2026, 12, 1), str(root)))
+
+
+def test_older_decision_lines_without_amounts_fall_back_to_the_flagged_breakdowns(
+    tmp_path: Path,
+) -> None:
+    """A range of lines written before the decision line carried the amount: counts as before,
+    values not known, the breakdowns over the flagged lines, and a note."""
+    data = _older_tree(tmp_path, range(1, 5))
+    assert data["headline"]["judged"] == {"count": 4, "value": None}
+    assert data["headline"]["flagged"] == {"count": 2, "value": 40}
+    assert data["breakdowns_over"] == "flagged"
+    assert data["breakdowns"]["merchant_category"] == [
+        {"merchant_category": "grocery", "flagged": 2, "value": 40, "alerts": 2}
+    ]
+    assert [(r["hour"], r["judged"], r["flagged"]) for r in data["breakdowns"]["hour"]] == [
+        ("03", 2, 0),
+        ("04", 2, 2),
+    ]
+    assert any("carry no amount or merchant fields" in note for note in data["notes"])
+    render.html(data)
+    render.markdown(data)
+
+
+def test_a_range_with_older_and_newer_decision_lines(tmp_path: Path) -> None:
+    """A deploy inside the range: the newer lines' values, the older ones under (not recorded)."""
+    data = _older_tree(tmp_path, range(1, 3))
+    assert data["headline"]["judged"] == {"count": 4, "value": 70}  # 30 + 40
+    assert data["breakdowns_over"] == "judged"
+    rows = {r["merchant_category"]: r for r in data["breakdowns"]["merchant_category"]}
+    assert (rows["grocery"]["judged"], rows["grocery"]["judged_value"]) == (2, 70)
+    assert (rows["(not recorded)"]["judged"], rows["(not recorded)"]["judged_value"]) == (2, None)
+    assert any(note.startswith("2 of 4 decision lines") for note in data["notes"])
+    render.html(data)
 
 
 def test_quality(report: dict[str, Any]) -> None:
@@ -107,6 +187,9 @@ def test_without_the_trail_and_labels(tree: Path, tmp_path: Path) -> None:
     assert any(note.startswith("decisions trail off") for note in data["notes"])
     assert any(note.startswith("no labels") for note in data["notes"])
     assert data["versions"]["from"] == "flagged"
+    assert data["breakdowns_over"] == "flagged"
+    assert data["headline"]["judged"]["value"] is None
+    assert data["breakdowns"]["merchant_category"][0]["flagged"] == 1
     render.html(data)
     render.markdown(data)
 

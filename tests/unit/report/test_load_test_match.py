@@ -9,7 +9,8 @@ outputs is the production code, without the daemon and the stack (seconds instea
 
 The expected figures are computed from the generator alone: a valid record's `expected_rules`
 are exactly the rules that fire (tests/load_test/test_synthetic.py holds the generator to
-that), its `fraud` label is the truth, its amount is in the record.
+that), its `fraud` label is the truth (frauds the rules miss included: the fraud loss), its
+amount, merchant, channel and countries are in the record.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ from tests.support.fakes import CollectingAlerts, MemoryStateStore
 from tests.unit.worker.test_stream_properties import FakeRecord
 
 RECORDS = 6000
+
+
+def is_fraud(record: SyntheticRecord) -> bool:
+    """The realistic generator's label: its record's `fraud` (true for every record a fraudster
+    made, the ones the rules miss included), the truth the label file carries."""
+    return bool(json.loads(record.data)["fraud"])
+
+
 BATCH = 200
 START = datetime(2026, 12, 1, 23, 40, tzinfo=UTC)  # 6000 records at 2/s: 50 minutes
 
@@ -118,7 +127,7 @@ def _run(root: Path) -> list[tuple[SyntheticRecord, Transaction | None]]:
                 ms = int(txn.event_time * 1000)
                 label = {
                     "transaction_id": txn.transaction_id,
-                    "is_fraud": record.is_fraud,
+                    "is_fraud": is_fraud(record),
                     "labelled_at": ms + 86_400_000,
                     "account_id": txn.account_id,
                     "event_time": ms,
@@ -140,7 +149,7 @@ def test_the_run_spans_two_days_with_frauds_and_invalid_records(
 ) -> None:
     report, seen = outcome
     assert [d["dt"] for d in report["drift"]["by_day"]] == ["2026-12-01", "2026-12-02"]
-    assert sum(1 for r, _ in seen if r.is_fraud) > 100
+    assert sum(1 for r, t in seen if t is not None and is_fraud(r)) > 100
     invalid = sum(1 for _, txn in seen if txn is None)
     assert invalid > 10
     assert report["headline"]["dead_letters"]["count"] == invalid
@@ -157,10 +166,10 @@ def test_flagged_count_value_and_fraud_rate_match_the_generator(
     assert h["judged"]["count"] == len(valid)
     assert h["flagged"]["count"] == len(flagged)
     assert h["flagged"]["value"] == pytest.approx(float(value), abs=0.01)
-    frauds = sum(1 for r, _ in valid if r.is_fraud)
+    frauds = sum(1 for r, _ in valid if is_fraud(r))
     assert h["fraud"]["frauds"] == frauds
     assert h["fraud"]["rate"] == round(frauds / len(valid), 6)
-    caught = [(r, t) for r, t in flagged if r.is_fraud]
+    caught = [(r, t) for r, t in flagged if is_fraud(r)]
     assert h["fraud"]["caught"] == len(caught)
     assert h["fraud"]["missed"] == frauds - len(caught)
     caught_value = sum((Decimal(str(t.raw["amount"])) for _, t in caught), Decimal(0))
@@ -178,7 +187,7 @@ def test_per_rule_counts_and_precision_match_the_generator(
             continue
         for rule in record.expected_rules:
             fired[rule] += 1
-            true_hits[rule] += record.is_fraud
+            true_hits[rule] += is_fraud(record)
     assert len(fired) >= 3
     assert {r["rule"]: r["flagged"] for r in report["breakdowns"]["rule"]} == dict(fired)
     tp: Counter[str] = Counter()
@@ -190,3 +199,87 @@ def test_per_rule_counts_and_precision_match_the_generator(
         assert tp[rule] + fp[rule] == count, rule
         assert tp[rule] == true_hits[rule], rule
         assert tp[rule] / count == pytest.approx(true_hits[rule] / fired[rule])
+
+
+def _by(rows: list[tuple[SyntheticRecord, dict[str, Any]]], key: Any) -> dict[Any, dict[str, Any]]:
+    """The generator's own per-group figures: judged, judged value, flagged, frauds, their value
+    and the value of frauds not flagged."""
+    groups: dict[Any, dict[str, Any]] = {}
+    for record, body in rows:
+        amount = Decimal(str(body["amount"]))
+        flagged = bool(record.expected_rules)
+        g = groups.setdefault(
+            key(body),
+            {
+                "judged": 0,
+                "judged_value": Decimal(0),
+                "flagged": 0,
+                "frauds": 0,
+                "missed": Decimal(0),
+            },
+        )
+        g["judged"] += 1
+        g["judged_value"] += amount
+        g["flagged"] += flagged
+        g["frauds"] += is_fraud(record)
+        if is_fraud(record) and not flagged:
+            g["missed"] += amount
+    return groups
+
+
+def test_value_judged_fraud_loss_and_breakdowns_over_judged_match_the_generator(
+    outcome: tuple[dict[str, Any], list[Any]],
+) -> None:
+    """From the records' own JSON (not the parser's Transaction): the value judged, the value of
+    labelled frauds not flagged (the fraud loss) and per merchant category, channel and country
+    pair every judged transaction, not only the flagged ones."""
+    report, seen = outcome
+    rows = [
+        (record, json.loads(record.data, parse_float=Decimal))
+        for record, txn in seen
+        if txn is not None
+    ]
+    total = _by(rows, lambda body: "all")["all"]
+    h = report["headline"]
+    assert report["breakdowns_over"] == "judged"
+    assert h["judged"]["value"] == pytest.approx(float(total["judged_value"]), abs=0.01)
+    assert h["fraud"]["missed_value"] == pytest.approx(float(total["missed"]), abs=0.01)
+    assert total["missed"] > 0 and total["judged"] > total["flagged"] > 0
+    frauds_value = sum(
+        (Decimal(str(body["amount"])) for record, body in rows if is_fraud(record)), Decimal(0)
+    )
+    assert h["fraud"]["frauds_value"] == pytest.approx(float(frauds_value), abs=0.01)
+
+    def check(key: str, expected: dict[Any, dict[str, Any]], label: Any) -> None:
+        got = {label(row): row for row in report["breakdowns"][key]}
+        assert set(got) == set(expected), key
+        assert len(got) >= 2, key
+        for group, want in expected.items():
+            row = got[group]
+            assert (row["judged"], row["flagged"], row["frauds"]) == (
+                want["judged"],
+                want["flagged"],
+                want["frauds"],
+            ), (key, group)
+            assert row["judged_value"] == pytest.approx(float(want["judged_value"]), abs=0.01)
+            assert row["missed_value"] == pytest.approx(float(want["missed"]), abs=0.01)
+            assert row["flag_rate"] == round(want["flagged"] / want["judged"], 6)
+
+    def field(name: str) -> Any:
+        return lambda body: body.get(name) or "(none)"
+
+    check(
+        "merchant_category", _by(rows, field("merchant_category")), lambda r: r["merchant_category"]
+    )
+    check("channel", _by(rows, field("channel")), lambda r: r["channel"])
+    check(
+        "country_pair",
+        _by(
+            rows,
+            lambda body: (
+                (body.get("origin_country") or "(none)").upper(),
+                (body.get("destination_country") or "(none)").upper(),
+            ),
+        ),
+        lambda r: (r["origin_country"], r["destination_country"]),
+    )

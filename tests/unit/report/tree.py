@@ -16,6 +16,16 @@ from consumer.rules.engine import Reason
 from consumer.sinks.s3_batches import dead_letter_key, decisions_key, flagged_key, shadow_key
 
 SHARD = "shardId-000000000000"
+# The decision line's fields added for the analysts' report (docs/contract.md).
+OLDER_LINE_LACKS = (
+    "amount",
+    "currency",
+    "merchant_id",
+    "merchant_category",
+    "channel",
+    "origin_country",
+    "destination_country",
+)
 
 
 def arrival_ms(day: str, hour: int, minute: int = 0) -> int:
@@ -44,9 +54,12 @@ class Tree:
         score: float | None = None,
         rules_version: str = "v1",
         model_version: str | None = None,
+        older_line: bool = False,
         **fields: Any,
     ) -> str:
-        """One judged transaction: its decision line, and its flagged / shadow lines."""
+        """One judged transaction: its decision line, and its flagged / shadow lines.
+        `older_line`: the decision line as written before it carried the amount and the
+        merchant, channel and country fields."""
         record = {
             "transaction_id": f"t-{n}",
             "account_id": f"acct-{n % 7}",
@@ -64,6 +77,9 @@ class Tree:
             max((s for _, s in rules), key=order.__getitem__) if rules else None,
         )
         line = decision_line(txn, decision, position, rules_version)
+        if older_line:
+            for key in OLDER_LINE_LACKS:
+                del line[key]
         extra: dict[str, Any] = {}
         if score is not None:
             extra = {"model_score": score, "model_version": model_version}
