@@ -65,7 +65,6 @@ _JUDGED_COLUMNS = [
     "flagged",
     "flagged_value",
     "flag_rate",
-    "alerts",
     "frauds",
     "fraud_value",
     "missed_value",
@@ -73,7 +72,8 @@ _JUDGED_COLUMNS = [
 
 
 def _columns(over: str, flagged_only: bool) -> list[str]:
-    """A breakdown's number columns: over judged transactions, or the flagged ones."""
+    """A breakdown's number columns: over judged transactions (alerts left to the JSON and the
+    Markdown, for the page's width), or the flagged ones."""
     if over == "judged" and not flagged_only:
         return _JUDGED_COLUMNS
     return ["flagged", "value", "alerts"]
