@@ -45,6 +45,7 @@ import boto3
 from botocore.config import Config
 
 from consumer.errors import FraudstreamError
+from consumer.local.kinesis_patch import KinesisPatchError, patch_kinesis_mock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIND_HOST = "127.0.0.1"
@@ -266,17 +267,17 @@ def find_kinesis_mock() -> Path:
 
 
 def loopback_kinesis_mock(options: StackOptions) -> Path:
-    """A copy of kinesis-mock that binds 127.0.0.1: upstream hard-codes 0.0.0.0, with no setting."""
+    """A patched copy of kinesis-mock (consumer/local/kinesis_patch.py): binds 127.0.0.1, where
+    upstream hard-codes 0.0.0.0, and puts and gets in time independent of what a shard holds.
+    Refuses (StackError) any build but the pinned one."""
     source = find_kinesis_mock()
     target_dir = options.state_dir / "kinesis-mock"
     target_dir.mkdir(parents=True, exist_ok=True)
-    script = source.read_text(encoding="utf-8")
-    hard_coded = '.em("0.0.0.0")'
-    if script.count(hard_coded) != 1:
-        raise StackError(f"unexpected kinesis-mock build at {source}: bind address not found once")
-    (target_dir / "main.js").write_text(
-        script.replace(hard_coded, f'.em("{BIND_HOST}")'), encoding="utf-8"
-    )
+    try:
+        script = patch_kinesis_mock(source.read_bytes(), BIND_HOST, str(source))
+    except KinesisPatchError as error:
+        raise StackError(str(error)) from error
+    (target_dir / "main.js").write_text(script, encoding="utf-8")
     for extra in ("server.json", "package.json"):
         if (source.parent / extra).exists():
             shutil.copy(source.parent / extra, target_dir / extra)
