@@ -74,9 +74,17 @@ def _hour(args: tuple[str, str, int, int, int]) -> dict[str, int]:
                     continue
                 model = f'"model_score":{score},"model_version":"m-2026-11"'
                 flagged = roll < 0.031
+                amount = f"{rng.randrange(100, 2_000_000) / 100:.2f}"
+                # What a decision line carries of the transaction (docs/contract.md).
+                seen = (
+                    f'"amount":{amount},"currency":"USD","merchant_id":"m-{seq % 50_000}",'
+                    f'"merchant_category":"{CATEGORIES[seq % len(CATEGORIES)]}",'
+                    f'"channel":"{CHANNELS[seq % len(CHANNELS)]}",'
+                    f'"origin_country":"{COUNTRIES[seq % 3]}",'
+                    f'"destination_country":"{COUNTRIES[seq % len(COUNTRIES)]}"'
+                )
                 if flagged:
                     rule, severity = RULES[rng.randrange(len(RULES))]
-                    amount = f"{rng.randrange(100, 2_000_000) / 100:.2f}"
                     txn = (
                         f'{{"transaction_id":"{tid}","account_id":"{acct}","amount":{amount},'
                         f'"timestamp":{event * 1000},"currency":"USD",'
@@ -94,14 +102,14 @@ def _hour(args: tuple[str, str, int, int, int]) -> dict[str, int]:
                     dec.append(
                         f'{{"transaction_id":"{tid}","account_id":"{acct}","event_time":'
                         f'"{event}.000","flagged":true,"severity":"{severity}","rules":["{rule}"],'
-                        f'"rules_version":"{rules_version}",{common},{model}}}'
+                        f'"rules_version":"{rules_version}",{common},{model},{seen}}}'
                     )
                     fraud = rng.random() < 0.3
                 else:
                     dec.append(
                         f'{{"transaction_id":"{tid}","account_id":"{acct}","event_time":'
                         f'"{event}.000","flagged":false,"severity":null,"rules":[],'
-                        f'"rules_version":"{rules_version}",{common},{model}}}'
+                        f'"rules_version":"{rules_version}",{common},{model},{seen}}}'
                     )
                     fraud = rng.random() < 0.01
                 if roll < 0.033:
