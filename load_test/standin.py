@@ -305,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
                 stop.set()
             if elapsed >= window_start + args.interval or finished:
                 window_end = int(elapsed)
+                if window_end <= window_start:  # the last row already covered the run
+                    break
                 seconds = range(window_start, window_end)
                 span = max(1, window_end - window_start)
                 with counters.lock:
