@@ -3,7 +3,7 @@ bounded lines.
 
 Why it is shaped like this:
 - **gzip by its magic bytes**, not its name: exports get renamed, and an object's key says
-  nothing reliable about its bytes. The first two bytes are sniffed and kept (`_Peeked`).
+  nothing reliable about its bytes (the sniff and the bounded lines: consumer/labels/lines.py).
 - **Bounded lines**: a line is held at most `MAX_LINE_BYTES` at a time, so a multi-gigabyte file
   without a newline costs one chunk of memory. A longer line cannot become a Kinesis record
   (1 MiB) anyway: it is reported as too long and its bytes are skipped.
@@ -14,15 +14,14 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from consumer.errors import FraudstreamError
 from consumer.ingest.entries import MAX_RECORD_BYTES
+from consumer.labels.lines import bounded_lines, gunzipped
 from consumer.settings.s3_uri import is_s3, parse_s3
 
 __all__ = [
@@ -37,8 +36,6 @@ __all__ = [
 
 # A row longer than a Kinesis record can hold is refused, never held whole.
 MAX_LINE_BYTES = MAX_RECORD_BYTES
-_CHUNK = 256 * 1024
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class IngestInputError(FraudstreamError, ValueError):
@@ -97,72 +94,12 @@ def open_source(source: str, s3_client: Callable[[], Any]) -> Opened:
     return Opened(stream, source, os.fstat(stream.fileno()).st_size)
 
 
-class _Peeked:
-    """A readable that first returns the bytes already read from `source` (the sniff)."""
-
-    def __init__(self, head: bytes, source: Any) -> None:
-        self._head = head
-        self._source = source
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + bytes(self._source.read()), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return bytes(self._source.read(size))
-
-
 def decompressed(stream: BinaryIO | Any, name: str) -> Callable[[int], bytes]:
     """`read(n)` over the source's bytes, gunzipped when they start with gzip's magic bytes.
-    A corrupt or truncated gzip stream raises `SourceError` when it is reached."""
-    head = bytes(stream.read(2))
-    source = _Peeked(head, stream)
-    if head != GZIP_MAGIC:
-        return source.read
-    unzipped = gzip.GzipFile(fileobj=cast(Any, source), mode="rb")
-
-    def read(size: int) -> bytes:
-        try:
-            data: bytes = unzipped.read(size)
-        except gzip.BadGzipFile:
-            raise SourceError(f"{name}: not readable as gzip: not a gzip stream") from None
-        except (EOFError, zlib.error):
-            raise SourceError(f"{name}: not readable as gzip: corrupt or truncated") from None
-        return data
-
-    return read
+    A corrupt or truncated gzip stream raises `SourceError` naming the source when reached."""
+    return gunzipped(stream, lambda reason: SourceError(f"{name}: {reason}"))
 
 
 def lines(read: Callable[[int], bytes], max_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
-    """The lines of the text without their `\\n` (a `\\r` before it is kept: CSV and JSON treat
-    it as whitespace or strip it); None for a line longer than `max_bytes`, whose bytes are
-    skipped up to the next line break, never held."""
-    buffer = b""
-    skipping = False
-    while True:
-        chunk = read(_CHUNK)
-        if not chunk:
-            break
-        buffer += chunk
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            if skipping:
-                skipping = False
-            elif end - start > max_bytes:
-                yield None
-            else:
-                yield buffer[start:end]
-            start = end + 1
-        buffer = buffer[start:]
-        if len(buffer) > max_bytes:
-            if not skipping:
-                yield None
-                skipping = True
-            buffer = b""
-    if buffer and not skipping:
-        yield buffer
+    """The source's lines (consumer/labels/lines.py `bounded_lines`), at most MAX_LINE_BYTES."""
+    return bounded_lines(read, max_bytes)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
-import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 import msgspec
 
+from consumer.labels.lines import bounded_lines, gunzipped
 from consumer.records import ID_MAX_LEN, TEXT_MAX_LEN, parse_event_time
 
 __all__ = [
@@ -43,8 +42,6 @@ __all__ = [
 # A label line is a few hundred bytes; its longest valid form (three ids of 256 escaped
 # characters, two long timestamps) stays well under this.
 MAX_LINE_BYTES = 16 * 1024
-_CHUNK = 64 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 # Year 0001-01-01 .. 9999-12-31 in epoch seconds: what the ISO form can say, the bound of the
 # epoch-milliseconds form too (a 5000-digit integer is not a time).
 _MIN_SECONDS = Decimal(-62135596800)
@@ -94,79 +91,8 @@ class _Bad(Exception):
 # --- lines ------------------------------------------------------------------------------------
 
 
-class _Peeked:
-    """A readable that first returns bytes already read from `source` (the magic-byte sniff)."""
-
-    def __init__(self, head: bytes, source: Any) -> None:
-        self._head = head
-        self._source = source
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data = self._head + self._source.read()
-                self._head = b""
-                return bytes(data)
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return bytes(self._source.read(size))
-
-
 class _Unreadable(Exception):
     """The compressed stream is corrupt or truncated: the rest of the file cannot be read."""
-
-
-def _reader(stream: Any, name: str) -> Callable[[int], bytes]:
-    """`read(n)` over the file's bytes, gunzipped when it starts with gzip's magic bytes or is
-    named `.gz`. Decompression errors become `_Unreadable`; I/O errors propagate."""
-    head = bytes(stream.read(2))
-    source = _Peeked(head, stream)
-    if head != _GZIP_MAGIC and not name.lower().endswith(".gz"):
-        return source.read
-    unzipped = gzip.GzipFile(fileobj=cast(Any, source), mode="rb")
-
-    def read(size: int) -> bytes:
-        try:
-            data: bytes = unzipped.read(size)
-        except gzip.BadGzipFile:
-            raise _Unreadable("not readable as gzip: not a gzip stream") from None
-        except (EOFError, zlib.error):  # the messages name no input bytes
-            raise _Unreadable("not readable as gzip: corrupt or truncated") from None
-        return data
-
-    return read
-
-
-def _lines(read: Callable[[int], bytes]) -> Iterator[bytes | None]:
-    """The file's lines without their line break; None for a line longer than MAX_LINE_BYTES
-    (its bytes are skipped up to the next line break, never held)."""
-    buffer = b""
-    skipping = False
-    while True:
-        chunk = read(_CHUNK)
-        if not chunk:
-            break
-        buffer += chunk
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            if skipping:
-                skipping = False
-            elif end - start > MAX_LINE_BYTES:
-                yield None
-            else:
-                yield buffer[start:end]
-            start = end + 1
-        buffer = buffer[start:]
-        if len(buffer) > MAX_LINE_BYTES:
-            if not skipping:
-                yield None
-                skipping = True
-            buffer = b""
-    if buffer and not skipping:
-        yield buffer
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -338,7 +264,7 @@ def read_labels(
     """
     line_no = 0
     try:
-        lines = _lines(_reader(stream, name))
+        lines = bounded_lines(gunzipped(stream, _Unreadable, gzip_if_named=name), MAX_LINE_BYTES)
         kind: str | None = None
         header: _CsvHeader | None = None
         for raw in lines:
