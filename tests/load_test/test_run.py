@@ -81,8 +81,44 @@ def test_no_local_stack_is_its_own_exit_code(tmp_path: Path) -> None:
     assert run.main(["--state-dir", str(tmp_path)]) == run.EXIT_NO_STACK
 
 
-def test_the_default_rate_is_what_the_local_stack_takes() -> None:
-    assert run.build_parser().parse_args([]).rate <= 300
+def test_the_default_rate_is_what_the_local_stack_takes_with_putrecords() -> None:
+    # The patched stand-in took 2,000 records/s into 4 shards (docs/performance.md).
+    defaults = run.build_parser().parse_args([])
+    assert defaults.rate <= 2000 and defaults.put_api == "records"
+
+
+def test_the_process_sampler_gives_cpu_as_a_share_of_a_core_and_memory_summed() -> None:
+    clock = FakeClock()
+    used = {1: 0.0, 2: 0.0, 3: 0.0}
+    sampler = run.ProcessSampler(
+        lambda: {"kinesis": [1], "processors": [2, 3]},
+        cpu=lambda pid: used[pid],
+        rss=lambda pid: 100.0 * pid,
+        load=lambda: 1.5,
+        clock=clock,
+    )
+    sampler.sample()
+    clock.sleep(2.0)
+    used[1], used[2], used[3] = 1.0, 1.0, 0.5  # one second of CPU in two: 50 %
+    row = sampler.sample()
+    assert row["t"] == 2.0 and row["load1"] == 1.5
+    assert row["kinesis_cpu_pct"] == 50.0 and row["kinesis_rss_mb"] == 100.0
+    assert row["processors_cpu_pct"] == 75.0 and row["processors_rss_mb"] == 500.0
+    summary = sampler.summary()
+    assert summary["kinesis_cpu_pct"] == {"mean": 50.0, "max": 50.0}
+    assert "kinesis_cpu_pct" in run.render_processes(summary)
+
+
+def test_a_process_first_seen_counts_no_cpu_until_its_second_sample() -> None:
+    clock = FakeClock()
+    groups: dict[str, list[int]] = {"daemon_jvm": []}
+    sampler = run.ProcessSampler(
+        lambda: groups, cpu=lambda pid: 30.0, rss=lambda pid: 1.0, load=lambda: 0.0, clock=clock
+    )
+    sampler.sample()
+    clock.sleep(1.0)
+    groups["daemon_jvm"] = [7]  # started between samples, with 30 s of CPU already
+    assert sampler.sample()["daemon_jvm_cpu_pct"] == 0.0
 
 
 def all_parsers() -> list[argparse.ArgumentParser]:

@@ -1,0 +1,47 @@
+"""`python -m load_test.catchup`: how far a checkpoint is through the queued records, and the
+per-shard summary of a catch-up (records/s from the processor's start to the last checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from load_test import catchup
+
+SEQUENCES = [100, 200, 300, 400]
+
+
+def test_a_checkpoint_covers_the_records_put_up_to_it() -> None:
+    assert catchup.position(SEQUENCES, None) == 0
+    assert catchup.position(SEQUENCES, "TRIM_HORIZON") == 0
+    assert catchup.position(SEQUENCES, "99") == 0
+    assert catchup.position(SEQUENCES, "200") == 2
+    assert catchup.position(SEQUENCES, "250") == 2
+    assert catchup.position(SEQUENCES, "400") == 4
+
+
+def test_the_summary_times_each_shard_from_its_processor_start_to_its_last_checkpoint() -> None:
+    timeline = [
+        {"t": 0.0, "done": {"a": 0, "b": 0}},
+        {"t": 10.0, "done": {"a": 0, "b": 500}},
+        {"t": 20.0, "done": {"a": 6000, "b": 1000}},
+        {"t": 30.0, "done": {"a": 10000, "b": 1000}},
+    ]
+    shards = catchup.summarize({"a": 10000, "b": 2000}, timeline, {"a": 5.0, "b": 4.0})
+    assert shards["a"] == {
+        "backlog": 10000,
+        "processor_started_s": 5.0,
+        "caught_up_s": 30.0,
+        "records_per_s": 400.0,
+        "peak_10s_records_per_s": 600.0,
+    }
+    assert shards["b"]["caught_up_s"] is None and shards["b"]["records_per_s"] is None
+    assert shards["b"]["peak_10s_records_per_s"] == 50.0
+
+
+def test_no_local_stack_is_its_own_exit_code(tmp_path: Path) -> None:
+    assert catchup.main(["--state-dir", str(tmp_path)]) == catchup.EXIT_NO_STACK
+
+
+def test_the_help_shows_defaults_and_exit_codes() -> None:
+    text = catchup.build_parser().format_help()
+    assert "exit codes:" in text and "200000" in text
