@@ -1,11 +1,13 @@
 """What several commands share: the help format, the failure line, AWS clients, the local
-stack's options."""
+stack's options, the progress of a command reading its input."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,9 @@ if TYPE_CHECKING:
     from consumer.local.stack import StackOptions
 
 __all__ = [
+    "PROGRESS_EVERY_S",
     "USAGE_EXIT",
+    "ByteProgress",
     "HelpFormatter",
     "aws_client",
     "exit_codes",
@@ -93,3 +97,54 @@ def stack_options(args: argparse.Namespace) -> StackOptions:
         workers=getattr(args, "workers", 1),
         shards=getattr(args, "shards", 2),
     )
+
+
+PROGRESS_EVERY_S = 5.0
+
+
+class ByteProgress:
+    """How far a command has read its input, on stderr (stdout is its result's): a tqdm bar of
+    bytes on a terminal; otherwise a JSON line (`event` and the caller's fields) every
+    PROGRESS_EVERY_S and when the input is done, for a log collector; nothing with
+    --no-progress. `labels import`, `ingest` and `report` show it the same way."""
+
+    def __init__(self, no_progress: bool, desc: str, event: str) -> None:
+        self._mode = "off" if no_progress else ("bar" if sys.stderr.isatty() else "lines")
+        self._desc = desc
+        self._event = event
+        self._bar: Any = None
+        self._last = time.monotonic()
+
+    def update(self, done: int, total: int | None, postfix: str = "", **fields: object) -> None:
+        """`done` of `total` bytes read (total None: unknown); `postfix` beside the bar;
+        `fields` in the JSON line."""
+        if self._mode == "bar":
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=self._desc,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            self._bar.update(done - self._bar.n)
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
+        elif self._mode == "lines":
+            now = time.monotonic()
+            if now - self._last >= PROGRESS_EVERY_S or (total is not None and done >= total):
+                self._last = now
+                line = {
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "event": self._event,
+                    **fields,
+                }
+                print(json.dumps(line), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

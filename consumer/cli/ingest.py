@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from consumer.cli.common import HelpFormatter, exit_codes
+from consumer.cli.common import ByteProgress, HelpFormatter, exit_codes
 
 EXIT_CODES = exit_codes(
     "0 every valid row put (rejected rows allowed), or the key skipped (an archived or rejects "
@@ -22,7 +22,6 @@ EXIT_CODES = exit_codes(
     "1 a row not put after --max-attempts, or AWS failed part-way (stream, S3)",
     "2 the source unreadable, a bad mapping, or bad options",
 )
-PROGRESS_EVERY_S = 5.0
 
 
 def _region_default() -> str:
@@ -125,50 +124,24 @@ def _log(event: str, **fields: Any) -> None:
     print(json.dumps({**line, **fields}), file=sys.stderr, flush=True)
 
 
-class _Progress:
-    """A tqdm bar of the source's bytes on a terminal; else a JSON line every few seconds."""
+def _progress_of(progress: ByteProgress) -> Any:
+    """The run's progress callback, drawn by `progress`."""
 
-    def __init__(self, mode: str, total: int | None) -> None:
-        self._mode = mode
-        self._bar: Any = None
-        self._last = time.monotonic()
-        if mode == "bar":
-            from tqdm import tqdm
+    def show(p: Any) -> None:
+        progress.update(
+            p.bytes_read,
+            p.total_bytes,
+            f"{p.rows_read:,} rows, {p.put:,} put, {p.rejected:,} rejected, {p.failed:,} failed",
+            rows_read=p.rows_read,
+            put=p.put,
+            rejected=p.rejected,
+            failed=p.failed,
+            pending=p.pending,
+            bytes=p.bytes_read,
+            total_bytes=p.total_bytes,
+        )
 
-            self._bar = tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc="ingest",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-
-    def __call__(self, p: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(p.bytes_read - self._bar.n)
-            self._bar.set_postfix_str(
-                f"{p.rows_read:,} rows, {p.put:,} put, {p.rejected:,} rejected, "
-                f"{p.failed:,} failed",
-                refresh=False,
-            )
-        elif self._mode == "lines" and time.monotonic() - self._last >= PROGRESS_EVERY_S:
-            self._last = time.monotonic()
-            _log(
-                "ingest_progress",
-                rows_read=p.rows_read,
-                put=p.put,
-                rejected=p.rejected,
-                failed=p.failed,
-                pending=p.pending,
-                bytes=p.bytes_read,
-                total_bytes=p.total_bytes,
-            )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    return show
 
 
 def _summary_text(result: dict[str, Any]) -> str:
@@ -286,8 +259,7 @@ def run(args: argparse.Namespace) -> int:
         opened.close()
         return _unusable(args, f"cannot write the rejects file: {exc}")
 
-    mode = "off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines")
-    progress = _Progress(mode, opened.size)
+    progress = ByteProgress(args.no_progress, "ingest", "ingest_progress")
     client = make_client(args.region, args.endpoint_url, args.concurrency)
 
     def make_producer(on_progress: Any) -> Producer:
@@ -309,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
             rejects,
             bytes_read=lambda: opened.read_bytes,
             total_bytes=opened.size,
-            on_progress=progress,
+            on_progress=_progress_of(progress),
         )
     except KeyboardInterrupt:
         progress.close()

@@ -17,11 +17,10 @@ import sys
 import time
 from typing import Any
 
-from consumer.cli.common import aws_client
+from consumer.cli.common import ByteProgress, aws_client
 
 EXIT_REDIS = 1
 EXIT_UNREADABLE = 2
-PROGRESS_EVERY_S = 5.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -67,48 +66,21 @@ class _Counting:
         return data
 
 
-class _Progress:
-    """A tqdm bar on a terminal; otherwise a JSON progress line on stderr every few seconds."""
+def _progress_of(progress: ByteProgress, source: _Counting, total: int | None) -> Any:
+    """The import's per-chunk callback, drawn by `progress`."""
 
-    def __init__(self, total: int | None, source: _Counting, mode: str) -> None:
-        self._source = source
-        self._total = total
-        self._mode = mode
-        self._bar: Any = None
-        self._last = time.monotonic()
-        if mode == "bar":
-            from tqdm import tqdm
+    def show(result: Any) -> None:
+        progress.update(
+            source.count,
+            total,
+            f"{result.applied.labels:,} labels, {result.bad_lines:,} bad",
+            bytes=source.count,
+            total_bytes=total,
+            labels=result.applied.labels,
+            bad_lines=result.bad_lines,
+        )
 
-            self._bar = tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc="labels",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-
-    def update(self, result: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._source.count - self._bar.n)
-            self._bar.set_postfix_str(
-                f"{result.applied.labels:,} labels, {result.bad_lines:,} bad", refresh=False
-            )
-        elif self._mode == "lines" and time.monotonic() - self._last >= PROGRESS_EVERY_S:
-            self._last = time.monotonic()
-            line = {
-                "event": "labels_import_progress",
-                "bytes": self._source.count,
-                "total_bytes": self._total,
-                "labels": result.applied.labels,
-                "bad_lines": result.bad_lines,
-            }
-            print(json.dumps(line), file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    return show
 
 
 def _open(source: str) -> tuple[Any, str, int | None]:
@@ -176,11 +148,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"fraudstream labels: cannot read {args.source}: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     counting = _Counting(raw)
-    mode = "off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines")
-    progress = _Progress(size, counting, mode)
+    progress = ByteProgress(args.no_progress, "labels", "labels_import_progress")
     started = time.monotonic()
     try:
-        result = apply_file(counting, name, store, on_chunk=progress.update)
+        result = apply_file(counting, name, store, on_chunk=_progress_of(progress, counting, size))
     except (OSError, BotoCoreError, ClientError) as exc:
         print(
             f"fraudstream labels: reading {args.source} failed part way: {exc} (what was "

@@ -11,19 +11,17 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from consumer.cli.common import fail
+from consumer.cli.common import ByteProgress, fail
 
 EXIT_FAILED = 1
 EXIT_UNREADABLE = 2
 EXIT_CODES = (
     "0 written; 1 the report failed part-way; 2 the source or labels unreadable, or bad options"
 )
-PROGRESS_EVERY_S = 5.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -94,35 +92,6 @@ def default_source() -> str | None:
     return f"s3://{bucket}/{prefix}"
 
 
-class _Progress:
-    """A tqdm bar of bytes read on a terminal; otherwise a JSON line on stderr every few seconds."""
-
-    def __init__(self, mode: str) -> None:
-        self._mode = mode
-        self._bar: Any = None
-        self._last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._mode == "bar":
-            if self._bar is None:
-                from tqdm import tqdm
-
-                self._bar = tqdm(
-                    total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr
-                )
-            self._bar.update(done - self._bar.n)
-        elif self._mode == "lines":
-            now = time.monotonic()
-            if now - self._last >= PROGRESS_EVERY_S or done == total:
-                self._last = now
-                line = {"event": "report_progress", "bytes_read": done, "bytes_total": total}
-                print(json.dumps(line), file=sys.stderr)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     from consumer.infra.logs import configure_logging
     from consumer.report import render
@@ -147,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
         threads=args.threads,
     )
-    mode = "off" if args.no_progress else ("bar" if sys.stderr.isatty() else "lines")
-    progress = _Progress(mode)
+    shown = ByteProgress(args.no_progress, "reading", "report_progress")
+
+    def progress(done: int, total: int) -> None:
+        shown.update(done, total, bytes_read=done, bytes_total=total)
+
     try:
         figures = build(request, progress)
     except UnreadableSource as exc:
@@ -157,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         return fail("report", exc)
     finally:
-        progress.close()
+        shown.close()
     as_json = json.dumps(figures, indent=2, sort_keys=False) + "\n"
     if args.json_out:
         Path(args.json_out).write_text(as_json, encoding="utf-8")

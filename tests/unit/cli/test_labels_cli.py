@@ -13,8 +13,7 @@ import pytest
 import redis
 from moto import mock_aws
 
-from consumer.cli import labels as labels_cli
-from consumer.cli import main
+from consumer.cli import common, main
 from consumer.state.labels import merchant_labels_key
 
 HEADER = "transaction_id,is_fraud,labelled_at,account_id,merchant_id,event_time\n"
@@ -114,7 +113,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(labels_cli, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)
     path = tmp_path / "l.csv"
     path.write_text(HEADER + ROWS)
     assert main(["labels", "import", str(path)]) == 0

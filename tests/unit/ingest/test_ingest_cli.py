@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from consumer.cli import common
 from consumer.cli import ingest as ingest_cli
 from consumer.infra.readback import stream_entries
 from consumer.ingest.locations import archive_key, rejects_key, skip_reason
@@ -216,7 +217,7 @@ def test_progress_lines_off_a_terminal(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(ingest_cli, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(common, "PROGRESS_EVERY_S", 0.0)
     path = tmp_path / "e.csv"
     path.write_text(csv_text())
     assert ingest(str(path), "--mapping", str(MAPPING)) == 0
