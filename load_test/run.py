@@ -127,13 +127,13 @@ class ProcessSampler(threading.Thread):
         self._interval_s = interval_s
         self._cpu, self._rss, self._load, self._clock = cpu, rss, load, clock
         self._halt = threading.Event()
-        self._started = clock()
+        self._t0 = clock()
         self._previous: dict[int, tuple[float, float]] = {}  # pid -> (clock, cpu seconds)
         self.rows: list[dict[str, float]] = []
 
     def sample(self) -> dict[str, float]:
         now = self._clock()
-        row: dict[str, float] = {"t": round(now - self._started, 2), "load1": self._load()}
+        row: dict[str, float] = {"t": round(now - self._t0, 2), "load1": self._load()}
         for group, pids in self._groups().items():
             busy = 0.0
             for pid in pids:

@@ -158,3 +158,10 @@ def test_a_broken_record_without_its_dead_letter_fails() -> None:
     assert result.problems == ["1 broken records that reached the stream have no dead letter in S3"]
     whole = run.verdict(True, {}, {}, 0, invalid_landed=landed, dead_lettered=landed)
     assert whole.exit_code == 0
+
+
+def test_the_process_sampler_runs_as_a_thread_until_stopped() -> None:
+    sampler = run.ProcessSampler(lambda: {"kinesis": []}, interval_s=0.01, load=lambda: 0.0)
+    sampler.start()
+    sampler.stop()
+    assert sampler.rows and not sampler.is_alive()
