@@ -76,22 +76,22 @@ def error(status: int, code: str, reason: str, request: Request, **headers: str)
     return Response(_encode(body), status, headers=headers or None, media_type=_JSON)
 
 
-class TooLarge(Exception):
-    pass
+class _TooLarge(Exception):
+    """The request body is over its limit (answered 413); never leaves this module."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (TooLarge) as soon as it is known to exceed `limit`: by its
+    """The body, refused (_TooLarge) as soon as it is known to exceed `limit`: by its
     Content-Length, or while reading a chunked one; never held whole when too large."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge
+        raise _TooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge
+            raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -166,7 +166,7 @@ def _score_route(service: Service, always_ingest: bool) -> Callable[[Request], A
         ingest = _ingest_wanted(request, always_ingest)
         try:
             body = await read_body(request, MAX_RECORD_BYTES)
-        except TooLarge:
+        except _TooLarge:
             return error(413, "too_large", f"a record is at most {MAX_RECORD_BYTES} bytes", request)
         if ingest and service.settings.stream is None:
             return error(
@@ -211,7 +211,7 @@ def _batch_route(service: Service) -> Callable[[Request], Awaitable[Response]]:
             return key
         try:
             body = await read_body(request, MAX_BATCH_BYTES)
-        except TooLarge:
+        except _TooLarge:
             return error(413, "too_large", f"a batch is at most {MAX_BATCH_BYTES} bytes", request)
         try:
             batch = msgspec.json.decode(body, type=_Batch)

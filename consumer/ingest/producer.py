@@ -72,6 +72,7 @@ from typing import Any
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from consumer.errors import FraudstreamError
 from consumer.ingest.entries import Entry
 
 MAX_BATCH_ENTRIES = 500
@@ -181,7 +182,7 @@ class Summary:
         )
 
 
-class ProducerError(RuntimeError):
+class ProducerError(FraudstreamError, RuntimeError):
     """A non-retriable error stopped the run; ``summary`` holds the counters so far."""
 
     def __init__(self, message: str, summary: Summary) -> None:

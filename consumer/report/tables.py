@@ -31,6 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from consumer.errors import FraudstreamError
 from consumer.infra.logs import get_logger
 from consumer.labels.records import BadLabel, read_labels
 
@@ -113,7 +114,7 @@ CHUNK_BYTES = 64 * 1024 * 1024  # compressed bytes read per INSERT: the progress
 CHUNK_FILES = 1024  # a read_json call costs per call too: fewer, larger ones over small objects
 
 
-class UnreadableSource(Exception):
+class UnreadableSource(FraudstreamError, RuntimeError):
     """The source (or the labels' location) cannot be listed or read: exit code 2."""
 
 

@@ -85,6 +85,9 @@ KNOWN_KEYS: frozenset[str] = frozenset(
         "FRAUD_API_BURST",
         # `fraudstream ingest` (consumer/cli/ingest.py): the CSV column mapping of the ECS task
         "FRAUD_INGEST_MAPPING",
+        # `fraudstream report` (consumer/report/): its log level, its temporary database's folder
+        "FRAUD_REPORT_LOG_LEVEL",
+        "FRAUD_REPORT_TMP",
     }
 )
 
