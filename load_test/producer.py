@@ -338,16 +338,15 @@ def positive_int(text: str) -> int:
 def add_put_arguments(
     parser: argparse.ArgumentParser, *, put_api: str, suppress: bool = False
 ) -> None:
-    """--put-api (default `put_api`) and --concurrency: the producer's CLI and the load test's
-    (which defaults to PutRecord: it only ever runs against kinesis-mock)."""
+    """--put-api (default `put_api`) and --concurrency: the producer's CLI and the load tests'."""
     parser.add_argument(
         "--put-api",
         choices=PUT_APIS,
         default=argparse.SUPPRESS if suppress else put_api,
         help=(
-            "records: PutRecords batches (the right call against AWS); record: one PutRecord per"
-            " entry, --concurrency at once (kinesis-mock, whose PutRecords slows down as its"
-            f" shards fill: docs/performance.md); default {put_api}"
+            "records: PutRecords batches (the right call against AWS, and against the local"
+            " stack's patched kinesis-mock); record: one PutRecord per entry, --concurrency at"
+            f" once (an unpatched kinesis-mock: docs/performance.md); default {put_api}"
         ),
     )
     parser.add_argument(
