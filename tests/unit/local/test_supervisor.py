@@ -28,10 +28,12 @@ def kill(options: StackOptions, name: str) -> None:
     """SIGKILL the worker's process group, as a crash (or the OOM killer) would."""
     pid = running_pids(options)[name]
     os.killpg(pid, signal.SIGKILL)
+    # Gone when the name no longer maps to that pid: absent, or already restarted by a
+    # supervisor polling faster than this loop (on a loaded machine it can be first).
     deadline = time.monotonic() + 10
-    while name in running_pids(options) and time.monotonic() < deadline:
+    while running_pids(options).get(name) == pid and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert name not in running_pids(options)
+    assert running_pids(options).get(name) != pid
 
 
 @pytest.fixture
