@@ -93,8 +93,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds to wait for the catch-up"
     )
+    parser.add_argument(
+        "--keep-tap",
+        action="store_true",
+        help="leave the alerts' SQS tap subscribed and drain it while catching up (slow on "
+        "moto: its SNS-to-SQS delivery costs time in proportion to the queue's length)",
+    )
     add_put_arguments(parser, put_api="records")
     return parser
+
+
+def detach_tap(sns: Any, sqs: Any, topic_arn: str, queue_url: str) -> list[str]:
+    """Unsubscribe the stack's SQS tap from the alerts topic; return the queue ARNs to put back.
+
+    moto's SNS delivers to an SQS subscriber through `send_message`, which reads the queue's
+    attributes, and those count every message held (`Queue.approximate_number_of_messages`):
+    each alert costs time in proportion to the queue's length. A tap that falls behind during
+    a catch-up's burst of alerts therefore slows the alert processes' PublishBatch calls, and
+    with them every checkpoint (measured: 13 ms a PublishBatch of 10 on an empty queue,
+    1.5 s with 4,000 messages held; a 200,000-record catch-up spent 60 s of each 10,000-record
+    batch settling its alerts and 1 s judging it). Real SNS has no such cost, and the alerts
+    are counted from the workers' own `alerts.sent` instead.
+    """
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    detached: list[str] = []
+    for subscription in sns.list_subscriptions_by_topic(TopicArn=topic_arn).get(
+        "Subscriptions", []
+    ):
+        if subscription.get("Endpoint") == queue_arn:
+            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+            detached.append(queue_arn)
+    drain_queue(sqs, queue_url)
+    return detached
 
 
 def stop_process(pid: int, grace_s: float = 60.0) -> None:
@@ -217,17 +249,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_SUPERVISED
     workers = sorted(int(name.split("-")[1]) for name in alive if name.startswith("worker-"))
+    sqs = stack_client(env, "sqs")
+    sns = stack_client(env, "sns")
+    tap: AlertTap | None = None
+    detached: list[str] = []
+    if args.keep_tap:
+        drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
+        tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
+        tap.start()
+    else:
+        detached = detach_tap(sns, sqs, env["FRAUD_TOPIC_ARN"], env["FRAUD_ALERTS_QUEUE_URL"])
+    try:
+        return catch_up(args, options, env, alive, workers, tap)
+    finally:
+        for queue_arn in detached:  # the stack as it was, for the runs after this one
+            sns.subscribe(TopicArn=env["FRAUD_TOPIC_ARN"], Protocol="sqs", Endpoint=queue_arn)
+
+
+def catch_up(
+    args: argparse.Namespace,
+    options: StackOptions,
+    env: Mapping[str, str],
+    alive: Mapping[str, int],
+    workers: Sequence[int],
+    tap: AlertTap | None,
+) -> int:
+    """Stop the workers, queue the backlog, start them and follow the checkpoints; the report."""
     kinesis = stack_client(env, "kinesis", client_config(args.concurrency))
     dynamodb = stack_client(env, "dynamodb")
-    # The alerts' tap queue drained all along, as load_test.run does: moto's SQS slows with
-    # the queue's length, and SNS's delivery into it then slows the alert processes' publish
-    # (measured: a 200,000-record catch-up without it spent 60 s of every 10,000-record batch
-    # settling its alerts, 1.8 s judging it).
-    sqs = stack_client(env, "sqs")
-    drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
-    tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
-    tap.start()
-
     for index in workers:
         stop_process(alive[f"worker-{index}"])
     print(f"stopped worker(s) {workers}", file=sys.stderr)
@@ -306,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     memory.stop()
     processes.stop()
     elapsed = time.time() - started
-    alerts = len(tap.stop())
+    tapped = None if tap is None else len(tap.stop())
 
     counters = _worker_counters(options, started)
     processed = sum(counters.get(k, 0) for k in ("records.judged", "records.invalid"))
@@ -322,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "min_records_per_s_per_shard": min(rates) if rates else None,
         "processed_by_counters": processed,
         "duplicates": counters.get("records.duplicate", 0),
-        "alerts": alerts,
+        "alerts_sent": counters.get("alerts.sent", 0),
+        "alerts_tapped": tapped,
         "peak_rss_mb": {k: round(v, 1) for k, v in memory.peak.items()},
         "processes": {"summary": processes.summary(), "timeline": processes.rows},
         "timeline": timeline,

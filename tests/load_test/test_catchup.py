@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
+from moto import mock_aws
+
 from load_test import catchup
 
 SEQUENCES = [100, 200, 300, 400]
@@ -45,3 +48,36 @@ def test_no_local_stack_is_its_own_exit_code(tmp_path: Path) -> None:
 def test_the_help_shows_defaults_and_exit_codes() -> None:
     text = catchup.build_parser().format_help()
     assert "exit codes:" in text and "200000" in text
+
+
+def test_detach_tap_takes_off_only_the_tap_and_empties_it() -> None:
+    """The catch-up runs without the alerts' SQS tap (moto's delivery into it slows with its
+    length); another subscriber stays, and what the tap held is drained."""
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        topic = sns.create_topic(Name="alerts")["TopicArn"]
+        arns = {}
+        for name in ("alerts-tap", "pager"):
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arns[name] = (
+                url,
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                    "QueueArn"
+                ],
+            )
+            sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arns[name][1])
+        sns.publish(TopicArn=topic, Message="before")
+        tap_url, tap_arn = arns["alerts-tap"]
+
+        assert catchup.detach_tap(sns, sqs, topic, tap_url) == [tap_arn]
+
+        endpoints = [
+            s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        ]
+        assert endpoints == [arns["pager"][1]]
+        sns.publish(TopicArn=topic, Message="after")
+        assert "Messages" not in sqs.receive_message(QueueUrl=tap_url, WaitTimeSeconds=0)
+        pager = sqs.receive_message(QueueUrl=arns["pager"][0], MaxNumberOfMessages=10)
+        assert len(pager["Messages"]) == 2
+        assert catchup.detach_tap(sns, sqs, topic, tap_url) == []
