@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate_window_s": args.rate_window,
         "produced": summary.sent,
         "failed_puts": summary.failed,
-        "produce_seconds": produced_at,
+        "produce_seconds": None if produced_at is None else round(produced_at, 2),
         "caught_up": caught_up,
         "caught_up_after_s": round(end - produced_at, 2) if caught_up and produced_at else None,
         "not_checkpointed_shards": missing,
