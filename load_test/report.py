@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -95,8 +96,15 @@ def rule_counts(found: dict[str, frozenset[str]]) -> dict[str, int]:
     return dict(Counter(rule for rules in found.values() for rule in rules))
 
 
-def plot(report: Report, path: Path) -> bool:
-    """Latency and throughput over time as a PNG; False when matplotlib is not installed."""
+def plot(
+    report: Report,
+    path: Path,
+    process_rows: Sequence[Mapping[str, float]] = (),
+    sampler_offset_s: float = 0.0,
+) -> bool:
+    """Latency and throughput over time as a PNG, with the stack's resident memory by role
+    below when `process_rows` (load_test.run's sampler, `t` from its start, which is
+    `sampler_offset_s` after the run's) are given; False when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -105,7 +113,9 @@ def plot(report: Report, path: Path) -> bool:
     except ImportError:
         return False
     seconds = [point["t"] for point in report.timeline]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    panels = 3 if process_rows else 2
+    figure, axes = plt.subplots(panels, 1, figsize=(10, 3.5 * panels), sharex=True)
+    top, bottom = axes[0], axes[1]
     top.plot(seconds, [p.get("alert_p50", float("nan")) for p in report.timeline], label="p50")
     top.plot(seconds, [p.get("alert_p99", float("nan")) for p in report.timeline], label="p99")
     top.plot(seconds, [p.get("alert_max", float("nan")) for p in report.timeline], label="max")
@@ -116,8 +126,18 @@ def plot(report: Report, path: Path) -> bool:
     bottom.plot(seconds, [p["produced_per_s"] for p in report.timeline], label="produced/s")
     bottom.plot(seconds, [p["alerts_per_s"] for p in report.timeline], label="alerts/s")
     bottom.set_ylabel("records/s")
-    bottom.set_xlabel("seconds since start")
     bottom.legend(loc="upper right")
+    if process_rows:
+        memory = axes[2]
+        at = [row["t"] + sampler_offset_s for row in process_rows]
+        for group in ("processors", "daemon_jvm", "kinesis", "moto", "redis"):
+            key = f"{group}_rss_mb"
+            if any(key in row for row in process_rows):
+                values = [row.get(key, float("nan")) for row in process_rows]
+                memory.plot(at, values, label=group)
+        memory.set_ylabel("resident MB")
+        memory.legend(loc="upper left")
+    axes[-1].set_xlabel("seconds since start")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -61,6 +61,7 @@ from load_test.report import (
     timeline,
 )
 from load_test.synthetic import TransactionGenerator
+from load_test.windows import drift, render_windows, window_rows
 
 
 def _worker_counters(options: StackOptions, since: float) -> dict[str, int]:
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", default=".fraudstream", help="the local stack's state directory"
     )
     parser.add_argument("--out", default="reports", help="directory for the JSON report and PNG")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60.0,
+        help="seconds per row of the windows table (latency and memory over time, for soaks)",
+    )
     parser.add_argument(
         "--catch-up-timeout",
         type=float,
@@ -397,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sampler = MemorySampler(workers)
     sampler.start()
+    sampler_wall = time.time()
     processes = ProcessSampler(lambda: stack_groups(options))
     processes.start()
     tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
@@ -489,10 +497,24 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
     document = json.loads(report.to_json())
     document["processes"] = {"summary": processes.summary(), "timeline": processes.rows}
+    windows = window_rows(
+        started,
+        alert_pairs,
+        list(put_time.values()),
+        processes.rows,
+        args.window,
+        sampler_offset_s=sampler_wall - started,
+    )
+    document["windows"] = {"width_s": args.window, "rows": windows, "drift": drift(windows)}
     (out / f"load-{stamp}.json").write_text(json.dumps(document, indent=2, sort_keys=True))
-    charted = plot(report, out / f"load-{stamp}.png")
+    charted = plot(
+        report, out / f"load-{stamp}.png", processes.rows, sampler_offset_s=sampler_wall - started
+    )
     print(render_text(report))
     print(render_processes(processes.summary()))
+    print(f"per {args.window:.0f} s (latency by put time, memory at each window's end):")
+    print(render_windows(windows))
+    print(f"drift, last full window - first after the first: {json.dumps(drift(windows))}")
     print(
         f"report: {out / f'load-{stamp}.json'}"
         + (f", chart: {out / f'load-{stamp}.png'}" if charted else "")

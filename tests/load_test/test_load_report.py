@@ -54,3 +54,16 @@ def test_text_and_chart(tmp_path: Path) -> None:
     assert '"put_lag_s"' in report.to_json()
     if plot(report, tmp_path / "chart.png"):
         assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chart_with_memory_panel(tmp_path: Path) -> None:
+    report = Report(produced=2)
+    report.timeline = timeline(0.0, [0.1, 1.1], [(0.1, 0.3)])
+    rows = [{"t": 0.0, "processors_rss_mb": 200.0}, {"t": 1.0, "processors_rss_mb": 210.0}]
+    two = tmp_path / "two.png"
+    three = tmp_path / "three.png"
+    if plot(report, two) and plot(report, three, rows, sampler_offset_s=-0.5):
+        from PIL import Image
+
+        # the memory panel makes the figure taller
+        assert Image.open(three).size[1] > Image.open(two).size[1]
