@@ -42,6 +42,7 @@ from consumer.local.stack import (
     start_worker,
 )
 from load_test.alert_tap import AlertTap
+from load_test.charts import cpu_panel, memory_panel
 from load_test.cli_help import HelpFormatter, exit_codes
 from load_test.memory import MemorySampler
 from load_test.producer import (
@@ -206,26 +207,11 @@ def plot(document: Mapping[str, Any], path: Path) -> bool:
     top.set_title(f"fraudstream backlog catch-up: {document['records']} records queued")
     top.legend(loc="lower right")
     processes = document["processes"]["timeline"]
-    seconds = [p["t"] for p in processes]
-    for key, label in (
-        ("daemon_jvm_rss_mb", "daemon JVM"),
-        ("processors_rss_mb", "processors + alert processes"),
-        ("kinesis_rss_mb", "kinesis-mock"),
-    ):
-        middle.plot(seconds, [p.get(key, float("nan")) for p in processes], label=label)
-    middle.set_ylabel("resident MB")
-    middle.legend(loc="upper left")
-    for key, label in (
-        ("kinesis_cpu_pct", "kinesis-mock"),
-        ("daemon_jvm_cpu_pct", "daemon JVM"),
-        ("processors_cpu_pct", "processors + alert processes"),
-        ("moto_cpu_pct", "moto"),
-    ):
-        bottom.plot(seconds, [p.get(key, float("nan")) for p in processes], label=label)
-    bottom.plot(seconds, [100 * p["load1"] for p in processes], ":", label="load average x 100")
-    bottom.set_ylabel("CPU, % of one core")
+    memory_panel(
+        middle, processes, groups=("daemon_jvm_rss_mb", "processors_rss_mb", "kinesis_rss_mb")
+    )
+    cpu_panel(bottom, processes, legend="upper right")
     bottom.set_xlabel("seconds since the workers were started")
-    bottom.legend(loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

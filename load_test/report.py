@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from load_test.charts import memory_panel
+
 
 @dataclass
 class Report:
@@ -128,15 +130,7 @@ def plot(
     bottom.set_ylabel("records/s")
     bottom.legend(loc="upper right")
     if process_rows:
-        memory = axes[2]
-        at = [row["t"] + sampler_offset_s for row in process_rows]
-        for group in ("processors", "daemon_jvm", "kinesis", "moto", "redis"):
-            key = f"{group}_rss_mb"
-            if any(key in row for row in process_rows):
-                values = [row.get(key, float("nan")) for row in process_rows]
-                memory.plot(at, values, label=group)
-        memory.set_ylabel("resident MB")
-        memory.legend(loc="upper left")
+        memory_panel(axes[2], process_rows, sampler_offset_s)
     axes[-1].set_xlabel("seconds since start")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

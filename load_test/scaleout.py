@@ -54,6 +54,7 @@ from consumer.local.stack import (
 )
 from load_test.alert_tap import AlertTap
 from load_test.catchup import position
+from load_test.charts import cpu_panel
 from load_test.cli_help import HelpFormatter, exit_codes
 from load_test.memory import MemorySampler
 from load_test.producer import (
@@ -394,19 +395,8 @@ def plot(document: Mapping[str, Any], path: Path) -> bool:
     )
     middle.set_ylabel(f"records/s checkpointed ({document['rate_window_s']:.0f} s)")
     middle.legend(loc="upper right")
-    processes = document["processes"]["timeline"]
-    times = [p["t"] for p in processes]
-    for key, label in (
-        ("kinesis_cpu_pct", "kinesis-mock"),
-        ("moto_cpu_pct", "moto"),
-        ("daemon_jvm_cpu_pct", "daemon JVMs"),
-        ("processors_cpu_pct", "processors + alert processes"),
-    ):
-        bottom.plot(times, [p.get(key, float("nan")) for p in processes], label=label)
-    bottom.plot(times, [100 * p["load1"] for p in processes], ":", label="load average x 100")
-    bottom.set_ylabel("CPU, % of one core")
+    cpu_panel(bottom, document["processes"]["timeline"])
     bottom.set_xlabel("seconds since the start")
-    bottom.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
