@@ -43,7 +43,7 @@ from consumer.local.stack import (
 )
 from load_test.alert_tap import AlertTap
 from load_test.charts import cpu_panel, memory_panel
-from load_test.cli_help import HelpFormatter, exit_codes
+from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
 from load_test.memory import MemorySampler
 from load_test.producer import (
     Landed,
@@ -79,18 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rate", type=float, default=3000.0, help="records/s while queueing the backlog"
     )
-    parser.add_argument("--accounts", type=int, default=50_000, help="ordinary accounts")
-    parser.add_argument(
-        "--fraud-ratio", type=float, default=0.05, help="share of labelled (fraud) records"
-    )
-    parser.add_argument(
-        "--invalid-ratio", type=float, default=0.01, help="share of deliberately broken records"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="generator seed (default: random)")
-    parser.add_argument(
-        "--state-dir", default=".fraudstream", help="the local stack's state directory"
-    )
-    parser.add_argument("--out", default="reports", help="directory for the JSON report and PNG")
+    add_workload_arguments(parser)
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds to wait for the catch-up"
     )

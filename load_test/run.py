@@ -38,7 +38,7 @@ from consumer.infra.readback import (
 from consumer.ingest.entries import Entry
 from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
 from load_test.alert_tap import AlertTap
-from load_test.cli_help import HelpFormatter, exit_codes
+from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
 from load_test.memory import MemorySampler, worker_tree
 from load_test.procfs import cpu_seconds
 from load_test.producer import (
@@ -206,20 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="records per second offered (the patched local stand-in takes 2,000 into 4 shards)",
     )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
-    parser.add_argument("--accounts", type=int, default=50_000, help="ordinary accounts")
-    parser.add_argument(
-        "--fraud-ratio", type=float, default=0.05, help="share of labelled (fraud) records"
-    )
-    parser.add_argument(
-        "--invalid-ratio", type=float, default=0.01, help="share of deliberately broken records"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="seed for the same records (default: random)"
-    )
-    parser.add_argument(
-        "--state-dir", default=".fraudstream", help="the local stack's state directory"
-    )
-    parser.add_argument("--out", default="reports", help="directory for the JSON report and PNG")
+    add_workload_arguments(parser)
     parser.add_argument(
         "--window",
         type=float,
