@@ -76,10 +76,20 @@ def _decode_label(raw: str | bytes) -> LabelMark:
     return LabelMark.decode(raw)
 
 
+# The labels of a merchant without any (most): one shared empty tuple, not a list each.
+NO_LABELS: tuple[LabelMark, ...] = ()
+
+
 class MerchantState:
     """One merchant as the store holds it (cached across batches): transactions per day summed
     over shards, this shard's own part of each day, and the labels. (A plain class: a batch
-    may build one per merchant, often one per record.)"""
+    may build one per merchant, often one per record.)
+
+    Kept lean in garbage-collected containers: the store caches thousands and loads one for
+    most records, and every container that survives a batch is work for the young-generation
+    collections (docs/benchmarks.md, "GC policy"). So no labels share NO_LABELS, and the changed
+    days are a dict of ints (which CPython does not track) emptied in place, not a set
+    allocated again after every save."""
 
     __slots__ = ("changed", "days", "labels", "labels_at", "newest", "own", "trusted_before")
 
@@ -87,14 +97,14 @@ class MerchantState:
         self,
         days: dict[int, int] | None = None,
         own: dict[int, OwnDay] | None = None,
-        labels: list[LabelMark] | None = None,
+        labels: Sequence[LabelMark] = NO_LABELS,
     ) -> None:
         self.days: dict[int, int] = {} if days is None else days
         self.own: dict[int, OwnDay] = {} if own is None else own
-        self.labels: list[LabelMark] = [] if labels is None else labels
+        self.labels: Sequence[LabelMark] = labels
         # The newest day among `days`.
         self.newest = max(self.days) if self.days else BEFORE_ANY_DAY
-        self.changed: set[int] = set()  # days of `own` to save
+        self.changed: dict[int, None] = {}  # days of `own` to save (the values unused)
         # Days before this one hold every shard's counts as far as the store trusts them
         # (MERCHANT_SETTLE_DAYS); BEFORE_ANY_DAY: none (never reused for its days).
         self.trusted_before = BEFORE_ANY_DAY
@@ -109,7 +119,7 @@ class MerchantState:
             return
         self.own[day] = (1 if kept is None else kept[0] + 1, position)
         self.days[day] = self.days.get(day, 0) + 1
-        self.changed.add(day)
+        self.changed[day] = None
         if day > self.newest:
             self.newest = day
             if len(self.days) > 1:
@@ -120,18 +130,20 @@ class MerchantState:
         for old in [d for d in self.days if d <= last_dropped]:
             del self.days[old]
             self.own.pop(old, None)
-            self.changed.discard(old)
+            self.changed.pop(old, None)
 
     def changes(self) -> dict[int, OwnDay]:
         """This shard's changed days (for the save) and no more to save."""
         own = self.own
         out = {day: own[day] for day in self.changed if day in own}
-        self.changed = set()
+        self.changed.clear()
         return out
 
 
-def decode_labels(labels_flat: Sequence[str | bytes]) -> list[LabelMark]:
+def decode_labels(labels_flat: Sequence[str | bytes]) -> Sequence[LabelMark]:
     """A merchant's labels from their HGETALL reply (flat field, value list)."""
+    if not labels_flat:
+        return NO_LABELS
     return [_decode_label(labels_flat[i + 1]) for i in range(0, len(labels_flat), 2)]
 
 

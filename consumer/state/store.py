@@ -977,8 +977,10 @@ class AccountStateStore:
             account.new_devices = {}
             account.new_countries = {}
             if account.new_days or account.dropped_days:
-                account.new_days = set()
-                account.dropped_days = set()
+                # Emptied in place: their days are in the args already, and a set allocated
+                # per account and batch is work for the young-generation collections.
+                account.new_days.clear()
+                account.dropped_days.clear()
         self._count_entries(view)
         return PreparedSave(
             calls,
