@@ -18,7 +18,6 @@ which the worker's state store keeps (consumer/state/store.py) and the offline h
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Mapping
 from decimal import ROUND_FLOOR, Decimal
 from operator import attrgetter
@@ -154,12 +153,10 @@ def features_for(
     low_10m = subtract(t, 600)
     low_1m = subtract(t, 60)
     recent = history.recent
-    if history.ascending and recent and recent[0].event_time <= horizon:
-        # In event-time order: what the horizon holds starts at one point.
-        recent = recent[bisect_right(recent, horizon, key=_event_time) :]
     lat = txn.latitude
     lon = txn.longitude
     travel = lat is not None and lon is not None
+    small = 1 if txn.amount <= _SMALL else 0
     add = EXACT.add
     # Per window, the entries in it but in no narrower one (windows nest): count, exact sum.
     n_1m = n_10m = n_1h = n_24h = 0
@@ -170,53 +167,100 @@ def features_for(
     countries_1h: set[str | None] = set()
     countries_24h: set[str | None] = set()
     amounts: list[float] = []  # in history order: their float sum is the mean's
-    small = 1 if txn.amount <= _SMALL else 0
     last = horizon  # below every entry counted: the latest event time once one is
     previous: HistoryEntry | None = None  # the travel point (consumer.rules.scan)
-    previous_t = horizon  # likewise: the first located entry before t takes its place
-    for entry in recent:
-        at = entry.event_time
-        if at <= horizon or at > t:
-            continue
-        spent = entry.amount
-        amounts.append(float(spent))
-        if at > low_1h:
-            countries_1h.add(entry.country)
-            if at > low_10m:
+    if history.ascending:
+        # In ascending (event_time, position) order: read newest first, as consumer.rules.scan
+        # does. An entry is compared with its own window's lower bound only (the narrowest
+        # first; a smaller time moves on to the next), the pass stops at the horizon, the
+        # newest entry counted is the latest time, and the first located entry before t is the
+        # travel point (of equal times, the latest in the stream comes first).
+        band = 0  # 0: the 1 min window, 1: 10 min, 2: 1 h, 3: 24 h
+        low = low_1m
+        looking = travel
+        for entry in reversed(recent):
+            at = entry.event_time
+            if at > t:
+                continue
+            if at <= low:
+                if at <= horizon:
+                    break
+                band = 3 if at <= low_1h else 2 if at <= low_10m else 1
+                low = horizon if band == 3 else low_1h if band == 2 else low_10m
+            spent = entry.amount
+            if last is horizon:
+                last = at
+            amounts.append(float(spent))
+            if band == 0:
+                n_1m += 1
+                s_1m = spent if s_1m is None else add(s_1m, spent)
+                countries_1h.add(entry.country)
                 if spent <= _SMALL:
                     small += 1
-                if at > low_1m:
-                    n_1m += 1
-                    s_1m = spent if s_1m is None else add(s_1m, spent)
-                else:
-                    n_10m += 1
-                    s_10m = spent if s_10m is None else add(s_10m, spent)
-            else:
+            elif band == 1:
+                n_10m += 1
+                s_10m = spent if s_10m is None else add(s_10m, spent)
+                countries_1h.add(entry.country)
+                if spent <= _SMALL:
+                    small += 1
+            elif band == 2:
                 n_1h += 1
                 s_1h = spent if s_1h is None else add(s_1h, spent)
-        else:
-            n_24h += 1
-            s_24h = spent if s_24h is None else add(s_24h, spent)
-        countries_24h.add(entry.country)
-        if at > last:
-            last = at
-        # The latest located entry strictly before t; of equal times, the latest in the stream.
-        if (
-            travel
-            and at < t
-            and (
-                at > previous_t
-                or (
-                    at == previous_t
-                    and previous is not None
-                    and entry.position >= previous.position
+                countries_1h.add(entry.country)
+            else:
+                n_24h += 1
+                s_24h = spent if s_24h is None else add(s_24h, spent)
+                countries_24h.add(entry.country)
+            if looking and at < t and entry.latitude is not None and entry.longitude is not None:
+                previous = entry
+                looking = False
+        amounts.reverse()  # history order, as the mean's float sum takes them
+        countries_24h |= countries_1h
+    else:
+        previous_t = horizon  # likewise: the first located entry before t takes its place
+        for entry in recent:
+            at = entry.event_time
+            if at <= horizon or at > t:
+                continue
+            spent = entry.amount
+            amounts.append(float(spent))
+            if at > low_1h:
+                countries_1h.add(entry.country)
+                if at > low_10m:
+                    if spent <= _SMALL:
+                        small += 1
+                    if at > low_1m:
+                        n_1m += 1
+                        s_1m = spent if s_1m is None else add(s_1m, spent)
+                    else:
+                        n_10m += 1
+                        s_10m = spent if s_10m is None else add(s_10m, spent)
+                else:
+                    n_1h += 1
+                    s_1h = spent if s_1h is None else add(s_1h, spent)
+            else:
+                n_24h += 1
+                s_24h = spent if s_24h is None else add(s_24h, spent)
+            countries_24h.add(entry.country)
+            if at > last:
+                last = at
+            # The latest located entry strictly before t; of equal times, the latest in the stream.
+            if (
+                travel
+                and at < t
+                and (
+                    at > previous_t
+                    or (
+                        at == previous_t
+                        and previous is not None
+                        and entry.position >= previous.position
+                    )
                 )
-            )
-            and entry.latitude is not None
-            and entry.longitude is not None
-        ):
-            previous = entry
-            previous_t = at
+                and entry.latitude is not None
+                and entry.longitude is not None
+            ):
+                previous = entry
+                previous_t = at
     amount_d = txn.amount
     amount = float(amount_d)
     count_1m = 1 + n_1m
