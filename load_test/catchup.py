@@ -41,7 +41,7 @@ from consumer.local.stack import (
     stack_client,
     start_worker,
 )
-from load_test.alert_tap import AlertTap
+from load_test.alert_tap import AlertTap, detach_tap
 from load_test.charts import cpu_panel, memory_panel
 from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
 from load_test.memory import MemorySampler
@@ -91,32 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_put_arguments(parser, put_api="records")
     return parser
-
-
-def detach_tap(sns: Any, sqs: Any, topic_arn: str, queue_url: str) -> list[str]:
-    """Unsubscribe the stack's SQS tap from the alerts topic; return the queue ARNs to put back.
-
-    moto's SNS delivers to an SQS subscriber through `send_message`, which reads the queue's
-    attributes, and those count every message held (`Queue.approximate_number_of_messages`):
-    each alert costs time in proportion to the queue's length. A tap that falls behind during
-    a catch-up's burst of alerts therefore slows the alert processes' PublishBatch calls, and
-    with them every checkpoint (measured: 13 ms a PublishBatch of 10 on an empty queue,
-    1.5 s with 4,000 messages held; a 200,000-record catch-up spent 60 s of each 10,000-record
-    batch settling its alerts and 1 s judging it). Real SNS has no such cost, and the alerts
-    are counted from the workers' own `alerts.sent` instead.
-    """
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    detached: list[str] = []
-    for subscription in sns.list_subscriptions_by_topic(TopicArn=topic_arn).get(
-        "Subscriptions", []
-    ):
-        if subscription.get("Endpoint") == queue_arn:
-            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
-            detached.append(queue_arn)
-    drain_queue(sqs, queue_url)
-    return detached
 
 
 def stop_process(pid: int, grace_s: float = 60.0) -> None:

@@ -6,8 +6,9 @@
 It produces labelled synthetic traffic at the given rate, samples the workers' memory (the Java
 daemon, its Python processors and their alert processes) while it runs, waits until every shard
 is checkpointed at its last record (showing how many are), then reads back what the consumer
-wrote: the flagged lines in S3, the alerts that SNS delivered to the tap queue, and the workers'
-own counters from their logs. It fails (exit 1) when the workers did not catch up in time or a
+wrote: the flagged lines in S3, the alerts that SNS delivered (by HTTP to this process for the
+run, in place of the stack's SQS tap: load_test/alert_tap.py says why), and the workers' own
+counters from their logs. It fails (exit 1) when the workers did not catch up in time or a
 record was lost: a transaction the producer was told landed whose expected flag is not in S3, a
 broken record that landed without its dead letter, or one the producer gave up on. It also
 samples, every second, the CPU (% of one core) and resident memory of kinesis-mock, moto, redis,
@@ -37,7 +38,7 @@ from consumer.infra.readback import (
 )
 from consumer.ingest.entries import Entry
 from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
-from load_test.alert_tap import AlertTap
+from load_test.alert_tap import HttpAlertTap
 from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
 from load_test.memory import MemorySampler, worker_tree
 from load_test.procfs import cpu_seconds
@@ -394,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     sampler_wall = time.time()
     processes = ProcessSampler(lambda: stack_groups(options))
     processes.start()
-    tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
+    tap = HttpAlertTap(
+        stack_client(env, "sns"), sqs, env["FRAUD_TOPIC_ARN"], env["FRAUD_ALERTS_QUEUE_URL"]
+    )
     tap.start()
     started = time.time()
     progress = ProgressPrinter(total=max(0, round(args.rate * args.duration)))

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from consumer.infra.readback import at_or_past, drain_queue
+from consumer.infra.readback import at_or_past
 from consumer.local.stack import (
     StackOptions,
     read_env_file,
@@ -52,7 +52,7 @@ from consumer.local.stack import (
     stack_client,
     start_worker,
 )
-from load_test.alert_tap import AlertTap
+from load_test.alert_tap import HttpAlertTap
 from load_test.catchup import position
 from load_test.charts import cpu_panel
 from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
@@ -429,10 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     sqs = stack_client(env, "sqs")
     table = env["FRAUD_APP_NAME"]
     shards = open_shards(kinesis, env["FRAUD_STREAM"])
-    # The alerts' tap queue drained all along, as load_test.run does (moto's SQS slows with
-    # the queue's length, and SNS's delivery into it with it).
-    drain_queue(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
-    tap = AlertTap(sqs, env["FRAUD_ALERTS_QUEUE_URL"])
+    # The alerts by HTTP for the run, as load_test.run takes them (alert_tap.detach_tap: moto's
+    # SQS tap slows with its length, and SNS's deliveries into it with it).
+    tap = HttpAlertTap(
+        stack_client(env, "sns"), sqs, env["FRAUD_TOPIC_ARN"], env["FRAUD_ALERTS_QUEUE_URL"]
+    )
     tap.start()
 
     generator = TransactionGenerator(

@@ -9,6 +9,7 @@ import boto3
 from moto import mock_aws
 
 from load_test import catchup
+from load_test.alert_tap import detach_tap
 
 SEQUENCES = [100, 200, 300, 400]
 
@@ -70,7 +71,7 @@ def test_detach_tap_takes_off_only_the_tap_and_empties_it() -> None:
         sns.publish(TopicArn=topic, Message="before")
         tap_url, tap_arn = arns["alerts-tap"]
 
-        assert catchup.detach_tap(sns, sqs, topic, tap_url) == [tap_arn]
+        assert detach_tap(sns, sqs, topic, tap_url) == [tap_arn]
 
         endpoints = [
             s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
@@ -80,4 +81,4 @@ def test_detach_tap_takes_off_only_the_tap_and_empties_it() -> None:
         assert "Messages" not in sqs.receive_message(QueueUrl=tap_url, WaitTimeSeconds=0)
         pager = sqs.receive_message(QueueUrl=arns["pager"][0], MaxNumberOfMessages=10)
         assert len(pager["Messages"]) == 2
-        assert catchup.detach_tap(sns, sqs, topic, tap_url) == []
+        assert detach_tap(sns, sqs, topic, tap_url) == []
