@@ -65,19 +65,35 @@ from load_test.synthetic import TransactionGenerator
 from load_test.windows import drift, render_windows, window_rows
 
 
+def worker_log_counters(options: StackOptions, since: float) -> dict[str, dict[str, int]]:
+    """Per worker log: the sums of its `metrics` lines written after `since`."""
+    out: dict[str, dict[str, int]] = {}
+    for log in sorted(options.logs.glob("worker-*.log")):
+        totals: dict[str, int] = {}
+        with log.open("rb") as lines:
+            for raw in lines:
+                if b'"event": "metrics"' not in raw:
+                    continue
+                try:
+                    entry = json.loads(raw)
+                    at = parse_time(entry["timestamp"])
+                except (ValueError, KeyError):
+                    continue
+                if at < since:
+                    continue
+                for key, value in entry.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        totals[key] = totals.get(key, 0) + value
+        out[log.stem] = totals
+    return out
+
+
 def _worker_counters(options: StackOptions, since: float) -> dict[str, int]:
-    """Sum the workers' `metrics` log lines written after `since`."""
+    """The workers' `metrics` log lines written after `since`, summed over all workers."""
     totals: dict[str, int] = {}
-    for log in options.logs.glob("worker-*.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if '"event": "metrics"' not in line:
-                continue
-            entry = json.loads(line)
-            if parse_time(entry["timestamp"]) < since:
-                continue
-            for key, value in entry.items():
-                if isinstance(value, int):
-                    totals[key] = totals.get(key, 0) + value
+    for counters in worker_log_counters(options, since).values():
+        for key, value in counters.items():
+            totals[key] = totals.get(key, 0) + value
     return totals
 
 

@@ -66,8 +66,7 @@ from load_test.producer import (
     client_config,
     run_generate,
 )
-from load_test.report import parse_time
-from load_test.run import ProcessSampler, render_processes, stack_groups
+from load_test.run import ProcessSampler, render_processes, stack_groups, worker_log_counters
 from load_test.synthetic import TransactionGenerator
 
 EXIT_OK = 0
@@ -259,29 +258,6 @@ def open_shards(kinesis: Any, stream: str) -> list[str]:
     return sorted(
         s["ShardId"] for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]
     )
-
-
-def worker_log_counters(options: StackOptions, since: float) -> dict[str, dict[str, int]]:
-    """Per worker log: the sums of its `metrics` lines written after `since`."""
-    out: dict[str, dict[str, int]] = {}
-    for log in sorted(options.logs.glob("worker-*.log")):
-        totals: dict[str, int] = {}
-        with log.open("rb") as lines:
-            for raw in lines:
-                if b'"event": "metrics"' not in raw:
-                    continue
-                try:
-                    entry = json.loads(raw)
-                    at = parse_time(entry["timestamp"])
-                except (ValueError, KeyError):
-                    continue
-                if at < since:
-                    continue
-                for key, value in entry.items():
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        totals[key] = totals.get(key, 0) + value
-        out[log.stem] = totals
-    return out
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from load_test import scaleout
+from load_test.report import parse_time
+from load_test.run import _worker_counters
 
 SHARDS = ["s0", "s1", "s2", "s3"]
 ONE = ["worker-1"]
@@ -185,11 +187,13 @@ def test_the_workers_log_counters_are_summed_per_worker(tmp_path: Path) -> None:
         + "not json\n"
     )
     (options.logs / "worker-2.log").write_text(line.format("2026-01-01T00:11:00+00:00", 3))
-    since = scaleout.parse_time("2026-01-01T00:05:00Z")
+    since = parse_time("2026-01-01T00:05:00Z")
     assert scaleout.worker_log_counters(options, since) == {
         "worker-1": {"records.judged": 7},
         "worker-2": {"records.judged": 3},
     }
+    # load_test.run and catchup read the same lines, summed over the workers.
+    assert _worker_counters(options, since) == {"records.judged": 10}
 
 
 def test_no_local_stack_is_its_own_exit_code(tmp_path: Path) -> None:
