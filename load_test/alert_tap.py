@@ -20,6 +20,15 @@ from typing import Any
 from consumer.infra.readback import drain_queue
 
 
+def each_once(envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The SNS envelopes in arrival order, each MessageId once (SQS and SNS deliver at least
+    once; one without an id counts as its own)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for index, message in enumerate(envelopes):
+        unique.setdefault(str(message.get("MessageId", index)), message)
+    return list(unique.values())
+
+
 class AlertTap(threading.Thread):
     """Receives and deletes the queue's messages every `interval_s` until `stop`.
 
@@ -51,10 +60,7 @@ class AlertTap(threading.Thread):
         self._halt.set()
         self.join()
         drain_queue(self._sqs, self._queue_url, into=self._received)
-        unique: dict[str, dict[str, Any]] = {}
-        for index, message in enumerate(self._received):
-            unique.setdefault(str(message.get("MessageId", index)), message)
-        return list(unique.values())
+        return each_once(self._received)
 
 
 def detach_tap(sns: Any, sqs: Any, topic_arn: str, queue_url: str) -> list[str]:
@@ -187,7 +193,4 @@ class HttpAlertTap:
         self.close()
         with self._server.lock:
             received = list(self._server.received)
-        unique: dict[str, dict[str, Any]] = {}
-        for index, message in enumerate(received):
-            unique.setdefault(str(message.get("MessageId", index)), message)
-        return list(unique.values())
+        return each_once(received)
