@@ -44,6 +44,13 @@ def add_parser(subparsers: Any) -> None:
         help="the API's port (default 8080 when free, else a free one)",
     )
     up.add_argument(
+        "--kinesis-server",
+        choices=("kinesis-mock", "fraudstream"),
+        default="kinesis-mock",
+        help="the Kinesis stand-in: kinesis-mock (default; resharding too) or fraudstream's own "
+        "in-memory server, for rates kinesis-mock cannot serve (docs/performance.md)",
+    )
+    up.add_argument(
         "--no-supervise",
         action="store_true",
         help="no supervisor: a worker that dies stays dead",
@@ -73,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
             options = replace(
-                options, supervise=not args.no_supervise, api=args.api, api_port=args.api_port
+                options,
+                supervise=not args.no_supervise,
+                api=args.api,
+                api_port=args.api_port,
+                kinesis_server=args.kinesis_server,
             )
             env = local_stack.up(options)
             print(f"local stack up; `source {options.env_file}` to use it")

@@ -82,6 +82,9 @@ class StackOptions:
     api: bool = False
     # The API's port: None for DEFAULT_API_PORT when it is free, else a free one.
     api_port: int | None = None
+    # Which Kinesis stand-in serves kinesis_port: "kinesis-mock" (the default; resharding too)
+    # or "fraudstream" (consumer/local/kinesis_server: for rates kinesis-mock cannot serve).
+    kinesis_server: str = "kinesis-mock"
 
     @property
     def pids(self) -> Path:
@@ -725,11 +728,29 @@ def up(options: StackOptions) -> dict[str, str]:
         env["FRAUD_API_URL"] = f"http://{BIND_HOST}:{port}"
     redis_server = _binary("redis-server", "install it: apt-get install -y redis-server")
     moto_server = _binary("moto_server", "install the dev extras: pip install -e '.[dev]'")
-    node = _binary("node", "install Node.js 20")
-    kinesis_js = loopback_kinesis_mock(options)
+    kinesis_argv, kinesis_cwd = kinesis_command(options)
     base = {**os.environ, **LOCAL_CREDENTIALS}
     with _steps(7 if options.api else 6) as step:
-        return _up(options, env, redis_server, moto_server, node, kinesis_js, base, step)
+        return _up(options, env, redis_server, moto_server, (kinesis_argv, kinesis_cwd), base, step)
+
+
+KINESIS_SERVERS = ("kinesis-mock", "fraudstream")
+
+
+def kinesis_command(options: StackOptions) -> tuple[list[str], Path]:
+    """The command line (and working directory) of the chosen Kinesis stand-in."""
+    if options.kinesis_server == "fraudstream":
+        argv = [sys.executable, "-m", "consumer.local.kinesis_server"]
+        return [*argv, "--host", BIND_HOST, "--port", str(options.kinesis_port)], options.state_dir
+    if options.kinesis_server != "kinesis-mock":
+        raise StackError(
+            f"unknown Kinesis server {options.kinesis_server!r}: "
+            f"one of {', '.join(KINESIS_SERVERS)}"
+        )
+    node = _binary("node", "install Node.js 20")
+    # kinesis-mock reads server.json (its TLS key pair) from its working directory.
+    kinesis_js = loopback_kinesis_mock(options)
+    return [node, str(kinesis_js.resolve())], kinesis_js.parent
 
 
 def _up(
@@ -737,8 +758,7 @@ def _up(
     env: dict[str, str],
     redis_server: str,
     moto_server: str,
-    node: str,
-    kinesis_js: Path,
+    kinesis: tuple[list[str], Path],
     base: dict[str, str],
     step: Callable[[str], None],
 ) -> dict[str, str]:
@@ -751,15 +771,13 @@ def _up(
             "KINESIS_MOCK_TLS_PORT": str(options.kinesis_tls_port),
             "LOG_LEVEL": "WARN",
         }
-        # kinesis-mock reads server.json (its TLS key pair) from its working directory.
-        _start(
-            options, "kinesis", [node, str(kinesis_js.resolve())], kinesis_env, kinesis_js.parent
-        )
+        _start(options, "kinesis", kinesis[0], kinesis_env, kinesis[1])
         _wait_for_port(options.redis_port, "redis", options)
         _wait_for_port(options.moto_port, "moto", options)
         _wait_for_port(options.kinesis_port, "kinesis", options)
         _say(
-            f"servers up: kinesis-mock :{options.kinesis_port}, moto :{options.moto_port}, "
+            f"servers up: {options.kinesis_server} :{options.kinesis_port}, "
+            f"moto :{options.moto_port}, "
             f"redis :{options.redis_port}"
         )
         step("servers up")
