@@ -8,13 +8,19 @@ the stack must run without it), puts --records labelled synthetic records into t
 (PutRecords), then starts the workers again and follows, every second, how far each shard's
 lease checkpoint has come through what was put, until every shard is checkpointed at its last
 record. Beside it: the resident memory of the daemons (JVMs) and of their processors with the
-processors' alert processes, the CPU (% of one core) of those and of kinesis-mock, moto and
-redis, and the machine's load average, so the report can say which was the limit: a reader far
-behind costs the patched kinesis-mock a search back over its unread records on every poll.
+processors' alert processes, the CPU (% of one core) of those and of the Kinesis stand-in, moto
+and redis, and the machine's load average, so the report can say which was the limit. On
+kinesis-mock that is kinesis-mock's GetRecords; `local up --kinesis-server fraudstream` takes it
+out of the way.
+
+Queue at the production rate (--rate, 1,000/s by default): the records carry their put time, so
+a backlog queued faster than the stream ever ran makes every account look like a burst and the
+velocity rule flag nearly all of it (at 6,000/s, 95 % of the records after the first 80,000).
 
 Per shard it reports the backlog, when its processor started (its `shard_initialized` log line),
-when its checkpoint reached the last record, and records/s from the processor's start to that
-checkpoint (checkpoints come with the S3 flushes, so the timeline is in steps). It writes
+when its checkpoint reached the last record, records/s from the processor's start to that
+checkpoint, and the sustained records/s from its first checkpoint to 99 % of the backlog
+(checkpoints come with the S3 flushes, so the timeline is in steps). It writes
 `catchup-*.json` and a PNG chart (records checkpointed, memory, CPU over time). Numbers:
 docs/performance.md, "Backlog catch-up".
 """
@@ -77,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--records", type=int, default=200_000, help="records to queue")
     parser.add_argument(
-        "--rate", type=float, default=3000.0, help="records/s while queueing the backlog"
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="records/s while queueing the backlog: the rate of the outage it stands for",
     )
     add_workload_arguments(parser)
     parser.add_argument(
@@ -127,12 +136,21 @@ def summarize(
     initialized_at: Mapping[str, float],
 ) -> dict[str, dict[str, float | None]]:
     """Per shard: its backlog, when its processor started and when its checkpoint covered the
-    whole backlog (seconds since the workers were started), records/s in between, and the
-    fastest 10 s of checkpoint progress. `timeline` rows: {"t": s, "done": {shard: records}}."""
+    whole backlog (seconds since the workers were started), records/s in between, the fastest
+    10 s of checkpoint progress, and the sustained rate: records/s from the first checkpoint to
+    the one that covers 99 % of the backlog. That last one leaves out what is not reading: the
+    processor's start before its first batch and, at the end, the last partial batch, which is
+    checkpointed when its S3 batch flushes by age (FRAUD_BATCH_MAX_AGE_S, 10 s by default).
+    `timeline` rows: {"t": s, "done": {shard: records}}."""
     out: dict[str, dict[str, float | None]] = {}
     for shard, total in sorted(backlog.items()):
         points = [(row["t"], row["done"].get(shard, 0)) for row in timeline]
         done_at = next((t for t, done in points if done >= total), None)
+        first = next(((t, done) for t, done in points if done > 0), None)
+        most = next(((t, done) for t, done in points if done >= 0.99 * total), None)
+        sustained = None
+        if first is not None and most is not None and most[0] > first[0]:
+            sustained = round((most[1] - first[1]) / (most[0] - first[0]), 1)
         started = initialized_at.get(shard)
         rate = None
         if done_at is not None and started is not None and done_at > started:
@@ -149,6 +167,9 @@ def summarize(
             "caught_up_s": None if done_at is None else round(done_at, 2),
             "records_per_s": rate,
             "peak_10s_records_per_s": round(peak, 1),
+            "first_checkpoint_s": None if first is None else first[0],
+            "checkpoint_99pct_s": None if most is None else most[0],
+            "sustained_records_per_s": sustained,
         }
     return out
 
@@ -310,6 +331,11 @@ def catch_up(
     processed = sum(counters.get(k, 0) for k in ("records.judged", "records.invalid"))
     shards = summarize(backlog, timeline, initialized_at)
     rates = [s["records_per_s"] for s in shards.values() if s["records_per_s"] is not None]
+    sustained = [
+        s["sustained_records_per_s"]
+        for s in shards.values()
+        if s["sustained_records_per_s"] is not None
+    ]
     document = {
         "records": summary.sent,
         "failed_puts": summary.failed,
@@ -318,6 +344,7 @@ def catch_up(
         "catch_up_seconds": round(elapsed, 2) if caught_up else None,
         "shards": shards,
         "min_records_per_s_per_shard": min(rates) if rates else None,
+        "min_sustained_records_per_s_per_shard": min(sustained) if sustained else None,
         "processed_by_counters": processed,
         "duplicates": counters.get("records.duplicate", 0),
         "alerts_sent": counters.get("alerts.sent", 0),

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 CPU_LINES: tuple[tuple[str, str], ...] = (
-    ("kinesis_cpu_pct", "kinesis-mock"),
+    ("kinesis_cpu_pct", "Kinesis stand-in"),
     ("moto_cpu_pct", "moto"),
     ("daemon_jvm_cpu_pct", "daemon JVMs"),
     ("processors_cpu_pct", "processors + alert processes"),
@@ -18,7 +18,7 @@ CPU_LINES: tuple[tuple[str, str], ...] = (
 MEMORY_LINES: tuple[tuple[str, str], ...] = (
     ("processors_rss_mb", "processors + alert processes"),
     ("daemon_jvm_rss_mb", "daemon JVMs"),
-    ("kinesis_rss_mb", "kinesis-mock"),
+    ("kinesis_rss_mb", "Kinesis stand-in"),
     ("moto_rss_mb", "moto"),
     ("redis_rss_mb", "redis"),
 )

@@ -37,9 +37,27 @@ def test_the_summary_times_each_shard_from_its_processor_start_to_its_last_check
         "caught_up_s": 30.0,
         "records_per_s": 400.0,
         "peak_10s_records_per_s": 600.0,
+        "first_checkpoint_s": 20.0,
+        "checkpoint_99pct_s": 30.0,
+        # 6,000 at 20 s to 10,000 at 30 s: the start-up before the first batch is left out.
+        "sustained_records_per_s": 400.0,
     }
     assert shards["b"]["caught_up_s"] is None and shards["b"]["records_per_s"] is None
     assert shards["b"]["peak_10s_records_per_s"] == 50.0
+    assert shards["b"]["sustained_records_per_s"] is None  # never reached 99 %
+
+
+def test_the_sustained_rate_leaves_out_the_last_partial_batch_waiting_for_its_flush() -> None:
+    timeline = [
+        {"t": 0.0, "done": {"a": 0}},
+        {"t": 8.0, "done": {"a": 10000}},
+        {"t": 12.0, "done": {"a": 40000}},
+        {"t": 13.0, "done": {"a": 49900}},  # 99.8 %: only the partial batch is left
+        {"t": 23.0, "done": {"a": 50000}},  # checkpointed with its age flush, 10 s later
+    ]
+    shard = catchup.summarize({"a": 50000}, timeline, {"a": 6.0})["a"]
+    assert shard["sustained_records_per_s"] == 7980.0  # 39,900 records in 5 s
+    assert shard["records_per_s"] == round(50000 / 17, 1)  # from the start to the very last
 
 
 def test_no_local_stack_is_its_own_exit_code(tmp_path: Path) -> None:
