@@ -1,15 +1,20 @@
-"""How much the local Kinesis stand-in (kinesis-mock) takes: PutRecords in, GetRecords out.
+"""How much the local Kinesis stand-in takes: PutRecords in, GetRecords out.
 
     python -m load_test.standin --shards 4 --rate 2000 --duration 600
+    python -m load_test.standin --server fraudstream --shards 2 --rate 5000 --duration 40 \
+        --backlog-first
 
 Starts its own kinesis-mock (the patched copy `fraudstream local up` runs, or with --unpatched
-the pinned build with only its bind address changed) on a free port, creates a stream, puts
+the pinned build with only its bind address changed; or with --server fraudstream, fraudstream's
+own server, consumer/local/kinesis_server) on a free port, creates a stream, puts
 batches of --batch records paced to --rate (open loop: a batch is due at its time whatever the
 previous one took), and reads every shard as the KCL polls it (GetRecords, limit 10000, every
 --poll-ms). Each minute (--interval) it reports the records/s accepted and read, the put latency,
 how far the readers are behind, kinesis-mock's RSS and CPU (% of one core) and the machine's
 load. At the end it checks what was read: every accepted record once, in sequence-number order per
-shard. Exit 1 if that check fails. --json writes the rows and the totals.
+shard. Exit 1 if that check fails. --json writes the rows and the totals. With --backlog-first
+the readers start only when everything is put: the time they take to read it all is what a
+backlog costs the stand-in (drain_s, drain_read_per_s).
 
 The numbers and what they mean: docs/performance.md, "A stand-in that takes production rates".
 """
@@ -90,14 +95,7 @@ def kinesis_mock(unpatched: bool, heap_mb: int | None) -> Iterator[tuple[int, in
                 [*argv, str(work / "main.js")], cwd=work, env=env, stdout=log, stderr=log
             )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                with socket.socket() as probe:
-                    if probe.connect_ex((BIND_HOST, port)) == 0:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"kinesis-mock did not start: {work / 'kinesis.log'}")
-                time.sleep(0.2)
+            _wait_listening(process, port, work / "kinesis.log")
             yield process.pid, port
         finally:
             process.terminate()
@@ -105,6 +103,47 @@ def kinesis_mock(unpatched: bool, heap_mb: int | None) -> Iterator[tuple[int, in
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextmanager
+def fraudstream_server() -> Iterator[tuple[int, int]]:
+    """(pid, port) of fraudstream's own Kinesis server (consumer/local/kinesis_server)."""
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
+        with open(Path(tmp) / "kinesis.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "consumer.local.kinesis_server", "--port", str(port)],
+                env={**os.environ, **LOCAL_CREDENTIALS},
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            _wait_listening(process, port, Path(tmp) / "kinesis.log")
+            yield process.pid, port
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex((BIND_HOST, port)) == 0:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the Kinesis stand-in did not start: {log}")
+        time.sleep(0.2)
+
+
+def stand_in(args: argparse.Namespace) -> Any:
+    """The stand-in --server names, started for the run."""
+    if args.server == "fraudstream":
+        return fraudstream_server()
+    return kinesis_mock(args.unpatched, args.heap_mb)
 
 
 def _client(port: int, pool: int) -> Any:
@@ -238,7 +277,7 @@ def _stop_on_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
-    with kinesis_mock(args.unpatched, args.heap_mb) as (pid, port):
+    with stand_in(args) as (pid, port):
         control = _client(port, 4)
         control.create_stream(StreamName=STREAM, ShardCount=args.shards)
         while True:
@@ -259,8 +298,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for shard in shards
         ]
-        for thread in readers:
-            thread.start()
+        if not args.backlog_first:
+            for thread in readers:
+                thread.start()
+        read_started: float | None = None
         batches = int(args.rate * args.duration / args.batch)
         spacing = args.batch / args.rate
         due_lock = threading.Lock()
@@ -288,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         rows: list[dict[str, Any]] = []
         header = (
             "| minute | accepted/s | read/s | put p50 ms | put p99 ms | get p99 ms "
-            "| behind (records) | kinesis-mock RSS MB | kinesis-mock CPU % | load 1m |"
+            "| behind (records) | stand-in RSS MB | stand-in CPU % | load 1m |"
         )
         print(header)
         print("|" + " ---: |" * 10)
@@ -299,6 +340,13 @@ def run(args: argparse.Namespace) -> int:
         max_rss = 0.0
         while True:
             finished = not any(t.is_alive() for t in producers)
+            if finished and args.backlog_first:
+                if read_started is None:  # the backlog is in: now the readers start
+                    read_started = time.monotonic()
+                    for thread in readers:
+                        thread.start()
+                stop.set()
+                finished = not any(t.is_alive() for t in readers)
             now = time.monotonic()
             elapsed = now - t0
             if finished:
@@ -344,7 +392,9 @@ def run(args: argparse.Namespace) -> int:
         lost = sum(len(set(put.get(s, [])) - set(counters.got_seq.get(s, []))) for s in shards)
         duplicates = sum(len(v) - len(set(v)) for v in counters.got_seq.values())
         accepted_total = sum(counters.accepted.values())
+        drain_s = None if read_started is None else round(total_s - (read_started - t0), 1)
         summary = {
+            "server": args.server,
             "shards": args.shards,
             "rate": args.rate,
             "duration_s": args.duration,
@@ -359,6 +409,12 @@ def run(args: argparse.Namespace) -> int:
             "out_of_order": counters.order_errors,
             "max_rss_mb": round(max_rss),
             "wall_s": round(total_s, 1),
+            # --backlog-first: from the readers' start to the last one's end (it stops after
+            # three empty polls: 3 x --poll-ms of that is waiting, not reading).
+            "drain_s": drain_s,
+            "drain_read_per_s": None
+            if not drain_s
+            else round(sum(counters.read.values()) / drain_s),
         }
         print(json.dumps(summary))
         if args.json:
@@ -380,6 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap-mb", type=int, default=None, help="node --max-old-space-size")
     parser.add_argument(
         "--unpatched", action="store_true", help="the pinned build (bind address only)"
+    )
+    parser.add_argument(
+        "--server",
+        choices=("kinesis-mock", "fraudstream"),
+        default="kinesis-mock",
+        help="the stand-in: kinesis-mock (patched as `local up` runs it) or fraudstream's own "
+        "(consumer/local/kinesis_server)",
+    )
+    parser.add_argument(
+        "--backlog-first",
+        action="store_true",
+        help="put everything first, then start the readers: how fast a backlog drains",
     )
     parser.add_argument("--json", help="write the rows and the totals here")
     return run(parser.parse_args(argv))
