@@ -438,3 +438,10 @@ def test_sigterm_stops_it_with_exit_0(tmp_path: Path) -> None:
             own.process.wait()
     assert code == 0, own.stderr.read_text()
     assert took < 5, f"{took:.1f} s from SIGTERM to exit"
+    # Its last line says what it served: the one ListStreams above.
+    stopped = [
+        json.loads(line)
+        for line in own.stderr.read_text().splitlines()
+        if line.startswith("{") and '"stopped"' in line
+    ]
+    assert [line["calls"] for line in stopped] == [{"ListStreams": 1}]

@@ -44,8 +44,12 @@ async def _serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     app = KinesisApp(Streams(args.region, args.account))
-    get_logger("kinesis_server").info("listening", host=args.host, port=args.port)
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    log = get_logger("kinesis_server")
+    log.info("listening", host=args.host, port=args.port)
+    try:
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        log.info("stopped", calls=dict(app.calls), errors=dict(app.errors))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -36,6 +37,10 @@ class KinesisApp:
 
     def __init__(self, streams: Streams | None = None) -> None:
         self.streams = streams or Streams()
+        # Calls answered per operation, and errors per type: logged when the server stops, so a
+        # run's log says what its clients asked (docs/local-stack.md: what the KCL calls).
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
         s = self.streams
         self.operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "CreateStream": lambda r: s.create_stream(r, _now_ms()),
@@ -64,6 +69,7 @@ class KinesisApp:
             body = await _read_body(receive)
             status, payload = 200, self.answer(scope["method"], target, body, cbor)
         except KinesisError as error:
+            self.errors[error.error_type] += 1
             status, payload = 400, wire.encode_error(error, cbor)
             error_headers = [(b"x-amzn-errortype", error.error_type.encode())]
             if error.error_type == "UnknownOperationException":
@@ -85,6 +91,7 @@ class KinesisApp:
             raise KinesisError(
                 "UnknownOperationException", f"{target or 'no X-Amz-Target'} is not served here"
             )
+        self.calls[target.removeprefix(TARGET_PREFIX)] += 1
         return wire.encode_response(operation(wire.decode_request(body, cbor)), cbor)
 
 
