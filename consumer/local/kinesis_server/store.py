@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumer.errors import FraudstreamError
+
 HASH_SPACE = 1 << 128
 # Shapes of real sequence numbers: 56 decimal digits, increasing within a shard.
 SEQUENCE_BASE = 49 * 10**54
@@ -42,8 +44,9 @@ ITERATOR_TYPES = (
 )
 
 
-class KinesisError(Exception):
-    """An error answer, with the AWS error type the SDKs dispatch on."""
+class KinesisError(FraudstreamError):
+    """An error answer, with the AWS error type the SDKs dispatch on (a refusal of the
+    request, never a fault of the server)."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
