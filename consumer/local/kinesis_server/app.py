@@ -24,7 +24,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 TARGET_PREFIX = "Kinesis_20131202."
 MAX_BODY_BYTES = 12 * 1024 * 1024  # PutRecords' 5 MiB as base64 JSON, with room
-log = get_logger("kinesis_server")
 
 
 def _now_ms() -> int:
@@ -73,7 +72,15 @@ class KinesisApp:
             status, payload = 400, wire.encode_error(error, cbor)
             error_headers = [(b"x-amzn-errortype", error.error_type.encode())]
             if error.error_type == "UnknownOperationException":
-                log.warning("unknown_operation", target=target)
+                get_logger("kinesis_server").warning("unknown_operation", target=target)
+        except Exception as error:  # a bug here: one JSON line and a 500, the server goes on
+            self.errors["InternalFailure"] += 1
+            get_logger("kinesis_server").error(
+                "internal_error", target=target, error=repr(error), exc_info=True
+            )
+            status = 500
+            payload = wire.encode_error(KinesisError("InternalFailure", "internal error"), cbor)
+            error_headers = [(b"x-amzn-errortype", b"InternalFailure")]
         response_headers = [
             *error_headers,
             (b"content-type", (wire.CBOR_TYPE if cbor else wire.JSON_TYPE).encode()),
