@@ -59,6 +59,7 @@ from load_test.producer import (
     client_config,
     run_generate,
 )
+from load_test.report_files import report_line, write_report
 from load_test.run import ProcessSampler, _worker_counters, render_processes, stack_groups
 from load_test.synthetic import TransactionGenerator
 
@@ -354,12 +355,9 @@ def catch_up(
         "timeline": timeline,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
-    report_path = out / f"catchup-{stamp}.json"
-    report_path.write_text(json.dumps(document, indent=2, sort_keys=True))
-    charted = plot(document, out / f"catchup-{stamp}.png")
+    report_path, chart = write_report(
+        Path(args.out), "catchup", started, document, lambda path: plot(document, path)
+    )
     for shard, figures in shards.items():
         print(f"{shard}: {json.dumps(figures)}")
     print(
@@ -369,9 +367,7 @@ def catch_up(
     print(render_processes(processes.summary()))
     for name, mb in sorted(memory.peak.items()):
         print(f"peak RSS        {name}: {mb:.0f} MB")
-    print(
-        f"report: {report_path}" + (f", chart: {out / f'catchup-{stamp}.png'}" if charted else "")
-    )
+    print(report_line(report_path, chart))
     complete = processed >= sum(backlog.values())
     if not complete:
         print(

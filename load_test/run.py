@@ -61,6 +61,7 @@ from load_test.report import (
     score_labels,
     timeline,
 )
+from load_test.report_files import report_line, write_report
 from load_test.synthetic import TransactionGenerator
 from load_test.windows import drift, render_windows, window_rows
 
@@ -498,9 +499,6 @@ def main(argv: list[str] | None = None) -> int:
     # Scored against what reached the stream: an entry the producer gave up on is its failure.
     score_labels({t: labels[t] for t in put_time}, found, report)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
     document = json.loads(report.to_json())
     document["processes"] = {"summary": processes.summary(), "timeline": processes.rows}
     windows = window_rows(
@@ -512,19 +510,19 @@ def main(argv: list[str] | None = None) -> int:
         sampler_offset_s=sampler_wall - started,
     )
     document["windows"] = {"width_s": args.window, "rows": windows, "drift": drift(windows)}
-    (out / f"load-{stamp}.json").write_text(json.dumps(document, indent=2, sort_keys=True))
-    charted = plot(
-        report, out / f"load-{stamp}.png", processes.rows, sampler_offset_s=sampler_wall - started
+    report_path, chart = write_report(
+        Path(args.out),
+        "load",
+        started,
+        document,
+        lambda path: plot(report, path, processes.rows, sampler_offset_s=sampler_wall - started),
     )
     print(render_text(report))
     print(render_processes(processes.summary()))
     print(f"per {args.window:.0f} s (latency by put time, memory at each window's end):")
     print(render_windows(windows))
     print(f"drift, last full window - first after the first: {json.dumps(drift(windows))}")
-    print(
-        f"report: {out / f'load-{stamp}.json'}"
-        + (f", chart: {out / f'load-{stamp}.png'}" if charted else "")
-    )
+    print(report_line(report_path, chart))
     dead_lettered = frozenset(
         str(line.get("sequence_number"))
         for _, line in read_jsonl_objects(s3, env["FRAUD_BUCKET"], "dead-letter/")

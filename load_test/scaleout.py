@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import itertools
-import json
 import sys
 import threading
 import time
@@ -66,6 +65,7 @@ from load_test.producer import (
     client_config,
     run_generate,
 )
+from load_test.report_files import report_line, write_report
 from load_test.run import ProcessSampler, render_processes, stack_groups, worker_log_counters
 from load_test.synthetic import TransactionGenerator
 
@@ -563,13 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         "timeline": timeline,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
-    report_path = out / f"scaleout-{stamp}.json"
-    report_path.write_text(json.dumps(document, indent=2, sort_keys=True))
-    chart = out / f"scaleout-{stamp}.png"
-    charted = plot(document, chart)
+    report_path, chart = write_report(
+        Path(args.out), "scaleout", started, document, lambda path: plot(document, path)
+    )
 
     print(
         f"start: {len(first)} worker(s), leases {join_summaries[0]['leases_at_end']}, "
@@ -595,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_processes(processes.summary()))
     for name, mb in sorted(memory.peak.items()):
         print(f"peak RSS        {name}: {mb:.0f} MB")
-    print(f"report: {report_path}" + (f", chart: {chart}" if charted else ""))
+    print(report_line(report_path, chart))
 
     problems = [
         f"{j['worker']}'s join not balanced within {args.target:.0f} s"
