@@ -94,15 +94,8 @@ def kinesis_mock(unpatched: bool, heap_mb: int | None) -> Iterator[tuple[int, in
             process = subprocess.Popen(
                 [*argv, str(work / "main.js")], cwd=work, env=env, stdout=log, stderr=log
             )
-        try:
-            _wait_listening(process, port, work / "kinesis.log")
-            yield process.pid, port
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        with _serving(process, port, work / "kinesis.log") as served:
+            yield served
 
 
 @contextmanager
@@ -117,26 +110,29 @@ def fraudstream_server() -> Iterator[tuple[int, int]]:
                 stdout=log,
                 stderr=log,
             )
+        with _serving(process, port, Path(tmp) / "kinesis.log") as served:
+            yield served
+
+
+@contextmanager
+def _serving(process: subprocess.Popen[bytes], port: int, log: Path) -> Iterator[tuple[int, int]]:
+    """(pid, port) once the started stand-in listens; stopped (SIGTERM, then SIGKILL) on exit."""
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex((BIND_HOST, port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Kinesis stand-in did not start: {log}")
+            time.sleep(0.2)
+        yield process.pid, port
+    finally:
+        process.terminate()
         try:
-            _wait_listening(process, port, Path(tmp) / "kinesis.log")
-            yield process.pid, port
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex((BIND_HOST, port)) == 0:
-                return
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the Kinesis stand-in did not start: {log}")
-        time.sleep(0.2)
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def stand_in(args: argparse.Namespace) -> Any:

@@ -29,6 +29,7 @@ import pytest
 from botocore.config import Config
 
 from tests.integration.conftest import free_port
+from tests.support.kinesis_reads import read_shard
 
 pytestmark = pytest.mark.integration
 
@@ -116,21 +117,6 @@ def _port_of(client: Any) -> int:
     return int(client.meta.endpoint_url.rsplit(":", 1)[1])
 
 
-def _read_all(client: Any, shard: str, limit: int) -> list[dict[str, Any]]:
-    iterator = client.get_shard_iterator(
-        StreamName=STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records: list[dict[str, Any]] = []
-    while True:
-        answer = client.get_records(ShardIterator=iterator, Limit=limit)
-        assert len(answer["Records"]) <= limit
-        records.extend(answer["Records"])
-        iterator = answer["NextShardIterator"]
-        if not answer["Records"]:
-            assert answer["MillisBehindLatest"] == 0
-            return records
-
-
 # --- HTTP/1.1, JSON, boto3 -------------------------------------------------------------------
 
 
@@ -157,7 +143,7 @@ def test_every_record_once_in_put_order_per_shard(kinesis: Any) -> None:
         assert put[shard], f"no record went to {shard}"
         numbers = [n for n, _, _ in put[shard]]
         assert numbers == sorted(set(numbers))
-        got = _read_all(kinesis, shard, limit=64)
+        got = read_shard(kinesis, STREAM, shard, limit=64)
         assert [(int(r["SequenceNumber"]), r["Data"], r["PartitionKey"]) for r in got] == put[shard]
         arrivals = [r["ApproximateArrivalTimestamp"] for r in got]
         assert arrivals == sorted(arrivals)
@@ -183,7 +169,7 @@ def test_an_iterator_after_a_sequence_number_and_at_a_timestamp(kinesis: Any) ->
     first = kinesis.list_shards(StreamName=STREAM)["Shards"][0]
     _put_to(kinesis, first, 3)
     shard = first["ShardId"]
-    everything = _read_all(kinesis, shard, limit=10_000)
+    everything = read_shard(kinesis, STREAM, shard, limit=10_000)
     assert len(everything) > 2
     middle = len(everything) // 2
     after = kinesis.get_shard_iterator(
@@ -337,7 +323,7 @@ def test_http2_prior_knowledge_cbor_answers_like_the_java_sdk_expects(kinesis: A
     shards = kinesis.list_shards(StreamName=STREAM)["Shards"]
     _put_to(kinesis, shards[1], 6)
     shard = shards[1]["ShardId"]
-    expected = _read_all(kinesis, shard, limit=10_000)[:5]
+    expected = read_shard(kinesis, STREAM, shard, limit=10_000)[:5]
     iterator = kinesis.get_shard_iterator(
         StreamName=STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
@@ -380,7 +366,7 @@ def test_http2_cbor_timestamps_as_the_java_sdk_writes_them(kinesis: Any) -> None
     AT_TIMESTAMP (docs/runbook.md's replay from a point in time). Both must be answered."""
     shards = kinesis.list_shards(StreamName=STREAM)["Shards"]
     _put_to(kinesis, shards[2], 2)
-    first = _read_all(kinesis, shards[2]["ShardId"], limit=10_000)[0]
+    first = read_shard(kinesis, STREAM, shards[2]["ShardId"], limit=10_000)[0]
     stamp_ms = round(first["ApproximateArrivalTimestamp"].timestamp() * 1000)
     listed, iterator = _h2_calls(
         _port_of(kinesis),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from load_test.standin import _client, kinesis_mock
+from tests.support.kinesis_reads import read_shard
 
 STREAM = "patched"
 
@@ -31,19 +32,6 @@ def kinesis() -> Iterator[Any]:
         ):
             time.sleep(0.1)
         yield client
-
-
-def _read_all(client: Any, shard: str, limit: int) -> list[dict[str, Any]]:
-    iterator = client.get_shard_iterator(
-        StreamName=STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records: list[dict[str, Any]] = []
-    while True:
-        answer = client.get_records(ShardIterator=iterator, Limit=limit)
-        records.extend(answer["Records"])
-        iterator = answer["NextShardIterator"]
-        if not answer["Records"]:
-            return records
 
 
 def test_every_record_once_in_order_per_shard(kinesis: Any) -> None:
@@ -69,13 +57,13 @@ def test_every_record_once_in_order_per_shard(kinesis: Any) -> None:
         numbers = [n for n, _ in put[shard]]
         assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
         # Limit 64: most reads go through an AFTER_SEQUENCE_NUMBER iterator (the seek patched).
-        got = _read_all(kinesis, shard, limit=64)
+        got = read_shard(kinesis, STREAM, shard, limit=64)
         assert [(int(r["SequenceNumber"]), r["Data"]) for r in got] == put[shard]
 
 
 def test_an_iterator_after_a_sequence_number_in_the_middle(kinesis: Any) -> None:
     shard = kinesis.list_shards(StreamName=STREAM)["Shards"][0]["ShardId"]
-    everything = _read_all(kinesis, shard, limit=10000)
+    everything = read_shard(kinesis, STREAM, shard, limit=10000)
     middle = everything[len(everything) // 2]
     iterator = kinesis.get_shard_iterator(
         StreamName=STREAM,
