@@ -38,6 +38,11 @@ async def _serve(args: argparse.Namespace) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # to the JSON lines on stderr
     config.keep_alive_timeout = 75  # the SDKs keep their connections pooled between polls
+    # hypercorn closes a connection after 1,000 requests by default. The KCL polls every shard
+    # twice a second on one HTTP/2 connection, so that was every 2-4 minutes, and a GetRecords
+    # caught in the close waited 10 s for the SDK to give up on it (a 30-minute soak's p99 was
+    # 10 s for that alone; docs/performance.md). A connection here lives as long as its client.
+    config.keep_alive_max_requests = 2**62
     config.h2_max_concurrent_streams = 1000
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
