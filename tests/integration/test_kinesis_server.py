@@ -445,9 +445,15 @@ def test_sigterm_stops_it_with_exit_0(tmp_path: Path) -> None:
             headers={"Content-Type": JSON, "X-Amz-Target": TARGET + "ListStreams"},
         )
         assert json.loads(idle.getresponse().read())["StreamNames"] == []
+        # And an HTTP/2 one that has sent its preface and settings and reads nothing yet
+        # (asyncio logged its cancellation at shutdown as an error with a traceback).
+        opening = socket.create_connection(("127.0.0.1", own.port), timeout=5)
+        opening.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        time.sleep(0.3)
         code, took = _stop(own)
     finally:
         idle.close()
+        opening.close()
         if own.process.poll() is None:
             own.process.kill()
             own.process.wait()
@@ -460,3 +466,6 @@ def test_sigterm_stops_it_with_exit_0(tmp_path: Path) -> None:
         if line.startswith("{") and '"stopped"' in line
     ]
     assert [line["calls"] for line in stopped] == [{"ListStreams": 1}]
+    # The open connection's cancellation at shutdown is not an error with a traceback.
+    logged = [json.loads(line) for line in own.stderr.read_text().splitlines()]
+    assert [line for line in logged if line["level"] not in ("info", "warning")] == []

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -32,6 +33,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _quiet_cancellation(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """At shutdown hypercorn cancels the task of every connection still open (the SDKs keep
+    theirs), and asyncio would log each cancellation as an error with a traceback. A
+    cancellation is the shutdown working; anything else still goes to the default handler."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     config = Config()
     config.bind = [f"{args.host}:{args.port}"]
@@ -46,6 +56,7 @@ async def _serve(args: argparse.Namespace) -> None:
     config.h2_max_concurrent_streams = 1000
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_cancellation)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     app = KinesisApp(Streams(args.region, args.account))
