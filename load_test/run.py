@@ -37,7 +37,13 @@ from consumer.infra.readback import (
     read_jsonl_objects,
 )
 from consumer.ingest.entries import Entry
-from consumer.local.stack import StackOptions, read_env_file, running_pids, stack_client
+from consumer.local.stack import (
+    StackOptions,
+    read_env_file,
+    running_pids,
+    stack_client,
+    worker_log_events,
+)
 from load_test.alert_tap import HttpAlertTap
 from load_test.cli_help import HelpFormatter, add_workload_arguments, exit_codes
 from load_test.memory import MemorySampler, worker_tree
@@ -68,24 +74,14 @@ from load_test.windows import drift, render_windows, window_rows
 
 def worker_log_counters(options: StackOptions, since: float) -> dict[str, dict[str, int]]:
     """Per worker log: the sums of its `metrics` lines written after `since`."""
-    out: dict[str, dict[str, int]] = {}
-    for log in sorted(options.logs.glob("worker-*.log")):
-        totals: dict[str, int] = {}
-        with log.open("rb") as lines:
-            for raw in lines:
-                if b'"event": "metrics"' not in raw:
-                    continue
-                try:
-                    entry = json.loads(raw)
-                    at = parse_time(entry["timestamp"])
-                except (ValueError, KeyError):
-                    continue
-                if at < since:
-                    continue
-                for key, value in entry.items():
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        totals[key] = totals.get(key, 0) + value
-        out[log.stem] = totals
+    out: dict[str, dict[str, int]] = {
+        path.stem: {} for path in sorted(options.logs.glob("worker-*.log"))
+    }
+    for worker, entry in worker_log_events(options, b'"event": "metrics"', since):
+        totals = out[worker]
+        for key, value in entry.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
     return out
 
 

@@ -401,13 +401,16 @@ def wait_for_leases(
         time.sleep(1)
 
 
-def initialized_shards(options: StackOptions, since: float) -> set[str]:
-    """Shards whose record processor logged `shard_initialized` at or after `since` (epoch s)."""
-    found: set[str] = set()
-    for path in options.logs.glob("worker-*.log"):
+def worker_log_events(
+    options: StackOptions, marker: bytes, since: float
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(worker, event) for each JSON line of the workers' logs that holds `marker` and was
+    written at or after `since` (epoch s); a line that does not parse or has no timestamp is
+    skipped, so a torn last line never stops a reader."""
+    for path in sorted(options.logs.glob("worker-*.log")):
         with path.open("rb") as log_file:
             for raw in log_file:
-                if b'"shard_initialized"' not in raw:
+                if marker not in raw:
                     continue
                 try:
                     event = json.loads(raw)
@@ -415,8 +418,15 @@ def initialized_shards(options: StackOptions, since: float) -> set[str]:
                 except (ValueError, KeyError, TypeError):
                     continue
                 if at >= since:
-                    found.add(str(event.get("shard_id")))
-    return found
+                    yield path.stem, event
+
+
+def initialized_shards(options: StackOptions, since: float) -> set[str]:
+    """Shards whose record processor logged `shard_initialized` at or after `since` (epoch s)."""
+    return {
+        str(event.get("shard_id"))
+        for _, event in worker_log_events(options, b'"shard_initialized"', since)
+    }
 
 
 def wait_for_processors(
