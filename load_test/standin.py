@@ -43,7 +43,13 @@ import boto3
 from botocore.config import Config
 
 from consumer.local.kinesis_patch import patch_kinesis_mock
-from consumer.local.stack import BIND_HOST, LOCAL_CREDENTIALS, find_kinesis_mock
+from consumer.local.stack import (
+    BIND_HOST,
+    LOCAL_CREDENTIALS,
+    StackOptions,
+    find_kinesis_mock,
+    kinesis_command,
+)
 from load_test.procfs import cpu_seconds
 
 STREAM = "standin-bench"
@@ -103,12 +109,12 @@ def fraudstream_server() -> Iterator[tuple[int, int]]:
     """(pid, port) of fraudstream's own Kinesis server (consumer/local/kinesis_server)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
+        argv, cwd = kinesis_command(
+            StackOptions(state_dir=Path(tmp), kinesis_port=port, kinesis_server="fraudstream")
+        )
         with open(Path(tmp) / "kinesis.log", "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "consumer.local.kinesis_server", "--port", str(port)],
-                env={**os.environ, **LOCAL_CREDENTIALS},
-                stdout=log,
-                stderr=log,
+                argv, cwd=cwd, env={**os.environ, **LOCAL_CREDENTIALS}, stdout=log, stderr=log
             )
         with _serving(process, port, Path(tmp) / "kinesis.log") as served:
             yield served

@@ -93,12 +93,13 @@ class KinesisApp:
     def answer(self, method: str, target: str, body: bytes, cbor: bool) -> bytes:
         if method != "POST":
             raise KinesisError("UnknownOperationException", f"{method} is not a Kinesis call")
-        operation = self.operations.get(target.removeprefix(TARGET_PREFIX))
-        if operation is None or not target.startswith(TARGET_PREFIX):
+        name = target.removeprefix(TARGET_PREFIX)
+        operation = self.operations.get(name) if name != target else None
+        if operation is None:
             raise KinesisError(
                 "UnknownOperationException", f"{target or 'no X-Amz-Target'} is not served here"
             )
-        self.calls[target.removeprefix(TARGET_PREFIX)] += 1
+        self.calls[name] += 1
         return wire.encode_response(operation(wire.decode_request(body, cbor)), cbor)
 
 
