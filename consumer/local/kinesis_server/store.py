@@ -132,11 +132,6 @@ def _hash_ranges(count: int) -> list[tuple[int, int]]:
     ]
 
 
-def _encode_iterator(stream: str, shard: int, position: int, issued_ms: int) -> str:
-    raw = f"{stream}/{shard}/{position}/{issued_ms}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
 class Streams:
     """Every stream of one server (one account and region)."""
 
@@ -238,9 +233,8 @@ class Streams:
         token = request.get("NextToken")
         start = 0
         if isinstance(token, str):
-            name, _, offset = _decode_token(token)
+            name, (start,) = _unpack(token, 2, "NextToken")
             stream = self.stream({"StreamName": name})
-            start = offset
         else:
             stream = self.stream(request)
         limit = request.get("MaxResults", 1000)
@@ -249,7 +243,7 @@ class Streams:
         page = stream.shards[start : start + limit]
         answer: dict[str, Any] = {"Shards": [shard.describe() for shard in page]}
         if start + limit < len(stream.shards):
-            answer["NextToken"] = _encode_token(stream.name, start + limit)
+            answer["NextToken"] = _opaque(stream.name, start + limit)
         return answer
 
     # --- writing -------------------------------------------------------------------------
@@ -310,13 +304,13 @@ class Streams:
                 position = bisect.bisect_left(shard.sequence_numbers, sequence)
             else:
                 position = bisect.bisect_right(shard.sequence_numbers, sequence)
-        return {"ShardIterator": _encode_iterator(stream.name, shard.index, position, now_ms)}
+        return {"ShardIterator": _opaque(stream.name, shard.index, position, now_ms)}
 
     def get_records(self, request: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         iterator = request.get("ShardIterator")
         if not isinstance(iterator, str):
             raise _invalid("ShardIterator is required")
-        name, shard_index, position, issued_ms = _decode_iterator(iterator)
+        name, (shard_index, position, issued_ms) = _unpack(iterator, 4, "ShardIterator")
         if now_ms - issued_ms > ITERATOR_TTL_MS:
             raise KinesisError(
                 "ExpiredIteratorException", f"Iterator expired {now_ms - issued_ms} ms after issue"
@@ -341,7 +335,7 @@ class Streams:
         behind = max(1, now_ms - shard.arrivals_ms[end]) if end < len(shard.records) else 0
         return {
             "Records": batch,
-            "NextShardIterator": _encode_iterator(name, shard_index, end, now_ms),
+            "NextShardIterator": _opaque(name, shard_index, end, now_ms),
             "MillisBehindLatest": behind,
         }
 
@@ -367,23 +361,17 @@ def _entry(entry: Any, where: str) -> tuple[bytes, str, int | None]:
     return data, key, int(explicit)
 
 
-def _decode_iterator(iterator: str) -> tuple[str, int, int, int]:
+def _opaque(*fields: str | int) -> str:
+    """A shard iterator or a ListShards NextToken: its fields, opaque to the client."""
+    return base64.urlsafe_b64encode("/".join(map(str, fields)).encode()).decode()
+
+
+def _unpack(text: str, count: int, what: str) -> tuple[str, list[int]]:
+    """The stream name and the `count - 1` numbers `_opaque` packed, or an error naming what."""
     try:
-        name, shard, position, issued = (
-            base64.urlsafe_b64decode(iterator.encode()).decode().rsplit("/", 3)
-        )
-        return name, int(shard), int(position), int(issued)
+        name, *numbers = base64.urlsafe_b64decode(text.encode()).decode().rsplit("/", count - 1)
+        if len(numbers) != count - 1:
+            raise ValueError(text)
+        return name, [int(number) for number in numbers]
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _invalid(f"ShardIterator {iterator[:40]!r} is not one this server issued") from None
-
-
-def _encode_token(stream: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{stream}/0/{offset}".encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[str, int, int]:
-    try:
-        name, zero, offset = base64.urlsafe_b64decode(token.encode()).decode().rsplit("/", 2)
-        return name, int(zero), int(offset)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _invalid("NextToken is not one this server issued") from None
+        raise _invalid(f"{what} {text[:40]!r} is not one this server issued") from None
